@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Zero-setup entry point: ``python3 dev.py demo`` and ``python3 dev.py test``.
+
+Creates ``.venv`` next to this file on first use (only a Python 3 interpreter is
+needed), installs skinfluence in editable mode with the extras the command needs,
+and runs the command inside that environment.
+
+Commands
+--------
+demo    explain a misclassified digit and rank training rows by self-influence
+test    run the whole test suite (extra arguments go to pytest)
+bench   run a benchmark script from benchmarks/ (e.g. ``bench bench_exact.py``)
+"""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+# torch is optional; when a command needs it, this exact CPU build is installed.
+TORCH_PIN = "torch==2.13.0"
+
+
+def _ensure_env(extras):
+    """Create the virtual environment and install the package with ``extras``."""
+    stamp = VENV / f".installed-{'-'.join(sorted(extras)) or 'core'}"
+    pyproject = ROOT / "pyproject.toml"
+    if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
+        return
+    if not PYTHON.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    spec = f".[{','.join(sorted(extras))}]" if extras else "."
+    print(f"installing skinfluence{spec[1:]} (first run only)", flush=True)
+    cmd = [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*cmd, "-e", spec], cwd=ROOT, check=True)
+    stamp.touch()
+
+
+def _run(args):
+    return subprocess.run(args, cwd=ROOT).returncode
+
+
+def main(argv):
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        _ensure_env(set())
+        return _run([str(BIN / "skinfluence"), "demo", *rest])
+    if command == "test":
+        _ensure_env({"test"})
+        return _run([str(PYTHON), "-m", "pytest", *rest])
+    if command == "bench":
+        _ensure_env({"bench", "test"})
+        return _run([str(PYTHON), *(str(ROOT / "benchmarks" / a) for a in rest[:1]),
+                     *rest[1:]])
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

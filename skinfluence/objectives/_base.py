@@ -1,0 +1,297 @@
+"""Closed-form derivatives of models whose outputs are linear in the features.
+
+Conventions
+-----------
+A model has ``K`` linear outputs ``eta_k = x @ coef[k] + intercept[k]``
+(``K = 1`` for regression and binary classification, ``K = n_classes`` for
+multinomial and one-vs-rest models). The parameter vector is::
+
+    theta = [coef[0], intercept[0], coef[1], intercept[1], ..., intercept[K-1]]
+
+i.e. the rows of ``Theta = [coef | intercept]`` of shape ``(K, d + 1)``
+flattened in C order (output-major, intercept last in each block; without an
+intercept each block has length ``d``). This is scikit-learn's own layout of
+``coef_`` and ``intercept_``.
+
+Every estimator minimises, in *mean form*,
+
+    L(theta) = 1 / W * sum_i w_i * loss(y_i, eta_i) + 1/2 * theta' diag(lam) theta
+
+with ``W = sum_i w_i`` the sum of the effective sample weights (sample_weight
+times class_weight) and ``lam`` the per-parameter penalty (zero for an
+unpenalized intercept). Its Hessian is::
+
+    H = 1 / W * sum_i w_i * (D_i kron xt_i xt_i') + diag(lam)
+
+with ``xt_i = [x_i, 1]`` and ``D_i`` the ``(K, K)`` Hessian of the pointwise
+loss with respect to ``eta_i``. Each per-sample gradient factorises as
+``g_i = r_i kron xt_i`` with ``r_i = d loss / d eta`` of length ``K``, so
+products with the ``(n, p)`` gradient matrix never need to form it.
+
+``penalty_scaling`` says how the estimator's penalty moves when the data
+change (it matters for leave-one-out and reweighting, not for ``H``):
+
+- ``'fixed'``: the sum-form objective is ``sum_i w_i loss_i + penalty``
+  (LogisticRegression ``C``, Ridge ``alpha``): removing a row only removes its
+  term.
+- ``'weight_sum'``: the objective is a weighted *mean* plus a fixed penalty
+  (GLMs): removing a row also strengthens the penalty by its weight share.
+- ``'n_samples'``: the objective is a mean over the *number* of rows plus a
+  fixed penalty (SGD): removing a row strengthens the penalty by ``1 / n``.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+PENALTY_SCALINGS = ("fixed", "weight_sum", "n_samples")
+
+
+def _dense(a):
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
+
+
+class LinearObjective:
+    """Derivatives of a fitted linear-output model's training objective.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (K, d)
+        Fitted coefficients.
+    intercept : ndarray of shape (K,) or None
+        Fitted intercepts, ``None`` when the model has none.
+    family : object
+        Pointwise loss with ``loss``, ``gradient`` and ``hessian`` methods
+        taking ``(y, eta)`` (see :mod:`skinfluence.objectives.logistic`).
+    penalty : ndarray of shape (n_params,)
+        The mean-form penalty ``lam`` (see module docstring).
+    penalty_scaling : {'fixed', 'weight_sum', 'n_samples'}
+        How the penalty reacts to removing or reweighting a row.
+    null_space : ndarray of shape (n_params, r), default=None
+        Orthonormal directions along which the objective is exactly flat
+        (the over-parameterisation of a multinomial model). Gradients are
+        orthogonal to them; solvers invert ``H`` on their complement.
+    """
+
+    def __init__(self, coef, intercept, family, penalty, penalty_scaling,
+                 null_space=None):
+        self.coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+        self.intercept = (
+            None if intercept is None
+            else np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        )
+        self.family = family
+        self.penalty = np.asarray(penalty, dtype=np.float64)
+        self.penalty_scaling = penalty_scaling
+        self.null_space = null_space
+        if penalty_scaling not in PENALTY_SCALINGS:
+            raise ValueError(f"penalty_scaling must be one of {PENALTY_SCALINGS}")
+        if self.penalty.shape != (self.n_params,):
+            raise ValueError(
+                f"penalty has shape {self.penalty.shape}, expected ({self.n_params},)"
+            )
+
+    # -- layout -------------------------------------------------------------
+    @property
+    def n_outputs(self):
+        return self.coef.shape[0]
+
+    @property
+    def n_features(self):
+        return self.coef.shape[1]
+
+    @property
+    def fit_intercept(self):
+        return self.intercept is not None
+
+    @property
+    def block_size(self):
+        return self.n_features + int(self.fit_intercept)
+
+    @property
+    def n_params(self):
+        return self.n_outputs * self.block_size
+
+    @property
+    def theta(self):
+        """The parameter vector in the layout of the module docstring."""
+        blocks = self.coef
+        if self.fit_intercept:
+            blocks = np.hstack([self.coef, self.intercept[:, None]])
+        return blocks.ravel()
+
+    def with_theta(self, theta):
+        """A copy of this objective at other parameters (for finite differences)."""
+        blocks = np.asarray(theta, dtype=np.float64).reshape(
+            self.n_outputs, self.block_size
+        )
+        d = self.n_features
+        return type(self)(
+            blocks[:, :d], blocks[:, d] if self.fit_intercept else None,
+            self.family, self.penalty, self.penalty_scaling, self.null_space,
+        )
+
+    # -- pointwise quantities -------------------------------------------------
+    def linear_predictor(self, X):
+        """``eta`` of shape (n, K)."""
+        eta = np.asarray(X @ self.coef.T)
+        if self.fit_intercept:
+            eta = eta + self.intercept
+        return eta
+
+    def loss(self, X, y):
+        """Per-sample loss of shape (n,), the quantity being differentiated."""
+        return self.family.loss(y, self.linear_predictor(X))
+
+    def residuals(self, X, y):
+        """``r_i = d loss_i / d eta_i``, of shape (n, K)."""
+        return self.family.gradient(y, self.linear_predictor(X))
+
+    def objective(self, X, y, sample_weight):
+        """The mean-form training objective ``L(theta)`` (a float)."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        theta = self.theta
+        data = np.dot(w, self.loss(X, y)) / w.sum()
+        return float(data + 0.5 * np.dot(self.penalty * theta, theta))
+
+    def expand(self, X, factors):
+        """Gradient-like rows ``factors_i kron xt_i``, dense of shape (n, p)."""
+        X = _dense(X)
+        blocks = factors[:, :, None] * X[:, None, :]
+        if self.fit_intercept:
+            blocks = np.concatenate([blocks, factors[:, :, None]], axis=2)
+        return blocks.reshape(X.shape[0], -1)
+
+    def gradients(self, X, y):
+        """Per-sample gradients of the loss, dense of shape (n, n_params)."""
+        return self.expand(X, self.residuals(X, y))
+
+    def project(self, X, factors, V):
+        """Compute ``expand(X, factors) @ V`` without forming the expansion.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n, d)
+        factors : ndarray of shape (n, K)
+        V : ndarray of shape (n_params, m)
+
+        Returns
+        -------
+        ndarray of shape (n, m)
+        """
+        return np.einsum("nk,nkm->nm", factors, self._block_products(X, V))
+
+    def _block_products(self, X, V):
+        """``xt_i @ V_k`` for every row and output block: shape (n, K, m)."""
+        K, b, d = self.n_outputs, self.block_size, self.n_features
+        m = V.shape[1]
+        Vb = V.reshape(K, b, m)
+        coef_part = Vb[:, :d, :].transpose(1, 0, 2).reshape(d, K * m)
+        Z = np.asarray(X @ coef_part).reshape(-1, K, m)
+        if self.fit_intercept:
+            Z = Z + Vb[:, d, :][None, :, :]
+        return Z
+
+    # -- curvature ------------------------------------------------------------
+    def hessian(self, X, y, sample_weight):
+        """Hessian of the mean-form objective, of shape (n_params, n_params)."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        D = self.family.hessian(y, self.linear_predictor(X))
+        H = self.curvature_sum(X, D * (w / w.sum())[:, None, None])
+        H[np.diag_indices_from(H)] += self.penalty
+        return H
+
+    def curvature_sum(self, X, S):
+        """``sum_i S_i kron xt_i xt_i'`` for S of shape (n, K, K)."""
+        K, b, d = self.n_outputs, self.block_size, self.n_features
+        H = np.zeros((K * b, K * b))
+        Xd = X if sp.issparse(X) else np.asarray(X)
+        for k in range(K):
+            for j in range(k, K):
+                s = S[:, k, j]
+                block = np.empty((b, b))
+                Xs = (sp.diags(s) @ Xd) if sp.issparse(Xd) else Xd * s[:, None]
+                block[:d, :d] = _dense(Xd.T @ Xs)
+                if self.fit_intercept:
+                    col = np.asarray(Xs.sum(axis=0)).ravel()
+                    block[:d, d] = col
+                    block[d, :d] = col
+                    block[d, d] = s.sum()
+                H[k * b:(k + 1) * b, j * b:(j + 1) * b] = block
+                H[j * b:(j + 1) * b, k * b:(k + 1) * b] = block.T
+        return H
+
+    def hessian_vector_product(self, X, y, sample_weight, V):
+        """``H @ V`` without forming ``H``, for V of shape (n_params, m)."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        D = self.family.hessian(y, self.linear_predictor(X))
+        Z = self._block_products(X, V)  # (n, K, m)
+        DZ = np.einsum("nkl,nlm->nkm", D, Z) * (w / w.sum())[:, None, None]
+        K, b, d = self.n_outputs, self.block_size, self.n_features
+        out = np.empty((K, b, V.shape[1]))
+        for k in range(K):
+            out[k, :d] = np.asarray(X.T @ DZ[:, k, :])
+            if self.fit_intercept:
+                out[k, d] = DZ[:, k, :].sum(axis=0)
+        return out.reshape(K * b, -1) + self.penalty[:, None] * V
+
+    def mean_gradient(self, X, y, sample_weight):
+        """Gradient of the mean-form objective (zero at an exact optimum)."""
+        w = np.asarray(sample_weight, dtype=np.float64)
+        R = self.residuals(X, y) * (w / w.sum())[:, None]
+        return self.project_transpose(X, R) + self.penalty * self.theta
+
+    def project_transpose(self, X, factors):
+        """``expand(X, factors).sum(axis=0)`` without forming the expansion."""
+        K, b, d = self.n_outputs, self.block_size, self.n_features
+        out = np.empty((K, b))
+        out[:, :d] = np.asarray(X.T @ factors).T
+        if self.fit_intercept:
+            out[:, d] = factors.sum(axis=0)
+        return out.ravel()
+
+    # -- dependence on the data ------------------------------------------------
+    def reweight_term(self):
+        """Extra gradient every training row carries when it is upweighted.
+
+        With a ``'weight_sum'`` penalty, upweighting a row by ``eps`` (in the
+        mean-form sense ``L + eps * loss_z``) also adds ``eps`` times the
+        penalty, so the row acts through ``g_z + lam * theta``.
+        """
+        if self.penalty_scaling == "weight_sum":
+            return self.penalty * self.theta
+        return np.zeros(self.n_params)
+
+    def removal_term(self, sample_weight):
+        """How a data-dependent penalty reacts to removing each row.
+
+        Removing row z moves the optimum by about
+        ``H^-1 (w_z * g_z + s_z * q) / W`` with ``q = lam * theta``. Returns the
+        pair ``(s, q)``: ``s`` of shape (n,) and ``q`` of shape (n_params,);
+        ``s`` is zero for a ``'fixed'`` penalty.
+        """
+        w = np.asarray(sample_weight, dtype=np.float64)
+        q = self.penalty * self.theta
+        if self.penalty_scaling == "weight_sum":
+            return w, q
+        if self.penalty_scaling == "n_samples":
+            return np.full_like(w, w.sum() / w.shape[0]), q
+        return np.zeros_like(w), q
+
+    # -- perturbation of the inputs -------------------------------------------
+    def perturbation_products(self, X, y, V):
+        """``v' d/dx d/dtheta loss(x_i)`` for each row i and column v of V.
+
+        Returns an array of shape (n, m, d): the derivative with respect to the
+        features of row i of ``g_i @ v``.
+        """
+        K, b, d = self.n_outputs, self.block_size, self.n_features
+        m = V.shape[1]
+        eta = self.linear_predictor(X)
+        R = self.family.gradient(y, eta)
+        D = self.family.hessian(y, eta)
+        Vb = V.reshape(K, b, m)
+        # d/dx of r_k(eta(x)) * xt: r_k * V_k[:d] + (xt . V_k) * sum_l D_kl coef_l
+        first = np.einsum("nk,kdm->nmd", R, Vb[:, :d, :])
+        Z = self._block_products(X, V)
+        DC = np.einsum("nkl,ld->nkd", D, self.coef)
+        return first + np.einsum("nkm,nkd->nmd", Z, DC)

@@ -1,0 +1,83 @@
+"""Fitted estimator -> objective adapter, dispatched on the estimator's type."""
+
+from sklearn.linear_model import (
+    GammaRegressor,
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+    RidgeCV,
+    SGDClassifier,
+    SGDRegressor,
+    TweedieRegressor,
+)
+
+from .glm import from_glm
+from .linear import from_linear_regression, from_ridge, from_sgd_regressor
+from .logistic import from_logistic_regression, from_sgd_classifier
+
+# Order matters: the first matching type wins (LogisticRegressionCV is a
+# LogisticRegression). Adding a model family = one module and one line here.
+_ADAPTERS = [
+    (LogisticRegression, from_logistic_regression),
+    (SGDClassifier, from_sgd_classifier),
+    (LinearRegression, from_linear_regression),
+    (Ridge, from_ridge),
+    (RidgeCV, from_ridge),
+    (SGDRegressor, from_sgd_regressor),
+    (PoissonRegressor, from_glm),
+    (GammaRegressor, from_glm),
+    (TweedieRegressor, from_glm),
+]
+
+SUPPORTED = (
+    "LogisticRegression",
+    "LogisticRegressionCV",
+    "SGDClassifier(loss='log_loss')",
+    "LinearRegression",
+    "Ridge",
+    "RidgeCV",
+    "SGDRegressor(loss='squared_error')",
+    "PoissonRegressor",
+    "GammaRegressor",
+    "TweedieRegressor",
+)
+
+
+def register_adapter(estimator_type, builder):
+    """Teach the explainer a new estimator type (checked before the built-ins).
+
+    ``builder(estimator, y, sample_weight)`` returns ``(objective, weights)``.
+    """
+    _ADAPTERS.insert(0, (estimator_type, builder))
+
+
+def is_supported(estimator):
+    return any(isinstance(estimator, t) for t, _ in _ADAPTERS)
+
+
+def build_objective(estimator, y, sample_weight):
+    """Objective adapter of a fitted supported estimator.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    y : ndarray of shape (n_samples,)
+        Training labels or targets as given to ``fit``.
+    sample_weight : ndarray of shape (n_samples,)
+
+    Returns
+    -------
+    objective : LinearObjective
+    weights : ndarray of shape (n_samples,)
+        Effective per-row weights of the training objective (sample_weight
+        times class_weight).
+    """
+    for estimator_type, builder in _ADAPTERS:
+        if isinstance(estimator, estimator_type):
+            return builder(estimator, y, sample_weight)
+    raise TypeError(
+        f"InfluenceExplainer does not support {type(estimator).__name__}. "
+        f"Supported estimators: {', '.join(SUPPORTED)}, or a Pipeline whose "
+        "last step is one of them."
+    )
