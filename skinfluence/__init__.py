@@ -1,0 +1,17 @@
+"""skinfluence: influence functions (Koh & Liang, 2017) for scikit-learn."""
+
+from .explainer import InfluenceExplainer, StationarityWarning
+from .objectives import SUPPORTED as SUPPORTED_ESTIMATORS
+from .solvers import SingularHessianError
+from .validation import LOOValidation, validate_loo
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "SUPPORTED_ESTIMATORS",
+    "InfluenceExplainer",
+    "LOOValidation",
+    "SingularHessianError",
+    "StationarityWarning",
+    "validate_loo",
+]
