@@ -14,6 +14,7 @@ from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
     check_is_fitted,
+    column_or_1d,
     validate_data,
 )
 
@@ -32,6 +33,13 @@ def _delegates(attr):
         return hasattr(source, attr)
 
     return check
+
+
+def _check_2d(X):
+    """Shape checks for input a Pipeline will validate itself (may hold strings)."""
+    if hasattr(X, "iloc") or hasattr(X, "tocsr"):
+        return X
+    return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
 
 
 class StationarityWarning(ConvergenceWarning):
@@ -198,9 +206,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         if self._feature_map_expected():
             # A Pipeline validates its own input (it may take strings); record
             # the feature count and names, check y.
+            X = _check_2d(X)
             validate_data(self, X, skip_check_array=True)
-            return X, check_array(y, ensure_2d=False, dtype=None,
-                                  ensure_all_finite=True)
+            return X, column_or_1d(y, warn=True)
         return validate_data(self, X, y, accept_sparse=["csr", "csc"],
                              dtype=np.float64, y_numeric=False)
 
@@ -266,6 +274,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     # -- test data --------------------------------------------------------------
     def _validate_test_X(self, X):
         if self._feature_map is not None:
+            X = _check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             return X
         return validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],

@@ -1,0 +1,102 @@
+"""Predicted vs actual leave-one-out changes: the paper's Figure 2 protocol."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.preprocessing import scale
+
+from skinfluence import InfluenceExplainer, validate_loo
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return scale(X), y
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    return load_diabetes(return_X_y=True)
+
+
+def _check_agreement(result, r_min=0.98, slope=(0.8, 1.25)):
+    assert result.pearson_r >= r_min, result.table
+    assert slope[0] <= result.slope <= slope[1], result.table
+
+
+@pytest.mark.parametrize("method", ["influence", "newton"])
+def test_binary_logistic_matches_retraining(cancer, method):
+    X, y = cancer
+    model = LogisticRegression(C=0.1, tol=1e-12, max_iter=5000)
+    explainer = InfluenceExplainer(model).fit(X[:400], y[:400])
+    for t in (400, 401):
+        result = validate_loo(explainer, X[t:t + 1], y[t:t + 1], n_remove=25,
+                              n_random=10, method=method, random_state=0)
+        _check_agreement(result)
+
+
+@pytest.mark.parametrize("method", ["influence", "newton"])
+def test_multinomial_logistic_matches_retraining(digits, method):
+    X, y = digits
+    model = LogisticRegression(C=0.1, tol=1e-10, max_iter=500,
+                               solver="newton-cholesky")
+    explainer = InfluenceExplainer(model).fit(X[:600], y[:600])
+    result = validate_loo(explainer, X[1500:1501], y[1500:1501], n_remove=20,
+                          n_random=5, method=method, random_state=0)
+    _check_agreement(result)
+
+
+def test_ridge_first_order_matches_retraining(diabetes):
+    X, y = diabetes
+    explainer = InfluenceExplainer(Ridge(alpha=0.1)).fit(X[:300], y[:300])
+    result = validate_loo(explainer, X[300:301], y[300:301], n_remove=25,
+                          n_random=10, random_state=0)
+    _check_agreement(result)
+
+
+@pytest.mark.parametrize("estimator", [Ridge(alpha=0.3), LinearRegression()])
+def test_newton_loo_is_exact_for_least_squares(diabetes, estimator):
+    X, y = diabetes
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, 300)
+    explainer = InfluenceExplainer(estimator).fit(X[:300], y[:300], sample_weight=sw)
+    result = validate_loo(explainer, X[300:303], y[300:303], n_remove=15,
+                          n_random=15, method="newton", random_state=0)
+    scale_ = np.abs(result.table["actual"]).max()
+    np.testing.assert_allclose(result.table["predicted"], result.table["actual"],
+                               rtol=1e-8, atol=1e-8 * scale_)
+
+
+def test_newton_loo_matches_statsmodels_dfbeta(diabetes):
+    sm = pytest.importorskip("statsmodels.api")
+    from statsmodels.stats.outliers_influence import OLSInfluence
+
+    X, y = diabetes
+    X, y = X[:200], y[:200]
+    ols = sm.OLS(y, sm.add_constant(X)).fit()
+    # statsmodels' dfbeta_i = beta - beta_without_i, constant first.
+    dfbeta = OLSInfluence(ols).dfbeta
+    explainer = InfluenceExplainer(LinearRegression()).fit(X, y)
+    X_new = load_diabetes().data[300:304]
+    # Change of the prediction at X_new when each row is removed.
+    expected = -(sm.add_constant(X_new, has_constant="add") @ dfbeta.T)
+    got = explainer.loo_change(X_new, method="newton", target="decision_function")
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-8)
+
+
+def test_newton_closer_to_refit_than_first_order_for_logistic(cancer):
+    X, y = cancer
+    model = LogisticRegression(C=1.0, tol=1e-12, max_iter=5000)
+    explainer = InfluenceExplainer(model).fit(X[:150], y[:150])
+    errors = {}
+    for method in ("influence", "newton"):
+        res = validate_loo(explainer, X[400:401], y[400:401], n_remove=15,
+                           n_random=0, method=method)
+        errors[method] = np.abs(res.table["predicted"] - res.table["actual"]).mean()
+    assert errors["newton"] < 0.5 * errors["influence"]
