@@ -130,7 +130,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from skinfluence import InfluenceExplainer
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> model = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-8))
     >>> explainer = InfluenceExplainer(model).fit(X[:400], y[:400])
     >>> explainer.influence(X[400:403], y[400:403]).shape
     (3, 400)
