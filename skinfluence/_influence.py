@@ -124,24 +124,27 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
     D = objective.family.hessian(target, eta)
     s, q = objective.removal_term(weights)
     z = A_inv @ q
-    # cols[l][i] = A^-1[:, block l] xt_i, shape (n, K*b) for each l.
-    cols = [_rows_times(X, A_inv[:, l * b:(l + 1) * b].T, fi) for l in range(K)]
+    # cols[j][i] = A^-1[:, block j] xt_i, shape (n, K*b) for each l.
+    cols = [_rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)]
     M = np.empty((n, K, K))
-    for l in range(K):
-        blocks = cols[l].reshape(n, K, b)
+    for j in range(K):
+        blocks = cols[j].reshape(n, K, b)
         for k in range(K):
-            M[:, k, l] = _rowwise_dot(X, blocks[:, k, :], fi)
-    Uz = np.stack([_rows_times(X, z.reshape(K, b)[k][:, None], fi)[:, 0]
-                   for k in range(K)], axis=1)
+            M[:, k, j] = _rowwise_dot(X, blocks[:, k, :], fi)
+    Uz = np.stack(
+        [_rows_times(X, z.reshape(K, b)[k][:, None], fi)[:, 0] for k in range(K)],
+        axis=1,
+    )
     y = weights[:, None] * np.einsum("nkl,nl->nk", M, R) + s[:, None] * Uz
     C = weights[:, None, None] * D
     lhs = np.eye(K)[None] - np.einsum("nkl,nlm->nkm", C, M)
-    a = weights[:, None] * R + np.linalg.solve(
-        lhs, np.einsum("nkl,nl->nk", C, y)[:, :, None]
-    )[:, :, 0]
+    a = (
+        weights[:, None] * R
+        + np.linalg.solve(lhs, np.einsum("nkl,nl->nk", C, y)[:, :, None])[:, :, 0]
+    )
     delta = s[:, None] * z[None, :]
-    for l in range(K):
-        delta += a[:, l, None] * cols[l]
+    for j in range(K):
+        delta += a[:, j, None] * cols[j]
     return delta
 
 
@@ -154,5 +157,5 @@ def output_changes(objective, X_test, delta):
     fi = objective.fit_intercept
     out = np.empty((X_test.shape[0], delta.shape[0], K))
     for k in range(K):
-        out[:, :, k] = _rows_times(X_test, delta[:, k * b:(k + 1) * b].T, fi)
+        out[:, :, k] = _rows_times(X_test, delta[:, k * b : (k + 1) * b].T, fi)
     return out

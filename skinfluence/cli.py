@@ -12,8 +12,13 @@ _SHADES = " .:-=+*#%@"
 
 def _ascii_digit(pixels):
     """An 8x8 digits image (values 0-16) as lines of ASCII shades."""
-    levels = np.clip((np.asarray(pixels) / 16 * (len(_SHADES) - 1)).round(), 0,
-                     len(_SHADES) - 1).astype(int).reshape(8, 8)
+    levels = (
+        np.clip(
+            (np.asarray(pixels) / 16 * (len(_SHADES) - 1)).round(), 0, len(_SHADES) - 1
+        )
+        .astype(int)
+        .reshape(8, 8)
+    )
     return ["".join(_SHADES[v] * 2 for v in row) for row in levels]
 
 
@@ -42,72 +47,92 @@ def run_demo(noise=0.05, seed=0, out=sys.stdout):
     digits = load_digits()
     X, y = digits.data, digits.target
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=seed)
+        X, y, test_size=0.3, stratify=y, random_state=seed
+    )
     rng = np.random.default_rng(seed)
     n_flip = int(noise * len(y_train))
     flipped = rng.choice(len(y_train), n_flip, replace=False)
     y_noisy = y_train.copy()
     y_noisy[flipped] = (y_train[flipped] + rng.integers(1, 10, n_flip)) % 10
 
-    model = make_pipeline(StandardScaler(),
-                          LogisticRegression(C=0.05, tol=1e-8, max_iter=2000))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=0.05, tol=1e-8, max_iter=2000)
+    )
     explainer = InfluenceExplainer(model).fit(X_train, y_noisy)
     acc = explainer.score(X_test, y_test)
     say("skinfluence demo: which training images made the model say that?")
-    say(f"digits: {len(y_train)} training images ({n_flip} labels flipped on "
-        f"purpose), {len(y_test)} test images")
-    say(f"model: StandardScaler + LogisticRegression(C=0.05), {explainer.n_params_} "
-        f"parameters, test accuracy {acc:.3f}\n")
+    say(
+        f"digits: {len(y_train)} training images ({n_flip} labels flipped on "
+        f"purpose), {len(y_test)} test images"
+    )
+    say(
+        f"model: StandardScaler + LogisticRegression(C=0.05), {explainer.n_params_} "
+        f"parameters, test accuracy {acc:.3f}\n"
+    )
 
     wrong = np.flatnonzero(explainer.predict(X_test) != y_test)
     t = wrong[0]
-    pred = explainer.predict(X_test[t:t + 1])[0]
+    pred = explainer.predict(X_test[t : t + 1])[0]
     say(f"1. Test image #{t} is a {y_test[t]}, but the model says {pred}.")
-    table = explainer.top_influential(X_test[t:t + 1], y_test[t:t + 1], k=3)
-    loo = explainer.loo_change(X_test[t:t + 1], y_test[t:t + 1])[0]
+    table = explainer.top_influential(X_test[t : t + 1], y_test[t : t + 1], k=3)
+    loo = explainer.loo_change(X_test[t : t + 1], y_test[t : t + 1])[0]
     table["loss change if removed"] = loo[table["train_row"].to_numpy()]
     table["given label"] = table.pop("label")
     table["flipped?"] = np.isin(table["train_row"], flipped)
     table["true label"] = y_train[table["train_row"]]
     blocks = [_ascii_digit(X_test[t])] + [
-        _ascii_digit(X_train[i]) for i in table["train_row"][table["kind"] ==
-                                                             "harmful"]]
+        _ascii_digit(X_train[i]) for i in table["train_row"][table["kind"] == "harmful"]
+    ]
     titles = [f"test: {y_test[t]}"] + [
-        f"harm: label {y_noisy[i]}" for i in table["train_row"][table["kind"] ==
-                                                                  "harmful"]]
+        f"harm: label {y_noisy[i]}"
+        for i in table["train_row"][table["kind"] == "harmful"]
+    ]
     say(_side_by_side(blocks, titles))
-    say("\nMost helpful rows lower its loss; harmful rows push it towards the "
-        "wrong answer:")
+    say(
+        "\nMost helpful rows lower its loss; harmful rows push it towards the "
+        "wrong answer:"
+    )
     show = table.drop(columns=["test_row", "score"])
     say(show.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
     scores = explainer.self_influence()
     order = np.argsort(-scores)
-    say("\n2. Training rows ranked by self-influence (how much each row bends "
-        "the model to fit itself):")
-    top = pd.DataFrame({
-        "train_row": order[:10],
-        "self_influence": scores[order[:10]],
-        "given label": y_noisy[order[:10]],
-        "true label": y_train[order[:10]],
-        "flipped?": np.isin(order[:10], flipped),
-    })
+    say(
+        "\n2. Training rows ranked by self-influence (how much each row bends "
+        "the model to fit itself):"
+    )
+    top = pd.DataFrame(
+        {
+            "train_row": order[:10],
+            "self_influence": scores[order[:10]],
+            "given label": y_noisy[order[:10]],
+            "true label": y_train[order[:10]],
+            "flipped?": np.isin(order[:10], flipped),
+        }
+    )
     say(top.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     checked = int(0.1 * len(y_train))
     found = np.isin(order[:checked], flipped).sum()
-    say(f"\nChecking the top 10% ({checked} rows) by self-influence finds {found} "
+    say(
+        f"\nChecking the top 10% ({checked} rows) by self-influence finds {found} "
         f"of the {n_flip} flipped labels ({found / n_flip:.0%}); checking 10% at "
-        "random finds about 10%.")
+        "random finds about 10%."
+    )
     say(f"\ndone in {time.perf_counter() - start:.1f} s")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="skinfluence",
-                                     description="Influence functions for scikit-learn.")
+    parser = argparse.ArgumentParser(
+        prog="skinfluence", description="Influence functions for scikit-learn."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="explain a digits classifier")
-    demo.add_argument("--noise", type=float, default=0.05,
-                      help="fraction of training labels flipped (default 0.05)")
+    demo.add_argument(
+        "--noise",
+        type=float,
+        default=0.05,
+        help="fraction of training labels flipped (default 0.05)",
+    )
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "demo":

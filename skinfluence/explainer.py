@@ -145,8 +145,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         "stationarity_tol": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, estimator, *, damping=0.0, solver="exact",
-                 stationarity_tol=0.1):
+    def __init__(self, estimator, *, damping=0.0, solver="exact", stationarity_tol=0.1):
         self.estimator = estimator
         self.damping = damping
         self.solver = solver
@@ -209,8 +208,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             X = _check_2d(X)
             validate_data(self, X, skip_check_array=True)
             return X, column_or_1d(y, warn=True)
-        return validate_data(self, X, y, accept_sparse=["csr", "csc"],
-                             dtype=np.float64, y_numeric=False)
+        return validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], dtype=np.float64, y_numeric=False
+        )
 
     def _feature_map_expected(self):
         prefix, _ = split_model(self.estimator)
@@ -220,18 +220,24 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """Validated float64 input of the final model (after any Pipeline prefix)."""
         if self._feature_map is not None:
             X = self._feature_map.transform(X)
-        return check_array(X, accept_sparse="csr", dtype=np.float64,
-                           input_name="X (as seen by the final estimator)")
+        return check_array(
+            X,
+            accept_sparse="csr",
+            dtype=np.float64,
+            input_name="X (as seen by the final estimator)",
+        )
 
     def _stationarity(self):
         obj, solver = self.objective_, self.solver_
-        step = np.linalg.norm(solver.solve(obj.mean_gradient(
-            self._X, self._target, self._weights)))
+        step = np.linalg.norm(
+            solver.solve(obj.mean_gradient(self._X, self._target, self._weights))
+        )
         rng = check_random_state(0)
         n = self._X.shape[0]
         rows = np.sort(rng.choice(n, size=min(n, 256), replace=False))
         norms = _influence.parameter_change_norms(
-            obj, solver, self._X[rows], self._R[rows])
+            obj, solver, self._X[rows], self._R[rows]
+        )
         typical = np.median(norms * self._weights[rows] / self._weights.sum())
         return float(step / max(typical, np.finfo(float).tiny))
 
@@ -277,8 +283,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             X = _check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             return X
-        return validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
-                             dtype=np.float64)
+        return validate_data(
+            self, X, reset=False, accept_sparse=["csr", "csc"], dtype=np.float64
+        )
 
     def _test_factors(self, X, y, target):
         """Features of the final model and ``d quantity / d eta`` per test row."""
@@ -295,11 +302,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             return Xt, family.gradient(t, eta), t
         classifier = family.classes is not None
         if target == "predict_proba" and not classifier:
-            raise ValueError("target='predict_proba' needs a classifier; use "
-                             "target='predict' for a regressor.")
+            raise ValueError(
+                "target='predict_proba' needs a classifier; use "
+                "target='predict' for a regressor."
+            )
         if target == "predict" and classifier:
-            raise ValueError("target='predict' is for regressors; use "
-                             "'predict_proba' or 'decision_function'.")
+            raise ValueError(
+                "target='predict' is for regressors; use "
+                "'predict_proba' or 'decision_function'."
+            )
         if classifier and y is not None:
             cls = np.asarray(family.encode(self._check_y(y, Xt)), dtype=int)
         elif classifier:
@@ -340,9 +351,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train)
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
-        check_result_size((Xt.shape[0], self._X.shape[0]), "The influence matrix",
-                          "Call top_influential, which keeps only the top rows, "
-                          "or pass fewer test rows at a time.")
+        check_result_size(
+            (Xt.shape[0], self._X.shape[0]),
+            "The influence matrix",
+            "Call top_influential, which keeps only the top rows, "
+            "or pass fewer test rows at a time.",
+        )
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
         return _influence.influence_matrix(self.objective_, self._X, self._R, V)
 
@@ -369,28 +383,36 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
         Xt, F, t = self._test_factors(X_test, y_test, target)
         n_test, n_train = Xt.shape[0], self._X.shape[0]
-        check_result_size((n_test, n_train, self.objective_.n_outputs),
-                          "The leave-one-out matrix",
-                          "Pass fewer test rows at a time.")
+        check_result_size(
+            (n_test, n_train, self.objective_.n_outputs),
+            "The leave-one-out matrix",
+            "Pass fewer test rows at a time.",
+        )
         obj = self.objective_
         if method == "influence":
             V = _influence.test_directions(obj, self.solver_, Xt, F)
             return _influence.loo_first_order(obj, self._X, self._R, self._weights, V)
         if target not in ("loss", "decision_function"):
-            raise ValueError("method='newton' supports target='loss' or "
-                             "'decision_function'.")
-        check_result_size((n_train, self.n_params_), "The Newton parameter changes",
-                          "Use method='influence'.")
+            raise ValueError(
+                "method='newton' supports target='loss' or 'decision_function'."
+            )
+        check_result_size(
+            (n_train, self.n_params_),
+            "The Newton parameter changes",
+            "Use method='influence'.",
+        )
         delta = _influence.newton_parameter_changes(
-            obj, self.solver_.inverse(), self._X, self._target, self._weights)
+            obj, self.solver_.inverse(), self._X, self._target, self._weights
+        )
         d_eta = _influence.output_changes(obj, Xt, delta)
         eta = obj.linear_predictor(Xt)
         if target == "decision_function":
             cols = np.arange(n_test)
             return d_eta[cols, :, t if d_eta.shape[2] > 1 else 0]
         K = eta.shape[1]
-        new = obj.family.loss(np.repeat(t, n_train, axis=0),
-                              (eta[:, None, :] + d_eta).reshape(-1, K))
+        new = obj.family.loss(
+            np.repeat(t, n_train, axis=0), (eta[:, None, :] + d_eta).reshape(-1, K)
+        )
         return new.reshape(n_test, n_train) - obj.family.loss(t, eta)[:, None]
 
     def influence_params(self):
@@ -403,10 +425,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``objective_.theta`` (per output: coefficients, then intercept).
         """
         check_is_fitted(self)
-        check_result_size((self._X.shape[0], self.n_params_), "I_up,params",
-                          "Use self_influence or influence instead.")
-        return _influence.influence_params(self.objective_, self.solver_, self._X,
-                                           self._R)
+        check_result_size(
+            (self._X.shape[0], self.n_params_),
+            "I_up,params",
+            "Use self_influence or influence instead.",
+        )
+        return _influence.influence_params(
+            self.objective_, self.solver_, self._X, self._R
+        )
 
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
@@ -419,11 +445,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_train,)
         """
         check_is_fitted(self)
-        return _influence.self_influence(self.objective_, self.solver_, self._X,
-                                         self._R)
+        return _influence.self_influence(
+            self.objective_, self.solver_, self._X, self._R
+        )
 
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
-        """``I_pert,loss``: gradient of the test quantity wrt each training row's features.
+        """``I_pert,loss``: test quantity's gradient wrt each training row's features.
 
         Returns
         -------
@@ -431,19 +458,22 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             Features are those the final model sees (after any Pipeline prefix).
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
-        check_result_size((Xt.shape[0], self._X.shape[0], self._X.shape[1]),
-                          "I_pert,loss", "Pass fewer test rows at a time.")
+        check_result_size(
+            (Xt.shape[0], self._X.shape[0], self._X.shape[1]),
+            "I_pert,loss",
+            "Pass fewer test rows at a time.",
+        )
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
-        return _influence.perturbation_influence(self.objective_, self._X,
-                                                 self._target, V)
+        return _influence.perturbation_influence(
+            self.objective_, self._X, self._target, V
+        )
 
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
         Xt, _, t = self._test_factors(X, y, "loss")
         return self.objective_.loss(Xt, t)
 
-    def relative_influence(self, X_test, y_test=None, *, kind="theta",
-                           target="loss"):
+    def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
         """RelatIF (Barshan et al., 2020): influence relative to global effect.
 
         ``kind='theta'``: ``I_up,loss / ||H^-1 g_i||``; ``kind='l'``:
@@ -460,13 +490,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         scores = self.influence(X_test, y_test, target=target)
         if kind == "theta":
             norm = _influence.parameter_change_norms(
-                self.objective_, self.solver_, self._X, self._R)
+                self.objective_, self.solver_, self._X, self._R
+            )
         else:
             norm = np.sqrt(np.abs(self.self_influence()))
         return scores / np.maximum(norm, np.finfo(float).tiny)
 
-    def top_influential(self, X_test, y_test=None, k=5, *, method="influence",
-                        target="loss"):
+    def top_influential(
+        self, X_test, y_test=None, k=5, *, method="influence", target="loss"
+    ):
         """The k most helpful and k most harmful training rows per test row.
 
         Parameters
@@ -488,10 +520,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
         infl = self.influence(X_test, y_test, target=target)
-        scores = infl if method == "influence" else self.relative_influence(
-            X_test, y_test, kind=methods[method], target=target)
-        return top_k_table(scores, infl, k, self._y, self._index,
-                           getattr(X_test, "index", None))
+        scores = (
+            infl
+            if method == "influence"
+            else self.relative_influence(
+                X_test, y_test, kind=methods[method], target=target
+            )
+        )
+        return top_k_table(
+            scores, infl, k, self._y, self._index, getattr(X_test, "index", None)
+        )
 
     @property
     def n_train_(self):

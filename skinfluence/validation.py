@@ -1,4 +1,4 @@
-"""Check the influence approximation against actual retraining (Koh & Liang's Fig. 2)."""
+"""Check influence against actual retraining (Koh & Liang's Figure 2)."""
 
 from dataclasses import dataclass
 
@@ -55,8 +55,17 @@ def _refit_loss(model, X, y, sw, keep, X_test, t_test):
     return objective.loss(X_test, t_test).sum()
 
 
-def validate_loo(explainer, X_test, y_test, *, n_remove=20, n_random=10,
-                 method="influence", random_state=None, n_jobs=None):
+def validate_loo(
+    explainer,
+    X_test,
+    y_test,
+    *,
+    n_remove=20,
+    n_random=10,
+    method="influence",
+    random_state=None,
+    n_jobs=None,
+):
     """Refit without influential (and random) rows; compare with the prediction.
 
     The protocol of Koh & Liang (2017, Fig. 2): for the total loss over
@@ -125,12 +134,14 @@ def validate_loo(explainer, X_test, y_test, *, n_remove=20, n_random=10,
     actual = np.asarray(losses) - base
     pred = predicted[rows]
     index = explainer._index
-    table = pd.DataFrame({
-        "train_row": rows if index is None else np.asarray(index)[rows],
-        "selection": ["top"] * len(top) + ["random"] * len(rand),
-        "predicted": pred,
-        "actual": actual,
-    })
+    table = pd.DataFrame(
+        {
+            "train_row": rows if index is None else np.asarray(index)[rows],
+            "selection": ["top"] * len(top) + ["random"] * len(rand),
+            "predicted": pred,
+            "actual": actual,
+        }
+    )
     r = float(np.corrcoef(pred, actual)[0, 1]) if len(rows) > 1 else np.nan
     slope = float(np.polyfit(actual, pred, 1)[0]) if len(rows) > 1 else np.nan
     return LOOValidation(table, r, slope)

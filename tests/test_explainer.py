@@ -22,8 +22,12 @@ from sklearn.preprocessing import StandardScaler, scale
 from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skinfluence import InfluenceExplainer, SingularHessianError, StationarityWarning
-from skinfluence import _checks
+from skinfluence import (
+    InfluenceExplainer,
+    SingularHessianError,
+    StationarityWarning,
+    _checks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,9 @@ def wine():
 def _logreg(**kw):
     # Newton-Cholesky lands on the optimum to machine precision, so refits
     # measure the model, not the optimizer.
-    return LogisticRegression(C=0.5, tol=1e-12, max_iter=500, solver="newton-cholesky",
-                              **kw)
+    return LogisticRegression(
+        C=0.5, tol=1e-12, max_iter=500, solver="newton-cholesky", **kw
+    )
 
 
 def _expected_failed_checks(estimator):
@@ -57,8 +62,11 @@ def _expected_failed_checks(estimator):
 
 
 @parametrize_with_checks(
-    [InfluenceExplainer(LogisticRegression()), InfluenceExplainer(Ridge()),
-     InfluenceExplainer(make_pipeline(StandardScaler(), Ridge()))],
+    [
+        InfluenceExplainer(LogisticRegression()),
+        InfluenceExplainer(Ridge()),
+        InfluenceExplainer(make_pipeline(StandardScaler(), Ridge())),
+    ],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
@@ -73,7 +81,8 @@ def _refit_loss_change(estimator, X, y, sw, row, X_test, y_test, explainer):
 
 
 def test_sign_conventions_against_refits(cancer):
-    """Removing the most harmful row lowers the test loss; the most helpful raises it."""
+    """Removing the most harmful row lowers the test loss; the most helpful
+    raises it."""
     X, y = cancer
     Xtr, ytr, sw = X[:300], y[:300], np.ones(300)
     est = _logreg()
@@ -87,8 +96,9 @@ def test_sign_conventions_against_refits(cancer):
     d_harm = _refit_loss_change(est, Xtr, ytr, sw, harmful, X_test, y_test, explainer)
     d_help = _refit_loss_change(est, Xtr, ytr, sw, helpful, X_test, y_test, explainer)
     assert d_harm[0] < 0 < d_help[0]
-    np.testing.assert_allclose([d_harm[0], d_help[0]], [loo[harmful], loo[helpful]],
-                               rtol=0.5)
+    np.testing.assert_allclose(
+        [d_harm[0], d_help[0]], [loo[harmful], loo[helpful]], rtol=0.5
+    )
     table = explainer.top_influential(X_test, y_test, k=2)
     first = table.set_index(["kind", "rank"]).loc[("harmful", 1)]
     assert first["train_row"] == harmful
@@ -108,17 +118,20 @@ def test_relatif_normalizations(wine):
     explainer = InfluenceExplainer(_logreg()).fit(X, y)
     infl = explainer.influence(X[:3], y[:3])
     norms = np.linalg.norm(explainer.influence_params(), axis=1)
-    np.testing.assert_allclose(explainer.relative_influence(X[:3], y[:3]),
-                               infl / norms, rtol=1e-8)
+    np.testing.assert_allclose(
+        explainer.relative_influence(X[:3], y[:3]), infl / norms, rtol=1e-8
+    )
     l_rel = explainer.relative_influence(X[:3], y[:3], kind="l")
-    np.testing.assert_allclose(l_rel, infl / np.sqrt(explainer.self_influence()),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        l_rel, infl / np.sqrt(explainer.self_influence()), rtol=1e-8
+    )
     table = explainer.top_influential(X[:3], y[:3], k=4, method="theta_relatif")
     assert len(table) == 3 * 2 * 4
     top = table[(table.test_row == 0) & (table.kind == "harmful")]
     assert top["score"].is_monotonic_decreasing
-    np.testing.assert_allclose(top["score"].iloc[0],
-                               np.max(explainer.relative_influence(X[:1], y[:1])))
+    np.testing.assert_allclose(
+        top["score"].iloc[0], np.max(explainer.relative_influence(X[:1], y[:1]))
+    )
 
 
 def test_perturbation_influence_against_refits(cancer):
@@ -165,8 +178,11 @@ def test_prediction_influence_against_refits(wine, target):
 
 def test_pipeline_pandas_and_frozen(cancer):
     X, y = cancer
-    frame = pd.DataFrame(X * 3 + 1, columns=[f"f{i}" for i in range(10)],
-                         index=[f"r{i}" for i in range(len(y))])
+    frame = pd.DataFrame(
+        X * 3 + 1,
+        columns=[f"f{i}" for i in range(10)],
+        index=[f"r{i}" for i in range(len(y))],
+    )
     pipe = make_pipeline(StandardScaler(), _logreg())
     explainer = InfluenceExplainer(pipe).fit(frame.iloc[:300], y[:300])
     assert list(explainer.feature_names_in_) == list(frame.columns)
@@ -176,9 +192,11 @@ def test_pipeline_pandas_and_frozen(cancer):
     fitted = clone(pipe).fit(frame.iloc[:300], y[:300])
     frozen = InfluenceExplainer(FrozenEstimator(fitted)).fit(frame.iloc[:300], y[:300])
     assert frozen.estimator_.estimator is fitted
-    np.testing.assert_allclose(frozen.influence(frame.iloc[300:302], y[300:302]),
-                               explainer.influence(frame.iloc[300:302], y[300:302]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        frozen.influence(frame.iloc[300:302], y[300:302]),
+        explainer.influence(frame.iloc[300:302], y[300:302]),
+        rtol=1e-6,
+    )
 
 
 def test_sparse_input_matches_dense(cancer):
@@ -189,20 +207,25 @@ def test_sparse_input_matches_dense(cancer):
     for name in ("influence", "perturbation_influence"):
         np.testing.assert_allclose(
             getattr(sparse, name)(Xs[300:303], y[300:303]),
-            getattr(dense, name)(Xs.toarray()[300:303], y[300:303]), rtol=1e-6,
-            atol=1e-9)
+            getattr(dense, name)(Xs.toarray()[300:303], y[300:303]),
+            rtol=1e-6,
+            atol=1e-9,
+        )
     np.testing.assert_allclose(
         sparse.loo_change(Xs[300:303], y[300:303], method="newton"),
         dense.loo_change(Xs.toarray()[300:303], y[300:303], method="newton"),
-        rtol=1e-6, atol=1e-12)
+        rtol=1e-6,
+        atol=1e-12,
+    )
 
 
 def test_pickle_round_trip(wine):
     X, y = wine
     explainer = InfluenceExplainer(_logreg()).fit(X, y)
     again = pickle.loads(pickle.dumps(explainer))
-    np.testing.assert_array_equal(again.influence(X[:2], y[:2]),
-                                  explainer.influence(X[:2], y[:2]))
+    np.testing.assert_array_equal(
+        again.influence(X[:2], y[:2]), explainer.influence(X[:2], y[:2])
+    )
 
 
 def test_glm_loo_includes_penalty_dilution():
@@ -214,8 +237,9 @@ def test_glm_loo_includes_penalty_dilution():
     """
     X, y = load_diabetes(return_X_y=True)
     X, y = X[:150], y[:150]
-    est = PoissonRegressor(alpha=0.05, tol=1e-12, max_iter=1000,
-                           solver="newton-cholesky")
+    est = PoissonRegressor(
+        alpha=0.05, tol=1e-12, max_iter=1000, solver="newton-cholesky"
+    )
     explainer = InfluenceExplainer(est).fit(X, y)
     X_test, y_test = X[:1] + 0.01, y[:1]
     loo = explainer.loo_change(X_test, y_test)[0]
@@ -239,10 +263,13 @@ def test_unsupported_estimator_lists_supported(cancer):
         InfluenceExplainer(SVC()).fit(X, y)
 
 
-@pytest.mark.parametrize("params", [
-    {"l1_ratio": 1.0, "solver": "saga"},
-    {"l1_ratio": 0.5, "solver": "saga"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"l1_ratio": 1.0, "solver": "saga"},
+        {"l1_ratio": 0.5, "solver": "saga"},
+    ],
+)
 def test_non_smooth_penalty_rejected(cancer, params):
     X, y = cancer
     with pytest.raises(ValueError, match="not twice differentiable"):
@@ -283,8 +310,9 @@ def test_result_too_large_names_alternative(cancer, monkeypatch):
 
 def test_unconverged_sgd_warns(cancer):
     X, y = cancer
-    sgd = SGDClassifier(loss="log_loss", alpha=0.01, max_iter=2, tol=None,
-                        random_state=0)
+    sgd = SGDClassifier(
+        loss="log_loss", alpha=0.01, max_iter=2, tol=None, random_state=0
+    )
     with pytest.warns(StationarityWarning, match="stopped short of its optimum"):
         InfluenceExplainer(sgd).fit(X, y)
 
@@ -297,5 +325,6 @@ def test_multinomial_influence_invariant_to_intercept_gauge(wine):
     shifted.intercept_ = shifted.intercept_ + 3.0
     a = InfluenceExplainer(FrozenEstimator(fitted)).fit(X, y)
     b = InfluenceExplainer(FrozenEstimator(shifted)).fit(X, y)
-    np.testing.assert_allclose(a.influence(X[:3], y[:3]), b.influence(X[:3], y[:3]),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        a.influence(X[:3], y[:3]), b.influence(X[:3], y[:3]), rtol=1e-8
+    )

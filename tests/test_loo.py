@@ -37,27 +37,41 @@ def test_binary_logistic_matches_retraining(cancer, method):
     model = LogisticRegression(C=0.1, tol=1e-12, max_iter=5000)
     explainer = InfluenceExplainer(model).fit(X[:400], y[:400])
     for t in (400, 401):
-        result = validate_loo(explainer, X[t:t + 1], y[t:t + 1], n_remove=25,
-                              n_random=10, method=method, random_state=0)
+        result = validate_loo(
+            explainer,
+            X[t : t + 1],
+            y[t : t + 1],
+            n_remove=25,
+            n_random=10,
+            method=method,
+            random_state=0,
+        )
         _check_agreement(result)
 
 
 @pytest.mark.parametrize("method", ["influence", "newton"])
 def test_multinomial_logistic_matches_retraining(digits, method):
     X, y = digits
-    model = LogisticRegression(C=0.1, tol=1e-10, max_iter=500,
-                               solver="newton-cholesky")
+    model = LogisticRegression(C=0.1, tol=1e-10, max_iter=500, solver="newton-cholesky")
     explainer = InfluenceExplainer(model).fit(X[:600], y[:600])
-    result = validate_loo(explainer, X[1500:1501], y[1500:1501], n_remove=20,
-                          n_random=5, method=method, random_state=0)
+    result = validate_loo(
+        explainer,
+        X[1500:1501],
+        y[1500:1501],
+        n_remove=20,
+        n_random=5,
+        method=method,
+        random_state=0,
+    )
     _check_agreement(result)
 
 
 def test_ridge_first_order_matches_retraining(diabetes):
     X, y = diabetes
     explainer = InfluenceExplainer(Ridge(alpha=0.1)).fit(X[:300], y[:300])
-    result = validate_loo(explainer, X[300:301], y[300:301], n_remove=25,
-                          n_random=10, random_state=0)
+    result = validate_loo(
+        explainer, X[300:301], y[300:301], n_remove=25, n_random=10, random_state=0
+    )
     _check_agreement(result)
 
 
@@ -66,11 +80,19 @@ def test_newton_loo_is_exact_for_least_squares(diabetes, estimator):
     X, y = diabetes
     sw = np.random.default_rng(0).uniform(0.5, 2.0, 300)
     explainer = InfluenceExplainer(estimator).fit(X[:300], y[:300], sample_weight=sw)
-    result = validate_loo(explainer, X[300:303], y[300:303], n_remove=15,
-                          n_random=15, method="newton", random_state=0)
+    result = validate_loo(
+        explainer,
+        X[300:303],
+        y[300:303],
+        n_remove=15,
+        n_random=15,
+        method="newton",
+        random_state=0,
+    )
     scale_ = np.abs(result.table["actual"]).max()
-    np.testing.assert_allclose(result.table["predicted"], result.table["actual"],
-                               rtol=1e-8, atol=1e-8 * scale_)
+    np.testing.assert_allclose(
+        result.table["predicted"], result.table["actual"], rtol=1e-8, atol=1e-8 * scale_
+    )
 
 
 def test_newton_loo_matches_statsmodels_dfbeta(diabetes):
@@ -96,7 +118,8 @@ def test_newton_closer_to_refit_than_first_order_for_logistic(cancer):
     explainer = InfluenceExplainer(model).fit(X[:150], y[:150])
     errors = {}
     for method in ("influence", "newton"):
-        res = validate_loo(explainer, X[400:401], y[400:401], n_remove=15,
-                           n_random=0, method=method)
+        res = validate_loo(
+            explainer, X[400:401], y[400:401], n_remove=15, n_random=0, method=method
+        )
         errors[method] = np.abs(res.table["predicted"] - res.table["actual"]).mean()
     assert errors["newton"] < 0.5 * errors["influence"]

@@ -85,7 +85,9 @@ def from_linear_regression(estimator, y, sample_weight):
 def from_ridge(estimator, y, sample_weight):
     """Objective of a fitted Ridge or RidgeCV (its chosen ``alpha_``)."""
     w = np.asarray(sample_weight, dtype=np.float64)
-    alpha = np.ravel(getattr(estimator, "alpha_", estimator.alpha))
+    alpha = np.ravel(
+        estimator.alpha_ if hasattr(estimator, "alpha_") else estimator.alpha
+    )
     if alpha.size != 1:
         raise ValueError("Ridge with one alpha per target is not supported.")
     return _build(estimator, w, 1.0, 2.0 * float(alpha[0]) / w.sum(), "fixed"), w

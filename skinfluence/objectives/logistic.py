@@ -189,14 +189,22 @@ def _reject_non_smooth(estimator, kind):
         )
 
 
-def _class_weights(class_weight, classes, y, sample_weight):
+def _class_weights(class_weight, classes, y, sample_weight, balance_weighted=True):
+    """Sample weights times class weights, as the estimator computes them.
+
+    ``balance_weighted``: whether 'balanced' counts rows by their sample weight
+    (LogisticRegression, liblinear) or one each (SGDClassifier).
+    """
     from sklearn.utils.class_weight import compute_class_weight
 
     w = np.asarray(sample_weight, dtype=np.float64)
     if class_weight is None:
         return w
     per_class = compute_class_weight(
-        class_weight, classes=classes, y=y, sample_weight=w
+        class_weight,
+        classes=classes,
+        y=y,
+        sample_weight=w if balance_weighted else None,
     )
     return w * per_class[_encode_labels(y, classes)]
 
@@ -212,12 +220,17 @@ def from_logistic_regression(estimator, y, sample_weight):
                 "its folds, which minimise no single objective. Use refit=True."
             )
         C = float(np.ravel(estimator.C_)[0])
-        l1 = np.ravel(estimator.l1_ratio_)[0] if hasattr(
-            estimator, "l1_ratio_") else None
+        l1 = (
+            np.ravel(estimator.l1_ratio_)[0]
+            if hasattr(estimator, "l1_ratio_")
+            else None
+        )
         kind = _penalty_kind(estimator.penalty, l1)
     else:
         C = float(estimator.C)
         kind = _penalty_kind(estimator.penalty, estimator.l1_ratio)
+    if not np.isfinite(C):  # C=inf switches every penalty off
+        kind = None
     _reject_non_smooth(estimator, kind)
     if kind is None:
         C = np.inf
@@ -262,7 +275,9 @@ def from_sgd_classifier(estimator, y, sample_weight):
             "side of each one-vs-rest problem, which no single weighted objective "
             "describes. Use sample_weight instead of class_weight."
         )
-    w = _class_weights(estimator.class_weight, classes, y, sample_weight)
+    w = _class_weights(
+        estimator.class_weight, classes, y, sample_weight, balance_weighted=False
+    )
     alpha = 0.0 if kind is None else float(estimator.alpha)
     family = BinaryLogistic(classes) if binary else OneVsRestLogistic(classes)
     coef, fit_intercept = estimator.coef_, estimator.fit_intercept

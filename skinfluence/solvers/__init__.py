@@ -13,5 +13,10 @@ def make_solver(solver, damping):
     return solver
 
 
-__all__ = ["SOLVERS", "ExactSolver", "HessianOperator", "SingularHessianError",
-           "make_solver"]
+__all__ = [
+    "SOLVERS",
+    "ExactSolver",
+    "HessianOperator",
+    "SingularHessianError",
+    "make_solver",
+]

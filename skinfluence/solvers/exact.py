@@ -61,9 +61,10 @@ class ExactSolver:
             singular = True
         if singular:
             lo, hi, damping = _spectrum_advice(H)
+            after = " after damping" if self.damping else ""
             raise SingularHessianError(
                 f"The Hessian of the training objective is singular or indefinite "
-                f"(eigenvalues from {lo:.3g} to {hi:.3g}{' after damping' * bool(self.damping)}), "
+                f"(eigenvalues from {lo:.3g} to {hi:.3g}{after}), "
                 "so influence is not defined: typical causes are duplicated or "
                 "constant features, more features than rows, or no regularization "
                 "on separable data. Add a penalty to the model, or pass "
