@@ -3,6 +3,7 @@
 from .explainer import InfluenceExplainer, StationarityWarning
 from .objectives import SUPPORTED as SUPPORTED_ESTIMATORS
 from .solvers import SingularHessianError
+from .svm import SmoothHingeSVC
 from .validation import LOOValidation, validate_loo
 
 __version__ = "0.1.0.dev0"
@@ -12,6 +13,7 @@ __all__ = [
     "InfluenceExplainer",
     "LOOValidation",
     "SingularHessianError",
+    "SmoothHingeSVC",
     "StationarityWarning",
     "validate_loo",
 ]

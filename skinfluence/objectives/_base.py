@@ -83,19 +83,32 @@ class LinearObjective:
         Orthonormal directions along which the objective is exactly flat
         (the over-parameterisation of a multinomial model). Gradients are
         orthogonal to them; solvers invert ``H`` on their complement.
+    feature_map : object, default=None
+        For kernel models: the fitted map ``phi`` (``transform``, ``vjp``)
+        from input rows to the features this objective is linear in.
     """
 
-    def __init__(self, coef, intercept, family, penalty, penalty_scaling,
-                 null_space=None):
+    def __init__(
+        self,
+        coef,
+        intercept,
+        family,
+        penalty,
+        penalty_scaling,
+        null_space=None,
+        feature_map=None,
+    ):
         self.coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
         self.intercept = (
-            None if intercept is None
+            None
+            if intercept is None
             else np.atleast_1d(np.asarray(intercept, dtype=np.float64))
         )
         self.family = family
         self.penalty = np.asarray(penalty, dtype=np.float64)
         self.penalty_scaling = penalty_scaling
         self.null_space = null_space
+        self.feature_map = feature_map
         if penalty_scaling not in PENALTY_SCALINGS:
             raise ValueError(f"penalty_scaling must be one of {PENALTY_SCALINGS}")
         if self.penalty.shape != (self.n_params,):
@@ -139,8 +152,13 @@ class LinearObjective:
         )
         d = self.n_features
         return type(self)(
-            blocks[:, :d], blocks[:, d] if self.fit_intercept else None,
-            self.family, self.penalty, self.penalty_scaling, self.null_space,
+            blocks[:, :d],
+            blocks[:, d] if self.fit_intercept else None,
+            self.family,
+            self.penalty,
+            self.penalty_scaling,
+            self.null_space,
+            self.feature_map,
         )
 
     # -- pointwise quantities -------------------------------------------------
@@ -231,8 +249,8 @@ class LinearObjective:
                     block[:d, d] = col
                     block[d, :d] = col
                     block[d, d] = s.sum()
-                H[k * b:(k + 1) * b, j * b:(j + 1) * b] = block
-                H[j * b:(j + 1) * b, k * b:(k + 1) * b] = block.T
+                H[k * b : (k + 1) * b, j * b : (j + 1) * b] = block
+                H[j * b : (j + 1) * b, k * b : (k + 1) * b] = block.T
         return H
 
     def hessian_vector_product(self, X, y, sample_weight, V):
