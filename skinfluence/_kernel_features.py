@@ -17,6 +17,15 @@ from sklearn.metrics.pairwise import pairwise_kernels
 _DIFFERENTIABLE = ("linear", "rbf", "poly")
 
 
+def kernel_matrix(kernel, A, B, gamma, degree=3, coef0=0.0):
+    """``k(A, B)`` for a kernel name or callable (gamma already resolved)."""
+    if callable(kernel):
+        return np.asarray(kernel(A, B), dtype=np.float64)
+    params = {"linear": {}, "rbf": {"gamma": gamma},
+              "poly": {"gamma": gamma, "degree": degree, "coef0": coef0}}[kernel]
+    return pairwise_kernels(A, B, metric=kernel, **params)
+
+
 class PivotedKernelFeatures:
     """Landmark feature map of a kernel, fitted on training rows.
 

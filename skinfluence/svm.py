@@ -4,6 +4,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -14,8 +15,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._kernel_features import PivotedKernelFeatures
+from ._kernel_features import PivotedKernelFeatures, kernel_matrix
 from ._newton import newton_minimize
+from ._representer_newton import representer_newton
 from .objectives import LinearObjective
 from .objectives.logistic import _class_weights
 from .objectives.smooth_hinge import SmoothHinge
@@ -171,105 +173,133 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"SmoothHingeSVC needs at least 2 classes; got only {classes[0]!r}."
             )
+        if self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
+            raise ValueError(
+                f"kernel='precomputed' needs the square training Gram matrix, got "
+                f"shape {X.shape}."
+            )
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         weights = _class_weights(self.class_weight, classes, y, sw)
-        previous = self._previous_solution(classes)
+        start = self._warm_start_point(classes, X)
         self.classes_ = classes
-        features = self._fit_features(X)
-        Phi = X if linear else features.transform(X)
+        self.gamma_ = self._resolve_gamma(X)
         family = SmoothHinge(classes, self.temperature)
         target = family.encode(y)
-        objective = self._solve(Phi, target, weights, family, features, previous)
-        K, d = objective.coef.shape
-        self._coef = objective.coef
-        self.intercept_ = objective.intercept if self.fit_intercept else np.zeros(K)
-        if not linear:
-            self.dual_coef_ = features.coefficients(self._coef)
-            self.landmark_indices_ = features.landmarks_
-            self.landmarks_ = X[features.landmarks_]
-        margins = family.signs(target, K) * objective.linear_predictor(Phi)
-        self.support_ = np.flatnonzero((margins < 1).any(axis=1))
+        n_out = family.n_outputs
+        signs = family.signs(target, n_out)
+        if linear or self.n_components is not None:
+            Phi = X if linear else self._fit_landmarks(X)
+            coef, intercept = self._fit_primal(Phi, signs, weights, start)
+            self._coef = coef
+            scores = np.asarray(Phi @ coef.T) + intercept
+            if not linear:
+                self.dual_coef_ = self.kernel_features_.coefficients(coef)
+        else:
+            self.kernel_features_ = None
+            if self.kernel != "precomputed":
+                self.landmarks_ = X
+            K = self._gram(X)
+            self.dual_coef_, intercept = self._fit_representer(K, signs, weights,
+                                                               start)
+            scores = K @ self.dual_coef_.T + intercept
+        self.intercept_ = intercept
+        self.support_ = np.flatnonzero((signs * scores < 1).any(axis=1))
         return self
 
-    def _previous_solution(self, classes):
-        if not (self.warm_start and hasattr(self, "_coef")):
-            return None
-        if not np.array_equal(classes, self.classes_) or self.kernel != "linear":
-            return None
-        return self._coef, self.intercept_
-
-    def _fit_features(self, X):
-        if self.kernel == "linear":
-            self.kernel_features_ = None
-            return None
+    def _resolve_gamma(self, X):
         if self.gamma == "scale":
-            var = X.var()
-            gamma = 1.0 / (X.shape[1] * var) if var > 0 else 1.0
-        elif self.gamma == "auto":
-            gamma = 1.0 / X.shape[1]
-        else:
-            gamma = float(self.gamma)
-        self._gamma = gamma
-        self.kernel_features_ = PivotedKernelFeatures(
-            self.kernel, gamma, self.degree, self.coef0, self.n_components
-        ).fit(X)
-        return self.kernel_features_
+            var = X.var() if not sp.issparse(X) else (
+                X.multiply(X).mean() - X.mean() ** 2)
+            return 1.0 / (X.shape[1] * var) if var > 0 else 1.0
+        if self.gamma == "auto":
+            return 1.0 / X.shape[1]
+        return float(self.gamma)
 
-    def _stages(self):
+    def _gram(self, A, B=None):
+        if self.kernel == "precomputed":
+            return np.asarray(A, dtype=np.float64)
+        return kernel_matrix(self.kernel, A, A if B is None else B, self.gamma_,
+                             self.degree, self.coef0)
+
+    def _fit_landmarks(self, X):
+        self.kernel_features_ = PivotedKernelFeatures(
+            self.kernel, self.gamma_, self.degree, self.coef0, self.n_components
+        ).fit(X)
+        self.landmarks_ = self.kernel_features_.basis_
+        return self.kernel_features_.transform(X)
+
+    def _warm_start_point(self, classes, X):
+        """Previous (coefficients, intercept) when warm starting is possible."""
+        if not self.warm_start or not hasattr(self, "intercept_"):
+            return None
+        if not np.array_equal(classes, self.classes_):
+            return None
+        coef = getattr(self, "_coef", None)
+        if self.kernel != "linear" and self.n_components is None:
+            coef = self.dual_coef_ if self.dual_coef_.shape[1] == X.shape[0] else None
+        elif self.kernel != "linear":
+            coef = None  # new landmarks, new features
+        return None if coef is None else (coef.copy(), self.intercept_.copy())
+
+    def _stages(self, warm):
         """Temperatures from 1 down to ``temperature``, tenfold per stage."""
-        t, stages = self.temperature, [self.temperature]
-        while stages[-1] * 10 < 1.0 and t < 1.0:
-            stages.append(stages[-1] * 10)
+        stages = [self.temperature]
+        while not warm and stages[-1] < 1.0 - 1e-9:
+            stages.append(min(1.0, stages[-1] * 10))
         return stages[::-1]
 
-    def _solve(self, Phi, target, weights, family, features, previous):
-        """Newton with temperature continuation; one binary problem per output."""
-        n_out = family.n_outputs
-        d = Phi.shape[1]
+    def _fit_primal(self, Phi, signs, weights, start):
+        """Newton on the (linear or landmark) features, one output at a time."""
+        n_out, d = signs.shape[1], Phi.shape[1]
         lam = np.zeros(d + int(self.fit_intercept))
         lam[:d] = 1.0 / (self.C * weights.sum())
-        coef = np.zeros((n_out, d))
-        intercept = np.zeros(n_out)
-        if previous is not None:
-            coef, intercept = previous[0].copy(), np.array(previous[1], dtype=float)
-        stages = [self.temperature] if previous is not None else self._stages()
-        self.n_iter_ = 0
-        converged = True
+        coef, intercept = (np.zeros((n_out, d)), np.zeros(n_out)) if start is None \
+            else start
+        self.n_iter_, converged = 0, True
         for k in range(n_out):
-            binary = (target == k).astype(int) if n_out > 1 else target
-            obj = LinearObjective(
-                coef[k : k + 1],
-                intercept[k : k + 1] if self.fit_intercept else None,
-                None,
-                lam,
-                "fixed",
-            )
-            for t in stages:
+            binary = (signs[:, k] > 0).astype(int)
+            obj = LinearObjective(coef[k:k + 1], intercept[k:k + 1] if
+                                  self.fit_intercept else None, None, lam, "fixed")
+            for t in self._stages(start is not None):
                 obj.family = SmoothHinge([0, 1], t)
-                obj, n_iter, ok = newton_minimize(
-                    obj, Phi, binary, weights, tol=self.tol, max_iter=self.max_iter
-                )
+                obj, n_iter, ok = newton_minimize(obj, Phi, binary, weights,
+                                                  tol=self.tol, max_iter=self.max_iter)
                 self.n_iter_ += n_iter
             converged &= ok
             coef[k] = obj.coef[0]
-            if self.fit_intercept:
-                intercept[k] = obj.intercept[0]
+            intercept[k] = obj.intercept[0] if self.fit_intercept else 0.0
+        self._warn_unconverged(converged)
+        return coef, intercept
+
+    def _fit_representer(self, K, signs, weights, start):
+        """Newton in the representer form, one output at a time."""
+        n_out, n = signs.shape[1], K.shape[0]
+        alpha, intercept = (np.zeros((n_out, n)), np.zeros(n_out)) if start is None \
+            else start
+        self.n_iter_, converged = 0, True
+        for k in range(n_out):
+            a, b = alpha[k], intercept[k]
+            stages = self._stages(start is not None)
+            for t in stages:
+                final = t == stages[-1]
+                # Earlier stages only provide a warm start: solve them loosely.
+                a, b, n_iter, ok = representer_newton(
+                    K, signs[:, k], weights, self.C, t, a, b,
+                    fit_intercept=self.fit_intercept,
+                    tol=self.tol if final else max(self.tol, 1e-6),
+                    max_iter=self.max_iter, cg_rtol=1e-6 if final else 1e-3)
+                self.n_iter_ += n_iter
+            converged &= ok
+            alpha[k], intercept[k] = a, b
+        self._warn_unconverged(converged)
+        return alpha, intercept
+
+    def _warn_unconverged(self, converged):
         if not converged:
             warnings.warn(
                 f"SmoothHingeSVC did not converge in max_iter={self.max_iter} Newton "
                 "iterations; raise max_iter, or a temperature this low may need a "
-                "larger tol.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return LinearObjective(
-            coef,
-            intercept if self.fit_intercept else None,
-            family,
-            np.tile(lam, n_out),
-            "fixed",
-            feature_map=features,
-        )
+                "larger tol.", ConvergenceWarning, stacklevel=4)
 
     @property
     def coef_(self):
@@ -280,21 +310,24 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
             )
         return self._coef
 
-    def _features(self, X):
-        linear = self.kernel == "linear"
-        X = validate_data(
-            self,
-            X,
-            reset=False,
-            dtype=np.float64,
-            accept_sparse="csr" if linear else False,
-        )
-        return X if linear else self.kernel_features_.transform(X)
-
     def decision_function(self, X):
-        """Signed distance to the margin; shape (n,) binary, (n, n_classes) else."""
+        """Signed distance to the margin; shape (n,) binary, (n, n_classes) else.
+
+        ``X`` is the Gram matrix against the training rows, of shape
+        (n, n_train), when ``kernel='precomputed'``.
+        """
         check_is_fitted(self)
-        scores = np.asarray(self._features(X) @ self._coef.T) + self.intercept_
+        linear = self.kernel == "linear"
+        X = validate_data(self, X, reset=False, dtype=np.float64,
+                          accept_sparse="csr" if linear else False)
+        if linear:
+            scores = np.asarray(X @ self._coef.T)
+        elif self.kernel_features_ is not None:
+            scores = self.kernel_features_.transform(X) @ self._coef.T
+        else:
+            K = X if self.kernel == "precomputed" else self._gram(X, self.landmarks_)
+            scores = K @ self.dual_coef_.T
+        scores = scores + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict(self, X):
