@@ -12,7 +12,7 @@ with penalty ``||beta||^2`` and ``alpha_S = L^-T beta``.
 
 import numpy as np
 from scipy import linalg
-from sklearn.metrics.pairwise import pairwise_kernels
+from sklearn.metrics.pairwise import KERNEL_PARAMS, pairwise_kernels
 
 _DIFFERENTIABLE = ("linear", "rbf", "poly")
 
@@ -21,8 +21,8 @@ def kernel_matrix(kernel, A, B, gamma, degree=3, coef0=0.0):
     """``k(A, B)`` for a kernel name or callable (gamma already resolved)."""
     if callable(kernel):
         return np.asarray(kernel(A, B), dtype=np.float64)
-    params = {"linear": {}, "rbf": {"gamma": gamma},
-              "poly": {"gamma": gamma, "degree": degree, "coef0": coef0}}[kernel]
+    given = {"gamma": gamma, "degree": degree, "coef0": coef0}
+    params = {k: given[k] for k in KERNEL_PARAMS[kernel] if k in given}
     return pairwise_kernels(A, B, metric=kernel, **params)
 
 

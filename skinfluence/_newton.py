@@ -68,8 +68,9 @@ def _solve_newton_system(objective, X, target, weights, g):
         active = np.flatnonzero(curv > 1e-12 * top) if top > 0 else np.arange(0)
         X = np.asarray(X)
         if len(active) < d // 2:
-            return _woodbury_solve(X[active], curv[active], lam[0],
-                                   objective.fit_intercept, g)
+            return _woodbury_solve(
+                X[active], curv[active], lam[0], objective.fit_intercept, g
+            )
         return _cg_solve(X, curv, lam[0], objective.fit_intercept, g)
     H = objective.hessian(X, target, weights)
     # A whisper of ridge keeps the solve defined where no row is curved

@@ -33,8 +33,9 @@ def _objective(alpha, b, f, y, w, C, t):
     return C * np.dot(w, loss) + 0.5 * np.dot(alpha, f - b)
 
 
-def representer_newton(K, y, w, C, t, alpha, b, *, fit_intercept, tol, max_iter,
-                       cg_rtol=1e-6):
+def representer_newton(
+    K, y, w, C, t, alpha, b, *, fit_intercept, tol, max_iter, cg_rtol=1e-6
+):
     """Minimise ``J`` from ``(alpha, b)``; returns ``alpha, b, n_iter, converged``.
 
     Stops when the Newton decrement ``-grad' step / 2`` falls below
@@ -47,8 +48,7 @@ def representer_newton(K, y, w, C, t, alpha, b, *, fit_intercept, tol, max_iter,
         _, r, c = _loss_terms(f, y, w, t)
         top = c.max()
         active = c > 1e-12 * top if top > 0 else np.zeros_like(c, dtype=bool)
-        step_a, step_b = _newton_step(K, alpha, r, c, active, C, fit_intercept,
-                                      cg_rtol)
+        step_a, step_b = _newton_step(K, alpha, r, c, active, C, fit_intercept, cg_rtol)
         grad_a = K @ (C * r + alpha)
         decrement = -(grad_a @ step_a + C * r.sum() * step_b) / 2
         if decrement <= tol * scale:
@@ -107,8 +107,9 @@ def _spd_solver(K_AA, s, cg_rtol):
         M[np.diag_indices(m)] += 1.0
         factor = linalg.cho_factor(M, lower=True, check_finite=False)
         return lambda x: linalg.cho_solve(factor, x, check_finite=False)
-    op = spla.LinearOperator((m, m), dtype=np.float64,
-                             matvec=lambda z: z + s * (K_AA @ (s * z)))
+    op = spla.LinearOperator(
+        (m, m), dtype=np.float64, matvec=lambda z: z + s * (K_AA @ (s * z))
+    )
 
     def cg(x):
         # An inexact Newton direction is enough: the line search corrects it.

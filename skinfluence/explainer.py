@@ -4,7 +4,6 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -176,11 +175,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._feature_map = feature_map
         if hasattr(model, "classes_"):
             self.classes_ = model.classes_
-        Xt = self._features(X)
-        sw = _check_sample_weight(sample_weight, Xt, dtype=np.float64)
+        X_input = self._features(X)
+        sw = _check_sample_weight(sample_weight, X_input, dtype=np.float64)
         self._sample_weight = sw
         self.objective_, self._weights = build_objective(model, np.asarray(y), sw)
-        self._X = Xt
+        self._X_input = X_input
+        self._X = Xt = self._kernel_features(X_input)
         self._y = np.asarray(y)
         self._target = self.objective_.family.encode(self._y)
         self._index = getattr(X, "index", None)
@@ -189,7 +189,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self.solver_ = make_solver(self.solver, self.damping).fit(operator)
         self._R = self.objective_.residuals(Xt, self._target)
         self.stationarity_ = self._stationarity()
-        if self.stationarity_ > self.stationarity_tol:
+        # Hinge models explained through the smooth hinge are not its optimum.
+        approximate = getattr(self.objective_, "approximate", False)
+        if self.stationarity_ > self.stationarity_tol and not approximate:
             warnings.warn(
                 f"{type(model).__name__} stopped short of its optimum: the Newton "
                 f"step left is {self.stationarity_:.3g} times a typical row's "
@@ -227,6 +229,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             input_name="X (as seen by the final estimator)",
         )
 
+    def _kernel_features(self, X):
+        """Features a kernel model is linear in (identity for other models)."""
+        fmap = self.objective_.feature_map
+        return X if fmap is None else fmap.transform(X)
+
     def _stationarity(self):
         obj, solver = self.objective_, self.solver_
         step = np.linalg.norm(
@@ -238,7 +245,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         norms = _influence.parameter_change_norms(
             obj, solver, self._X[rows], self._R[rows]
         )
-        typical = np.median(norms * self._weights[rows] / self._weights.sum())
+        # Root-mean-square effect: most rows of an SVM have almost none.
+        effects = norms * self._weights[rows] / self._weights.sum()
+        typical = np.sqrt(np.mean(effects**2))
         return float(step / max(typical, np.finfo(float).tiny))
 
     # -- delegation -------------------------------------------------------------
@@ -292,7 +301,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         if target not in _TARGETS:
             raise ValueError(f"target must be one of {_TARGETS}, got {target!r}.")
-        Xt = self._features(self._validate_test_X(X))
+        Xt = self._kernel_features(self._features(self._validate_test_X(X)))
         family = self.objective_.family
         eta = self.objective_.linear_predictor(Xt)
         if target == "loss":
@@ -464,9 +473,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "Pass fewer test rows at a time.",
         )
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
-        return _influence.perturbation_influence(
-            self.objective_, self._X, self._target, V
-        )
+        P = _influence.perturbation_influence(self.objective_, self._X, self._target, V)
+        fmap = self.objective_.feature_map
+        # Kernel models: chain rule through the feature map (basis held fixed).
+        return P if fmap is None else fmap.vjp(self._X_input, P)
 
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
@@ -538,8 +548,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return self._X.shape[0]
 
     def training_data(self):
-        """``(X, y, sample_weight)`` the final model was trained on (features
-        after any Pipeline prefix; weights include class_weight)."""
+        """``(X, y, sample_weight)`` the final model was trained on.
+
+        ``X`` is the input of the final estimator (after any Pipeline prefix);
+        the weights include class_weight.
+        """
         check_is_fitted(self)
-        X = self._X.copy() if sp.issparse(self._X) else self._X.copy()
-        return X, self._y.copy(), self._weights.copy()
+        return self._X_input.copy(), self._y.copy(), self._weights.copy()

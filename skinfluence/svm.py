@@ -35,11 +35,13 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
 
     Linear kernel: ``f(x) = x @ coef_ + intercept_``. Other kernels:
     ``f(x) = sum_j dual_coef_[j] k(x, landmarks_[j]) + intercept_``, the
-    representer form, over landmark rows chosen by pivoted Cholesky of the
-    Gram matrix (all of its numerical rank by default: exact; at most
-    ``n_components`` for large data, a Nystroem approximation).
+    representer form over all training rows, fitted by Newton's method in that
+    form (Chapelle, 2007): each iteration solves only over the rows near the
+    margin. With ``n_components``, an explicit Nystroem feature map over at
+    most that many landmark rows (chosen by pivoted Cholesky) replaces the
+    kernel, for data too large for an n x n Gram matrix.
 
-    Fitted by a damped Newton method with the exact gradient and Hessian,
+    Every fit is a damped Newton method with the exact gradient and Hessian,
     starting at temperature 1 and lowering it tenfold per stage to
     ``temperature`` (continuation keeps every stage well conditioned).
     Multiclass problems are one-vs-rest.
@@ -60,7 +62,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         The intercept is not penalized.
     class_weight : dict or 'balanced', default=None
         Multiplies ``C`` per class, as in SVC.
-    tol : float, default=1e-10
+    tol : float, default=1e-14
         Stop when the Newton decrement (the estimated remaining objective gap,
         per unit of ``C * sum(w)``) is below ``tol``.
     max_iter : int, default=100
@@ -76,10 +78,15 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
     coef_ : ndarray of shape (1 or n_classes, n_features)
         Linear kernel only.
-    dual_coef_ : ndarray of shape (1 or n_classes, n_landmarks)
-        Non-linear kernels only: weights of ``k(x, landmarks_)``.
+    dual_coef_ : ndarray of shape (1 or n_classes, n_basis)
+        Non-linear kernels only: weights of ``k(x, X_fit_)`` (exact kernel) or
+        of ``k(x, landmarks_)`` (with ``n_components``).
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        Exact kernel only: the training rows (the Gram matrix if precomputed).
+    kernel_features_ : object or None
+        With ``n_components``: the landmark feature map.
     landmarks_ : ndarray of shape (n_landmarks, n_features)
-    landmark_indices_ : ndarray of shape (n_landmarks,)
+        With ``n_components``: the rows chosen by pivoted Cholesky.
     intercept_ : ndarray of shape (1 or n_classes,)
     support_ : ndarray
         Indices of training rows inside the margin (``y f(x) < 1``).
@@ -196,11 +203,9 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
                 self.dual_coef_ = self.kernel_features_.coefficients(coef)
         else:
             self.kernel_features_ = None
-            if self.kernel != "precomputed":
-                self.landmarks_ = X
+            self.X_fit_ = X
             K = self._gram(X)
-            self.dual_coef_, intercept = self._fit_representer(K, signs, weights,
-                                                               start)
+            self.dual_coef_, intercept = self._fit_representer(K, signs, weights, start)
             scores = K @ self.dual_coef_.T + intercept
         self.intercept_ = intercept
         self.support_ = np.flatnonzero((signs * scores < 1).any(axis=1))
@@ -208,8 +213,11 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
 
     def _resolve_gamma(self, X):
         if self.gamma == "scale":
-            var = X.var() if not sp.issparse(X) else (
-                X.multiply(X).mean() - X.mean() ** 2)
+            var = (
+                X.var()
+                if not sp.issparse(X)
+                else (X.multiply(X).mean() - X.mean() ** 2)
+            )
             return 1.0 / (X.shape[1] * var) if var > 0 else 1.0
         if self.gamma == "auto":
             return 1.0 / X.shape[1]
@@ -218,8 +226,9 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     def _gram(self, A, B=None):
         if self.kernel == "precomputed":
             return np.asarray(A, dtype=np.float64)
-        return kernel_matrix(self.kernel, A, A if B is None else B, self.gamma_,
-                             self.degree, self.coef0)
+        return kernel_matrix(
+            self.kernel, A, A if B is None else B, self.gamma_, self.degree, self.coef0
+        )
 
     def _fit_landmarks(self, X):
         self.kernel_features_ = PivotedKernelFeatures(
@@ -253,17 +262,24 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         n_out, d = signs.shape[1], Phi.shape[1]
         lam = np.zeros(d + int(self.fit_intercept))
         lam[:d] = 1.0 / (self.C * weights.sum())
-        coef, intercept = (np.zeros((n_out, d)), np.zeros(n_out)) if start is None \
-            else start
+        coef, intercept = (
+            (np.zeros((n_out, d)), np.zeros(n_out)) if start is None else start
+        )
         self.n_iter_, converged = 0, True
         for k in range(n_out):
             binary = (signs[:, k] > 0).astype(int)
-            obj = LinearObjective(coef[k:k + 1], intercept[k:k + 1] if
-                                  self.fit_intercept else None, None, lam, "fixed")
+            obj = LinearObjective(
+                coef[k : k + 1],
+                intercept[k : k + 1] if self.fit_intercept else None,
+                None,
+                lam,
+                "fixed",
+            )
             for t in self._stages(start is not None):
                 obj.family = SmoothHinge([0, 1], t)
-                obj, n_iter, ok = newton_minimize(obj, Phi, binary, weights,
-                                                  tol=self.tol, max_iter=self.max_iter)
+                obj, n_iter, ok = newton_minimize(
+                    obj, Phi, binary, weights, tol=self.tol, max_iter=self.max_iter
+                )
                 self.n_iter_ += n_iter
             converged &= ok
             coef[k] = obj.coef[0]
@@ -274,8 +290,9 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     def _fit_representer(self, K, signs, weights, start):
         """Newton in the representer form, one output at a time."""
         n_out, n = signs.shape[1], K.shape[0]
-        alpha, intercept = (np.zeros((n_out, n)), np.zeros(n_out)) if start is None \
-            else start
+        alpha, intercept = (
+            (np.zeros((n_out, n)), np.zeros(n_out)) if start is None else start
+        )
         self.n_iter_, converged = 0, True
         for k in range(n_out):
             a, b = alpha[k], intercept[k]
@@ -284,10 +301,18 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
                 final = t == stages[-1]
                 # Earlier stages only provide a warm start: solve them loosely.
                 a, b, n_iter, ok = representer_newton(
-                    K, signs[:, k], weights, self.C, t, a, b,
+                    K,
+                    signs[:, k],
+                    weights,
+                    self.C,
+                    t,
+                    a,
+                    b,
                     fit_intercept=self.fit_intercept,
                     tol=self.tol if final else max(self.tol, 1e-6),
-                    max_iter=self.max_iter, cg_rtol=1e-6 if final else 1e-3)
+                    max_iter=self.max_iter,
+                    cg_rtol=1e-6 if final else 1e-3,
+                )
                 self.n_iter_ += n_iter
             converged &= ok
             alpha[k], intercept[k] = a, b
@@ -299,7 +324,10 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
             warnings.warn(
                 f"SmoothHingeSVC did not converge in max_iter={self.max_iter} Newton "
                 "iterations; raise max_iter, or a temperature this low may need a "
-                "larger tol.", ConvergenceWarning, stacklevel=4)
+                "larger tol.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
 
     @property
     def coef_(self):
@@ -318,14 +346,19 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         linear = self.kernel == "linear"
-        X = validate_data(self, X, reset=False, dtype=np.float64,
-                          accept_sparse="csr" if linear else False)
+        X = validate_data(
+            self,
+            X,
+            reset=False,
+            dtype=np.float64,
+            accept_sparse="csr" if linear else False,
+        )
         if linear:
             scores = np.asarray(X @ self._coef.T)
         elif self.kernel_features_ is not None:
             scores = self.kernel_features_.transform(X) @ self._coef.T
         else:
-            K = X if self.kernel == "precomputed" else self._gram(X, self.landmarks_)
+            K = X if self.kernel == "precomputed" else self._gram(X, self.X_fit_)
             scores = K @ self.dual_coef_.T
         scores = scores + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores

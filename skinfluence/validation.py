@@ -41,18 +41,29 @@ def _warm_clone(model):
     faster; it does not change that optimum.
     """
     refit = clone(model)
-    if "warm_start" in refit.get_params() and hasattr(model, "coef_"):
-        refit.set_params(warm_start=True)
-        refit.coef_ = model.coef_.copy()
-        if hasattr(model, "intercept_"):
-            refit.intercept_ = np.copy(model.intercept_)
+    if "warm_start" not in refit.get_params():
+        return refit
+    if hasattr(model, "__sklearn_clone__") or not hasattr(model, "intercept_"):
+        return refit
+    try:
+        state = {
+            k: np.copy(v)
+            for k, v in vars(model).items()
+            if k.endswith("_") and not k.startswith("__")
+        }
+    except TypeError:  # pragma: no cover - unusual fitted attributes
+        return refit
+    refit.set_params(warm_start=True)
+    vars(refit).update(state)
     return refit
 
 
 def _refit_loss(model, X, y, sw, keep, X_test, t_test):
     refit = _warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
     objective, _ = build_objective(refit, y[keep], sw[keep])
-    return objective.loss(X_test, t_test).sum()
+    fmap = objective.feature_map
+    features = X_test if fmap is None else fmap.transform(X_test)
+    return objective.loss(features, t_test).sum()
 
 
 def validate_loo(
@@ -123,6 +134,8 @@ def validate_loo(
     _, model = split_model(explainer.estimator_)
     Xt, _, t_test = explainer._test_factors(X_test, y_test, "loss")
     base = explainer.objective_.loss(Xt, t_test).sum()
+    # Refits see the final model's input (kernel models build their own map).
+    Xt = explainer._features(explainer._validate_test_X(X_test))
     masks = []
     for i in rows:
         keep = np.ones(n, dtype=bool)

@@ -1,5 +1,6 @@
 """Fitted estimator -> objective adapter, dispatched on the estimator's type."""
 
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import (
     GammaRegressor,
     LinearRegression,
@@ -11,10 +12,14 @@ from sklearn.linear_model import (
     SGDRegressor,
     TweedieRegressor,
 )
+from sklearn.svm import SVC, LinearSVC
 
+from ..svm import SmoothHingeSVC
 from .glm import from_glm
+from .kernel import from_kernel_ridge, from_svc
 from .linear import from_linear_regression, from_ridge, from_sgd_regressor
 from .logistic import from_logistic_regression, from_sgd_classifier
+from .smooth_hinge import from_linear_svc, from_smooth_hinge_svc
 
 # Order matters: the first matching type wins (LogisticRegressionCV is a
 # LogisticRegression). Adding a model family = one module and one line here.
@@ -28,6 +33,10 @@ _ADAPTERS = [
     (PoissonRegressor, from_glm),
     (GammaRegressor, from_glm),
     (TweedieRegressor, from_glm),
+    (SmoothHingeSVC, from_smooth_hinge_svc),
+    (LinearSVC, from_linear_svc),
+    (SVC, from_svc),
+    (KernelRidge, from_kernel_ridge),
 ]
 
 SUPPORTED = (
@@ -41,6 +50,10 @@ SUPPORTED = (
     "PoissonRegressor",
     "GammaRegressor",
     "TweedieRegressor",
+    "SmoothHingeSVC",
+    "LinearSVC",
+    "SVC (binary)",
+    "KernelRidge",
 )
 
 
