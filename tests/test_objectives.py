@@ -40,8 +40,8 @@ from sklearn.metrics import (
     mean_poisson_deviance,
     mean_tweedie_deviance,
 )
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -726,7 +726,7 @@ def test_logistic_regression_cv_without_refit_is_rejected():
 
 
 @pytest.mark.parametrize(
-    "est", [SVC(kernel="linear"), DecisionTreeClassifier(max_depth=2)]
+    "est", [KNeighborsClassifier(), DecisionTreeClassifier(max_depth=2)]
 )
 def test_unsupported_estimator_raises_type_error(est):
     X, y, sw = _data("cancer")
