@@ -23,8 +23,11 @@ def test_directions(objective, solver, X_test, factors):
 def influence_matrix(objective, X_train, R_train, V):
     """``I_up,loss[t, i] = -g_t' H^-1 (g_i + reweight)``: shape (n_test, n_train)."""
     M = objective.project(X_train, R_train, V)
-    M += objective.reweight_term() @ V
-    return -M.T
+    extra = objective.reweight_term() @ V
+    if np.any(extra):
+        M += extra
+    M *= -1.0
+    return M.T
 
 
 def loo_first_order(objective, X_train, R_train, weights, V):

@@ -241,7 +241,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
         rng = check_random_state(0)
         n = self._X.shape[0]
-        rows = np.sort(rng.choice(n, size=min(n, 256), replace=False))
+        rows = np.sort(rng.choice(n, size=min(n, 64), replace=False))
         norms = _influence.parameter_change_norms(
             obj, solver, self._X[rows], self._R[rows]
         )

@@ -51,16 +51,21 @@ def _dense(a):
 
 
 def _weighted_gram(X, s, fit_intercept):
-    """``Xt' diag(s) Xt`` for s >= 0 as ``A' A`` with ``A = sqrt(s) Xt``.
+    """``Xt' diag(s) Xt`` for s >= 0 as ``A' A`` with ``A = sqrt(s) X``.
 
     numpy computes ``A.T @ A`` by a symmetric rank-k update (BLAS syrk): half
-    the flops of a general product. The one (n, d) temporary is ``A``.
+    the flops of a general product. The one (n, d) temporary is ``A``; the
+    intercept's row and column come from ``A' sqrt(s)`` without stacking.
     """
     root = np.sqrt(s)
     A = X * root[:, None]
+    d = X.shape[1]
+    G = np.empty((d + int(fit_intercept),) * 2)
+    G[:d, :d] = A.T @ A
     if fit_intercept:
-        A = np.hstack([A, root[:, None]])
-    return A.T @ A
+        G[:d, d] = G[d, :d] = A.T @ root
+        G[d, d] = s.sum()
+    return G
 
 
 class LinearObjective:
@@ -209,7 +214,12 @@ class LinearObjective:
         -------
         ndarray of shape (n, m)
         """
-        return np.einsum("nk,nkm->nm", factors, self._block_products(X, V))
+        Z = self._block_products(X, V)
+        if Z.shape[1] == 1:  # one output: scale rows in place, no temporaries
+            Z = Z[:, 0, :]
+            Z *= factors
+            return Z
+        return np.einsum("nk,nkm->nm", factors, Z)
 
     def _block_products(self, X, V):
         """``xt_i @ V_k`` for every row and output block: shape (n, K, m)."""
@@ -219,7 +229,7 @@ class LinearObjective:
         coef_part = Vb[:, :d, :].transpose(1, 0, 2).reshape(d, K * m)
         Z = np.asarray(X @ coef_part).reshape(-1, K, m)
         if self.fit_intercept:
-            Z = Z + Vb[:, d, :][None, :, :]
+            Z += Vb[:, d, :][None, :, :]
         return Z
 
     # -- curvature ------------------------------------------------------------
