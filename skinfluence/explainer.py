@@ -4,6 +4,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -220,8 +221,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
     def _features(self, X):
         """Validated float64 input of the final model (after any Pipeline prefix)."""
-        if self._feature_map is not None:
-            X = self._feature_map.transform(X)
+        if self._feature_map is None:
+            # validate_data already checked X; only csc needs converting.
+            return X.tocsr() if sp.issparse(X) else X
+        X = self._feature_map.transform(X)
         return check_array(
             X,
             accept_sparse="csr",
