@@ -35,7 +35,8 @@ def newton_minimize(objective, X, target, weights, *, tol, max_iter):
         step = -_solve_newton_system(objective, X, target, weights, g)
         decrement = -float(g @ step) / 2
         if decrement <= tol:
-            return objective, n_iter, True
+            # Inside the quadratic region: the full step squares the error.
+            return objective.with_theta(objective.theta + step), n_iter, True
         theta, rate = objective.theta, 1.0
         for _ in range(50):
             trial = objective.with_theta(theta + rate * step)
@@ -44,6 +45,8 @@ def newton_minimize(objective, X, target, weights, *, tol, max_iter):
                 break
             rate /= 2
         else:  # no decrease along the Newton direction: at rounding level
+            return objective, n_iter, decrement <= np.sqrt(tol)
+        if trial_value >= value:  # a step that gains nothing: rounding floor
             return objective, n_iter, decrement <= np.sqrt(tol)
         objective, value = trial, trial_value
     return objective, max_iter, False

@@ -52,7 +52,8 @@ def representer_newton(
         grad_a = K @ (C * r + alpha)
         decrement = -(grad_a @ step_a + C * r.sum() * step_b) / 2
         if decrement <= tol * scale:
-            return alpha, b, n_iter, True
+            # Inside the quadratic region: the full step squares the error.
+            return alpha + step_a, b + step_b, n_iter, True
         df = K @ step_a + step_b
         rate = 1.0
         for _ in range(50):
@@ -63,6 +64,8 @@ def representer_newton(
                 break
             rate /= 2
         else:
+            return alpha, b, n_iter, decrement <= np.sqrt(tol) * scale
+        if trial >= value:  # a step that gains nothing: rounding floor
             return alpha, b, n_iter, decrement <= np.sqrt(tol) * scale
         alpha, b, f, value = trial_alpha, trial_b, trial_f, trial
     return alpha, b, max_iter, False

@@ -136,7 +136,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         temperature=0.01,
         fit_intercept=True,
         class_weight=None,
-        tol=1e-10,
+        tol=1e-14,
         max_iter=100,
         n_components=None,
         warm_start=False,
@@ -178,7 +178,8 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(
-                f"SmoothHingeSVC needs at least 2 classes; got only {classes[0]!r}."
+                "SmoothHingeSVC needs samples of at least 2 classes in the data, "
+                f"but the data contains only one class: {classes[0]}."
             )
         if self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
             raise ValueError(
@@ -238,17 +239,28 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         return self.kernel_features_.transform(X)
 
     def _warm_start_point(self, classes, X):
-        """Previous (coefficients, intercept) when warm starting is possible."""
+        """Previous (coefficients, intercept) when they fit this problem, else None.
+
+        A change of classes, features, kernel mode or training rows (exact
+        kernel) falls back to a cold start.
+        """
         if not self.warm_start or not hasattr(self, "intercept_"):
             return None
         if not np.array_equal(classes, self.classes_):
             return None
-        coef = getattr(self, "_coef", None)
-        if self.kernel != "linear" and self.n_components is None:
-            coef = self.dual_coef_ if self.dual_coef_.shape[1] == X.shape[0] else None
-        elif self.kernel != "linear":
-            coef = None  # new landmarks, new features
-        return None if coef is None else (coef.copy(), self.intercept_.copy())
+        if self.kernel == "linear":
+            coef = getattr(self, "_coef", None)
+            width = X.shape[1]
+        elif self.n_components is None:
+            coef = getattr(self, "dual_coef_", None)
+            width = X.shape[0]
+            if getattr(self, "kernel_features_", True) is not None:
+                coef = None  # previous fit was not in the representer form
+        else:
+            coef, width = None, None  # new landmarks, new features
+        if coef is None or coef.shape[1] != width:
+            return None
+        return coef.copy(), self.intercept_.copy()
 
     def _stages(self, warm):
         """Temperatures from 1 down to ``temperature``, tenfold per stage."""
@@ -326,7 +338,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
                 "iterations; raise max_iter, or a temperature this low may need a "
                 "larger tol.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
     @property
