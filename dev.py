@@ -42,8 +42,8 @@ def _ensure_env(extras):
     stamp.touch()
 
 
-def _run(args):
-    return subprocess.run(args, cwd=ROOT).returncode
+def _run(args, env=None):
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}).returncode
 
 
 def main(argv):
@@ -56,7 +56,12 @@ def main(argv):
         return _run([str(BIN / "skinfluence"), "demo", *rest])
     if command == "test":
         _ensure_env({"test"})
-        return _run([str(PYTHON), "-m", "pytest", *rest])
+        # Two worker processes, one BLAS thread each: BLAS threads spinning in
+        # two processes on two cores would slow every test many times over.
+        threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                    "MKL_NUM_THREADS")}
+        workers = ["-n", "2"] if not any(a.startswith("-n") for a in rest) else []
+        return _run([str(PYTHON), "-m", "pytest", *workers, *rest], env=threads)
     if command == "bench":
         _ensure_env({"bench", "test"})
         return _run([str(PYTHON), *(str(ROOT / "benchmarks" / a) for a in rest[:1]),
