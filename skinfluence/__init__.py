@@ -1,5 +1,6 @@
 """skinfluence: influence functions (Koh & Liang, 2017) for scikit-learn."""
 
+from .cleaning import CleanLabelsClassifier, MislabelDetector
 from .explainer import InfluenceExplainer, StationarityWarning
 from .objectives import SUPPORTED as SUPPORTED_ESTIMATORS
 from .solvers import SingularHessianError
@@ -9,6 +10,8 @@ from .validation import LOOValidation, validate_loo
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CleanLabelsClassifier",
+    "MislabelDetector",
     "SUPPORTED_ESTIMATORS",
     "InfluenceExplainer",
     "LOOValidation",

@@ -162,3 +162,25 @@ def output_changes(objective, X_test, delta):
     for k in range(K):
         out[:, :, k] = _rows_times(X_test, delta[:, k * b : (k + 1) * b].T, fi)
     return out
+
+
+def loo_own_outputs(objective, H_inv, X, target, weights):
+    """Each training row's linear outputs under the model fitted without it.
+
+    One Newton step without the row (see :func:`newton_parameter_changes`),
+    evaluated at the row itself: ``eta_i + xt_i . delta_i`` per output. The
+    held-out prediction of every row at the cost of one fit, as in the
+    closed-form leave-one-out of least squares.
+
+    Returns
+    -------
+    ndarray of shape (n_train, K)
+    """
+    K, b = objective.n_outputs, objective.block_size
+    delta = newton_parameter_changes(objective, H_inv, X, target, weights)
+    eta = objective.linear_predictor(X)
+    for k in range(K):
+        eta[:, k] += _rowwise_dot(
+            X, delta[:, k * b : (k + 1) * b], objective.fit_intercept
+        )
+    return eta

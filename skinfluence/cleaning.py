@@ -1,0 +1,348 @@
+"""Mislabel detection and label cleaning for pipelines."""
+
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+)
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import _influence
+from .explainer import InfluenceExplainer
+
+METHODS = ("loo_loss", "self_influence", "training_loss")
+
+
+def default_estimator(sparse=False):
+    """The detector's default model: standardized L2 logistic regression."""
+    return make_pipeline(
+        StandardScaler(with_mean=not sparse),
+        LogisticRegression(C=1.0, tol=1e-8, max_iter=5000),
+    )
+
+
+def _score_rows(explainer, method):
+    """``(scores, held-out outputs)`` for every training row; higher = suspect."""
+    obj = explainer.objective_
+    X, t, w = explainer._X, explainer._target, explainer._weights
+    eta_loo = _influence.loo_own_outputs(obj, explainer.solver_.inverse(), X, t, w)
+    if method == "loo_loss":
+        scores = obj.family.loss(t, eta_loo)
+    elif method == "self_influence":
+        scores = explainer.self_influence()
+    else:
+        scores = obj.loss(X, t)
+    return scores, eta_loo
+
+
+class MislabelDetector(BaseEstimator):
+    """Find training rows whose label is probably wrong, and clean them.
+
+    Fits an :class:`InfluenceExplainer` on the data and scores every row:
+
+    - ``'loo_loss'`` (default): the row's loss under the model fitted
+      *without* it, from one exact Newton step per row (a Woodbury update, no
+      refits). A mislabeled row is one the rest of the data cannot explain.
+    - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
+    - ``'training_loss'``: the row's loss under the full model.
+
+    Implements the imbalanced-learn sampler interface: ``fit_resample``
+    returns the cleaned data, so the detector is a step of
+    :class:`imblearn.pipeline.Pipeline`; for plain scikit-learn pipelines and
+    grid searches, use :class:`CleanLabelsClassifier`.
+
+    Parameters
+    ----------
+    estimator : classifier, default=None
+        Any classifier the explainer supports (or a Pipeline ending in one).
+        None: ``StandardScaler`` followed by ``LogisticRegression(C=1)``.
+    method : {'loo_loss', 'self_influence', 'training_loss'}, default='loo_loss'
+    contamination : 'auto' or float in (0, 0.5], default='auto'
+        Share of rows to flag. 'auto': the rows whose held-out prediction is
+        another class than their label.
+    threshold : float, default=None
+        Flag rows scoring above it instead (overrides ``contamination``).
+    action : {'drop', 'relabel', 'flag'}, default='drop'
+        What ``fit_resample`` does with flagged rows: remove them, replace
+        their label by ``suggested_labels_``, or nothing (only report).
+
+    Attributes
+    ----------
+    explainer_ : InfluenceExplainer
+    scores_ : ndarray of shape (n_samples,)
+        Higher means more likely mislabeled.
+    ranking_ : ndarray of shape (n_samples,)
+        Row positions sorted from most to least suspicious.
+    label_issues_ : ndarray of bool, shape (n_samples,)
+    suggested_labels_ : ndarray of shape (n_samples,)
+        The class the model fitted without each row predicts for it.
+    sample_indices_ : ndarray
+        Positions of the rows ``fit_resample`` returned.
+    classes_ : ndarray of shape (n_classes,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from skinfluence import MislabelDetector
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> noisy = y.copy()
+    >>> noisy[:20] = 1 - noisy[:20]
+    >>> detector = MislabelDetector(contamination=0.05).fit(X, noisy)
+    >>> found = np.isin(np.arange(20), np.flatnonzero(detector.label_issues_))
+    >>> int(found.sum())
+    19
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit"]), None],
+        "method": [StrOptions(set(METHODS))],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "threshold": [Real, None],
+        "action": [StrOptions({"drop", "relabel", "flag"})],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        method="loo_loss",
+        contamination="auto",
+        threshold=None,
+        action="drop",
+    ):
+        self.estimator = estimator
+        self.method = method
+        self.contamination = contamination
+        self.threshold = threshold
+        self.action = action
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Score every row of ``(X, y)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MislabelDetector
+        """
+        y_arr = np.asarray(y)
+        if y_arr.ndim != 1:
+            raise ValueError(f"y must be 1-d, got shape {y_arr.shape}.")
+        if pd.isna(pd.Series(y_arr)).any():
+            raise ValueError(
+                "y contains missing labels (NaN); drop or fill those rows first."
+            )
+        check_classification_targets(y_arr)
+        classes, counts = np.unique(y_arr, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"MislabelDetector needs at least 2 classes; y holds "
+                f"only {classes.tolist()}."
+            )
+        if counts.min() < 2:
+            rare = classes[counts < 2].tolist()
+            raise ValueError(
+                f"Classes {rare} have fewer than 2 rows: a held-out prediction "
+                "cannot recover a class seen once. Remove or merge them."
+            )
+        estimator = (
+            default_estimator(sp.issparse(X))
+            if self.estimator is None
+            else self.estimator
+        )
+        self.explainer_ = InfluenceExplainer(estimator).fit(X, y_arr, sample_weight)
+        family = self.explainer_.objective_.family
+        if getattr(family, "classes", None) is None:
+            raise ValueError(
+                "MislabelDetector needs a classifier; "
+                f"{type(estimator).__name__} is a regressor."
+            )
+        self.classes_ = family.classes
+        self.scores_, eta_loo = _score_rows(self.explainer_, self.method)
+        index = (
+            (eta_loo[:, 0] > 0).astype(int)
+            if eta_loo.shape[1] == 1
+            else (eta_loo.argmax(axis=1))
+        )
+        self.suggested_labels_ = self.classes_[index]
+        self.ranking_ = np.argsort(-self.scores_, kind="stable")
+        self.label_issues_ = self._flag(y_arr)
+        self._index = getattr(X, "index", None)
+        self._y = y_arr
+        return self
+
+    def _flag(self, y):
+        n = len(y)
+        if self.threshold is not None:
+            return self.scores_ > self.threshold
+        if self.contamination == "auto":
+            return self.suggested_labels_ != y
+        flags = np.zeros(n, dtype=bool)
+        flags[self.ranking_[: max(1, int(round(self.contamination * n)))]] = True
+        return flags
+
+    def fit_resample(self, X, y, sample_weight=None):
+        """Fit, then return the cleaned ``(X, y)`` according to ``action``.
+
+        Returns
+        -------
+        X_clean, y_clean
+            Same types as the input (pandas index kept); rows dropped or labels
+            replaced.
+        """
+        self.fit(X, y, sample_weight)
+        keep = np.arange(len(self._y))
+        y_new = self._y
+        if self.action == "drop":
+            keep = np.flatnonzero(~self.label_issues_)
+        elif self.action == "relabel":
+            y_new = np.where(self.label_issues_, self.suggested_labels_, self._y)
+        self.sample_indices_ = keep
+        X_out = _safe_indexing(X, keep)
+        y_out = y_new[keep]
+        if isinstance(y, pd.Series):
+            y_out = pd.Series(y_out, index=y.index[keep], name=y.name)
+        return X_out, y_out
+
+    def get_label_issues(self):
+        """The flagged rows, most suspicious first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``row``, ``given_label``, ``suggested_label``, ``score``,
+            ``rank`` (1 = most suspicious); ``row`` is the pandas index label
+            when ``X`` was a DataFrame.
+        """
+        check_is_fitted(self)
+        order = self.ranking_[self.label_issues_[self.ranking_]]
+        rank = np.empty(len(self.ranking_), dtype=int)
+        rank[self.ranking_] = np.arange(1, len(self.ranking_) + 1)
+        rows = order if self._index is None else np.asarray(self._index)[order]
+        return pd.DataFrame(
+            {
+                "row": rows,
+                "given_label": self._y[order],
+                "suggested_label": self.suggested_labels_[order],
+                "score": self.scores_[order],
+                "rank": rank[order],
+            }
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.string = True
+        return tags
+
+
+def _final_has(attr):
+    def check(self):
+        source = self.estimator_ if hasattr(self, "estimator_") else self.estimator
+        return hasattr(source, attr)
+
+    return check
+
+
+class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Clean the labels with a :class:`MislabelDetector`, then fit a classifier.
+
+    scikit-learn pipelines cannot drop rows inside a step, so this wraps the
+    cleaning and the final fit in one estimator that works in ``Pipeline`` and
+    ``GridSearchCV`` (the detector's parameters tune as ``detector__...``).
+
+    Parameters
+    ----------
+    estimator : classifier
+        Fitted on the cleaned data.
+    detector : MislabelDetector, default=None
+        None: ``MislabelDetector()``.
+
+    Attributes
+    ----------
+    detector_ : MislabelDetector
+    estimator_ : classifier
+    classes_ : ndarray
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinfluence import CleanLabelsClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = CleanLabelsClassifier(LogisticRegression(max_iter=5000)).fit(X, y)
+    >>> clf.predict(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"])],
+        "detector": [HasMethods(["fit_resample"]), None],
+    }
+
+    def __init__(self, estimator, detector=None):
+        self.estimator = estimator
+        self.detector = detector
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Clean ``(X, y)`` with the detector, then fit the estimator."""
+        detector = MislabelDetector() if self.detector is None else self.detector
+        self.detector_ = clone(detector)
+        X_clean, y_clean = self.detector_.fit_resample(X, y, sample_weight)
+        params = {}
+        if sample_weight is not None:
+            params["sample_weight"] = _safe_indexing(
+                np.asarray(sample_weight), self.detector_.sample_indices_
+            )
+        self.estimator_ = clone(self.estimator).fit(X_clean, y_clean, **params)
+        self.classes_ = self.estimator_.classes_
+        if hasattr(self.estimator_, "n_features_in_"):
+            self.n_features_in_ = self.estimator_.n_features_in_
+        return self
+
+    def predict(self, X):
+        """Predict with the classifier fitted on the cleaned data."""
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+    @available_if(_final_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the classifier fitted on the cleaned data."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_final_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the classifier fitted on the cleaned data."""
+        check_is_fitted(self)
+        return self.estimator_.decision_function(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self.estimator.__sklearn_tags__()
+        tags.input_tags.sparse = inner.input_tags.sparse
+        return tags
+
+
+__all__ = ["CleanLabelsClassifier", "MislabelDetector", "default_estimator"]
