@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["skinfluence.explainer", "skinfluence.validation"]
+MODULES = [
+    "skinfluence.explainer",
+    "skinfluence.validation",
+    "skinfluence.svm",
+    "skinfluence.cleaning",
+]
 
 
 def test_readme_example_runs(capsys):
