@@ -29,8 +29,9 @@ def datasets(large):
     yield "digits 3 vs 8", X[keep], y[keep]
     yield "digits (10 classes)", X, y
     if large:
-        X, y = make_classification(n_samples=6250, n_features=20, n_informative=10,
-                                   flip_y=0.05, random_state=0)
+        X, y = make_classification(
+            n_samples=6250, n_features=20, n_informative=10, flip_y=0.05, random_state=0
+        )
         yield "generated, n_train=5,000", X, y
 
 
@@ -45,41 +46,56 @@ def best_time(make, X, y, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-large", action="store_true",
-                        help="skip the n=5,000 generated data set")
+    parser.add_argument(
+        "--no-large", action="store_true", help="skip the n=5,000 generated data set"
+    )
     parser.add_argument("--temperature", type=float, default=0.001)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     rows = []
     for name, X, y in datasets(not args.no_large):
-        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, stratify=y,
-                                                  random_state=0)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=0.2, stratify=y, random_state=0
+        )
         scaler = StandardScaler().fit(X_tr)
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
         repeats = 1 if len(y_tr) > 2000 else 3
         for kernel in ("linear", "rbf"):
-            ours = lambda: SmoothHingeSVC(C=1.0, kernel=kernel,  # noqa: E731
-                                          temperature=args.temperature)
+            ours = lambda: SmoothHingeSVC(
+                C=1.0,
+                kernel=kernel,  # noqa: E731
+                temperature=args.temperature,
+            )
             peer_name = "LinearSVC(hinge)" if kernel == "linear" else "SVC(rbf)"
-            peer = (lambda: LinearSVC(C=1.0, loss="hinge", max_iter=100000)) if (
-                kernel == "linear") else (lambda: SVC(C=1.0, kernel="rbf"))
+            peer = (
+                (lambda: LinearSVC(C=1.0, loss="hinge", max_iter=100000))
+                if (kernel == "linear")
+                else (lambda: SVC(C=1.0, kernel="rbf"))
+            )
             t_ours, m_ours = best_time(ours, X_tr, y_tr, repeats)
             t_peer, m_peer = best_time(peer, X_tr, y_tr, repeats)
-            rows.append({
-                "data": name, "n_train": len(y_tr), "kernel": kernel,
-                "peer": peer_name,
-                "acc SmoothHingeSVC": m_ours.score(X_te, y_te),
-                "acc peer": m_peer.score(X_te, y_te),
-                "fit s SmoothHingeSVC": t_ours, "fit s peer": t_peer,
-                "time ratio": t_ours / t_peer,
-            })
+            rows.append(
+                {
+                    "data": name,
+                    "n_train": len(y_tr),
+                    "kernel": kernel,
+                    "peer": peer_name,
+                    "acc SmoothHingeSVC": m_ours.score(X_te, y_te),
+                    "acc peer": m_peer.score(X_te, y_te),
+                    "fit s SmoothHingeSVC": t_ours,
+                    "fit s peer": t_peer,
+                    "time ratio": t_ours / t_peer,
+                }
+            )
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    table["acc diff (points)"] = 100 * (table["acc SmoothHingeSVC"]
-                                        - table["acc peer"])
+    table["acc diff (points)"] = 100 * (table["acc SmoothHingeSVC"] - table["acc peer"])
     print(f"\nSmoothHingeSVC(temperature={args.temperature}) vs scikit-learn, C=1:")
-    print(table.to_markdown(index=False, floatfmt=".3g") if _has_tabulate()
-          else table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(
+        table.to_markdown(index=False, floatfmt=".3g")
+        if _has_tabulate()
+        else table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    )
 
 
 def _has_tabulate():
