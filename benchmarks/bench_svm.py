@@ -10,6 +10,7 @@ Run: ``python benchmarks/bench_svm.py`` (or ``python3 dev.py bench bench_svm.py`
 import argparse
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -61,17 +62,14 @@ def main():
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
         repeats = 1 if len(y_tr) > 2000 else 3
         for kernel in ("linear", "rbf"):
-            ours = lambda: SmoothHingeSVC(
-                C=1.0,
-                kernel=kernel,  # noqa: E731
-                temperature=args.temperature,
+            ours = partial(
+                SmoothHingeSVC, C=1.0, kernel=kernel, temperature=args.temperature
             )
-            peer_name = "LinearSVC(hinge)" if kernel == "linear" else "SVC(rbf)"
-            peer = (
-                (lambda: LinearSVC(C=1.0, loss="hinge", max_iter=100000))
-                if (kernel == "linear")
-                else (lambda: SVC(C=1.0, kernel="rbf"))
-            )
+            if kernel == "linear":
+                peer_name = "LinearSVC(hinge)"
+                peer = partial(LinearSVC, C=1.0, loss="hinge", max_iter=100000)
+            else:
+                peer_name, peer = "SVC(rbf)", partial(SVC, C=1.0, kernel="rbf")
             t_ours, m_ours = best_time(ours, X_tr, y_tr, repeats)
             t_peer, m_peer = best_time(peer, X_tr, y_tr, repeats)
             rows.append(
