@@ -105,7 +105,9 @@ def _newton_step(K, alpha, r, c, active, C, fit_intercept, cg_rtol):
 def _spd_solver(K_AA, s, cg_rtol):
     """``x -> (I + diag(s) K_AA diag(s))^-1 x``."""
     m = len(s)
-    if m <= 2500:
+    # Cholesky costs m^3/3; CG about m^2 per iteration, and needs few
+    # iterations at high temperature (small curvature, well conditioned).
+    if m <= 500 or (m <= 2500 and cg_rtol < 1e-4):
         M = s[:, None] * K_AA * s[None, :]
         M[np.diag_indices(m)] += 1.0
         factor = linalg.cho_factor(M, lower=True, check_finite=False)
