@@ -62,12 +62,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         a fixed feature map: influence is with respect to their output), or an
         already-fitted model wrapped in :class:`~sklearn.frozen.FrozenEstimator`
         (no refit).
-    damping : float, default=0.0
+    damping : float or 'auto', default=0.0
         Added to the Hessian's diagonal (the paper's ``H + lambda I``); needed
-        only when the Hessian is singular.
-    solver : {'exact'} or solver object, default='exact'
-        Inverse-Hessian solver; an object with ``fit(operator)`` and
-        ``solve(B)`` (see ``skinfluence.solvers``).
+        only when the Hessian is singular. 'auto' picks it from the Hessian's
+        extreme eigenvalues (:func:`skinfluence.solvers.auto_damping`).
+    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank'} or solver object, \
+            default='auto'
+        Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
+        'exact' (one Cholesky) up to 5000 parameters, else 'cg' (matrix-free
+        conjugate gradients). An object with ``fit(operator)`` and ``solve(B)``
+        is copied, then fitted. ``loo_change(method='newton')`` and the
+        held-out scores of :class:`MislabelDetector` need 'exact'.
     stationarity_tol : float, default=0.1
         Warn with :class:`StationarityWarning` when the Newton step still left
         at the fitted parameters exceeds this fraction of a typical row's
@@ -140,12 +145,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit"])],
-        "damping": [Interval(Real, 0, None, closed="left")],
-        "solver": [StrOptions({"exact"}), HasMethods(["fit", "solve"])],
+        "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "solver": [
+            StrOptions({"auto", "exact", "cg", "lissa", "lowrank"}),
+            HasMethods(["fit", "solve"]),
+        ],
         "stationarity_tol": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, estimator, *, damping=0.0, solver="exact", stationarity_tol=0.1):
+    def __init__(self, estimator, *, damping=0.0, solver="auto", stationarity_tol=0.1):
         self.estimator = estimator
         self.damping = damping
         self.solver = solver
@@ -187,7 +195,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._index = getattr(X, "index", None)
         self.n_params_ = self.objective_.n_params
         operator = HessianOperator(self.objective_, Xt, self._target, self._weights)
-        self.solver_ = make_solver(self.solver, self.damping).fit(operator)
+        self.solver_ = make_solver(
+            self.solver, self.damping, n_params=self.n_params_, n_samples=Xt.shape[0]
+        ).fit(operator)
         self._R = self.objective_.residuals(Xt, self._target)
         self.stationarity_ = self._stationarity()
         # Hinge models explained through the smooth hinge are not its optimum.
@@ -414,7 +424,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "Use method='influence'.",
         )
         delta = _influence.newton_parameter_changes(
-            obj, self.solver_.inverse(), self._X, self._target, self._weights
+            obj, self._inverse_hessian(), self._X, self._target, self._weights
         )
         d_eta = _influence.output_changes(obj, Xt, delta)
         eta = obj.linear_predictor(Xt)
@@ -543,6 +553,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return top_k_table(
             scores, infl, k, self._y, self._index, getattr(X_test, "index", None)
         )
+
+    def _inverse_hessian(self):
+        """Dense ``H^-1``, which the Newton leave-one-out updates need."""
+        try:
+            return self.solver_.inverse()
+        except (NotImplementedError, AttributeError) as exc:
+            raise ValueError(
+                f"method='newton' needs the dense inverse Hessian, which the "
+                f"{type(self.solver_).__name__} does not form; use "
+                "solver='exact' (or method='influence')."
+            ) from exc
 
     @property
     def n_train_(self):

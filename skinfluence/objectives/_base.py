@@ -263,6 +263,23 @@ class LinearObjective:
                 H[j * b : (j + 1) * b, k * b : (k + 1) * b] = block.T
         return H
 
+    def hessian_diagonal(self, X, y, sample_weight):
+        """Diagonal of the mean-form Hessian, shape (n_params,), without forming H.
+
+        Per output block k: ``1/W * sum_i w_i D_i[k, k] * xt_ij ** 2 + lam``
+        (Jacobi preconditioning of iterative solvers). Dense or sparse X.
+        """
+        w = np.asarray(sample_weight, dtype=np.float64)
+        D = self.family.hessian(y, self.linear_predictor(X))
+        K = self.n_outputs
+        S = np.diagonal(D, axis1=1, axis2=2) * (w / w.sum())[:, None]  # (n, K)
+        X2 = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X))
+        out = np.empty((K, self.block_size))
+        out[:, : self.n_features] = np.asarray(X2.T @ S).T
+        if self.fit_intercept:
+            out[:, self.n_features] = S.sum(axis=0)
+        return out.ravel() + self.penalty
+
     def hessian_vector_product(self, X, y, sample_weight, V):
         """``H @ V`` without forming ``H``, for V of shape (n_params, m)."""
         w = np.asarray(sample_weight, dtype=np.float64)

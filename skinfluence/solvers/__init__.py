@@ -1,22 +1,102 @@
-"""Inverse-Hessian solvers behind one protocol (see ``_base``)."""
+"""Inverse-Hessian solvers behind one protocol (see ``_base``).
+
+======== ============================================== =====================
+name     method                                          when
+======== ============================================== =====================
+exact    Cholesky of the dense Hessian                   up to ~5000 params
+cg       block preconditioned conjugate gradients        large models
+lissa    stochastic Neumann series (Koh & Liang 2017)    very many rows
+lowrank  top eigenpairs by Lanczos (Schioppa et al.)     many test rows
+======== ============================================== =====================
+
+Every solver takes ``damping`` (a float, or ``'auto'`` to pick it from the
+Hessian's extreme eigenvalues, see :func:`auto_damping`).
+"""
+
+import copy
+
+from sklearn.base import BaseEstimator, clone
 
 from ._base import HessianOperator
+from ._spectrum import (
+    auto_damping,
+    damping_from_spectrum,
+    extreme_eigenvalues,
+    top_eigenvalue,
+)
+from .cg import CGSolver
 from .exact import ExactSolver, SingularHessianError
+from .lissa import LissaSolver
+from .lowrank import LowRankSolver
 
-SOLVERS = {"exact": ExactSolver}
+SOLVERS = {
+    "exact": ExactSolver,
+    "cg": CGSolver,
+    "lissa": LissaSolver,
+    "lowrank": LowRankSolver,
+}
+
+# solver='auto' factorizes H exactly up to this many parameters: a dense
+# (p, p) Hessian of 5000 parameters is 200 MB and its Cholesky a few seconds.
+AUTO_EXACT_MAX_PARAMS = 5000
 
 
-def make_solver(solver, damping):
-    """A solver instance from the explainer's ``solver`` parameter."""
+def choose_solver(n_params, n_samples=None):
+    """The solver name ``solver='auto'`` picks.
+
+    ``'exact'`` when ``n_params <= 5000`` (the dense Hessian fits in 200 MB
+    and one Cholesky serves every solve, including the Newton leave-one-out
+    updates), else ``'cg'`` (memory ``O(n_params * m)``, cost one
+    Hessian-matrix product per iteration). ``n_samples`` is accepted for
+    future rules and does not change the choice.
+    """
+    return "exact" if n_params <= AUTO_EXACT_MAX_PARAMS else "cg"
+
+
+def make_solver(solver, damping, n_params=None, n_samples=None):
+    """An unfitted solver instance from the explainer's ``solver`` parameter.
+
+    Parameters
+    ----------
+    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank'} or solver object
+        A name is instantiated with ``damping``; ``'auto'`` needs
+        ``n_params`` (see :func:`choose_solver`). An object is copied
+        (``sklearn.base.clone`` for estimators, else ``copy.deepcopy``) so the
+        caller's instance is never fitted in place; its own ``damping`` is
+        kept.
+    damping : float or 'auto'
+    n_params, n_samples : int, optional
+        Size of the problem, for ``solver='auto'``.
+    """
     if isinstance(solver, str):
+        if solver == "auto":
+            if n_params is None:
+                raise ValueError("solver='auto' needs n_params to choose a solver.")
+            solver = choose_solver(n_params, n_samples)
+        if solver not in SOLVERS:
+            raise ValueError(
+                f"Unknown solver {solver!r}; expected 'auto' or one of "
+                f"{sorted(SOLVERS)}, or an object with fit and solve."
+            )
         return SOLVERS[solver](damping=damping)
-    return solver
+    if isinstance(solver, BaseEstimator):
+        return clone(solver)
+    return copy.deepcopy(solver)
 
 
 __all__ = [
+    "AUTO_EXACT_MAX_PARAMS",
     "SOLVERS",
+    "CGSolver",
     "ExactSolver",
     "HessianOperator",
+    "LissaSolver",
+    "LowRankSolver",
     "SingularHessianError",
+    "auto_damping",
+    "choose_solver",
+    "damping_from_spectrum",
+    "extreme_eigenvalues",
     "make_solver",
+    "top_eigenvalue",
 ]

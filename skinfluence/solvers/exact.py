@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 from scipy import linalg
 
+from ._spectrum import damping_from_spectrum, resolve_damping
+
 # Below this reciprocal condition number the Hessian is numerically singular:
 # influence values would be dominated by rounding error.
 _RCOND_LIMIT = 1e-12
@@ -14,11 +16,26 @@ class SingularHessianError(np.linalg.LinAlgError, ValueError):
     """The Hessian is singular or indefinite at the fitted parameters."""
 
 
-def _spectrum_advice(H):
+def _round_up(x, digits=2):
+    """``x`` rounded up to ``digits`` significant digits (a damping that suffices)."""
+    if x <= 0:
+        return 0.0
+    step = 10.0 ** (np.floor(np.log10(x)) - digits + 1)
+    return float(f"{np.ceil(x / step * (1 - 1e-12)) * step:.{digits}g}")
+
+
+def _spectrum_advice(H, damping=0.0):
+    """Extreme eigenvalues of the factorized matrix and the damping to use.
+
+    The suggestion is :func:`damping_from_spectrum` on the undamped spectrum
+    (the rule of ``damping='auto'``), rounded up to two significant digits.
+    """
     eig = linalg.eigvalsh(H)
     lo, hi = float(eig[0]), float(eig[-1])
-    suggestion = max(-lo, 0.0) + 1e-4 * max(abs(hi), np.finfo(float).tiny)
-    return lo, hi, float(f"{suggestion:.2g}")
+    suggestion = damping_from_spectrum(lo - damping, hi - damping)
+    if suggestion <= damping:  # the rule sees no problem, Cholesky did
+        suggestion = damping + max(-lo, 0.0) + 1e-4 * max(abs(hi), np.finfo(float).tiny)
+    return lo, hi, _round_up(suggestion)
 
 
 class ExactSolver:
@@ -31,11 +48,15 @@ class ExactSolver:
 
     Parameters
     ----------
-    damping : float, default=0.0
-        Added to the diagonal (Koh & Liang's ``H + lambda I``).
+    damping : float or 'auto', default=0.0
+        Added to the diagonal (Koh & Liang's ``H + lambda I``). ``'auto'``
+        picks it from the Hessian's extreme eigenvalues
+        (:func:`~skinfluence.solvers.auto_damping`).
 
     Attributes
     ----------
+    damping_ : float
+        The damping used (``'auto'`` resolved).
     rcond_ : float
         Estimated reciprocal condition number of the factorized matrix.
     """
@@ -44,10 +65,11 @@ class ExactSolver:
         self.damping = damping
 
     def fit(self, operator):
+        damping = resolve_damping(self.damping, operator)
         H = operator.to_dense()
         p = H.shape[0]
-        if self.damping:
-            H[np.diag_indices(p)] += self.damping
+        if damping:
+            H[np.diag_indices(p)] += damping
         N = operator.null_space
         if N is not None and N.shape[1]:
             scale = max(np.trace(H) / p, np.finfo(float).tiny)
@@ -60,17 +82,18 @@ class ExactSolver:
         except linalg.LinAlgError:
             singular = True
         if singular:
-            lo, hi, damping = _spectrum_advice(H)
-            after = " after damping" if self.damping else ""
+            lo, hi, suggestion = _spectrum_advice(H, damping)
+            after = " after damping" if damping else ""
             raise SingularHessianError(
                 f"The Hessian of the training objective is singular or indefinite "
                 f"(eigenvalues from {lo:.3g} to {hi:.3g}{after}), "
                 "so influence is not defined: typical causes are duplicated or "
                 "constant features, more features than rows, or no regularization "
                 "on separable data. Add a penalty to the model, or pass "
-                f"damping={damping} (1e-4 of the largest eigenvalue) to the "
+                f"damping={suggestion} (1e-4 of the largest eigenvalue) to the "
                 "explainer."
             )
+        self.damping_ = damping
         self.factor_ = factor
         self.rcond_ = float(rcond)
         self.n_params_ = p

@@ -1,0 +1,193 @@
+"""Block preconditioned conjugate gradients on matrix-free Hessian products."""
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+
+from ._spectrum import resolve_damping
+from .exact import SingularHessianError
+
+
+def _column_dots(A, B):
+    return np.einsum("ij,ij->j", A, B)
+
+
+def _describe_columns(columns, limit=10):
+    shown = ", ".join(str(int(c)) for c in columns[:limit])
+    more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
+    return f"{shown}{more}"
+
+
+def _not_invertible(solver):
+    return NotImplementedError(
+        f"{type(solver).__name__} never forms H^-1; method='newton' needs "
+        "solver='exact'."
+    )
+
+
+class CGSolver(BaseEstimator):
+    """Conjugate gradients for ``(H + damping I) X = B``, one block at a time.
+
+    The ``m`` right-hand sides (one per test row) run as ``m`` independent CG
+    recursions advanced together: each iteration costs one Hessian-matrix
+    product ``operator.matmat`` on the block of unconverged columns (for a
+    linear-output model ``X' (D (X V))`` in closed form: ``H`` is never
+    formed), plus ``O(p m)`` vector work with a step size per column. Columns
+    stop as soon as their relative residual reaches ``tol``.
+
+    Directions in ``operator.null_space`` (the redundant parameters of a
+    multinomial model) are projected out of the right-hand sides, and the
+    projection ``I - N N'`` is applied after the preconditioner at every
+    iteration, so the iterates stay on the complement and CG converges to the
+    minimum-norm solution ``H^+ b``, the same as :class:`ExactSolver`.
+
+    Parameters
+    ----------
+    damping : float or 'auto', default=0.0
+        Added to the diagonal of ``H``. ``'auto'`` picks it from the extreme
+        eigenvalues (:func:`~skinfluence.solvers.auto_damping`).
+    tol : float, default=1e-10
+        Stop a column when ``||b - (H + damping I) x|| <= tol * ||b||``. The
+        error of ``x`` is at most the condition number of ``H`` times that.
+    maxiter : int or None, default=None
+        Iterations at most; None means ``10 * n_params``.
+    preconditioner : {'jacobi'} or None, default='jacobi'
+        'jacobi' divides by the diagonal of ``H + damping I``
+        (``objective.hessian_diagonal``; none if the objective lacks it).
+
+    Attributes
+    ----------
+    damping_ : float
+        The damping used (``'auto'`` resolved).
+    residual_history_ : ndarray of shape (n_iter + 1, m)
+        Relative residual of every column at every iteration of the last
+        :meth:`solve` (row 0 is the start, 1.0); a converged column keeps its
+        final value. CG residuals fall on the whole but not monotonically.
+    n_iter_ : int
+        Iterations of the last :meth:`solve`.
+    converged_ : ndarray of bool, shape (m,)
+        Which columns reached ``tol`` in the last :meth:`solve`.
+    """
+
+    def __init__(self, damping=0.0, tol=1e-10, maxiter=None, preconditioner="jacobi"):
+        self.damping = damping
+        self.tol = tol
+        self.maxiter = maxiter
+        self.preconditioner = preconditioner
+
+    def fit(self, operator):
+        if not (isinstance(self.tol, numbers.Real) and self.tol > 0):
+            raise ValueError(f"tol must be a float > 0, got {self.tol!r}")
+        if self.maxiter is not None and not (
+            isinstance(self.maxiter, numbers.Integral) and self.maxiter >= 1
+        ):
+            raise ValueError(
+                f"maxiter must be an int >= 1 or None, got {self.maxiter!r}"
+            )
+        if self.preconditioner not in ("jacobi", None):
+            raise ValueError(
+                f"preconditioner must be 'jacobi' or None, got {self.preconditioner!r}"
+            )
+        self.operator_ = operator
+        self.damping_ = resolve_damping(self.damping, operator)
+        N = operator.null_space
+        self._null = None if N is None or N.shape[1] == 0 else np.asarray(N)
+        self._inv_diag = None
+        diagonal = getattr(operator.objective, "hessian_diagonal", None)
+        if self.preconditioner == "jacobi" and diagonal is not None:
+            diag = diagonal(operator.X, operator.target, operator.weights)
+            diag = np.asarray(diag, dtype=np.float64) + self.damping_
+            good = np.isfinite(diag) & (diag > 0)
+            fill = diag[good].mean() if good.any() else 1.0
+            self._inv_diag = 1.0 / np.where(good, diag, fill)
+        self.n_params_ = operator.shape[0]
+        return self
+
+    # -- pieces ---------------------------------------------------------------
+    def _project(self, V):
+        if self._null is not None:
+            V -= self._null @ (self._null.T @ V)
+        return V
+
+    def _precondition(self, R):
+        if self._inv_diag is None:
+            return R.copy()
+        return self._project(R * self._inv_diag[:, None])
+
+    def _matmat(self, V):
+        out = self.operator_.matmat(V)
+        if self.damping_:
+            out += self.damping_ * V
+        return out
+
+    # -- solve ------------------------------------------------------------------
+    def solve(self, B):
+        """``(H + damping I)^-1 B`` for B of shape (n_params,) or (n_params, m)."""
+        B = np.asarray(B, dtype=np.float64)
+        vector = B.ndim == 1
+        p = self.n_params_
+        B = self._project(B.reshape(p, -1).copy())
+        m = B.shape[1]
+        maxiter = self.maxiter if self.maxiter is not None else 10 * p
+        X = np.zeros((p, m))
+        R = B.copy()
+        bnorm = np.linalg.norm(B, axis=0)
+        done = bnorm == 0
+        bnorm[done] = 1.0
+        Z = self._precondition(R)
+        P = Z.copy()
+        rz = _column_dots(R, Z)
+        rel = np.where(done, 0.0, 1.0)
+        history = [rel.copy()]
+        n_iter = 0
+        while n_iter < maxiter and not done.all():
+            n_iter += 1
+            act = np.flatnonzero(~done)
+            Pa = P[:, act]
+            APa = self._matmat(Pa)
+            curvature = _column_dots(Pa, APa)
+            if np.any(curvature <= 0) or not np.all(np.isfinite(curvature)):
+                raise SingularHessianError(
+                    "Conjugate gradients found a direction of zero or negative "
+                    "curvature: the Hessian is singular or indefinite"
+                    + (" after damping" if self.damping_ else "")
+                    + ". Pass damping='auto' (or a larger damping) to the explainer."
+                )
+            alpha = rz[act] / curvature
+            X[:, act] += alpha * Pa
+            Ra = R[:, act] - alpha * APa
+            R[:, act] = Ra
+            rel[act] = np.linalg.norm(Ra, axis=0) / bnorm[act]
+            history.append(rel.copy())
+            finished = rel[act] <= self.tol
+            done[act[finished]] = True
+            go = act[~finished]
+            if go.size:
+                Rg = Ra[:, ~finished]
+                Zg = self._precondition(Rg)
+                rz_new = _column_dots(Rg, Zg)
+                beta = rz_new / rz[go]
+                P[:, go] = Zg + beta * P[:, go]
+                rz[go] = rz_new
+        self.residual_history_ = np.array(history)
+        self.n_iter_ = n_iter
+        self.converged_ = done
+        if not done.all():
+            bad = np.flatnonzero(~done)
+            warnings.warn(
+                f"CGSolver did not converge for right-hand sides (test rows) "
+                f"{_describe_columns(bad)} after {n_iter} iterations: relative "
+                f"residual up to {rel[bad].max():.3g} > tol={self.tol:g}. Raise "
+                "`maxiter`, or raise `damping` (an ill-conditioned Hessian "
+                "converges slowly), or loosen `tol`.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        X = self._project(X)
+        return X[:, 0] if vector else X
+
+    def inverse(self):
+        raise _not_invertible(self)

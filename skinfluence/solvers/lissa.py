@@ -1,0 +1,256 @@
+"""LiSSA: the stochastic inverse-Hessian estimate of Koh & Liang (2017).
+
+Agarwal, Bullins & Hazan (2016), "Second-order stochastic optimization for
+machine learning in linear time". With ``A = (H + damping I) / scale``, the
+recursion
+
+    s_0 = g,    s_j = g + (I - A_j) s_{j-1}
+
+(``A_j`` estimated on a fresh minibatch at every step) has the fixed point
+``s = scale (H + damping I)^-1 g``; the estimate is ``s_depth / scale``,
+averaged over ``repeats`` independent runs.
+
+Error bound (full batch)
+------------------------
+With every batch the whole training set, ``s_j / scale`` is the truncated
+Neumann series and its error is exactly ``(I - A)^(j+1) x`` with ``x = (H +
+damping I)^-1 g``. When ``lambda_max + damping <= scale`` (which
+``scale='auto'`` ensures), every eigenvalue of ``I - A`` lies in ``[0, 1 -
+mu / scale]`` with ``mu = lambda_min + damping``, so
+
+    ||s_j / scale - x|| <= (1 - mu / scale) ** (j + 1) * ||x||
+                        <= (1 - mu / scale) ** j * ||x||.
+
+With minibatches the estimate carries sampling noise on top (whose size
+depends on how much the rows' curvatures differ); ``repeats`` averages it
+down as ``1 / sqrt(repeats)``, larger batches shrink it.
+
+Convergence of the recursion needs every eigenvalue of ``A_j`` in ``(0, 2)``:
+a too small ``scale`` (or a minibatch Hessian much larger than the full one)
+makes it explode, an indefinite Hessian without damping makes it grow along
+the negative directions. Both are detected and reported with the knob to turn.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from ._spectrum import resolve_damping, top_eigenvalue
+from .cg import _describe_columns, _not_invertible
+
+# The norm of a convergent recursion grows at most linearly, ||s_j|| <=
+# (j + 1) ||g||; beyond this many times that bound it is diverging.
+_DIVERGENCE_FACTOR = 1e3
+# scale='auto' is this many times the top eigenvalue of H + damping I.
+_AUTO_SCALE_MARGIN = 1.1
+
+
+class LissaSolver(BaseEstimator):
+    """Stochastic estimation of ``(H + damping I)^-1 B`` (LiSSA).
+
+    Every step of the recursion costs one Hessian-matrix product on a
+    minibatch, for all ``m`` right-hand sides at once. See the module
+    docstring for the recursion and its error bound.
+
+    Parameters
+    ----------
+    damping : float or 'auto', default=0.0
+        Added to the diagonal of ``H``. ``'auto'``: see
+        :func:`~skinfluence.solvers.auto_damping`.
+    scale : float or 'auto', default='auto'
+        Divides ``H + damping I`` so its eigenvalues lie in ``(0, 1]``.
+        'auto' is 1.1 times the top eigenvalue of ``H + damping I``, estimated
+        by Lanczos on full-data Hessian products.
+    depth : int, default=5000
+        Recursion steps per repeat. The full-batch error falls as
+        ``(1 - (lambda_min + damping) / scale) ** depth``.
+    repeats : int, default=1
+        Independent runs averaged (only with minibatches; a full-batch run is
+        deterministic and done once).
+    batch_size : int or None, default=None
+        Training rows per Hessian estimate, drawn without replacement at every
+        step; None uses all rows (deterministic).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the minibatches and the Lanczos start vector.
+    tol : float or None, default=None
+        Target relative residual ``||b - (H + damping I) x|| / ||b||`` of each
+        column on the full data. With full batches the recursion stops once
+        every column reaches it (the step ``s_j - s_{j-1}`` *is* the residual
+        of ``s_{j-1} / scale``). A :class:`ConvergenceWarning` names the
+        columns above it at the end. None means 1e-4 with full batches and
+        no warning with minibatches (whose residual never falls below their
+        sampling noise).
+
+    Attributes
+    ----------
+    damping_, scale_ : float
+        The damping and scale used.
+    residual_history_ : ndarray of shape (n_iter, m)
+        ``||s_j - s_{j-1}|| / ||b||`` per step and column (averaged over
+        repeats): the full residual of the current estimate with full
+        batches, its minibatch estimate otherwise.
+    residual_ : ndarray of shape (m,)
+        Relative residual of the returned estimate on the full data.
+    n_iter_ : int
+        Steps run per repeat in the last :meth:`solve`.
+    """
+
+    def __init__(
+        self,
+        damping=0.0,
+        scale="auto",
+        depth=5000,
+        repeats=1,
+        batch_size=None,
+        random_state=None,
+        tol=None,
+    ):
+        self.damping = damping
+        self.scale = scale
+        self.depth = depth
+        self.repeats = repeats
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.tol = tol
+
+    def _validate(self):
+        for name in ("depth", "repeats"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Integral) and value >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.batch_size is not None and not (
+            isinstance(self.batch_size, numbers.Integral) and self.batch_size >= 1
+        ):
+            raise ValueError(
+                f"batch_size must be an int >= 1 or None, got {self.batch_size!r}"
+            )
+        if not (
+            self.scale == "auto"
+            or (isinstance(self.scale, numbers.Real) and self.scale > 0)
+        ):
+            raise ValueError(f"scale must be a float > 0 or 'auto', got {self.scale!r}")
+        if self.tol is not None and not (
+            isinstance(self.tol, numbers.Real) and self.tol > 0
+        ):
+            raise ValueError(f"tol must be a float > 0 or None, got {self.tol!r}")
+
+    def fit(self, operator):
+        self._validate()
+        self._rng = check_random_state(self.random_state)
+        self.operator_ = operator
+        self.damping_ = resolve_damping(self.damping, operator, self._rng)
+        if self.scale == "auto":
+            top = top_eigenvalue(operator, random_state=self._rng)
+            self.scale_ = _AUTO_SCALE_MARGIN * max(
+                top + self.damping_, np.finfo(float).tiny
+            )
+        else:
+            self.scale_ = float(self.scale)
+        N = operator.null_space
+        self._null = None if N is None or N.shape[1] == 0 else np.asarray(N)
+        n = operator.X.shape[0]
+        self._full = self.batch_size is None or self.batch_size >= n
+        X = operator.X
+        if not self._full and sp.issparse(X) and X.format != "csr":
+            X = X.tocsr()  # cheap row sampling
+        self._X = X
+        self.n_params_ = operator.shape[0]
+        return self
+
+    def _project(self, V):
+        if self._null is not None:
+            V -= self._null @ (self._null.T @ V)
+        return V
+
+    def _hessian_product(self, V):
+        """``(H_batch + damping I) V`` on a fresh minibatch (or all rows)."""
+        op = self.operator_
+        if self._full:
+            HV = op.matmat(V)
+        else:
+            n = op.X.shape[0]
+            idx = np.sort(self._rng.choice(n, self.batch_size, replace=False))
+            HV = op.objective.hessian_vector_product(
+                self._X[idx], op.target[idx], np.asarray(op.weights)[idx], V
+            )
+        if self.damping_:
+            HV += self.damping_ * V
+        return HV
+
+    def _diverged(self, j, growth):
+        what = "minibatch " if not self._full else ""
+        raise ValueError(
+            f"LiSSA diverged after {j} steps (the recursion's norm reached "
+            f"{growth:.3g} times the right-hand side's): it converges only when "
+            f"every eigenvalue of the {what}Hessian plus damping lies in "
+            f"(0, 2 * scale). Increase `scale` (now {self.scale_:.3g}; "
+            "scale='auto' uses 1.1 times the top eigenvalue)"
+            + (", or `batch_size`" if not self._full else "")
+            + "; if the Hessian is indefinite, increase `damping` "
+            "(damping='auto' picks one)."
+        )
+
+    def solve(self, B):
+        """Estimate ``(H + damping I)^-1 B`` for B of shape (p,) or (p, m)."""
+        B = np.asarray(B, dtype=np.float64)
+        vector = B.ndim == 1
+        p = self.n_params_
+        B = self._project(B.reshape(p, -1).copy())
+        m = B.shape[1]
+        if m == 0:
+            return np.zeros((p, 0))
+        bnorm = np.linalg.norm(B, axis=0)
+        bnorm[bnorm == 0] = 1.0
+        scale = self.scale_
+        repeats = 1 if self._full else self.repeats
+        tol = self.tol
+        if tol is None and self._full:
+            tol = 1e-4
+        stop = tol if self._full else None
+        history = np.zeros((self.depth, m))
+        estimate = np.zeros((p, m))
+        n_iter = 0
+        for _ in range(repeats):
+            S = B.copy()
+            for j in range(self.depth):
+                step = B - self._hessian_product(S) / scale
+                S += step
+                res = np.linalg.norm(step, axis=0) / bnorm
+                history[j] += res / repeats
+                growth = np.max(np.linalg.norm(S, axis=0) / bnorm)
+                if not np.isfinite(growth) or growth > _DIVERGENCE_FACTOR * (j + 2):
+                    self._diverged(j + 1, growth)
+                n_iter = j + 1
+                if stop is not None and np.all(res <= stop):
+                    break
+            estimate += S
+        estimate = self._project(estimate / (scale * repeats))
+        self.residual_history_ = history[:n_iter]
+        self.n_iter_ = n_iter
+        R = B - self.operator_.matmat(estimate) - self.damping_ * estimate
+        self.residual_ = np.linalg.norm(self._project(R), axis=0) / bnorm
+        if tol is not None and np.any(self.residual_ > tol):
+            bad = np.flatnonzero(self.residual_ > tol)
+            knobs = (
+                "Raise `depth`, or `damping` (the error falls as "
+                "(1 - (lambda_min + damping) / scale) ** depth)"
+                if self._full
+                else "Raise `depth`, `repeats` or `batch_size`, or `damping`"
+            )
+            warnings.warn(
+                f"LissaSolver did not converge for right-hand sides (test rows) "
+                f"{_describe_columns(bad)}: relative residual up to "
+                f"{self.residual_[bad].max():.3g} > tol={tol:g} after "
+                f"{n_iter} steps. {knobs}.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return estimate[:, 0] if vector else estimate
+
+    def inverse(self):
+        raise _not_invertible(self)
