@@ -1,5 +1,6 @@
 """Mislabel detection and label cleaning for pipelines."""
 
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -19,7 +20,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _influence
 from .explainer import InfluenceExplainer
@@ -39,7 +40,7 @@ def _score_rows(explainer, method):
     """``(scores, held-out outputs)`` for every training row; higher = suspect."""
     obj = explainer.objective_
     X, t, w = explainer._X, explainer._target, explainer._weights
-    eta_loo = _influence.loo_own_outputs(obj, explainer.solver_.inverse(), X, t, w)
+    eta_loo = _influence.loo_own_outputs(obj, explainer._inverse_hessian(), X, t, w)
     if method == "loo_loss":
         scores = obj.family.loss(t, eta_loo)
     elif method == "self_influence":
@@ -93,6 +94,9 @@ class MislabelDetector(BaseEstimator):
     sample_indices_ : ndarray
         Positions of the rows ``fit_resample`` returned.
     classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` has string column names.
 
     Examples
     --------
@@ -145,7 +149,13 @@ class MislabelDetector(BaseEstimator):
         -------
         self : MislabelDetector
         """
+        if y is None:
+            raise ValueError(
+                "MislabelDetector requires y to be passed, but the target y is None."
+            )
         y_arr = np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            y_arr = column_or_1d(y_arr, warn=True)
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-d, got shape {y_arr.shape}.")
         if pd.isna(pd.Series(y_arr)).any():
@@ -153,11 +163,19 @@ class MislabelDetector(BaseEstimator):
                 "y contains missing labels (NaN); drop or fill those rows first."
             )
         check_classification_targets(y_arr)
-        classes, counts = np.unique(y_arr, return_counts=True)
+        present = y_arr
+        if sample_weight is not None:
+            # Rows of weight 0 do not count: a class seen only there is absent.
+            sw = np.asarray(sample_weight, dtype=float)
+            if sw.shape == y_arr.shape and not np.any(sw > 0):
+                raise ValueError("All sample weights are zero: nothing to fit.")
+            if sw.shape == y_arr.shape:
+                present = y_arr[sw > 0]
+        classes, counts = np.unique(present, return_counts=True)
         if len(classes) < 2:
             raise ValueError(
-                f"MislabelDetector needs at least 2 classes; y holds "
-                f"only {classes.tolist()}."
+                "MislabelDetector needs at least 2 classes; y holds only one "
+                f"class: {classes.tolist()}."
             )
         if counts.min() < 2:
             rare = classes[counts < 2].tolist()
@@ -178,6 +196,9 @@ class MislabelDetector(BaseEstimator):
                 f"{type(estimator).__name__} is a regressor."
             )
         self.classes_ = family.classes
+        self.n_features_in_ = self.explainer_.n_features_in_
+        if hasattr(self.explainer_, "feature_names_in_"):
+            self.feature_names_in_ = self.explainer_.feature_names_in_
         self.scores_, eta_loo = _score_rows(self.explainer_, self.method)
         index = (
             (eta_loo[:, 0] > 0).astype(int)
@@ -201,23 +222,65 @@ class MislabelDetector(BaseEstimator):
         flags[self.ranking_[: max(1, int(round(self.contamination * n)))]] = True
         return flags
 
+    def _protect_classes(self, flags):
+        """The rows ``fit_resample`` drops or relabels.
+
+        ``flags`` (for 'relabel', those whose suggested label differs), less the
+        least suspicious row of any class the action would empty: dropping or
+        relabeling every row of a class would remove it from the cleaned data,
+        and a classifier fitted there would never predict it. Warns when so.
+        """
+        if self.action == "flag":
+            return flags
+        flags = flags.copy()
+        if self.action == "relabel":
+            flags &= self.suggested_labels_ != self._y
+        emptied = []
+        for c in self.classes_:
+            rows = np.flatnonzero(self._y == c)
+            if not rows.size or not flags[rows].all():
+                continue
+            if self.action == "relabel" and np.any(self.suggested_labels_[flags] == c):
+                continue  # other rows become c
+            flags[rows[np.argmin(self.scores_[rows])]] = False
+            emptied.append(c.item() if hasattr(c, "item") else c)
+        if emptied:
+            warnings.warn(
+                f"Every row of classes {emptied} was flagged; keeping the least "
+                "suspicious row of each so that no class disappears.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return flags
+
     def fit_resample(self, X, y, sample_weight=None):
         """Fit, then return the cleaned ``(X, y)`` according to ``action``.
+
+        With ``action='relabel'`` only the flagged rows whose suggested label
+        differs change. Should the action remove every row of a class, its
+        least suspicious row is kept as it is, with a warning, so that no class
+        disappears from the cleaned data.
 
         Returns
         -------
         X_clean, y_clean
-            Same types as the input (pandas index kept); rows dropped or labels
-            replaced.
+            Same types as the input (pandas index kept; sparse matrices other
+            than CSR/CSC come back as CSR); rows dropped or labels replaced.
         """
         self.fit(X, y, sample_weight)
         keep = np.arange(len(self._y))
         y_new = self._y
+        changed = self._protect_classes(self.label_issues_)
         if self.action == "drop":
-            keep = np.flatnonzero(~self.label_issues_)
+            keep = np.flatnonzero(~changed)
         elif self.action == "relabel":
-            y_new = np.where(self.label_issues_, self.suggested_labels_, self._y)
+            y_new = np.where(changed, self.suggested_labels_, self._y)
         self.sample_indices_ = keep
+        if sp.issparse(X):
+            if X.format not in ("csr", "csc"):  # coo, dia, bsr: no row indexing
+                X = X.tocsr()
+        elif not (hasattr(X, "iloc") or isinstance(X, (np.ndarray, list))):
+            X = np.asarray(X)
         X_out = _safe_indexing(X, keep)
         y_out = y_new[keep]
         if isinstance(y, pd.Series):

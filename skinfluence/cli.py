@@ -1,4 +1,4 @@
-"""Command line: ``skinfluence demo``."""
+"""Command line: ``skinfluence demo`` and ``skinfluence clean``."""
 
 import argparse
 import sys
@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 import pandas as pd
+
+from . import _cli_clean
 
 _SHADES = " .:-=+*#%@"
 
@@ -30,8 +32,11 @@ def _side_by_side(blocks, titles, gap=4):
     return "\n".join(lines)
 
 
-def run_demo(noise=0.05, seed=0, out=sys.stdout):
+def run_demo(noise=0.05, seed=0, out=None):
     """Explain a digits classifier: one misclassified test image, then label noise."""
+    # Looked up at call time: a default of sys.stdout would be the stream of
+    # whenever the module was imported.
+    out = sys.stdout if out is None else out
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -134,9 +139,12 @@ def main(argv=None):
         help="fraction of training labels flipped (default 0.05)",
     )
     demo.add_argument("--seed", type=int, default=0)
+    _cli_clean.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(noise=args.noise, seed=args.seed)
+    elif args.command == "clean":
+        return _cli_clean.run_clean(args)
     return 0
 
 

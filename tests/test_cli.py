@@ -1,0 +1,316 @@
+"""``skinfluence clean``: a CSV/Parquet table in, a cleaned table and a report out."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_wine
+
+from skinfluence import _cli_clean
+from skinfluence.cli import main
+
+NAMES = np.array(["barolo", "grignolino", "barbera"], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def wine_table():
+    """Wine as a table: an id, a categorical column, a NaN, 10% flipped labels."""
+    frame = load_wine(as_frame=True).frame
+    rng = np.random.default_rng(0)
+    true = NAMES[frame.pop("target").to_numpy()]
+    frame.insert(0, "id", np.arange(1000, 1000 + len(frame)))
+    frame["cellar"] = rng.choice(np.array(["north", "south", None]), len(frame))
+    frame.loc[5, "alcohol"] = np.nan
+    flipped = np.sort(rng.choice(len(frame), 18, replace=False))
+    given = true.copy()
+    for i in flipped:
+        given[i] = rng.choice(NAMES[NAMES != true[i]])
+    frame["cultivar"] = given
+    return frame, true, flipped
+
+
+@pytest.fixture
+def wine_csv(tmp_path, wine_table):
+    frame, _, _ = wine_table
+    path = tmp_path / "wine.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _clean(*args):
+    return main(["clean", *map(str, args)])
+
+
+def test_drop_finds_flipped_labels(wine_csv, wine_table, capsys):
+    frame, _, flipped = wine_table
+    before = _digest(wine_csv)
+    out, report = wine_csv.with_name("cleaned.csv"), wine_csv.with_name("issues.csv")
+    args = ["--target", "cultivar", "--exclude", "id", "--out", out, "--report"]
+    assert _clean(wine_csv, *args, report) == 0
+    captured = capsys.readouterr()
+    assert _digest(wine_csv) == before  # the input is untouched
+
+    issues = pd.read_csv(report)
+    assert list(issues.columns) == [
+        "row",
+        "given_label",
+        "suggested_label",
+        "score",
+        "rank",
+    ]
+    assert issues["score"].is_monotonic_decreasing
+    recall = np.isin(flipped, issues["row"]).mean()
+    assert recall >= 0.6
+    assert np.isin(issues["row"], flipped).mean() >= 0.5
+    np.testing.assert_array_equal(
+        issues["given_label"], frame["cultivar"].to_numpy()[issues["row"]]
+    )
+
+    cleaned = pd.read_csv(out)
+    assert list(cleaned.columns) == list(frame.columns)  # id kept, not a feature
+    kept = np.setdiff1d(np.arange(len(frame)), issues["row"])
+    assert len(cleaned) == len(kept)
+    np.testing.assert_array_equal(cleaned["id"], frame["id"].to_numpy()[kept])
+    pd.testing.assert_frame_equal(
+        cleaned, pd.read_csv(wine_csv).iloc[kept].reset_index(drop=True)
+    )
+
+    for stage in ("reading", "fitting", "scoring 178 rows", "writing"):
+        assert stage in captured.err
+    for line in ("rows read:", "classes:", "rows flagged:", "action:", "wrote:"):
+        assert line in captured.out
+    assert f"{len(issues)} rows removed" in captured.out
+    assert str(out) in captured.out and str(report) in captured.out
+
+
+def test_relabel(wine_csv, wine_table, capsys):
+    frame, true, _ = wine_table
+    out, report = wine_csv.with_name("relabeled.csv"), wine_csv.with_name("r.csv")
+    args = ["--target", "cultivar", "--exclude", "id", "--action", "relabel"]
+    assert _clean(wine_csv, *args, "--out", out, "--report", report) == 0
+    cleaned, issues = pd.read_csv(out), pd.read_csv(report)
+    original = pd.read_csv(wine_csv)
+    assert cleaned.shape == original.shape
+    changed = np.flatnonzero(cleaned["cultivar"] != original["cultivar"])
+    assert set(changed) <= set(issues["row"])
+    expected = issues.set_index("row").loc[changed, "suggested_label"]
+    np.testing.assert_array_equal(cleaned["cultivar"].to_numpy()[changed], expected)
+    pd.testing.assert_frame_equal(
+        cleaned.drop(columns="cultivar"), original.drop(columns="cultivar")
+    )
+    # More labels right than before.
+    assert (cleaned["cultivar"] == true).sum() > (original["cultivar"] == true).sum()
+    assert f"{len(changed)} labels replaced" in capsys.readouterr().out
+
+
+def test_flag_adds_columns(wine_csv, tmp_path):
+    out = tmp_path / "flagged.tsv"
+    assert (
+        _clean(wine_csv, "--target", "cultivar", "--action", "flag", "--out", out) == 0
+    )
+    cleaned = pd.read_csv(out, sep="\t")
+    original = pd.read_csv(wine_csv)
+    assert list(cleaned.columns) == [
+        *original.columns,
+        "label_issue",
+        "suggested_label",
+    ]
+    assert cleaned["label_issue"].dtype == bool
+    assert 0 < cleaned["label_issue"].sum() < 0.3 * len(cleaned)
+    assert set(cleaned["suggested_label"]) <= set(NAMES)
+    pd.testing.assert_frame_equal(cleaned[original.columns], original)
+
+
+def test_options_and_integer_labels(tmp_path, wine_table):
+    """Integer labels stay integers; SVM, methods and contamination run."""
+    frame, true, flipped = wine_table
+    codes = {name: i for i, name in enumerate(NAMES)}
+    table = frame.assign(cultivar=frame["cultivar"].map(codes))
+    src = tmp_path / "codes.csv.gz"
+    table.to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    args = ["--target", "cultivar", "--model", "svm", "--method", "training_loss"]
+    assert _clean(src, *args, "--contamination", "0.1", "--action", "relabel",
+                  "--out", out, "-q") == 0  # fmt: skip
+    cleaned = pd.read_csv(out)
+    assert cleaned["cultivar"].dtype == np.int64
+    changed = np.flatnonzero(cleaned["cultivar"] != table["cultivar"])
+    assert 0 < len(changed) <= round(0.1 * len(table))
+    assert np.isin(changed, flipped).mean() >= 0.6
+
+
+def test_parquet_round_trip(tmp_path, wine_table):
+    pytest.importorskip("pyarrow")
+    frame, _, flipped = wine_table
+    table = frame.assign(cellar=frame["cellar"].astype("category"))
+    src = tmp_path / "wine.parquet"
+    table.to_parquet(src, index=False)
+    out, report = tmp_path / "clean.parquet", tmp_path / "issues.parquet"
+    args = ["--target", "cultivar", "--exclude", "id", "--out", out, "--report"]
+    assert _clean(src, *args, report) == 0
+    cleaned, issues = pd.read_parquet(out), pd.read_parquet(report)
+    assert isinstance(cleaned["cellar"].dtype, pd.CategoricalDtype)
+    assert len(cleaned) == len(table) - len(issues)
+    assert np.isin(flipped, issues["row"]).mean() >= 0.6
+
+
+def test_subprocess(wine_csv, wine_table):
+    _, _, flipped = wine_table
+    out, report = wine_csv.with_name("sub.csv"), wine_csv.with_name("sub_issues.csv")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    args = ["--target", "cultivar", "--exclude", "id", "--out", out, "--report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "skinfluence", "clean", wine_csv, *args, report],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rows flagged:" in result.stdout
+    assert np.isin(flipped, pd.read_csv(report)["row"]).mean() >= 0.6
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "skinfluence", "clean", wine_csv, "--target", "nope",
+         "--out", wine_csv.with_name("never.csv")],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "error: column 'nope' not in the input" in bad.stderr
+    assert not wine_csv.with_name("never.csv").exists()
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["clean", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("--target", "--out", "--report", "--model", "--method",
+                 "--contamination", "--action", "parquet", "examples"):  # fmt: skip
+        assert word in text
+
+
+# -- bad input: exit status 2, a message, nothing written ---------------------------
+def _variant(frame, case):
+    frame = frame.copy()
+    if case == "nan-target":
+        frame.loc[[3, 7], "cultivar"] = np.nan
+    elif case == "single-class":
+        frame["cultivar"] = "barolo"
+    elif case == "class-with-one-row":
+        frame.loc[10, "cultivar"] = "nebbiolo"
+    elif case == "continuous-target":
+        frame["cultivar"] = np.linspace(0, 1, len(frame))
+    elif case == "flag-column-exists":
+        frame["label_issue"] = False
+    return frame
+
+
+BAD = {
+    # case: (extra arguments, expected message)
+    "missing-input": (["--target", "cultivar"], "not found"),
+    "unknown-target": (["--target", "colour"], "column 'colour' not in the input"),
+    "unknown-exclude": (
+        ["--target", "cultivar", "--exclude", "id,vintage"],
+        "column 'vintage' not in the input; available columns: 'id'",
+    ),
+    "nan-target": (["--target", "cultivar"], "has 2 missing values (rows 3, 7)"),
+    "single-class": (["--target", "cultivar"], "single class"),
+    "class-with-one-row": (["--target", "cultivar"], "'nebbiolo' has a single row"),
+    "continuous-target": (["--target", "cultivar"], "does not hold class labels"),
+    "out-is-input": (["--target", "cultivar"], "never overwrites its input"),
+    "report-is-input": (["--target", "cultivar"], "never overwrites its input"),
+    "out-is-report": (["--target", "cultivar"], "are the same file"),
+    "unknown-out-format": (["--target", "cultivar"], "unknown format '.xlsx'"),
+    "unknown-in-format": (["--target", "cultivar"], "unknown format '.json'"),
+    "missing-out-dir": (["--target", "cultivar"], "does not exist"),
+    "empty-input": (["--target", "cultivar"], "is empty"),
+    "flag-column-exists": (
+        ["--target", "cultivar", "--action", "flag"],
+        "already has ['label_issue']",
+    ),
+    "only-target": (
+        [
+            "--target",
+            "cultivar",
+            "--exclude",
+            "id,alcohol,malic_acid,ash,"
+            "alcalinity_of_ash,magnesium,total_phenols,flavanoids,nonflavanoid_phenols,"
+            "proanthocyanins,color_intensity,hue,od280/od315_of_diluted_wines,proline,"
+            "cellar",
+        ],
+        "no feature columns",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(case, tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    src = tmp_path / ("wine.json" if case == "unknown-in-format" else "wine.csv")
+    if case == "empty-input":
+        src.write_text("")
+    elif case != "missing-input":
+        _variant(frame, case).to_csv(src, index=False)
+    out, report = tmp_path / "out.csv", tmp_path / "report.csv"
+    if case == "out-is-input":
+        out = tmp_path / "sub" / ".." / "wine.csv"
+        (tmp_path / "sub").mkdir()
+    elif case == "report-is-input":
+        report = src
+    elif case == "out-is-report":
+        report = out
+    elif case == "unknown-out-format":
+        out = tmp_path / "out.xlsx"
+    elif case == "missing-out-dir":
+        out = tmp_path / "nowhere" / "out.csv"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    extra, message = BAD[case]
+    status = _clean(src, *extra, "--out", out, "--report", report)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and message in err, err
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing changed, no temp files
+
+
+def test_bad_option_value(wine_csv, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    with pytest.raises(SystemExit) as exc:
+        _clean(wine_csv, "--target", "cultivar", "--contamination", "0.7", "--out", out)
+    assert exc.value.code == 2
+    assert "must be in (0, 0.5]" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_parquet_without_pyarrow(wine_csv, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_cli_clean, "_has_pyarrow", lambda: False)
+    out = tmp_path / "out.parquet"
+    assert _clean(wine_csv, "--target", "cultivar", "--out", out) == 2
+    assert "pip install pyarrow" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_failed_write_leaves_nothing(wine_csv, tmp_path, monkeypatch, capsys):
+    """The report fails to write: the cleaned table is not left behind either."""
+    real = pd.DataFrame.to_csv
+
+    def flaky(self, path, *args, **kwargs):
+        if "report" in str(path):
+            raise OSError("disk full")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", flaky)
+    out, report = tmp_path / "out.csv", tmp_path / "report.csv"
+    args = ["--target", "cultivar", "--out", out, "--report", report]
+    assert _clean(wine_csv, *args) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
