@@ -22,11 +22,10 @@ def test_directions(objective, solver, X_test, factors):
 
 def influence_matrix(objective, X_train, R_train, V):
     """``I_up,loss[t, i] = -g_t' H^-1 (g_i + reweight)``: shape (n_test, n_train)."""
-    M = objective.project(X_train, R_train, V)
+    M = objective.project(X_train, -R_train, V)  # the sign rides on the factors
     extra = objective.reweight_term() @ V
     if np.any(extra):
-        M += extra
-    M *= -1.0
+        M -= extra
     return M.T
 
 
@@ -36,8 +35,9 @@ def loo_first_order(objective, X_train, R_train, weights, V):
     ``(w_i g_t' H^-1 g_i + s_i g_t' H^-1 q) / W``: shape (n_test, n_train).
     """
     s, q = objective.removal_term(weights)
-    M = objective.project(X_train, R_train, V) * weights[:, None]
-    M += s[:, None] * (q @ V)[None, :]
+    M = objective.project(X_train, R_train * weights[:, None], V)
+    if np.any(s):
+        M += s[:, None] * (q @ V)[None, :]
     return M.T / weights.sum()
 
 
