@@ -55,7 +55,7 @@ def main(argv):
         _ensure_env(set())
         return _run([str(BIN / "skinfluence"), "demo", *rest])
     if command == "test":
-        _ensure_env({"test"})
+        _ensure_env({"test", "plot"})
         # Two worker processes, one BLAS thread each: BLAS threads spinning in
         # two processes on two cores would slow every test many times over.
         threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
