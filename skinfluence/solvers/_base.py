@@ -47,3 +47,10 @@ class HessianOperator:
         return self.objective.hessian_vector_product(
             self.X, self.target, self.weights, V
         )
+
+
+def project_out(null, V):
+    """Remove from the columns of V (in place) their part in span(null)."""
+    if null is not None:
+        V -= null @ (null.T @ V)
+    return V

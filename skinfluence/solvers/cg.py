@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
+from ._base import project_out
 from ._spectrum import resolve_damping
 from .exact import SingularHessianError
 
@@ -108,9 +109,7 @@ class CGSolver(BaseEstimator):
 
     # -- pieces ---------------------------------------------------------------
     def _project(self, V):
-        if self._null is not None:
-            V -= self._null @ (self._null.T @ V)
-        return V
+        return project_out(self._null, V)
 
     def _precondition(self, R):
         if self._inv_diag is None:

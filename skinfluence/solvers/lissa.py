@@ -40,6 +40,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from ._base import project_out
 from ._spectrum import resolve_damping, top_eigenvalue
 from .cg import _describe_columns, _not_invertible
 
@@ -163,9 +164,7 @@ class LissaSolver(BaseEstimator):
         return self
 
     def _project(self, V):
-        if self._null is not None:
-            V -= self._null @ (self._null.T @ V)
-        return V
+        return project_out(self._null, V)
 
     def _hessian_product(self, V):
         """``(H_batch + damping I) V`` on a fresh minibatch (or all rows)."""
