@@ -163,8 +163,11 @@ def workload_flops(n, d, m):
 # -- data and model ----------------------------------------------------------------
 def make_problem(n, d, m):
     X, y = make_classification(
-        n_samples=n + m, n_features=d, n_informative=max(2, d // 5),
-        n_redundant=0, random_state=0,
+        n_samples=n + m,
+        n_features=d,
+        n_informative=max(2, d // 5),
+        n_redundant=0,
+        random_state=0,
     )
     X_train, X_test, y_train, y_test = X[:n], X[n:], y[:n], y[n:]
     scaler = StandardScaler().fit(X_train)
@@ -287,29 +290,40 @@ def bench_size(name, args, rates, pydvl, first_calls):
     t0 = time.perf_counter()
     model = new_model().fit(X, y)
     fit_s = time.perf_counter() - t0
-    print(f"LogisticRegression fit: {fit_s:.2f} s, {int(model.n_iter_[0])} "
-          "lbfgs iterations", flush=True)
+    print(
+        f"LogisticRegression fit: {fit_s:.2f} s, {int(model.n_iter_[0])} "
+        "lbfgs iterations",
+        flush=True,
+    )
 
     # The rate drifts on a shared machine: measure it again next to this size's
     # timings and use the best seen so far (the lowest, most demanding floor).
     rates.append(gemm_rate())
     rate = max(rates)
-    print(f"GEMM rate now {rates[-1] / 1e9:.1f} GFLOP/s, best seen "
-          f"{rate / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"GEMM rate now {rates[-1] / 1e9:.1f} GFLOP/s, best seen "
+        f"{rate / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     flops = workload_flops(n, d, m)
     total = sum(flops.values())
     floor = total / rate
     for k, v in flops.items():
         print(f"  {k:<42} {v / 1e9:9.3f} GFLOP")
-    print(f"  {'total':<42} {total / 1e9:9.3f} GFLOP -> floor "
-          f"{fmt_seconds(floor)} at {rate / 1e9:.1f} GFLOP/s", flush=True)
+    print(
+        f"  {'total':<42} {total / 1e9:9.3f} GFLOP -> floor "
+        f"{fmt_seconds(floor)} at {rate / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     # Diagnostic only (the floor keeps the square rate): tall-skinny products
     # run slower than square ones with some BLAS builds.
     srate = shaped_rate(n, d + 1, m)
-    shape_note = (f"the dominant product's shape, ({n} x {d + 1}) @ ({d + 1} x {m}) "
-                  f"in C order, runs at {srate / 1e9:.1f} GFLOP/s here "
-                  f"({srate / rate:.0%} of the square rate); at that rate the "
-                  f"floor would be {fmt_seconds(total / srate)}")
+    shape_note = (
+        f"the dominant product's shape, ({n} x {d + 1}) @ ({d + 1} x {m}) "
+        f"in C order, runs at {srate / 1e9:.1f} GFLOP/s here "
+        f"({srate / rate:.0%} of the square rate); at that rate the "
+        f"floor would be {fmt_seconds(total / srate)}"
+    )
     print(f"  note: {shape_note}", flush=True)
 
     rows = []  # (method, seconds, how timed, max rel err vs reference)
@@ -319,7 +333,8 @@ def bench_size(name, args, rates, pydvl, first_calls):
     summary = []
 
     t_sk, k_sk, t0_sk, I_sk = best_of(
-        lambda: run_skinfluence(model, X, y, X_test, y_test), 3, budget_s=5.0)
+        lambda: run_skinfluence(model, X, y, X_test, y_test), 3, budget_s=5.0
+    )
     sk_label = "skinfluence InfluenceExplainer"
     rows.append((sk_label, t_sk, f"best of {k_sk}", None))
     print(f"skinfluence: {fmt_seconds(t_sk)}", flush=True)
@@ -329,7 +344,8 @@ def bench_size(name, args, rates, pydvl, first_calls):
         run_dvl, _ = pydvl
         bs = min(args.pydvl_batch_size, n)
         t_dvl, k_dvl, t0_dvl, I_dvl = best_of(
-            lambda: run_dvl(model, X, y, X_test, y_test, bs), 2, budget_s=6.0)
+            lambda: run_dvl(model, X, y, X_test, y_test, bs), 2, budget_s=6.0
+        )
         dvl_label = f"pyDVL DirectInfluence (torch f64, batch {bs})"
         rows.append((dvl_label, t_dvl, f"best of {k_dvl}", None))
         print(f"pyDVL: {fmt_seconds(t_dvl)}", flush=True)
@@ -337,9 +353,16 @@ def bench_size(name, args, rates, pydvl, first_calls):
             first_calls["pyDVL"] = t0_dvl
 
     t_ref, k_ref, _, I_ref = best_of(
-        lambda: numpy_reference(model, X, y, X_test, y_test), 3, budget_s=5.0)
-    rows.append(("numpy/scipy reference (this script)", t_ref, f"best of {k_ref}",
-                 "(reference)"))
+        lambda: numpy_reference(model, X, y, X_test, y_test), 3, budget_s=5.0
+    )
+    rows.append(
+        (
+            "numpy/scipy reference (this script)",
+            t_ref,
+            f"best of {k_ref}",
+            "(reference)",
+        )
+    )
 
     # Agreement of the three influence matrices.
     errs = {"skinfluence": rel_err(I_sk, I_ref)}
@@ -348,8 +371,11 @@ def bench_size(name, args, rates, pydvl, first_calls):
         errs["pyDVL"] = rel_err(I_dvl, I_ref)
         rows[1] = rows[1][:3] + (f"{errs['pyDVL']:.1e}",)
         del I_dvl
-    print("max rel err vs reference: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()), flush=True)
+    print(
+        "max rel err vs reference: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()),
+        flush=True,
+    )
     bad = {k: v for k, v in errs.items() if not v < RTOL}
     if bad:
         msg = f"{name}: influence matrices disagree with the reference: {bad}"
@@ -361,19 +387,32 @@ def bench_size(name, args, rates, pydvl, first_calls):
         first_calls["skinfluence"] = t0_sk
         rows.append(("skinfluence, first call in the process", t0_sk, "1 call", "-"))
         if "pyDVL" in first_calls:
-            rows.append(("pyDVL, first call in the process", first_calls["pyDVL"],
-                         "1 call", "-"))
-            summary.append(f"first calls in the process: pyDVL / skinfluence = "
-                           f"{first_calls['pyDVL'] / t0_sk:.0f}x")
+            rows.append(
+                (
+                    "pyDVL, first call in the process",
+                    first_calls["pyDVL"],
+                    "1 call",
+                    "-",
+                )
+            )
+            summary.append(
+                f"first calls in the process: pyDVL / skinfluence = "
+                f"{first_calls['pyDVL'] / t0_sk:.0f}x"
+            )
 
     if not args.no_loo:
         k = LOO_ROWS[name]
         picks = np.random.default_rng(0).choice(n, size=k, replace=False)
         for warm, label in ((False, "cold start"), (True, "warm start")):
             per = loo_seconds_per_refit(model, X, y, picks, warm)
-            rows.append((f"LOO retraining, {label} (extrapolated)", per * n,
-                         f"{fmt_seconds(per)}/refit x {n:,} (fastest of {k})",
-                         "-"))
+            rows.append(
+                (
+                    f"LOO retraining, {label} (extrapolated)",
+                    per * n,
+                    f"{fmt_seconds(per)}/refit x {n:,} (fastest of {k})",
+                    "-",
+                )
+            )
             print(f"LOO {label}: {fmt_seconds(per)} per refit", flush=True)
 
     table = pd.DataFrame(
@@ -381,8 +420,8 @@ def bench_size(name, args, rates, pydvl, first_calls):
             "method": [r[0] for r in rows] + ["GEMM floor (flops / GEMM rate)"],
             "time": [fmt_seconds(r[1]) for r in rows] + [fmt_seconds(floor)],
             "x floor": [_ratio(r[1] / floor) for r in rows] + ["1.00"],
-            "vs skinfluence": [f"{r[1] / t_sk:.3g}x" for r in rows] + [
-                f"{floor / t_sk:.3g}x"],
+            "vs skinfluence": [f"{r[1] / t_sk:.3g}x" for r in rows]
+            + [f"{floor / t_sk:.3g}x"],
             "max rel err": [r[3] for r in rows] + ["-"],
             "timing": [r[2] for r in rows] + [f"{total / 1e9:.2f} GFLOP"],
         }
@@ -390,23 +429,38 @@ def bench_size(name, args, rates, pydvl, first_calls):
     order = ["GEMM floor (flops / GEMM rate)"] + [r[0] for r in rows]
     table = table.set_index("method").loc[order].reset_index()
 
-    summary[:0] = [f"skinfluence / floor = {t_sk / floor:.2f}"
-                   + _target(TARGET_FLOOR_RATIO.get(name), t_sk / floor, "<=")]
+    summary[:0] = [
+        f"skinfluence / floor = {t_sk / floor:.2f}"
+        + _target(TARGET_FLOOR_RATIO.get(name), t_sk / floor, "<=")
+    ]
     summary.append(f"note: {shape_note}")
     if t_dvl is not None:
         summary.insert(1, f"pyDVL / floor = {t_dvl / floor:.2f}")
-        summary.insert(2, f"skinfluence speedup vs pyDVL = {t_dvl / t_sk:.1f}x"
-                       + _target(TARGET_SPEEDUP.get(name), t_dvl / t_sk, ">="))
+        summary.insert(
+            2,
+            f"skinfluence speedup vs pyDVL = {t_dvl / t_sk:.1f}x"
+            + _target(TARGET_SPEEDUP.get(name), t_dvl / t_sk, ">="),
+        )
     print()
     print(table.to_string(index=False))
     print("\n".join(summary), flush=True)
-    header = (f"### {name}: n_train={n:,}, d={d}, n_test={m}\n\n"
-              f"LogisticRegression(C=1.0, tol=1e-10) fit in {fit_s:.2f} s "
-              f"({int(model.n_iter_[0])} lbfgs iterations). GEMM floor: "
-              f"{total / 1e9:.2f} GFLOP at {rate / 1e9:.1f} GFLOP/s.\n")
+    header = (
+        f"### {name}: n_train={n:,}, d={d}, n_test={m}\n\n"
+        f"LogisticRegression(C=1.0, tol=1e-10) fit in {fit_s:.2f} s "
+        f"({int(model.n_iter_[0])} lbfgs iterations). GEMM floor: "
+        f"{total / 1e9:.2f} GFLOP at {rate / 1e9:.1f} GFLOP/s.\n"
+    )
     flop_lines = "\n".join(f"- {k}: {v / 1e9:.3f} GFLOP" for k, v in flops.items())
-    return (header + "\n" + flop_lines + "\n\n" + markdown_table(table) + "\n\n"
-            + "\n".join(f"- {s}" for s in summary) + "\n")
+    return (
+        header
+        + "\n"
+        + flop_lines
+        + "\n\n"
+        + markdown_table(table)
+        + "\n\n"
+        + "\n".join(f"- {s}" for s in summary)
+        + "\n"
+    )
 
 
 def _machine_busy_seconds():
@@ -451,8 +505,11 @@ def environment_report(torch_mod):
                     break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count()
+    )
     lines = [
         f"python {platform.python_version()}, numpy {np.__version__}, "
         f"scipy {scipy.__version__}, scikit-learn {sklearn.__version__}, "
@@ -462,56 +519,84 @@ def environment_report(torch_mod):
     if torch_mod is not None:
         import pydvl
 
-        lines.append(f"torch {torch_mod.__version__} ({torch_mod.get_num_threads()} "
-                     f"threads), pyDVL {pydvl.__version__}")
+        lines.append(
+            f"torch {torch_mod.__version__} ({torch_mod.get_num_threads()} "
+            f"threads), pyDVL {pydvl.__version__}"
+        )
     for lib in threadpool_info():
         arch = f", kernel {lib['architecture']}" if lib.get("architecture") else ""
-        lines.append(f"threadpool: {lib['internal_api']} {lib.get('version') or ''}"
-                     f" ({lib['num_threads']} threads{arch}) "
-                     f"{Path(lib['filepath']).name}")
+        lines.append(
+            f"threadpool: {lib['internal_api']} {lib.get('version') or ''}"
+            f" ({lib['num_threads']} threads{arch}) "
+            f"{Path(lib['filepath']).name}"
+        )
     try:
         with open("/proc/loadavg") as fh:
             load = float(fh.read().split()[0])
-        note = (" (recent activity on the machine: see the CPU line at the end)"
-                if load > 0.5 * cores else "")
+        note = (
+            " (recent activity on the machine: see the CPU line at the end)"
+            if load > 0.5 * cores
+            else ""
+        )
         lines.append(f"load average (1 min) at start: {load:.2f}{note}")
     except (OSError, ValueError):
         pass
     hints = {k: os.environ[k] for k in OPENBLAS_HINTS if k in os.environ}
-    lines.append("OpenBLAS hints: " + (", ".join(f"{k}={v}" for k, v in hints.items())
-                                       if hints else "none set"))
+    lines.append(
+        "OpenBLAS hints: "
+        + (", ".join(f"{k}={v}" for k, v in hints.items()) if hints else "none set")
+    )
     return lines
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="small,large",
-                        help="comma-separated subset of: " + ",".join(SIZES))
-    parser.add_argument("--no-pydvl", action="store_true",
-                        help="skip pyDVL's DirectInfluence")
-    parser.add_argument("--no-loo", action="store_true",
-                        help="skip the leave-one-out retraining timings")
-    parser.add_argument("--pydvl-batch-size", type=int, default=5000,
-                        help="rows per DataLoader batch for pyDVL's Hessian "
-                             "(default 5000, its fastest here)")
-    parser.add_argument("--unset-openblas-hints", action="store_true",
-                        help="run without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE "
-                             "(re-executes; the benchmark never changes them "
-                             "otherwise)")
+    parser.add_argument(
+        "--sizes",
+        default="small,large",
+        help="comma-separated subset of: " + ",".join(SIZES),
+    )
+    parser.add_argument(
+        "--no-pydvl", action="store_true", help="skip pyDVL's DirectInfluence"
+    )
+    parser.add_argument(
+        "--no-loo",
+        action="store_true",
+        help="skip the leave-one-out retraining timings",
+    )
+    parser.add_argument(
+        "--pydvl-batch-size",
+        type=int,
+        default=5000,
+        help="rows per DataLoader batch for pyDVL's Hessian "
+        "(default 5000, its fastest here)",
+    )
+    parser.add_argument(
+        "--unset-openblas-hints",
+        action="store_true",
+        help="run without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE "
+        "(re-executes; the benchmark never changes them "
+        "otherwise)",
+    )
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = set(sizes) - set(SIZES)
     if unknown:
         parser.error(f"unknown sizes {sorted(unknown)}; choose from {list(SIZES)}")
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count()
+    )
     pydvl = None if args.no_pydvl else pydvl_setup(threads=cores)
     header = environment_report(None if pydvl is None else pydvl[1])
     rates = [gemm_rate()]
-    header.append(f"float64 GEMM rate (numpy, 2000x2000 @ 2000x2000, best of 10): "
-                  f"{rates[0] / 1e9:.1f} GFLOP/s at start; each size measures "
-                  "it again and uses the best seen")
+    header.append(
+        f"float64 GEMM rate (numpy, 2000x2000 @ 2000x2000, best of 10): "
+        f"{rates[0] / 1e9:.1f} GFLOP/s at start; each size measures "
+        "it again and uses the best seen"
+    )
     print("\n".join(header), flush=True)
 
     t0, busy0, own0 = time.perf_counter(), _machine_busy_seconds(), _own_cpu_seconds()
@@ -525,15 +610,19 @@ def main(argv=None):
         footer.append(
             f"CPU used by other processes meanwhile: {others:.0f} core-seconds, "
             f"{others / (wall * cores):.0%} of the machine"
-            + (" (timings disturbed: rerun on an idle machine)"
-               if others > 0.1 * wall * cores else "")
+            + (
+                " (timings disturbed: rerun on an idle machine)"
+                if others > 0.1 * wall * cores
+                else ""
+            )
         )
     print("\n" + "\n".join(footer))
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         "## bench_exact results\n\n"
-        + "\n".join(f"- {h}" for h in header + footer) + "\n\n"
+        + "\n".join(f"- {h}" for h in header + footer)
+        + "\n\n"
         + "\n".join(sections)
     )
     print(f"results written to {RESULTS.relative_to(HERE.parent)}")

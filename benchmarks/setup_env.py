@@ -61,8 +61,9 @@ def ensure_env(quiet=True):
     if not PYTHON.exists():
         print(f"creating benchmark environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
-    print("installing benchmark peers (numpy<2, torch, pyDVL; first run only)",
-          flush=True)
+    print(
+        "installing benchmark peers (numpy<2, torch, pyDVL; first run only)", flush=True
+    )
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
     if quiet:
         pip.append("-q")
