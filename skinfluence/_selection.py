@@ -13,6 +13,68 @@ def _top_columns(scores, k, largest):
     return np.take_along_axis(part, order, axis=1)
 
 
+class StreamingTopK:
+    """Running k most helpful and k most harmful training rows per test row.
+
+    Fed blocks of columns (training rows) one at a time, it keeps only
+    ``2 k`` candidates per test row, so a ranking over millions of training
+    rows never holds the full (n_test, n_train) matrix.
+    """
+
+    def __init__(self, k):
+        self.k = k
+        self.kept = {}  # kind -> (columns, scores, influence), each (n_test, <=k)
+
+    def update(self, start, scores, influence):
+        """Merge the block of training rows ``start:start + scores.shape[1]``."""
+        cols = np.broadcast_to(start + np.arange(scores.shape[1]), scores.shape)
+        for kind, largest in (("helpful", False), ("harmful", True)):
+            if kind in self.kept:
+                old = self.kept[kind]
+                cols_, scores_, infl_ = (
+                    np.hstack([o, b]) for o, b in zip(old, (cols, scores, influence))
+                )
+            else:
+                cols_, scores_, infl_ = cols, scores, influence
+            pick = _top_columns(scores_, self.k, largest)
+            self.kept[kind] = tuple(
+                np.take_along_axis(a, pick, axis=1) for a in (cols_, scores_, infl_)
+            )
+
+    def table(self, labels, train_index=None, test_index=None):
+        """Long-format DataFrame (see :func:`top_k_table`)."""
+        labels = np.asarray(labels)
+        frames = []
+        for kind in ("helpful", "harmful"):
+            cols, scores, infl = self.kept[kind]
+            n_test, kk = cols.shape
+            test_names = (
+                np.arange(n_test) if test_index is None else np.asarray(test_index)
+            )
+            flat = cols.ravel()
+            train_names = flat if train_index is None else np.asarray(train_index)[flat]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "_position": np.repeat(np.arange(n_test), kk),
+                        "test_row": np.repeat(test_names, kk),
+                        "kind": kind,
+                        "rank": np.tile(np.arange(1, kk + 1), n_test),
+                        "train_row": train_names,
+                        "score": scores.ravel(),
+                        "influence": infl.ravel(),
+                        "label": labels[flat],
+                    }
+                )
+            )
+        table = pd.concat(frames, ignore_index=True)
+        table["kind"] = pd.Categorical(table["kind"], ["helpful", "harmful"])
+        table = table.sort_values(
+            ["_position", "kind", "rank"], kind="stable", ignore_index=True
+        )
+        return table.drop(columns="_position")
+
+
 def top_k_table(scores, influence, k, labels, train_index=None, test_index=None):
     """Long-format table of the most helpful and harmful rows per test row.
 
@@ -20,32 +82,6 @@ def top_k_table(scores, influence, k, labels, train_index=None, test_index=None)
     test loss: the row is helpful. ``scores`` ranks (influence or RelatIF);
     ``influence`` is reported beside it.
     """
-    n_test, n_train = scores.shape
-    train_names = np.arange(n_train) if train_index is None else np.asarray(train_index)
-    test_names = np.arange(n_test) if test_index is None else np.asarray(test_index)
-    frames = []
-    for kind, largest in (("helpful", False), ("harmful", True)):
-        cols = _top_columns(scores, k, largest)
-        kk = cols.shape[1]
-        rows = np.repeat(np.arange(n_test), kk)
-        flat = cols.ravel()
-        frames.append(
-            pd.DataFrame(
-                {
-                    "_position": rows,
-                    "test_row": test_names[rows],
-                    "kind": kind,
-                    "rank": np.tile(np.arange(1, kk + 1), n_test),
-                    "train_row": train_names[flat],
-                    "score": scores[rows, flat],
-                    "influence": influence[rows, flat],
-                    "label": np.asarray(labels)[flat],
-                }
-            )
-        )
-    table = pd.concat(frames, ignore_index=True)
-    table["kind"] = pd.Categorical(table["kind"], ["helpful", "harmful"])
-    table = table.sort_values(
-        ["_position", "kind", "rank"], kind="stable", ignore_index=True
-    )
-    return table.drop(columns="_position")
+    top = StreamingTopK(k)
+    top.update(0, scores, influence)
+    return top.table(labels, train_index, test_index)

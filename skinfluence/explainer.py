@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -20,7 +21,7 @@ from sklearn.utils.validation import (
 
 from . import _influence
 from ._checks import check_result_size, fit_params_for, split_model
-from ._selection import top_k_table
+from ._selection import StreamingTopK
 from .objectives import build_objective, is_supported
 from .solvers import HessianOperator, make_solver
 
@@ -542,17 +543,61 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"method must be one of {list(methods)}, got {method!r}.")
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
-        infl = self.influence(X_test, y_test, target=target)
-        scores = (
-            infl
-            if method == "influence"
-            else self.relative_influence(
-                X_test, y_test, kind=methods[method], target=target
+        Xt, F, _ = self._test_factors(X_test, y_test, target)
+        obj, solver = self.objective_, self.solver_
+        V = _influence.test_directions(obj, solver, Xt, F)
+        top = StreamingTopK(k)
+        for rows, infl in self._training_blocks(Xt.shape[0], V):
+            if methods[method] is None:
+                scores = infl
+            elif methods[method] == "theta":
+                scores = infl / np.maximum(
+                    _influence.parameter_change_norms(
+                        obj, solver, self._X[rows], self._R[rows]
+                    ),
+                    np.finfo(float).tiny,
+                )
+            else:
+                own = _influence.self_influence(
+                    obj, solver, self._X[rows], self._R[rows]
+                )
+                scores = infl / np.maximum(np.sqrt(np.abs(own)), np.finfo(float).tiny)
+            top.update(rows.start, scores, infl)
+        return top.table(self._y, self._index, getattr(X_test, "index", None))
+
+    def influence_blocks(self, X_test, y_test=None, *, target="loss"):
+        """The influence matrix in blocks of training rows, within working memory.
+
+        Yields
+        ------
+        rows : slice
+            The training rows of the block.
+        block : ndarray of shape (n_test, rows.stop - rows.start)
+            ``influence(X_test, y_test)[:, rows]``.
+
+        Notes
+        -----
+        Blocks are sized so that one takes at most scikit-learn's
+        ``working_memory`` (``sklearn.set_config``, 1024 MiB by default);
+        the whole matrix is never held at once.
+        """
+        Xt, F, _ = self._test_factors(X_test, y_test, target)
+        V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
+        yield from self._training_blocks(Xt.shape[0], V)
+
+    def _training_blocks(self, n_test, V):
+        n = self._X.shape[0]
+        budget = get_config()["working_memory"] * 2**20
+        # The block and its one temporary of the same size.
+        chunk = int(max(1, min(n, budget // (16 * max(n_test, 1)))))
+        for start in range(0, n, chunk):
+            rows = slice(start, min(start + chunk, n))
+            yield (
+                rows,
+                _influence.influence_matrix(
+                    self.objective_, self._X[rows], self._R[rows], V
+                ),
             )
-        )
-        return top_k_table(
-            scores, infl, k, self._y, self._index, getattr(X_test, "index", None)
-        )
 
     def _inverse_hessian(self):
         """Dense ``H^-1``, which the Newton leave-one-out updates need."""

@@ -328,3 +328,31 @@ def test_multinomial_influence_invariant_to_intercept_gauge(wine):
     np.testing.assert_allclose(
         a.influence(X[:3], y[:3]), b.influence(X[:3], y[:3]), rtol=1e-8
     )
+
+
+@pytest.mark.parametrize("method", ["influence", "theta_relatif", "l_relatif"])
+def test_top_influential_streams_within_working_memory(wine, method):
+    """Blocks of a few training rows give the same table as the whole matrix."""
+    from sklearn import config_context
+
+    X, y = wine
+    explainer = InfluenceExplainer(_logreg()).fit(X, y)
+    full = explainer.top_influential(X[:4], y[:4], k=6, method=method)
+    # 4 test rows x 16 bytes per training row: a block of ~16 training rows.
+    with config_context(working_memory=1e-3):
+        blocks = list(explainer.influence_blocks(X[:4], y[:4]))
+        streamed = explainer.top_influential(X[:4], y[:4], k=6, method=method)
+    assert len(blocks) > 5
+    np.testing.assert_allclose(
+        np.hstack([b for _, b in blocks]), explainer.influence(X[:4], y[:4])
+    )
+    pd.testing.assert_frame_equal(streamed, full)
+    expected = {
+        "influence": explainer.influence(X[:4], y[:4]),
+        "theta_relatif": explainer.relative_influence(X[:4], y[:4]),
+        "l_relatif": explainer.relative_influence(X[:4], y[:4], kind="l"),
+    }[method]
+    harmful = full[(full.kind == "harmful") & (full.test_row == 2)]
+    np.testing.assert_array_equal(
+        harmful["train_row"], np.argsort(-expected[2], kind="stable")[:6]
+    )
