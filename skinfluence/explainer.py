@@ -377,7 +377,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         check_result_size(
             (Xt.shape[0], self._X.shape[0]),
             "The influence matrix",
-            "Call top_influential, which keeps only the top rows, "
+            "Call top_influential, which keeps only the top rows, or "
+            "influence_blocks, which yields the matrix in blocks, "
             "or pass fewer test rows at a time.",
         )
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
