@@ -26,6 +26,15 @@ def test_readme_example_runs(capsys):
     assert r > 0.9
 
 
+def test_other_readme_examples_run(capsys):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)[1:]
+    assert blocks, "the README should show the cleaning tools too"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert "suggested_label" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(name)
