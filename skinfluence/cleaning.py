@@ -40,7 +40,17 @@ def _score_rows(explainer, method):
     """``(scores, held-out outputs)`` for every training row; higher = suspect."""
     obj = explainer.objective_
     X, t, w = explainer._X, explainer._target, explainer._weights
-    eta_loo = _influence.loo_own_outputs(obj, explainer._inverse_hessian(), X, t, w)
+    try:
+        H_inv = explainer._inverse_hessian()
+    except ValueError:
+        if method == "loo_loss":
+            raise
+        H_inv = None  # an iterative solver: suggest the full model's labels
+    eta_loo = (
+        obj.linear_predictor(X)
+        if H_inv is None
+        else _influence.loo_own_outputs(obj, H_inv, X, t, w)
+    )
     if method == "loo_loss":
         scores = obj.family.loss(t, eta_loo)
     elif method == "self_influence":
@@ -58,6 +68,9 @@ class MislabelDetector(BaseEstimator):
     - ``'loo_loss'`` (default): the row's loss under the model fitted
       *without* it, from one exact Newton step per row (a Woodbury update, no
       refits). A mislabeled row is one the rest of the data cannot explain.
+      It needs the dense inverse Hessian (models up to 5,000 parameters with
+      the default solver); beyond that use ``'self_influence'``, whose
+      suggested labels are then the full model's predictions.
     - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
     - ``'training_loss'``: the row's loss under the full model.
 
