@@ -1,7 +1,7 @@
 """Mislabel detection and label cleaning for pipelines."""
 
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -93,6 +93,12 @@ class MislabelDetector(BaseEstimator):
     action : {'drop', 'relabel', 'flag'}, default='drop'
         What ``fit_resample`` does with flagged rows: remove them, replace
         their label by ``suggested_labels_``, or nothing (only report).
+    n_rounds : {1, 2}, default=1
+        2: refit without the rows the first round's held-out predictions
+        reject, then rescore every row by a model that never saw it (flagged
+        rows by their loss under the refit, the others by their held-out loss
+        under it). About twice the cost; on bundled data it finds more of the
+        flipped labels (see the README's benchmark).
 
     Attributes
     ----------
@@ -131,6 +137,7 @@ class MislabelDetector(BaseEstimator):
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "threshold": [Real, None],
         "action": [StrOptions({"drop", "relabel", "flag"})],
+        "n_rounds": [Interval(Integral, 1, 2, closed="both")],
     }
 
     def __init__(
@@ -141,11 +148,13 @@ class MislabelDetector(BaseEstimator):
         contamination="auto",
         threshold=None,
         action="drop",
+        n_rounds=1,
     ):
         self.estimator = estimator
         self.method = method
         self.contamination = contamination
         self.threshold = threshold
+        self.n_rounds = n_rounds
         self.action = action
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -213,17 +222,48 @@ class MislabelDetector(BaseEstimator):
         if hasattr(self.explainer_, "feature_names_in_"):
             self.feature_names_in_ = self.explainer_.feature_names_in_
         self.scores_, eta_loo = _score_rows(self.explainer_, self.method)
-        index = (
-            (eta_loo[:, 0] > 0).astype(int)
-            if eta_loo.shape[1] == 1
-            else (eta_loo.argmax(axis=1))
-        )
-        self.suggested_labels_ = self.classes_[index]
+        if self.n_rounds == 2:
+            first = self._suggest(eta_loo) != y_arr
+            self.scores_, eta_loo = self._second_round(
+                estimator, X, y_arr, sample_weight, first, eta_loo
+            )
+        self.suggested_labels_ = self._suggest(eta_loo)
         self.ranking_ = np.argsort(-self.scores_, kind="stable")
         self.label_issues_ = self._flag(y_arr)
         self._index = getattr(X, "index", None)
         self._y = y_arr
         return self
+
+    def _suggest(self, eta):
+        """The class each row of linear outputs predicts."""
+        index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
+        return self.classes_[index]
+
+    def _second_round(self, estimator, X, y, sample_weight, first, eta):
+        """Rescore every row by a model that never saw the first round's flags.
+
+        Refits on the rows the first round kept, then scores each kept row by
+        its held-out loss (one Newton step) under that model, and each flagged
+        row by its plain loss under it. Other mislabeled rows nearby no longer
+        mask a flagged one. Skipped when too few rows of a class would remain.
+        """
+        keep = np.flatnonzero(~first)
+        _, counts = np.unique(y[keep], return_counts=True)
+        if len(counts) < len(self.classes_) or counts.min() < 2 or not first.any():
+            return self.scores_, eta
+        sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
+        second = InfluenceExplainer(estimator).fit(_safe_indexing(X, keep), y[keep], sw)
+        scores, eta = np.empty(len(y)), np.empty_like(eta)
+        scores[keep], eta[keep] = _score_rows(second, "loo_loss")
+        flagged = np.flatnonzero(first)
+        X_flagged = _safe_indexing(X, flagged)
+        features = second._kernel_features(
+            second._features(second._validate_test_X(X_flagged))
+        )
+        obj = second.objective_
+        eta[flagged] = obj.linear_predictor(features)
+        scores[flagged] = obj.family.loss(obj.family.encode(y[flagged]), eta[flagged])
+        return scores, eta
 
     def _flag(self, y):
         n = len(y)
