@@ -17,9 +17,8 @@ class, and in one process, with the same base model (the detector's default:
   the time covers the cross-validation and both cleanlab calls. A second
   cleanlab row uses scikit-learn's default ``tol=1e-4`` (faster, not the same
   model) so that the speed-up is not an artefact of the tight tolerance;
-* "2 rounds" (a recipe from the public API, not a library option): refit the
-  detector without the rows a first pass flags, then rank every row by its
-  loss under a model that did not see it;
+* ``n_rounds=2``: the detector refits without the rows its first pass flags,
+  then ranks every row by its loss under a model that did not see it;
 * random: checking rows in random order finds, in expectation, the share of
   rows checked.
 
@@ -82,7 +81,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_cleaning.md"
 NOISE = 0.10
 CHECKED = 0.10
-TWO_ROUNDS = "skinfluence loo_loss, 2 rounds (recipe)"
+TWO_ROUNDS = "skinfluence loo_loss, n_rounds=2"
 
 
 def _synthetic(n, d, k, seed=0):
@@ -152,30 +151,13 @@ def run_skinfluence(X, y, method):
 
 
 def run_two_rounds(X, y):
-    """A recipe from the public API, not a library option: clean, refit, rescore.
-
-    Round 1 flags rows as the default detector does; round 2 fits the detector
-    on the other rows and ranks every row by the loss under a model fitted
-    without it: the round-2 held-out loss for the rows it kept, and the loss
-    under the round-2 model for the flagged ones (which it never saw).
-    """
+    """``MislabelDetector(n_rounds=2)``: clean, refit, rescore every row."""
 
     def fit():
-        first = MislabelDetector().fit(X, y)
-        keep = ~first.label_issues_
-        second = MislabelDetector().fit(X[keep], y[keep])
-        model = second.explainer_.estimator_
-        proba = model.predict_proba(X)
-        column = np.searchsorted(model.classes_, y)
-        loss = -np.log(np.clip(proba[np.arange(len(y)), column], 1e-300, None))
-        loss[keep] = second.scores_
-        flags = np.zeros(len(y), dtype=bool)
-        flags[~keep] = model.predict(X[~keep]) != y[~keep]
-        flags[np.flatnonzero(keep)[second.label_issues_]] = True
-        return np.argsort(-loss, kind="stable"), flags
+        return MislabelDetector(n_rounds=2).fit(X, y)
 
-    seconds, (ranking, flags) = timed(fit)
-    return seconds, ranking, flags
+    seconds, det = timed(fit)
+    return seconds, det.ranking_, det.label_issues_
 
 
 def run_cleanlab(X, y, model):
