@@ -386,33 +386,32 @@ def _final_has(attr):
 class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Clean the labels with a :class:`MislabelDetector`, then fit a classifier.
 
-        scikit-learn pipelines cannot drop rows inside a step, so this wraps the
-        cleaning and the final fit in one estimator that works in ``Pipeline`` and
-        ``GridSearchCV`` (the detector's parameters tune as ``detector__...``).
+    scikit-learn pipelines cannot drop rows inside a step, so this wraps the
+    cleaning and the final fit in one estimator that works in ``Pipeline`` and
+    ``GridSearchCV`` (the detector's parameters tune as ``detector__...``).
 
-        Parameters
-        ----------
-        estimator : classifier
-            Fitted on the cleaned data.
-        detector : MislabelDetector, default=None
-            None: ``MislabelDetector()``.
+    Parameters
+    ----------
+    estimator : classifier
+        Fitted on the cleaned data.
+    detector : MislabelDetector, default=None
+        None: ``MislabelDetector()``.
 
-        Attributes
-        ----------
-        detector_ : MislabelDetector
-        estimator_ : classifier
-        classes_ : ndarray
+    Attributes
+    ----------
+    detector_ : MislabelDetector
+    estimator_ : classifier
+    classes_ : ndarray
 
-        Examples
-        --------
-        >>> from sklearn.datasets import load_breast_cancer
-        >>> from sklearn.frozen import FrozenEstimator
-    from sklearn.linear_model import LogisticRegression
-        >>> from skinfluence import CleanLabelsClassifier
-        >>> X, y = load_breast_cancer(return_X_y=True)
-        >>> clf = CleanLabelsClassifier(LogisticRegression(max_iter=5000)).fit(X, y)
-        >>> clf.predict(X[:3]).shape
-        (3,)
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinfluence import CleanLabelsClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = CleanLabelsClassifier(LogisticRegression(max_iter=5000)).fit(X, y)
+    >>> clf.predict(X[:3]).shape
+    (3,)
     """
 
     _parameter_constraints = {
