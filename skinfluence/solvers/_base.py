@@ -54,3 +54,9 @@ def project_out(null, V):
     if null is not None:
         V -= null @ (null.T @ V)
     return V
+
+
+def as_columns(B, n_params, null):
+    """A projected float64 copy of B as columns, and whether B was a vector."""
+    B = np.asarray(B, dtype=np.float64)
+    return project_out(null, B.reshape(n_params, -1).copy()), B.ndim == 1

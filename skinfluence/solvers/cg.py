@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from ._base import project_out
+from ._base import as_columns, project_out
 from ._spectrum import resolve_damping
 from .exact import SingularHessianError
 
@@ -125,10 +125,8 @@ class CGSolver(BaseEstimator):
     # -- solve ------------------------------------------------------------------
     def solve(self, B):
         """``(H + damping I)^-1 B`` for B of shape (n_params,) or (n_params, m)."""
-        B = np.asarray(B, dtype=np.float64)
-        vector = B.ndim == 1
         p = self.n_params_
-        B = self._project(B.reshape(p, -1).copy())
+        B, vector = as_columns(B, p, self._null)
         m = B.shape[1]
         maxiter = self.maxiter if self.maxiter is not None else 10 * p
         X = np.zeros((p, m))

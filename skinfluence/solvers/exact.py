@@ -65,6 +65,7 @@ class ExactSolver:
         self.damping = damping
 
     def fit(self, operator):
+        self._inverse = None
         damping = resolve_damping(self.damping, operator)
         H = operator.to_dense()
         p = H.shape[0]
@@ -104,7 +105,9 @@ class ExactSolver:
         return linalg.cho_solve(self.factor_, B, check_finite=False)
 
     def inverse(self):
-        """The dense inverse, shape (n_params, n_params)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return self.solve(np.eye(self.n_params_))
+        """The dense inverse, shape (n_params, n_params), formed once per fit."""
+        if getattr(self, "_inverse", None) is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._inverse = self.solve(np.eye(self.n_params_))
+        return self._inverse

@@ -40,7 +40,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ._base import project_out
+from ._base import as_columns, project_out
 from ._spectrum import resolve_damping, top_eigenvalue
 from .cg import _describe_columns, _not_invertible
 
@@ -196,10 +196,8 @@ class LissaSolver(BaseEstimator):
 
     def solve(self, B):
         """Estimate ``(H + damping I)^-1 B`` for B of shape (p,) or (p, m)."""
-        B = np.asarray(B, dtype=np.float64)
-        vector = B.ndim == 1
         p = self.n_params_
-        B = self._project(B.reshape(p, -1).copy())
+        B, vector = as_columns(B, p, self._null)
         m = B.shape[1]
         if m == 0:
             return np.zeros((p, 0))
