@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-# torch is optional; when a command needs it, this exact CPU build is installed.
-TORCH_PIN = "torch==2.13.0"
 
 
 def _ensure_env(extras):
@@ -55,7 +53,7 @@ def main(argv):
         _ensure_env(set())
         return _run([str(BIN / "skinfluence"), "demo", *rest])
     if command == "test":
-        _ensure_env({"test", "plot"})
+        _ensure_env({"test", "plot", "torch", "dask"})
         # Two worker processes, one BLAS thread each: BLAS threads spinning in
         # two processes on two cores would slow every test many times over.
         threads = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
