@@ -1,10 +1,11 @@
-"""Finding mislabeled training rows: Koh & Liang's Figure 4, on bundled data.
+"""Finding mislabeled training rows: Koh & Liang's Figure 6, on bundled data.
 
 Flip 10% of the training labels of a scikit-learn dataset, rank the training
 rows with :class:`skinfluence.MislabelDetector` (each method) and check them in
 that order. Left: the share of flipped labels found against the share of the
-training data checked (random order finds them in proportion). Right: the test
-accuracy once the checked rows get their true labels back.
+training data checked (random order finds them in proportion), drawn by
+:class:`skinfluence.plotting.MislabelCurveDisplay`. Right: the test accuracy
+once the checked rows get their true labels back.
 
 Run: ``python examples/mislabel_detection.py [--dataset digits] [--out FILE]``
 (writes ``mislabel_curve.png`` in the current directory by default).
@@ -24,6 +25,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from skinfluence import MislabelDetector  # noqa: E402
 from skinfluence.cleaning import METHODS, default_estimator  # noqa: E402
+from skinfluence.plotting import MislabelCurveDisplay  # noqa: E402
 
 DATASETS = {
     "digits": load_digits,
@@ -71,16 +73,16 @@ def main(argv=None):
     y_noisy, flipped = flip_labels(y_tr, args.noise, rng)
     n = len(y_tr)
 
-    rankings = {
-        method: MislabelDetector(method=method).fit(X_tr, y_noisy).ranking_
+    scores = {
+        method: MislabelDetector(method=method).fit(X_tr, y_noisy).scores_
         for method in METHODS
     }
+    rankings = {m: np.argsort(-s, kind="stable") for m, s in scores.items()}
     rankings["random"] = rng.permutation(n)
 
     # Share of the flipped labels among the first k rows checked, every k.
     is_flipped = np.zeros(n, dtype=bool)
     is_flipped[flipped] = True
-    checked = np.arange(n + 1) / n
     found = {
         m: np.r_[0, np.cumsum(is_flipped[r])] / len(flipped)
         for m, r in rankings.items()
@@ -120,18 +122,17 @@ def main(argv=None):
     )
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+    MislabelCurveDisplay.from_predictions(
+        scores,
+        is_flipped,
+        curve_kwargs={m: STYLE[m] for m in METHODS},
+        chance_level_kw=STYLE["random"],
+        ax=left,
+    )
     for m in rankings:
-        left.plot(checked, found[m], label=LABELS[m], **STYLE[m])
         right.plot(grid, accuracies[m], marker="o", ms=3.5, **STYLE[m])
     left.axvline(args.noise, color="0.8", lw=0.8, zorder=0)
-    left.set(
-        xlim=(0, 0.35),
-        ylim=(0, 1.02),
-        xlabel="fraction of training data checked",
-        ylabel="fraction of flipped labels found",
-        title="Finding the flipped labels",
-    )
-    left.legend(loc="lower right", fontsize=9)
+    left.set(xlim=(0, 0.35), title="Finding the flipped labels")
     right.axhline(clean_acc, color="k", lw=0.8, ls="--")
     right.text(0.005, clean_acc, " all labels right", va="bottom", fontsize=8)
     right.set(

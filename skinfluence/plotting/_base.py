@@ -1,0 +1,46 @@
+"""What every display shares: the lazy matplotlib import and style merging."""
+
+
+def check_matplotlib(caller):
+    """Import matplotlib, or say how to install it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"{caller} needs matplotlib, which is not installed. Install the "
+            "plotting extra: pip install 'skinfluence[plot]' (or pip install "
+            "matplotlib)."
+        ) from exc
+
+
+def new_axes(ax, figsize=None):
+    """``ax``, or the Axes of a new figure."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def merged(defaults, kwargs):
+    """Default style updated by the caller's; matplotlib aliases win over defaults.
+
+    ``{"c": ...}`` from the caller replaces a default ``color`` (and so on), so
+    matplotlib never sees both spellings of one property.
+    """
+    kwargs = dict(kwargs or {})
+    aliases = {
+        "c": "color",
+        "ls": "linestyle",
+        "lw": "linewidth",
+        "ec": "edgecolor",
+        "fc": "facecolor",
+    }
+    out = dict(defaults)
+    for short, long in aliases.items():
+        if short in kwargs or long in kwargs:
+            out.pop(short, None)
+            out.pop(long, None)
+    out.update(kwargs)
+    return out

@@ -1,0 +1,376 @@
+"""The most helpful and harmful training rows for one test row."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _num_samples, check_is_fitted
+
+from ._base import check_matplotlib, merged, new_axes
+
+_COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
+
+
+def _dense_rows(X):
+    """A float ndarray of rows, from dense, sparse or pandas input."""
+    if sp.issparse(X):
+        X = X.toarray()
+    return np.asarray(X, dtype=float).reshape(_num_samples(X), -1)
+
+
+def _positions(explainer, train_rows):
+    """Row positions of the training index labels that top_influential reports."""
+    index = getattr(explainer, "_index", None)
+    if index is None:
+        return np.asarray(train_rows, dtype=int)
+    return pd.Index(index).get_indexer(train_rows)
+
+
+def _image_shape(image_shape, n_features):
+    """The (height, width) to draw rows as, or None for bars."""
+    if image_shape is None:
+        return None
+    if isinstance(image_shape, str):
+        if image_shape != "auto":
+            raise ValueError(
+                f"image_shape must be None, 'auto' or a tuple, got {image_shape!r}."
+            )
+        side = math.isqrt(n_features)
+        if side * side != n_features:
+            raise ValueError(
+                f"image_shape='auto' needs a square number of features; got "
+                f"{n_features}. Pass image_shape=(height, width) or None for bars."
+            )
+        return (side, side)
+    shape = tuple(int(s) for s in image_shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape={shape} holds {int(np.prod(shape))} values, but the "
+            f"rows have {n_features} features."
+        )
+    return shape
+
+
+class InfluentialExamplesDisplay:
+    """The k most helpful and k most harmful training rows for one test row.
+
+    Rows that are images (``image_shape``) are drawn as images: the test row
+    on the left, the most helpful rows on the top line and the most harmful
+    below, each titled with its index, label and score. Other rows become a
+    horizontal bar chart of their scores. Create it with
+    :meth:`from_estimator` or :meth:`from_predictions`; all parameters are
+    stored as attributes.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One test row's part of :meth:`InfluenceExplainer.top_influential`:
+        columns ``kind`` ('helpful'/'harmful'), ``rank``, ``train_row``,
+        ``score`` and ``label``.
+    rows : ndarray of shape (len(table), n_features), default=None
+        The training rows of ``table``, in its order (needed for images).
+    test_row : ndarray of shape (n_features,), default=None
+        The explained test row (drawn beside the images).
+    test_label : object, default=None
+        Its label.
+    test_prediction : object, default=None
+        The model's prediction for it.
+
+    Attributes
+    ----------
+    bars_ : matplotlib BarContainer
+        Bar mode: one bar per row of ``table``, in its order; the widths are
+        the scores.
+    axes_ : ndarray of matplotlib Axes of shape (2, k)
+        Image mode: row 0 the most helpful rows, row 1 the most harmful, by
+        rank.
+    images_ : ndarray of matplotlib AxesImage of shape (2, k)
+        Image mode: the images drawn in ``axes_``.
+    test_ax_, test_image_ : matplotlib Axes, AxesImage
+        Image mode: the test row.
+    ax_ : matplotlib Axes
+        The Axes drawn on; in image mode it bounds the grid and is hidden.
+    figure_ : matplotlib Figure
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinfluence import InfluenceExplainer
+    >>> from skinfluence.plotting import InfluentialExamplesDisplay
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> model = LogisticRegression(C=0.1, tol=1e-8, max_iter=1000)
+    >>> explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
+    >>> display = InfluentialExamplesDisplay.from_estimator(
+    ...     explainer, X[[300]], y[[300]], k=3, image_shape=(8, 8))
+    >>> display.images_.shape
+    (2, 3)
+    """
+
+    def __init__(
+        self, *, table, rows=None, test_row=None, test_label=None, test_prediction=None
+    ):
+        self.table = table
+        self.rows = rows
+        self.test_row = test_row
+        self.test_label = test_label
+        self.test_prediction = test_prediction
+
+    def plot(self, ax=None, *, image_shape=None, **kwargs):
+        """Draw the rows as images (``image_shape``) or their scores as bars.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on (image mode: the area holding the grid); a new
+            figure when None.
+        image_shape : tuple of int, 'auto' or None, default=None
+            Reshape each row to this (height, width) and draw images; 'auto'
+            takes a square shape (the feature count must be a square). None
+            draws bars.
+        **kwargs : dict
+            Passed to ``ax.imshow`` (image mode, e.g. ``cmap``) or ``ax.barh``.
+
+        Returns
+        -------
+        display : InfluentialExamplesDisplay
+        """
+        check_matplotlib(f"{type(self).__name__}.plot")
+        shape = None
+        if image_shape is not None:
+            if self.rows is None:
+                raise ValueError("Drawing images needs the training rows (rows=).")
+            shape = _image_shape(image_shape, np.asarray(self.rows).shape[-1])
+        if shape is None:
+            return self._plot_bars(ax, kwargs)
+        return self._plot_images(ax, shape, kwargs)
+
+    def _title(self):
+        parts = []
+        if self.test_label is not None:
+            parts.append(f"label {self.test_label}")
+        if self.test_prediction is not None:
+            parts.append(f"predicted {self.test_prediction}")
+        return "test row" + (f": {', '.join(parts)}" if parts else "")
+
+    def _plot_bars(self, ax, kwargs):
+        from matplotlib.patches import Patch
+
+        table = self.table
+        k = len(table)
+        ax = new_axes(ax, figsize=(6.0, 0.32 * k + 1.4))
+        order = np.argsort(np.argsort(table["score"].to_numpy(), kind="stable"))
+        colours = [_COLOURS.get(kind, "C0") for kind in table["kind"]]
+        style = merged({"color": colours, "height": 0.7}, kwargs)
+        self.bars_ = ax.barh(order, table["score"].to_numpy(), **style)
+        labels = [
+            f"row {row} (label {label})"
+            for row, label in zip(table["train_row"], table["label"])
+        ]
+        ax.set_yticks(order, labels, fontsize=8)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(
+            xlabel="influence on the test loss (I_up,loss): < 0 helpful, > 0 harmful",
+            title=self._title(),
+        )
+        ax.legend(
+            handles=[Patch(color=c, label=kind) for kind, c in _COLOURS.items()],
+            fontsize=8,
+            loc="lower right",
+        )
+        ax.grid(axis="x", alpha=0.3)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    def _plot_images(self, ax, shape, kwargs):
+        table = self.table.reset_index(drop=True)
+        kinds = ("helpful", "harmful")
+        k = int(max((table["kind"] == kind).sum() for kind in kinds))
+        ax = new_axes(ax, figsize=(1.45 * (k + 1) + 0.4, 4.4))
+        ax.set_axis_off()
+        # The test row apart on the left, leaving room for the rows' labels.
+        outer = ax.get_subplotspec().subgridspec(
+            1, 2, width_ratios=[1, k], wspace=0.5 / (k + 1)
+        )
+        grid = outer[0, 1].subgridspec(2, k, wspace=0.15, hspace=0.7)
+        fig = ax.figure
+        rows = np.asarray(self.rows, dtype=float)
+        values = [rows] if self.test_row is None else [rows, self.test_row]
+        lo = min(np.min(v) for v in values)
+        hi = max(np.max(v) for v in values)
+        style = merged(
+            {"cmap": "gray_r", "vmin": lo, "vmax": hi, "interpolation": "nearest"},
+            kwargs,
+        )
+
+        self.test_ax_ = fig.add_subplot(outer[0, 0])
+        self.test_image_ = None
+        if self.test_row is not None:
+            test = np.asarray(self.test_row, dtype=float).reshape(shape)
+            self.test_image_ = self.test_ax_.imshow(test, **style)
+            self.test_ax_.set_title(self._title().replace(": ", ":\n"), fontsize=8)
+            self.test_ax_.set_xticks([])
+            self.test_ax_.set_yticks([])
+        else:
+            self.test_ax_.set_axis_off()
+
+        self.axes_ = np.empty((2, k), dtype=object)
+        self.images_ = np.empty((2, k), dtype=object)
+        for i, kind in enumerate(kinds):
+            part = table[table["kind"] == kind].sort_values("rank")
+            for j, (pos, entry) in enumerate(part.iterrows()):
+                sub = fig.add_subplot(grid[i, j])
+                self.images_[i, j] = sub.imshow(rows[pos].reshape(shape), **style)
+                sub.set_title(
+                    f"row {entry['train_row']}\nlabel {entry['label']}\n"
+                    f"{entry['score']:+.3g}",
+                    fontsize=7,
+                    color=_COLOURS[kind],
+                )
+                sub.set_xticks([])
+                sub.set_yticks([])
+                for spine in sub.spines.values():
+                    spine.set_color(_COLOURS[kind])
+                self.axes_[i, j] = sub
+            if self.axes_[i, 0] is not None:
+                self.axes_[i, 0].set_ylabel(f"most {kind}", fontsize=9)
+        self.ax_ = ax
+        self.figure_ = fig
+        return self
+
+    @classmethod
+    def from_estimator(
+        cls,
+        explainer,
+        X_test,
+        y_test=None,
+        *,
+        k=5,
+        method="influence",
+        target="loss",
+        X_train=None,
+        influence_kwargs=None,
+        image_shape=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Rank the training rows for one test row, then plot.
+
+        Parameters
+        ----------
+        explainer : fitted InfluenceExplainer
+        X_test : array-like of shape (1, n_features)
+            One test row (``X[[i]]`` or ``X.iloc[[i]]``).
+        y_test : array-like of shape (1,), default=None
+        k, method, target
+            Passed to :meth:`InfluenceExplainer.top_influential`.
+        X_train : array-like of shape (n_train, n_features), default=None
+            The training rows to draw, e.g. raw pixels when the explainer's
+            Pipeline rescales them (``X_test`` is then drawn as given). None:
+            the final model's input, and ``X_test`` transformed likewise.
+        influence_kwargs : dict, default=None
+            Further arguments of ``top_influential``.
+        image_shape, ax, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : InfluentialExamplesDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_estimator")
+        check_is_fitted(explainer)
+        if _num_samples(X_test) != 1:
+            raise ValueError(
+                f"{cls.__name__} explains one test row; X_test has "
+                f"{_num_samples(X_test)} rows. Pass X_test[[i]] (or "
+                "X_test.iloc[[i]])."
+            )
+        table = explainer.top_influential(
+            X_test,
+            y_test,
+            k=k,
+            method=method,
+            target=target,
+            **(influence_kwargs or {}),
+        )
+        positions = _positions(explainer, table["train_row"])
+        if X_train is None:
+            X_train = explainer.training_data()[0]
+            test_row = explainer._features(explainer._validate_test_X(X_test))
+        else:
+            if _num_samples(X_train) != explainer.n_train_:
+                raise ValueError(
+                    f"X_train has {_num_samples(X_train)} rows but the explainer "
+                    f"was fitted on {explainer.n_train_}."
+                )
+            test_row = X_test
+        label = None if y_test is None else np.asarray(y_test).ravel()[0]
+        prediction = None
+        if hasattr(explainer, "classes_"):
+            prediction = explainer.predict(X_test)[0]
+        display = cls(
+            table=table.drop(columns="test_row"),
+            rows=_dense_rows(_safe_indexing(X_train, positions)),
+            test_row=_dense_rows(test_row)[0],
+            test_label=label,
+            test_prediction=prediction,
+        )
+        return display.plot(ax=ax, image_shape=image_shape, **kwargs)
+
+    @classmethod
+    def from_predictions(
+        cls,
+        table,
+        rows=None,
+        *,
+        test_row=None,
+        test_label=None,
+        image_shape=None,
+        ax=None,
+        **kwargs,
+    ):
+        """Plot a precomputed top-k table (one test row's).
+
+        Parameters
+        ----------
+        table : pandas.DataFrame
+            From :meth:`InfluenceExplainer.top_influential` for one test row
+            (columns ``kind``, ``rank``, ``train_row``, ``score``, ``label``).
+        rows : array-like of shape (len(table), n_features), default=None
+            The training rows of ``table``, in its order (for images).
+        test_row : array-like of shape (n_features,), default=None
+        test_label : object, default=None
+        image_shape, ax, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : InfluentialExamplesDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_predictions")
+        missing = {"kind", "rank", "train_row", "score", "label"} - set(table.columns)
+        if missing:
+            raise ValueError(f"table lacks the columns {sorted(missing)}.")
+        if "test_row" in table.columns and table["test_row"].nunique() > 1:
+            raise ValueError(
+                "table holds several test rows; select one, e.g. "
+                "table[table.test_row == i]."
+            )
+        if rows is not None:
+            rows = _dense_rows(rows)
+            if len(rows) != len(table):
+                raise ValueError(
+                    f"rows has {len(rows)} rows but table has {len(table)}."
+                )
+        display = cls(
+            table=table.drop(columns="test_row", errors="ignore").reset_index(
+                drop=True
+            ),
+            rows=rows,
+            test_row=None if test_row is None else np.asarray(test_row).ravel(),
+            test_label=test_label,
+        )
+        return display.plot(ax=ax, image_shape=image_shape, **kwargs)

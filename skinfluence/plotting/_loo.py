@@ -1,0 +1,277 @@
+"""Predicted vs actual leave-one-out change (Koh & Liang, 2017, Figure 2)."""
+
+import numpy as np
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from ._base import check_matplotlib, merged, new_axes
+
+_SELECTION_LABELS = {
+    "top": "largest predicted effect",
+    "random": "random rows",
+}
+
+
+def _agreement(predicted, actual):
+    """Pearson R of the two, and the slope of predicted against actual."""
+    if len(predicted) < 2 or np.ptp(actual) == 0:
+        return np.nan, np.nan
+    r = float(np.corrcoef(predicted, actual)[0, 1])
+    slope = float(np.polyfit(actual, predicted, 1)[0])
+    return r, slope
+
+
+class LOOAgreementDisplay:
+    """Predicted against actual change of the test loss when a row is removed.
+
+    The check of Koh & Liang (2017, Figure 2): each point is one removed
+    training row, its actual change of the test loss (refitting without it) on
+    the x axis and the influence function's prediction on the y axis. Points
+    on the dashed ``y = x`` line are predicted exactly. Create it with
+    :meth:`from_estimator` (runs :func:`skinfluence.validate_loo`) or
+    :meth:`from_predictions`; all parameters are stored as attributes.
+
+    Parameters
+    ----------
+    predicted : ndarray of shape (n_removed,)
+        Predicted change of the test loss for each removed row.
+    actual : ndarray of shape (n_removed,)
+        Actual change, from refitting without the row.
+    selection : ndarray of shape (n_removed,), default=None
+        How each row was chosen (e.g. 'top' or 'random'); one colour each.
+    train_row : ndarray of shape (n_removed,), default=None
+        The removed rows' index labels.
+    pearson_r : float, default=None
+        Pearson correlation of ``predicted`` and ``actual``.
+    slope : float, default=None
+        Least-squares slope of ``predicted`` against ``actual``.
+    name : str, default=None
+        Shown in the legend's title.
+
+    Attributes
+    ----------
+    scatter_ : matplotlib PathCollection
+        The points, at ``(actual, predicted)``.
+    line_ : matplotlib Line2D
+        The ``y = x`` line, spanning the data.
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    See Also
+    --------
+    skinfluence.validate_loo : The refits behind the plot.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.preprocessing import scale
+    >>> from skinfluence import InfluenceExplainer
+    >>> from skinfluence.plotting import LOOAgreementDisplay
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> X = scale(X)
+    >>> explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10))
+    >>> explainer = explainer.fit(X[:300], y[:300])
+    >>> display = LOOAgreementDisplay.from_estimator(
+    ...     explainer, X[300:301], y[300:301], n_remove=8, n_random=2,
+    ...     random_state=0)
+    >>> display.scatter_.get_offsets().shape
+    (10, 2)
+    >>> bool(display.pearson_r > 0.95)
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        predicted,
+        actual,
+        selection=None,
+        train_row=None,
+        pearson_r=None,
+        slope=None,
+        name=None,
+    ):
+        self.predicted = predicted
+        self.actual = actual
+        self.selection = selection
+        self.train_row = train_row
+        self.pearson_r = pearson_r
+        self.slope = slope
+        self.name = name
+
+    def plot(self, ax=None, *, name=None, line_kwargs=None, **kwargs):
+        """Draw the points and the ``y = x`` line.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        name : str, default=None
+            Overrides the stored ``name`` in the legend's title.
+        line_kwargs : dict, default=None
+            Passed to ``ax.plot`` for the ``y = x`` line.
+        **kwargs : dict
+            Passed to ``ax.scatter`` (``c`` or ``color`` replace the colours
+            per selection).
+
+        Returns
+        -------
+        display : LOOAgreementDisplay
+        """
+        check_matplotlib(f"{type(self).__name__}.plot")
+        from matplotlib.lines import Line2D
+
+        ax = new_axes(ax, figsize=(5.2, 5.0))
+        pred = np.asarray(self.predicted, dtype=float)
+        act = np.asarray(self.actual, dtype=float)
+        lo = min(pred.min(), act.min())
+        hi = max(pred.max(), act.max())
+        line = merged({"color": "k", "lw": 1, "ls": "--", "zorder": 1}, line_kwargs)
+        self.line_ = ax.plot([lo, hi], [lo, hi], label="y = x", **line)[0]
+
+        style = {"s": 28, "alpha": 0.85, "edgecolors": "white", "linewidths": 0.4}
+        handles = []
+        own_colour = "c" in kwargs or "color" in kwargs
+        if self.selection is not None and not own_colour:
+            selection = np.asarray(self.selection)
+            kinds = list(dict.fromkeys(selection.tolist()))
+            colour = {kind: f"C{i}" for i, kind in enumerate(kinds)}
+            style["c"] = [colour[s] for s in selection]
+            for kind in kinds:
+                count = int((selection == kind).sum())
+                label = f"{_SELECTION_LABELS.get(kind, kind)} ({count})"
+                handles.append(
+                    Line2D([], [], ls="", marker="o", color=colour[kind], label=label)
+                )
+        self.scatter_ = ax.scatter(act, pred, **merged(style, kwargs))
+        if not handles:
+            self.scatter_.set_label("removed rows")
+            handles.append(self.scatter_)
+
+        name = self.name if name is None else name
+        stats = f"Pearson R = {self.pearson_r:.3f}, slope = {self.slope:.2f}"
+        title = stats if name is None else f"{name}\n{stats}"
+        ax.legend(
+            handles=[*handles, self.line_],
+            title=title,
+            loc="upper left",
+            fontsize=8,
+            title_fontsize=8,
+        )
+        ax.set(
+            xlabel="actual change in test loss (refit)",
+            ylabel="predicted change in test loss",
+        )
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.grid(alpha=0.3)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    @classmethod
+    def from_estimator(
+        cls,
+        explainer,
+        X_test,
+        y_test,
+        *,
+        n_remove=20,
+        n_random=10,
+        method="influence",
+        random_state=None,
+        n_jobs=None,
+        name=None,
+        ax=None,
+        line_kwargs=None,
+        **kwargs,
+    ):
+        """Refit without the most influential (and random) rows, then plot.
+
+        Parameters
+        ----------
+        explainer : fitted InfluenceExplainer
+        X_test, y_test : test rows and labels
+            The plotted quantity is their total loss (pass one row for the
+            paper's plot).
+        n_remove, n_random, method, random_state, n_jobs
+            Passed to :func:`skinfluence.validate_loo`.
+        name : str, default=None
+            Shown in the legend's title.
+        ax, line_kwargs, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : LOOAgreementDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_estimator")
+        from ..validation import validate_loo
+
+        result = validate_loo(
+            explainer,
+            X_test,
+            y_test,
+            n_remove=n_remove,
+            n_random=n_random,
+            method=method,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        table = result.table
+        display = cls(
+            predicted=table["predicted"].to_numpy(),
+            actual=table["actual"].to_numpy(),
+            selection=table["selection"].to_numpy(),
+            train_row=table["train_row"].to_numpy(),
+            pearson_r=result.pearson_r,
+            slope=result.slope,
+            name=name,
+        )
+        return display.plot(ax=ax, line_kwargs=line_kwargs, **kwargs)
+
+    @classmethod
+    def from_predictions(
+        cls,
+        predicted,
+        actual,
+        *,
+        selection=None,
+        name=None,
+        ax=None,
+        line_kwargs=None,
+        **kwargs,
+    ):
+        """Plot precomputed predicted and actual changes.
+
+        Parameters
+        ----------
+        predicted, actual : array-like of shape (n_removed,)
+            E.g. the columns of :attr:`LOOValidation.table`.
+        selection : array-like of shape (n_removed,), default=None
+            How each row was chosen; one colour each.
+        name : str, default=None
+        ax, line_kwargs, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : LOOAgreementDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_predictions")
+        predicted = column_or_1d(predicted, dtype=np.float64)
+        actual = column_or_1d(actual, dtype=np.float64)
+        check_consistent_length(predicted, actual, selection)
+        if predicted.size == 0:
+            raise ValueError("predicted and actual are empty: nothing to plot.")
+        if not (np.isfinite(predicted).all() and np.isfinite(actual).all()):
+            raise ValueError("predicted and actual must be finite (found NaN or inf).")
+        r, slope = _agreement(predicted, actual)
+        display = cls(
+            predicted=predicted,
+            actual=actual,
+            selection=None if selection is None else np.asarray(selection),
+            pearson_r=r,
+            slope=slope,
+            name=name,
+        )
+        return display.plot(ax=ax, line_kwargs=line_kwargs, **kwargs)

@@ -1,0 +1,288 @@
+"""Share of flipped labels found against share of the data checked."""
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from ._base import check_matplotlib, merged, new_axes
+
+_METHOD_LABELS = {
+    "loo_loss": "held-out loss",
+    "self_influence": "self-influence",
+    "training_loss": "training loss",
+}
+
+
+def found_curve(scores, is_flipped):
+    """Share of the flipped rows among the first k checked, for k = 0..n.
+
+    Rows are checked from the highest score down (ties in row order).
+
+    Returns
+    -------
+    ndarray of shape (n + 1,)
+        Starts at 0 and ends at 1.
+    """
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return np.r_[0.0, np.cumsum(is_flipped[order])] / is_flipped.sum()
+
+
+def _scores_by_method(estimator, X, y, methods):
+    """Suspicion scores of every training row, one array per method."""
+    from ..cleaning import METHODS, MislabelDetector, _score_rows
+    from ..explainer import InfluenceExplainer
+
+    methods = list(METHODS if methods is None else methods)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(
+            f"Unknown methods {sorted(unknown)}; choose among {list(METHODS)}."
+        )
+    if isinstance(estimator, InfluenceExplainer):
+        if not hasattr(estimator, "objective_"):
+            estimator = clone(estimator).fit(X, y)
+        elif estimator.n_train_ != len(y):
+            raise ValueError(
+                f"The explainer was fitted on {estimator.n_train_} rows, but y "
+                f"has {len(y)}: pass its training data (or an unfitted explainer)."
+            )
+        return {m: _score_rows(estimator, m)[0] for m in methods}
+    if not isinstance(estimator, MislabelDetector):
+        estimator = MislabelDetector(estimator)
+    if estimator.n_rounds == 1:  # one fit serves every method
+        fitted = clone(estimator).set_params(method=methods[0]).fit(X, y)
+        return {m: _score_rows(fitted.explainer_, m)[0] for m in methods}
+    return {m: clone(estimator).set_params(method=m).fit(X, y).scores_ for m in methods}
+
+
+class MislabelCurveDisplay:
+    """Share of the flipped labels found against the share of the data checked.
+
+    Koh & Liang's (2017, Figure 6) protocol for label cleaning: with some
+    labels known to be flipped, check the training rows from the most
+    suspicious down; a curve per scoring method shows how many flips the
+    first checks find. Checking in random order finds them in proportion
+    (the dotted diagonal). Create it with :meth:`from_estimator` or
+    :meth:`from_predictions`; all parameters are stored as attributes.
+
+    Parameters
+    ----------
+    fraction_checked : ndarray of shape (n_train + 1,)
+        ``k / n_train`` for k = 0..n_train.
+    fraction_found : dict of str to ndarray of shape (n_train + 1,)
+        For each method, the share of the flipped rows among the first k
+        rows checked.
+    flip_rate : float
+        Share of the training rows that are flipped.
+
+    Attributes
+    ----------
+    lines_ : dict of str to matplotlib Line2D
+        One curve per method.
+    chance_level_ : matplotlib Line2D or None
+        The random-order diagonal, from (0, 0) to (1, 1).
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    See Also
+    --------
+    skinfluence.MislabelDetector : The scores behind the curves.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from skinfluence import MislabelDetector
+    >>> from skinfluence.plotting import MislabelCurveDisplay
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> noisy = y.copy()
+    >>> noisy[:40] = 1 - noisy[:40]
+    >>> display = MislabelCurveDisplay.from_estimator(
+    ...     MislabelDetector(), X, noisy, y_true=y)
+    >>> sorted(display.lines_)
+    ['loo_loss', 'self_influence', 'training_loss']
+    >>> bool(display.fraction_found["loo_loss"][57] > 0.7)  # 10% checked
+    True
+    """
+
+    def __init__(self, *, fraction_checked, fraction_found, flip_rate):
+        self.fraction_checked = fraction_checked
+        self.fraction_found = fraction_found
+        self.flip_rate = flip_rate
+
+    def plot(
+        self,
+        ax=None,
+        *,
+        curve_kwargs=None,
+        plot_chance_level=True,
+        chance_level_kw=None,
+        **kwargs,
+    ):
+        """Draw one curve per method, and the random-order diagonal.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        curve_kwargs : dict of str to dict, default=None
+            Style of one method's curve, by its name (applied after
+            ``kwargs``).
+        plot_chance_level : bool, default=True
+            Draw the diagonal that checking in random order follows.
+        chance_level_kw : dict, default=None
+            Passed to ``ax.plot`` for the diagonal.
+        **kwargs : dict
+            Passed to ``ax.plot`` for every method's curve.
+
+        Returns
+        -------
+        display : MislabelCurveDisplay
+        """
+        check_matplotlib(f"{type(self).__name__}.plot")
+        ax = new_axes(ax, figsize=(5.6, 4.4))
+        x = np.asarray(self.fraction_checked)
+        k = int(round(self.flip_rate * (len(x) - 1)))
+        curve_kwargs = curve_kwargs or {}
+        self.lines_ = {}
+        for i, (name, found) in enumerate(self.fraction_found.items()):
+            label = (
+                f"{_METHOD_LABELS.get(name, name)} "
+                f"({found[k]:.0%} found at {x[k]:.0%} checked)"
+            )
+            style = merged({"color": f"C{i}", "lw": 1.8}, kwargs)
+            style = merged(style, curve_kwargs.get(name))
+            self.lines_[name] = ax.plot(x, found, label=label, **style)[0]
+        self.chance_level_ = None
+        if plot_chance_level:
+            style = merged({"color": "0.45", "lw": 1.2, "ls": ":"}, chance_level_kw)
+            self.chance_level_ = ax.plot(
+                [0, 1], [0, 1], label="random order (expected)", **style
+            )[0]
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            xlabel="fraction of training data checked",
+            ylabel="fraction of flipped labels found",
+        )
+        ax.legend(loc="lower right", fontsize=8)
+        ax.grid(alpha=0.3)
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        is_flipped=None,
+        y_true=None,
+        methods=None,
+        ax=None,
+        curve_kwargs=None,
+        plot_chance_level=True,
+        chance_level_kw=None,
+        **kwargs,
+    ):
+        """Score the rows of ``(X, y)`` with each method, then plot.
+
+        Parameters
+        ----------
+        estimator : MislabelDetector, InfluenceExplainer or classifier
+            A :class:`MislabelDetector` (its settings, refitted on ``(X, y)``),
+            an :class:`InfluenceExplainer` (used as it is when fitted, on
+            these rows; else fitted) or a classifier the explainer supports
+            (wrapped in a detector).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            The labels as given, some flipped.
+        is_flipped : array-like of bool of shape (n_samples,), default=None
+            Which labels are flipped. Give this or ``y_true``.
+        y_true : array-like of shape (n_samples,), default=None
+            The correct labels; ``is_flipped = y != y_true``.
+        methods : list of {'loo_loss', 'self_influence', 'training_loss'}, \
+                default=None
+            The scores to compare; None: all three.
+        ax, curve_kwargs, plot_chance_level, chance_level_kw, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : MislabelCurveDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_estimator")
+        if (is_flipped is None) == (y_true is None):
+            raise ValueError("Pass exactly one of is_flipped and y_true.")
+        if is_flipped is None:
+            check_consistent_length(y, y_true)
+            is_flipped = np.asarray(y) != np.asarray(y_true)
+        scores = _scores_by_method(estimator, X, np.asarray(y), methods)
+        return cls.from_predictions(
+            scores,
+            is_flipped,
+            ax=ax,
+            curve_kwargs=curve_kwargs,
+            plot_chance_level=plot_chance_level,
+            chance_level_kw=chance_level_kw,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_predictions(
+        cls,
+        scores,
+        is_flipped,
+        *,
+        name=None,
+        ax=None,
+        curve_kwargs=None,
+        plot_chance_level=True,
+        chance_level_kw=None,
+        **kwargs,
+    ):
+        """Plot precomputed suspicion scores (higher = checked first).
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_samples,) or dict of str to array-like
+            One score per training row, or one array per method (e.g.
+            ``MislabelDetector(...).scores_``).
+        is_flipped : array-like of bool of shape (n_samples,)
+        name : str, default=None
+            The curve's name when ``scores`` is one array.
+        ax, curve_kwargs, plot_chance_level, chance_level_kw, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : MislabelCurveDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_predictions")
+        if not isinstance(scores, dict):
+            scores = {"scores" if name is None else name: scores}
+        is_flipped = column_or_1d(is_flipped).astype(bool)
+        if not is_flipped.any():
+            raise ValueError("is_flipped marks no row: there is nothing to find.")
+        found = {}
+        for method, values in scores.items():
+            values = column_or_1d(values, dtype=np.float64)
+            check_consistent_length(values, is_flipped)
+            if np.isnan(values).any():
+                raise ValueError(f"The scores of {method!r} contain NaN.")
+            found[method] = found_curve(values, is_flipped)
+        n = len(is_flipped)
+        display = cls(
+            fraction_checked=np.arange(n + 1) / n,
+            fraction_found=found,
+            flip_rate=float(is_flipped.mean()),
+        )
+        return display.plot(
+            ax=ax,
+            curve_kwargs=curve_kwargs,
+            plot_chance_level=plot_chance_level,
+            chance_level_kw=chance_level_kw,
+            **kwargs,
+        )

@@ -1,0 +1,361 @@
+"""The displays draw exactly the data they compute (Agg backend)."""
+
+import doctest
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, scale
+
+from skinfluence import InfluenceExplainer, MislabelDetector
+from skinfluence.plotting import (
+    FeatureInfluenceDisplay,
+    InfluentialExamplesDisplay,
+    LOOAgreementDisplay,
+    MislabelCurveDisplay,
+    feature_influence,
+)
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = scale(X)
+    explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10))
+    return X, y, explainer.fit(X[:200], y[:200])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(n_class=2, return_X_y=True)
+    model = LogisticRegression(C=0.1, tol=1e-10, max_iter=2000)
+    return X, y, InfluenceExplainer(model).fit(X[:150], y[:150])
+
+
+def test_import_does_not_load_matplotlib():
+    code = (
+        "import sys, skinfluence, skinfluence.plotting; "
+        "from skinfluence import LOOAgreementDisplay; "
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_matplotlib_says_how_to_install(monkeypatch):
+    display = LOOAgreementDisplay(predicted=[0, 1], actual=[0, 1])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"skinfluence\[plot\]"):
+        display.plot()
+    with pytest.raises(ImportError, match="MislabelCurveDisplay.from_predictions"):
+        MislabelCurveDisplay.from_predictions([1.0, 0.0], [True, False])
+
+
+# -- LOOAgreementDisplay -------------------------------------------------------
+def test_loo_from_estimator_plots_the_refits(cancer):
+    X, y, explainer = cancer
+    display = LOOAgreementDisplay.from_estimator(
+        explainer, X[300:301], y[300:301], n_remove=4, n_random=2, random_state=0
+    )
+    offsets = display.scatter_.get_offsets()
+    np.testing.assert_array_equal(offsets[:, 0], display.actual)
+    np.testing.assert_array_equal(offsets[:, 1], display.predicted)
+    # The predictions are the explainer's, the actual values real refits.
+    rows = display.train_row.astype(int)
+    predicted = explainer.loo_change(X[300:301], y[300:301])[0, rows]
+    np.testing.assert_allclose(display.predicted, predicted)
+    keep = np.ones(200, dtype=bool)
+    keep[rows[0]] = False
+    model = clone(explainer.estimator).fit(X[:200][keep], y[:200][keep])
+    full = explainer.estimator_
+    p_new, p_old = (m.predict_proba(X[300:301])[0, y[300]] for m in (model, full))
+    np.testing.assert_allclose(
+        display.actual[0], np.log(p_old) - np.log(p_new), rtol=1e-4
+    )
+    assert list(display.selection) == ["top"] * 4 + ["random"] * 2
+    assert display.pearson_r > 0.95
+    assert f"{display.pearson_r:.3f}" in display.ax_.get_legend().get_title().get_text()
+
+
+def test_loo_from_predictions_line_stats_and_style():
+    predicted = np.array([0.1, -0.2, 0.45, 0.0])
+    actual = np.array([0.12, -0.25, 0.5, 0.01])
+    fig, ax = plt.subplots()
+    display = LOOAgreementDisplay.from_predictions(
+        predicted,
+        actual,
+        selection=["top", "top", "top", "random"],
+        name="ridge",
+        ax=ax,
+        line_kwargs={"color": "red"},
+        s=50,
+    )
+    assert display.ax_ is ax and display.figure_ is fig
+    xs, ys = display.line_.get_data()
+    np.testing.assert_allclose(xs, [-0.25, 0.5])
+    np.testing.assert_allclose(ys, [-0.25, 0.5])
+    assert display.line_.get_color() == "red"
+    np.testing.assert_array_equal(display.scatter_.get_sizes(), [50])
+    colours = display.scatter_.get_facecolors()
+    assert len({tuple(c) for c in colours[:3]}) == 1
+    assert tuple(colours[0]) != tuple(colours[3])
+    np.testing.assert_allclose(display.pearson_r, np.corrcoef(predicted, actual)[0, 1])
+    np.testing.assert_allclose(display.slope, np.polyfit(actual, predicted, 1)[0])
+    title = display.ax_.get_legend().get_title().get_text()
+    assert title.startswith("ridge") and "slope = " in title
+
+
+def test_loo_from_predictions_colour_kwarg_and_errors():
+    display = LOOAgreementDisplay.from_predictions(
+        [0.1, 0.2], [0.1, 0.3], selection=["top", "random"], color="k"
+    )
+    np.testing.assert_allclose(
+        display.scatter_.get_facecolors()[:, :3], np.zeros((1, 3))
+    )
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        LOOAgreementDisplay.from_predictions([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="finite"):
+        LOOAgreementDisplay.from_predictions([0.1, np.nan], [0.1, 0.2])
+
+
+# -- InfluentialExamplesDisplay ------------------------------------------------
+def test_influential_images_are_the_training_rows(digits):
+    X, y, explainer = digits
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[300]], y[[300]], k=3, image_shape="auto", cmap="viridis"
+    )
+    table = explainer.top_influential(X[[300]], y[[300]], k=3)
+    assert display.images_.shape == (2, 3)
+    for i, kind in enumerate(("helpful", "harmful")):
+        part = table[table.kind == kind].sort_values("rank")
+        for j, row in enumerate(part.train_row):
+            image = display.images_[i, j]
+            np.testing.assert_array_equal(image.get_array(), X[row].reshape(8, 8))
+            assert image.get_cmap().name == "viridis"
+            assert f"row {row}\n" in display.axes_[i, j].get_title()
+    np.testing.assert_array_equal(display.test_image_.get_array(), X[300].reshape(8, 8))
+    lo, hi = display.images_[0, 0].get_clim()
+    assert lo == min(X[table.train_row].min(), X[300].min())
+    assert hi == max(X[table.train_row].max(), X[300].max())
+
+
+def test_influential_images_draw_inside_the_given_axes(digits):
+    X, y, explainer = digits
+    fig, (left, right) = plt.subplots(1, 2)
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[300]], y[[300]], k=2, image_shape=(8, 8), ax=right
+    )
+    assert display.ax_ is right and display.figure_ is fig
+    assert not right.axison
+    box = right.get_position()
+    for sub in display.axes_.ravel():
+        inner = sub.get_position()
+        assert inner.x0 >= box.x0 - 1e-9 and inner.x1 <= box.x1 + 1e-9
+
+
+def test_influential_bars_pandas_index_and_pipeline():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.index = X.index * 10 + 7  # labels that are not positions
+    model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
+    explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
+    X_test, y_test = X.iloc[[250]], y.iloc[[250]]
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X_test, y_test, k=4, X_train=X[:200], edgecolor="k"
+    )
+    table = display.table
+    widths = [bar.get_width() for bar in display.bars_]
+    np.testing.assert_array_equal(widths, table.score)
+    assert all(to_rgba(b.get_edgecolor()) == to_rgba("k") for b in display.bars_)
+    np.testing.assert_array_equal(display.rows, X.loc[table.train_row].to_numpy())
+    np.testing.assert_array_equal(display.test_row, X_test.to_numpy()[0])
+    # Bars are ordered by score: the most harmful at the top.
+    ys = np.array([bar.get_y() for bar in display.bars_])
+    assert np.all(np.diff(ys[np.argsort(table.score.to_numpy())]) > 0)
+    # Without X_train: the final model's (standardized) input.
+    scaled = InfluentialExamplesDisplay.from_estimator(explainer, X_test, y_test, k=4)
+    positions = X.index.get_indexer(table.train_row)
+    np.testing.assert_allclose(scaled.rows, explainer.training_data()[0][positions])
+    np.testing.assert_allclose(
+        scaled.test_row, explainer.estimator_[0].transform(X_test)[0]
+    )
+
+
+def test_influential_errors(cancer, digits):
+    X, y, explainer = cancer
+    with pytest.raises(ValueError, match="one test row"):
+        InfluentialExamplesDisplay.from_estimator(explainer, X[300:302], y[300:302])
+    with pytest.raises(ValueError, match="square number of features"):
+        InfluentialExamplesDisplay.from_estimator(
+            explainer, X[[300]], y[[300]], image_shape="auto"
+        )
+    with pytest.raises(ValueError, match=r"holds 16 values"):
+        InfluentialExamplesDisplay.from_estimator(
+            explainer, X[[300]], y[[300]], image_shape=(4, 4)
+        )
+    table = explainer.top_influential(X[300:302], y[300:302], k=2)
+    with pytest.raises(ValueError, match="several test rows"):
+        InfluentialExamplesDisplay.from_predictions(table)
+
+
+def test_influential_from_predictions(digits):
+    X, y, explainer = digits
+    table = explainer.top_influential(X[[300]], y[[300]], k=2)
+    rows = X[:150][table.train_row]
+    display = InfluentialExamplesDisplay.from_predictions(
+        table, rows, test_row=X[300], image_shape=(8, 8)
+    )
+    np.testing.assert_array_equal(
+        display.images_[1, 0].get_array(),
+        X[table[table.kind == "harmful"].train_row.iloc[0]].reshape(8, 8),
+    )
+
+
+# -- MislabelCurveDisplay ------------------------------------------------------
+def test_mislabel_curves_from_predictions():
+    is_flipped = np.array([0, 1, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    perfect = is_flipped.astype(float)
+    worst = -perfect
+    display = MislabelCurveDisplay.from_predictions(
+        {"perfect": perfect, "worst": worst},
+        is_flipped,
+        lw=3,
+        curve_kwargs={"worst": {"color": "k"}},
+    )
+    x = display.fraction_checked
+    np.testing.assert_allclose(x, np.arange(11) / 10)
+    found = display.fraction_found
+    np.testing.assert_allclose(found["perfect"], [0, 0.5] + [1] * 9)
+    np.testing.assert_allclose(found["worst"], [0] * 9 + [0.5, 1])
+    for name, line in display.lines_.items():
+        xs, ys = line.get_data()
+        np.testing.assert_array_equal(xs, x)
+        np.testing.assert_array_equal(ys, found[name])
+        assert (xs[0], ys[0], xs[-1], ys[-1]) == (0, 0, 1, 1)
+        assert line.get_linewidth() == 3
+    assert to_rgba(display.lines_["worst"].get_color()) == to_rgba("k")
+    xs, ys = display.chance_level_.get_data()
+    assert list(xs) == [0, 1] and list(ys) == [0, 1]
+    assert "100% found at 20% checked" in display.lines_["perfect"].get_label()
+
+
+def test_mislabel_from_estimator_matches_detectors():
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:250], y[:250]
+    noisy = y.copy()
+    flip = np.random.default_rng(0).choice(250, 25, replace=False)
+    noisy[flip] = 1 - noisy[flip]
+    fig, ax = plt.subplots()
+    display = MislabelCurveDisplay.from_estimator(
+        MislabelDetector(), X, noisy, y_true=y, ax=ax, plot_chance_level=False
+    )
+    assert display.ax_ is ax and display.chance_level_ is None
+    is_flipped = noisy != y
+    for method, found in display.fraction_found.items():
+        scores = MislabelDetector(method=method).fit(X, noisy).scores_
+        ranked = is_flipped[np.argsort(-scores, kind="stable")]
+        np.testing.assert_allclose(found, np.r_[0, np.cumsum(ranked)] / 25)
+    # The paper's point: far better than checking at random.
+    assert display.fraction_found["self_influence"][25] > 0.5
+    # A fitted explainer (used as it is) gives the same curves.
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, tol=1e-8, max_iter=5000)
+    )
+    explainer = InfluenceExplainer(model).fit(X, noisy)
+    again = MislabelCurveDisplay.from_estimator(
+        explainer, X, noisy, is_flipped=is_flipped, methods=["self_influence"]
+    )
+    np.testing.assert_allclose(
+        again.fraction_found["self_influence"],
+        display.fraction_found["self_influence"],
+    )
+
+
+def test_mislabel_errors():
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(ValueError, match="exactly one of"):
+        MislabelCurveDisplay.from_estimator(MislabelDetector(), X, y)
+    with pytest.raises(ValueError, match="Unknown methods"):
+        MislabelCurveDisplay.from_estimator(
+            MislabelDetector(), X, y, y_true=y, methods=["nope"]
+        )
+    with pytest.raises(ValueError, match="no row"):
+        MislabelCurveDisplay.from_predictions([1.0, 2.0], [False, False])
+    with pytest.raises(ValueError, match="inconsistent"):
+        MislabelCurveDisplay.from_predictions([1.0, 2.0, 3.0], [True, False])
+
+
+# -- FeatureInfluenceDisplay ---------------------------------------------------
+def test_feature_influence_aggregates_in_chunks(cancer):
+    X, y, explainer = cancer
+    X_test, y_test = X[300:312], y[300:312]
+    P = explainer.perturbation_influence(X_test, y_test)
+    with config_context(working_memory=0.2):  # a few test rows per chunk
+        signed = feature_influence(explainer, X_test, y_test, aggregate="signed")
+        absolute = feature_influence(explainer, X_test, y_test)
+        some = feature_influence(explainer, X_test, y_test, train_rows=[3, 1, 4])
+    np.testing.assert_allclose(signed, P.sum(axis=(0, 1)) / 12)
+    np.testing.assert_allclose(absolute, np.abs(P).sum(axis=(0, 1)) / 12)
+    np.testing.assert_allclose(some, np.abs(P[:, [3, 1, 4]]).sum(axis=(0, 1)) / 12)
+    with pytest.raises(ValueError, match="aggregate must be"):
+        feature_influence(explainer, X_test, y_test, aggregate="max")
+
+
+def test_feature_display_bars_and_names():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
+    explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
+    fig, ax = plt.subplots()
+    display = FeatureInfluenceDisplay.from_estimator(
+        explainer, X[300:305], y[300:305], aggregate="signed", max_features=6, ax=ax
+    )
+    assert display.ax_ is ax
+    scores = display.feature_scores
+    order = np.argsort(-np.abs(scores), kind="stable")[:6]
+    np.testing.assert_array_equal(display.shown_, order)
+    widths = [bar.get_width() for bar in display.bars_]
+    np.testing.assert_array_equal(widths, scores[order])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    top_first = [labels[i] for i in np.argsort([-b.get_y() for b in display.bars_])]
+    assert top_first == list(X.columns[order])
+    # Signed bars: red raises the test loss, blue lowers it.
+    for bar, value in zip(display.bars_, scores[order]):
+        expected = "tab:red" if value > 0 else "tab:blue"
+        assert to_rgba(bar.get_facecolor()) == to_rgba(expected)
+
+
+def test_feature_display_from_predictions():
+    scores = pd.Series([0.5, -2.0, 1.0], index=["a", "b", "c"])
+    display = FeatureInfluenceDisplay.from_predictions(scores, alpha=0.5)
+    assert [b.get_width() for b in display.bars_] == [-2.0, 1.0, 0.5]
+    assert display.bars_[0].get_alpha() == 0.5
+    assert list(display.feature_names) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="2 feature names for 3 scores"):
+        FeatureInfluenceDisplay.from_predictions([1.0, 2.0, 3.0], ["a", "b"])
+
+
+@pytest.mark.parametrize("name", ["_loo", "_influential", "_mislabel", "_features"])
+def test_docstring_examples(name):
+    module = importlib.import_module(f"skinfluence.plotting.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
