@@ -37,6 +37,7 @@ REQUIREMENTS = [
     "scipy",
     "pandas",
     "threadpoolctl>=3",
+    "captum==0.9.0",  # bench_torch.py's second peer
 ]
 
 

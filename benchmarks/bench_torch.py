@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Influence on a small CNN: skinfluence's torch solvers vs pyDVL 0.10.
+
+One run, the same fitted CNN (``bench_torch_loo.make_cnn``, softplus, weight
+decay 1e-2, refined to a stationary point with full-batch L-BFGS) on digits,
+the same test images. Every method computes the (n_test, n_train) matrix
+``I_up,loss`` from scratch (Hessian or factors, then the test directions and
+the training gradients); the error is the largest deviation from
+skinfluence's exact answer over that answer's largest entry.
+
+pyDVL's ``regularization=wd`` adds ``wd I`` to its Hessian: the same decay as
+the objective skinfluence differentiates. pyDVL's ``InfluenceMode.Up`` has no
+minus sign; it is negated here. Captum (0.9) is imported to report its
+version; its influence classes need training checkpoints and are not timed.
+
+Runs in ``.bench-venv`` (see ``setup_env.py``), re-executing itself there.
+
+Usage::
+
+    python3 benchmarks/bench_torch.py [--n-train 600] [--n-test 5] [--no-pydvl]
+"""
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    import setup_env
+
+    if not setup_env.in_env() and "--here" not in sys.argv:
+        setup_env.reexec_in_env(
+            Path(__file__).resolve(), sys.argv[1:], dict(os.environ)
+        )
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(HERE))
+from bench_torch_loo import digits, make_cnn  # noqa: E402
+
+from skinfluence import InfluenceExplainer  # noqa: E402
+from skinfluence.solvers import LissaSolver, LowRankSolver  # noqa: E402
+from skinfluence.torch import TorchModel, refine  # noqa: E402
+
+WD = 1e-2
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def ours(model, X, y, Xt, yt, solver):
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ex = InfluenceExplainer(model, solver=solver, stationarity_tol=1e9)
+            return ex.fit(X, y).influence(Xt, yt)
+
+    return timed(run)
+
+
+def pydvl_methods(module, X, y, Xt, yt, rank):
+    from pydvl.influence import InfluenceMode
+    from pydvl.influence.torch import (
+        ArnoldiInfluence,
+        CgInfluence,
+        DirectInfluence,
+        EkfacInfluence,
+        LissaInfluence,
+    )
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loss = torch.nn.functional.cross_entropy
+    tX, ty = torch.as_tensor(X), torch.as_tensor(y)
+    tXt, tyt = torch.as_tensor(Xt), torch.as_tensor(yt)
+    loader = DataLoader(TensorDataset(tX, ty), batch_size=len(y))
+    makers = {
+        "exact": lambda: DirectInfluence(module, loss, regularization=WD),
+        "cg": lambda: CgInfluence(
+            module, loss, regularization=WD, rtol=1e-10, atol=1e-12, maxiter=2000
+        ),
+        "lissa": lambda: LissaInfluence(
+            module, loss, regularization=WD, maxiter=5000, scale=10.0, rtol=1e-4
+        ),
+        "arnoldi": lambda: ArnoldiInfluence(module, loss, regularization=WD, rank=rank),
+        "ekfac": lambda: EkfacInfluence(module, hessian_regularization=WD),
+    }
+    for name, make in makers.items():
+
+        def run(make=make):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                infl = make().fit(loader)
+                values = infl.influences(tXt, tyt, tX, ty, mode=InfluenceMode.Up)
+            return -values.detach().numpy()
+
+        yield name, run
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=600)
+    parser.add_argument("--n-test", type=int, default=5)
+    parser.add_argument("--rank", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-pydvl", action="store_true")
+    parser.add_argument("--here", action="store_true", help="do not re-execute")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    X, y, Xte, yte = digits(args.n_train, 0)
+    Xt, yt = Xte[: args.n_test], yte[: args.n_test]
+    torch.manual_seed(0)
+    module = make_cnn()
+    model = TorchModel(module, weight_decay=WD).fit(X, y)
+    gnorm = refine(model, X, y, max_iter=3000)
+    p = sum(q.numel() for q in module.parameters())
+    print(
+        f"CNN p={p}, n_train={len(y)}, n_test={len(yt)}, |grad|={gnorm:.1e}, "
+        f"torch {torch.__version__} ({args.threads} threads), load "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    solvers = {
+        "exact": "exact",
+        "cg": "cg",
+        "lissa": LissaSolver(depth=5000, tol=1e-4),
+        "arnoldi": LowRankSolver(rank=args.rank),
+        "ekfac": "ekfac",
+    }
+    results = {}
+    for name, solver in solvers.items():
+        results[("skinfluence", name)] = ours(model, X, y, Xt, yt, solver)
+    if not args.no_pydvl:
+        for name, run in pydvl_methods(module, X, y, Xt, yt, args.rank):
+            results[("pyDVL", name)] = timed(run)
+    ref = results[("skinfluence", "exact")][0]
+    scale = np.abs(ref).max()
+    print("| solver | package | time (s) | max rel err vs exact |")
+    print("|---|---|---|---|")
+    for name in solvers:
+        for pkg in ("skinfluence", "pyDVL"):
+            if (pkg, name) not in results:
+                continue
+            values, seconds = results[(pkg, name)]
+            err = np.abs(values - ref).max() / scale
+            print(f"| {name} | {pkg} | {seconds:.2f} | {err:.1e} |")
+    try:
+        import captum
+
+        print(f"captum {captum.__version__} present (not timed, see docstring)")
+    except ImportError:
+        print("captum not installed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""The explainer's influence quantities for a torch network.
+
+:class:`TorchInfluence` is what :class:`~skinfluence.InfluenceExplainer`
+builds at ``fit`` when it wraps a skorch net or a
+:class:`~skinfluence.torch.TorchModel`; its public methods mirror the
+explainer's and take inputs already validated (and transformed by any Pipeline
+prefix). Formulas and signs are the explainer's (see its Notes); with ``n``
+training rows, every weight 1 and ``q = diag(wd) theta`` the decay's gradient:
+
+- ``influence[t, i] = -g_t' H^-1 g_i``;
+- ``loo_change[t, i] = g_t' H^-1 (g_i + q) / n`` (removing a row also makes the
+  fixed decay relatively stronger, as for scikit-learn's SGD models);
+- ``self_influence[i] = g_i' H^-1 g_i``;
+- ``perturbation_influence[t, i] = -d/dx_i (g_i' H^-1 g_t)``.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn import get_config
+from sklearn.utils import check_random_state
+
+from .._selection import StreamingTopK
+from ..solvers import SOLVERS, make_solver
+from ..solvers.exact import SingularHessianError
+from ._ekfac import EkfacSolver
+from ._model import describe
+from ._objective import TorchObjective, select_parameters
+from ._operator import TorchHessianOperator
+
+_TARGETS = ("loss", "decision_function", "predict_proba", "predict")
+# solver='auto' forms the dense Hessian (p Hessian-vector products) up to here.
+AUTO_EXACT_MAX_PARAMS = 2000
+TORCH_SOLVERS = (*SOLVERS, "arnoldi", "ekfac")
+
+
+class NegativeCurvatureWarning(UserWarning):
+    """The Hessian at the fitted parameters has negative eigenvalues."""
+
+
+def make_torch_solver(solver, damping, n_params):
+    """An unfitted solver for a network (names as the explainer's ``solver``)."""
+    if isinstance(solver, str):
+        if solver == "auto":
+            solver = "exact" if n_params <= AUTO_EXACT_MAX_PARAMS else "cg"
+        if solver == "ekfac":
+            return EkfacSolver(damping=damping)
+        if solver == "arnoldi":  # Lanczos is Arnoldi on a symmetric matrix
+            solver = "lowrank"
+        if solver not in SOLVERS:
+            raise ValueError(
+                f"Unknown solver {solver!r}; expected 'auto' or one of "
+                f"{sorted(TORCH_SOLVERS)}, or an object with fit and solve."
+            )
+    return make_solver(solver, damping, n_params=n_params)
+
+
+class TorchInfluence:
+    """Influence of training rows on a fitted network (the explainer's backend).
+
+    Parameters
+    ----------
+    params : 'all', 'last' or list of str, default='all'
+        Explained parameters (see :func:`select_parameters`); the others are
+        held fixed.
+    solver, damping : as :class:`~skinfluence.InfluenceExplainer`
+        Solvers: 'exact', 'cg', 'lissa', 'lowrank' (alias 'arnoldi'),
+        'ekfac'; 'auto' is 'exact' up to 2000 parameters, else 'cg'.
+
+    Attributes
+    ----------
+    objective_ : TorchObjective
+    solver_ : solver object
+    n_params_ : int
+    parameter_names_ : list of str
+    gradient_norm_ : float
+        Norm of the training objective's gradient at the fitted parameters.
+    stationarity_ : float
+        ``||H^-1 grad L||`` over the typical single-row effect
+        ``||H^-1 g_i|| / n`` (root mean square over 64 rows): how far the
+        fit is from stationary, in units of the effects being measured.
+    eigenvalue_range_ : tuple of float or None
+        Smallest and largest eigenvalue of ``H`` (undamped) when the solver
+        formed it densely ('exact'), else None.
+    hessian_ : ndarray of shape (n_params, n_params) or None
+        That dense ``H`` (undamped), else None.
+    """
+
+    def __init__(self, params="all", solver="auto", damping=0.0):
+        self.params = params
+        self.solver = solver
+        self.damping = damping
+
+    def fit(self, model, X, y):
+        spec = describe(model)
+        names = select_parameters(spec.module, self.params)
+        self.parameter_names_ = names
+        self.classes_ = spec.classes
+        Xt = self._tensor(X, spec)
+        yt = self._encode(spec, y)
+        self.objective_ = obj = TorchObjective(spec, names, Xt, yt)
+        self.n_params_ = obj.n_params
+        self._y = np.asarray(y)
+        operator = TorchHessianOperator(obj)
+        self.solver_ = make_torch_solver(self.solver, self.damping, obj.n_params)
+        try:
+            self.solver_.fit(operator)
+        except SingularHessianError as exc:
+            raise SingularHessianError(
+                f"{exc} For a network this usually means the fit stopped at a "
+                "saddle or short of a minimum (negative curvature): finish "
+                "training with full-batch L-BFGS (skinfluence.torch.refine), use "
+                "smooth activations and weight decay, or pass a damping."
+            ) from exc
+        self.eigenvalue_range_ = None
+        self.hessian_ = operator.dense_
+        if operator.dense_ is not None:
+            eig = np.linalg.eigvalsh(operator.dense_)
+            self.eigenvalue_range_ = (float(eig[0]), float(eig[-1]))
+            if eig[0] < 0:
+                warnings.warn(
+                    f"The Hessian has negative eigenvalues (down to {eig[0]:.3g}; "
+                    f"largest {eig[-1]:.3g}): the fitted net is not at a minimum "
+                    f"of its training objective. Influence uses H + "
+                    f"{self.solver_.damping_:g} I; fit closer to a minimum "
+                    "(skinfluence.torch.refine) or use smooth activations.",
+                    NegativeCurvatureWarning,
+                    stacklevel=3,
+                )
+        self._stationarity(operator)
+        return self
+
+    # -- conversions ------------------------------------------------------------
+    @staticmethod
+    def _tensor(X, spec):
+        X = np.asarray(X)
+        if not X.flags.writeable:  # torch wants writable memory
+            X = X.copy()
+        return torch.as_tensor(X, dtype=spec.dtype, device=spec.device)
+
+    @staticmethod
+    def _encode(spec, y):
+        y = np.asarray(y)
+        if spec.classifier:
+            classes = np.asarray(spec.classes)
+            idx = np.searchsorted(classes, y)
+            if np.any(idx >= len(classes)) or np.any(
+                classes[np.minimum(idx, len(classes) - 1)] != y
+            ):
+                raise ValueError(
+                    f"y holds labels outside the net's classes {classes.tolist()}."
+                )
+            t = torch.as_tensor(idx, dtype=torch.long, device=spec.device)
+            return t.to(spec.dtype) if spec.loss == "bce_with_logits" else t
+        return torch.as_tensor(y, dtype=spec.dtype, device=spec.device)
+
+    def _solve(self, G):
+        """``H^-1 G'`` for G of shape (m, p), as a (p, m) tensor."""
+        obj = self.objective_
+        V = self.solver_.solve(G.T.detach().cpu().numpy().astype(np.float64))
+        return torch.as_tensor(
+            np.asarray(V).reshape(obj.n_params, -1), dtype=obj.dtype, device=obj.device
+        )
+
+    def _stationarity(self, operator):
+        obj = self.objective_
+        step = self._solve(obj.mean_gradient()[None]).norm()
+        self.gradient_norm_ = float(obj.mean_gradient().norm())
+        rng = check_random_state(0)
+        rows = np.sort(
+            rng.choice(obj.n_samples, size=min(obj.n_samples, 64), replace=False)
+        )
+        G = obj.per_sample_gradients(obj.X[rows], obj.y[rows])
+        norms = self._solve(G).norm(dim=0) / obj.n_samples
+        typical = float(torch.sqrt((norms**2).mean()))
+        self.stationarity_ = float(step) / max(typical, np.finfo(float).tiny)
+
+    def _test_gradients(self, X, y, target):
+        if target not in _TARGETS:
+            raise ValueError(f"target must be one of {_TARGETS}, got {target!r}.")
+        obj, spec = self.objective_, self.objective_.spec
+        Xt = self._tensor(X, spec)
+        if target == "loss":
+            if y is None:
+                raise ValueError("y_test is required when target='loss'.")
+            t = self._encode(spec, self._check_y(y, Xt))
+        elif target in ("predict_proba", "decision_function") and spec.classifier:
+            if target == "predict_proba" and spec.loss == "mse":
+                raise ValueError("target='predict_proba' needs a classifier.")
+            if y is not None:
+                t = self._encode(spec, self._check_y(y, Xt)).long()
+            else:
+                with torch.no_grad():
+                    out = obj.outputs(obj.theta, Xt).reshape(Xt.shape[0], -1)
+                t = (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(1)
+        elif target == "predict" and not spec.classifier:
+            t = torch.zeros(Xt.shape[0], dtype=torch.long, device=spec.device)
+        else:
+            raise ValueError(
+                f"target={target!r} does not fit a "
+                f"{'classifier' if spec.classifier else 'regressor'}; use "
+                "'predict_proba'/'decision_function' for classifiers, 'predict' "
+                "for regressors."
+            )
+        return obj.test_gradients(Xt, t, target)
+
+    @staticmethod
+    def _check_y(y, Xt):
+        y = np.asarray(y)
+        if y.shape[0] != Xt.shape[0]:
+            raise ValueError(
+                f"y_test must have one label per row of X_test ({Xt.shape[0]}), "
+                f"got shape {y.shape}."
+            )
+        return y
+
+    def _directions(self, X, y, target):
+        return self._solve(self._test_gradients(X, y, target))
+
+    def _blocks(self, V):
+        """Yield ``(rows, G V)``: training blocks within working memory."""
+        n, p, m = self.objective_.n_samples, self.n_params_, V.shape[1]
+        budget = get_config()["working_memory"] * 2**20
+        step = int(max(1, min(n, budget // (8 * (p + m)))))
+        for rows, G in self.objective_.gradient_blocks(step):
+            yield rows, G, G @ V
+
+    # -- quantities ---------------------------------------------------------------
+    def influence(self, X_test, y_test=None, *, target="loss"):
+        V = self._directions(X_test, y_test, target)
+        out = np.empty((V.shape[1], self.objective_.n_samples))
+        for rows, _, GV in self._blocks(V):
+            out[:, rows] = -GV.T.cpu().numpy()
+        return out
+
+    def influence_blocks(self, X_test, y_test=None, *, target="loss"):
+        V = self._directions(X_test, y_test, target)
+        test_rows = slice(0, V.shape[1])
+        for rows, _, GV in self._blocks(V):
+            yield test_rows, rows, -GV.T.cpu().numpy()
+
+    def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
+        if method != "influence":
+            raise ValueError(
+                f"For torch models loo_change supports method='influence' only, got "
+                f"{method!r} (the Newton update needs a linear-output model)."
+            )
+        V = self._directions(X_test, y_test, target)
+        obj = self.objective_
+        shift = obj.penalty_gradient() @ V
+        out = np.empty((V.shape[1], obj.n_samples))
+        for rows, _, GV in self._blocks(V):
+            out[:, rows] = ((GV + shift) / obj.n_samples).T.cpu().numpy()
+        return out
+
+    def influence_params(self):
+        out = np.empty((self.objective_.n_samples, self.n_params_))
+        for rows, G in self.objective_.gradient_blocks(256):
+            out[rows] = -self._solve(G).T.cpu().numpy()
+        return out
+
+    def self_influence(self):
+        out = np.empty(self.objective_.n_samples)
+        for rows, G in self.objective_.gradient_blocks(256):
+            out[rows] = (G * self._solve(G).T).sum(1).cpu().numpy()
+        return out
+
+    def _parameter_change_norms(self):
+        out = np.empty(self.objective_.n_samples)
+        for rows, G in self.objective_.gradient_blocks(256):
+            out[rows] = self._solve(G).norm(dim=0).cpu().numpy()
+        return out
+
+    def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
+        if kind not in ("theta", "l"):
+            raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
+        scores = self.influence(X_test, y_test, target=target)
+        if kind == "theta":
+            norm = self._parameter_change_norms()
+        else:
+            norm = np.sqrt(np.abs(self.self_influence()))
+        return scores / np.maximum(norm, np.finfo(float).tiny)
+
+    def top_influential(
+        self,
+        X_test,
+        y_test=None,
+        k=5,
+        *,
+        method="influence",
+        target="loss",
+        test_index=None,
+        train_index=None,
+    ):
+        methods = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
+        if method not in methods:
+            raise ValueError(
+                f"For torch models method must be one of {list(methods)}, got "
+                f"{method!r}."
+            )
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        V = self._directions(X_test, y_test, target)
+        top = StreamingTopK(k)
+        for rows, G, GV in self._blocks(V):
+            infl = -GV.T.cpu().numpy()
+            scores = infl
+            if methods[method] is not None:
+                S = self._solve(G)
+                norm = (
+                    S.norm(dim=0)
+                    if methods[method] == "theta"
+                    else (G * S.T).sum(1).abs().sqrt()
+                )
+                scores = infl / np.maximum(norm.cpu().numpy(), np.finfo(float).tiny)
+            top.update(rows.start, scores, infl)
+        return top.table(self._y, train_index, test_index)
+
+    def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
+        V = self._directions(X_test, y_test, target)
+        obj = self.objective_
+        out = np.empty((V.shape[1], obj.n_samples, obj.X.shape[1]))
+        for start in range(0, obj.n_samples, 256):
+            rows = slice(start, min(start + 256, obj.n_samples))
+            P = obj.mixed_products(obj.X[rows], obj.y[rows], V)
+            out[:, rows] = -P.transpose(0, 1).cpu().numpy()
+        return out
+
+    def test_loss(self, X, y):
+        obj, spec = self.objective_, self.objective_.spec
+        Xt = self._tensor(X, spec)
+        with torch.no_grad():
+            return (
+                obj.losses(obj.theta, Xt, self._encode(spec, self._check_y(y, Xt)))
+                .cpu()
+                .numpy()
+            )

@@ -1,0 +1,259 @@
+"""Derivatives of a network's training objective with ``torch.func``.
+
+Conventions
+-----------
+``theta`` is the flat vector of the *explained* parameters (``params=``): the
+selected ``module.named_parameters()`` in module order, each flattened in C
+order. The others are held fixed at their fitted values. The objective is the
+mean training loss plus the optimizer's coupled L2 decay (see ``_model``)::
+
+    L(theta) = 1/n sum_i loss_i(theta) + 1/2 theta' diag(wd) theta,
+    H        = 1/n sum_i d^2 loss_i / d theta^2 + diag(wd).
+
+- per-sample gradients ``g_i``: ``vmap`` over ``grad`` of one row's loss;
+- Hessian-vector products: forward-over-reverse, ``jvp`` of ``grad`` of the
+  batch mean, ``vmap``-ed over the columns of ``V`` (never forms ``H``);
+- the mixed derivative ``d/dx (g_i . v)`` for perturbation influence:
+  ``jvp`` along ``v`` (in theta) of the input gradient ``d loss_i / dx``
+  (the mixed partials commute).
+
+Everything runs in row batches on the module's device and dtype; inputs and
+outputs of the public methods are torch tensors there.
+"""
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, jvp, vmap
+
+from ._model import per_sample_loss
+
+# Rows x right-hand sides evaluated in one vmap: bounds activation memory.
+_WORK_ITEMS = 16384
+
+
+def _pick(vector, index):
+    """``vector[index]`` for a (vmapped) 0-d index tensor."""
+    return torch.gather(vector, 0, index.reshape(1))[0]
+
+
+def select_parameters(module, params):
+    """Names of the explained parameters for ``params`` ('all', 'last' or names).
+
+    'last' is the last module (in registration order) that owns parameters
+    directly: the top layer, as in Koh & Liang's frozen-Inception experiment.
+    A list names modules (``'fc'``, ``'conv.0'``) or single parameters
+    (``'fc.bias'``).
+    """
+    names = [n for n, p in module.named_parameters() if p.requires_grad]
+    if isinstance(params, str) and params == "all":
+        return names
+    if isinstance(params, str) and params == "last":
+        owners = [m for m, mod in module.named_modules() if any(mod._parameters)]
+        last = owners[-1]
+        prefix = f"{last}." if last else ""
+        return [
+            n for n in names if n.startswith(prefix) and "." not in n[len(prefix) :]
+        ]
+    if isinstance(params, str):
+        raise ValueError(
+            f"params must be 'all', 'last' or a list of module names, got {params!r}."
+        )
+    chosen = []
+    for key in params:
+        hit = [n for n in names if n == key or n.startswith(f"{key}.")]
+        if not hit:
+            raise ValueError(
+                f"params names {key!r}, which matches no parameter; the module has "
+                f"{names}."
+            )
+        chosen.extend(h for h in hit if h not in chosen)
+    return [n for n in names if n in chosen]  # module order
+
+
+class TorchObjective:
+    """Loss, gradients and Hessian products of a network's training objective.
+
+    Parameters
+    ----------
+    spec : NetSpec
+    names : list of str
+        The explained parameters (see :func:`select_parameters`).
+    X, y : torch.Tensor
+        Training inputs and encoded targets on the module's device.
+    """
+
+    def __init__(self, spec, names, X, y):
+        self.spec = spec
+        self.module = spec.module.eval()
+        self.names = list(names)
+        state = dict(self.module.named_parameters())
+        state.update(self.module.named_buffers())
+        self._fixed = {k: v.detach() for k, v in state.items() if k not in names}
+        self.shapes = [state[n].shape for n in self.names]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.theta = torch.cat([state[n].detach().reshape(-1) for n in self.names])
+        self.n_params = self.theta.numel()
+        self.weight_decay = torch.cat(
+            [
+                torch.full((size,), spec.weight_decay.get(n, 0.0), dtype=self.dtype)
+                for n, size in zip(self.names, self.sizes)
+            ]
+        ).to(self.device)
+        self.X, self.y = X, y
+        self.n_samples = X.shape[0]
+
+    @property
+    def device(self):
+        return self.spec.device
+
+    @property
+    def dtype(self):
+        return self.spec.dtype
+
+    # -- the functional model ----------------------------------------------------
+    def unflatten(self, theta):
+        parts = torch.split(theta, self.sizes)
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes)}
+
+    def outputs(self, theta, X):
+        """Module outputs for inputs X of shape (b, d) at ``theta``."""
+        state = {**self._fixed, **self.unflatten(theta)}
+        return functional_call(self.module, state, (X,))
+
+    def losses(self, theta, X, y):
+        """Per-sample losses, shape (b,)."""
+        return per_sample_loss(self.spec.loss, self.outputs(theta, X), y)
+
+    def _row_loss(self, theta, x, y):
+        return self.losses(theta, x[None], y[None])[0]
+
+    def penalty_gradient(self):
+        """``diag(wd) theta``: the gradient of the L2 term, q in the LOO formula."""
+        return self.weight_decay * self.theta
+
+    # -- batching ----------------------------------------------------------------
+    def _row_batches(self, n, width=1):
+        step = max(1, _WORK_ITEMS // max(width, 1))
+        for start in range(0, n, step):
+            yield slice(start, min(start + step, n))
+
+    # -- first derivatives --------------------------------------------------------
+    def per_sample_gradients(self, X, y):
+        """``g_i`` for rows of (X, y): shape (b, p). One vmap over ``grad``."""
+        fn = vmap(grad(self._row_loss), in_dims=(None, 0, 0))
+        return torch.cat(
+            [fn(self.theta, X[r], y[r]) for r in self._row_batches(X.shape[0], 8)]
+        )
+
+    def gradient_blocks(self, rows_per_block=None):
+        """Yield ``(rows, G)``: training rows and their (b, p) gradients."""
+        n = self.n_samples
+        step = rows_per_block or max(1, min(n, 2**24 // max(self.n_params, 1)))
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            yield rows, self.per_sample_gradients(self.X[rows], self.y[rows])
+
+    def mean_gradient(self):
+        """Gradient of the training objective ``L`` at the fitted parameters."""
+        total = torch.zeros_like(self.theta)
+        for r in self._row_batches(self.n_samples, 4):
+            total += grad(lambda t, r=r: self.losses(t, self.X[r], self.y[r]).sum())(
+                self.theta
+            )
+        return total / self.n_samples + self.penalty_gradient()
+
+    def objective_value(self):
+        with torch.no_grad():
+            total = sum(
+                self.losses(self.theta, self.X[r], self.y[r]).sum()
+                for r in self._row_batches(self.n_samples)
+            )
+        return float(
+            total / self.n_samples + 0.5 * (self.weight_decay * self.theta**2).sum()
+        )
+
+    # -- second derivatives -------------------------------------------------------
+    def hvp(self, V, rows=None):
+        """``H V`` for V of shape (p, m), on all rows or the index array ``rows``.
+
+        Forward-over-reverse: ``jvp`` of the gradient of the batch's summed
+        loss, vmapped over the columns of V; the decay term is added once.
+        """
+        if rows is None:
+            X, y = self.X, self.y
+        else:
+            X, y = self.X[rows], self.y[rows]
+        n = X.shape[0]
+        out = torch.zeros_like(V)
+        col_step = 64
+        for c in range(0, V.shape[1], col_step):
+            cols = slice(c, min(c + col_step, V.shape[1]))
+            Vc = V[:, cols]
+            for r in self._row_batches(n, Vc.shape[1]):
+                g = grad(lambda t, r=r: self.losses(t, X[r], y[r]).sum())
+
+                def one(v, g=g):
+                    return jvp(g, (self.theta,), (v,))[1]
+
+                out[:, cols] += vmap(one, in_dims=1, out_dims=1)(Vc)
+        return out / n + self.weight_decay[:, None] * V
+
+    def hessian(self):
+        """The dense ``H`` of shape (p, p) (p Hessian-vector products)."""
+        eye = torch.eye(self.n_params, dtype=self.dtype, device=self.device)
+        H = self.hvp(eye)
+        return (H + H.T) / 2
+
+    # -- test quantities ----------------------------------------------------------
+    def quantity(self, target):
+        """Per-row function ``(theta, x, t) -> scalar`` for an explainer target.
+
+        ``t`` is the encoded label for 'loss', else the class index whose
+        output or probability is differentiated.
+        """
+        kind = self.spec.loss
+        if target == "loss":
+            return self._row_loss
+
+        def value(theta, x, t):
+            out = self.outputs(theta, x[None])[0].reshape(-1)
+            if target == "predict":
+                return out[0]
+            if kind == "bce_with_logits":
+                z = out[0]
+                if target == "decision_function":
+                    return z
+                return torch.where(t == 1, torch.sigmoid(z), torch.sigmoid(-z))
+            if target == "decision_function":
+                return _pick(out, t)
+            if kind == "cross_entropy":
+                return _pick(torch.softmax(out, 0), t)
+            if kind == "nll":
+                return _pick(out.exp(), t)
+            return _pick(out, t)  # skorch NLL: the module outputs probabilities
+
+        return value
+
+    def test_gradients(self, X, t, target):
+        """Gradients of the test quantity per row: shape (m, p)."""
+        fn = vmap(grad(self.quantity(target)), in_dims=(None, 0, 0))
+        return torch.cat(
+            [fn(self.theta, X[r], t[r]) for r in self._row_batches(X.shape[0], 8)]
+        )
+
+    def mixed_products(self, X, y, V):
+        """``d/dx (g_i . v)`` for each row and column of V: shape (b, m, d).
+
+        Forward-over-reverse: the input gradient ``d loss_i / dx`` pushed
+        forward along ``v`` in parameter space.
+        """
+        input_grad = grad(self._row_loss, argnums=1)
+
+        def one(x, t, v):
+            return jvp(lambda th: input_grad(th, x, t), (self.theta,), (v,))[1]
+
+        over_v = vmap(one, in_dims=(None, None, 1))
+        fn = vmap(over_v, in_dims=(0, 0, None))
+        return torch.cat(
+            [fn(X[r], y[r], V) for r in self._row_batches(X.shape[0], V.shape[1])]
+        )
