@@ -21,9 +21,38 @@ def kernel_matrix(kernel, A, B, gamma, degree=3, coef0=0.0):
     """``k(A, B)`` for a kernel name or callable (gamma already resolved)."""
     if callable(kernel):
         return np.asarray(kernel(A, B), dtype=np.float64)
+    if kernel == "rbf" and B is A:
+        return rbf_gram(np.asarray(A, dtype=np.float64), gamma)
     given = {"gamma": gamma, "degree": degree, "coef0": coef0}
     params = {k: given[k] for k in KERNEL_PARAMS[kernel] if k in given}
     return pairwise_kernels(A, B, metric=kernel, **params)
+
+
+def rbf_gram(X, gamma, block=512):
+    """The exactly symmetric RBF Gram matrix ``exp(-gamma ||x_i - x_j||^2)``.
+
+    As :func:`sklearn.metrics.pairwise.rbf_kernel` (same distance expansion),
+    but each entry above the diagonal is computed once and mirrored: half the
+    exponentials, which dominate the cost.
+    """
+    n = X.shape[0]
+    sq = np.einsum("ij,ij->i", X, X)
+    K = np.empty((n, n))
+    for i in range(0, n, block):
+        rows = slice(i, min(i + block, n))
+        b = rows.stop - i
+        D = X[rows] @ X[i:].T
+        D *= -2.0
+        D += sq[rows, None]
+        D += sq[None, i:]
+        np.maximum(D, 0.0, out=D)
+        D *= -gamma
+        np.exp(D, out=D)
+        D[:, :b] = np.triu(D[:, :b]) + np.triu(D[:, :b], 1).T
+        K[rows, i:] = D
+        K[i + b :, rows] = D[:, b:].T
+    np.fill_diagonal(K, 1.0)
+    return K
 
 
 class PivotedKernelFeatures:

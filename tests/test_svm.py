@@ -41,6 +41,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skinfluence import InfluenceExplainer, SmoothHingeSVC, validate_loo
 from skinfluence._kernel_features import PivotedKernelFeatures
+from skinfluence._representer_newton import hinge_start
 from skinfluence.objectives import build_objective
 from skinfluence.objectives.smooth_hinge import SmoothHinge, SquaredHinge
 
@@ -278,6 +279,10 @@ _FIT_CASES = {
         lambda: SmoothHingeSVC(kernel="rbf", fit_intercept=False),
         "digits",
     ),
+    "digits-rbf-hot": (  # Newton from zero, no hinge start
+        lambda: SmoothHingeSVC(kernel="rbf", temperature=0.5),
+        "digits",
+    ),
     "cancer-rbf-C10": (lambda: SmoothHingeSVC(kernel="rbf", C=10.0), "cancer"),
     "iris-linear": (lambda: SmoothHingeSVC(), "iris"),
     "iris-rbf": (lambda: SmoothHingeSVC(kernel="rbf"), "iris"),
@@ -364,6 +369,39 @@ def test_dual_coef_and_landmarks_give_the_decision_function():
     full = SmoothHingeSVC(n_components=500, **tight).fit(X, y)
     np.testing.assert_allclose(
         full.decision_function(X_test), exact.decision_function(X_test), atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 0.1])
+def test_hinge_start_and_cold_start_reach_the_same_optimum(monkeypatch, temperature):
+    """Newton from libsvm's hinge solution lands where Newton from zero does."""
+    X, y, X_test = _fit_data("cancer")
+    sw = _weights(len(y))
+    sw[::10] = 0.0
+    params = {"kernel": "rbf", "temperature": temperature, "class_weight": "balanced"}
+    fast = SmoothHingeSVC(**params).fit(X, y, sample_weight=sw)
+    monkeypatch.setattr("skinfluence.svm.hinge_start", lambda *args: None)
+    slow = SmoothHingeSVC(**params).fit(X, y, sample_weight=sw)
+    assert fast.n_iter_ < slow.n_iter_
+    scale = np.abs(slow.dual_coef_).max()
+    np.testing.assert_allclose(fast.dual_coef_, slow.dual_coef_, atol=1e-6 * scale)
+    np.testing.assert_allclose(
+        fast.decision_function(X_test), slow.decision_function(X_test), atol=1e-6
+    )
+
+
+def test_hinge_start_is_libsvm_without_the_zero_weight_rows():
+    X, y, _ = _fit_data("cancer")
+    sw = _weights(len(y))
+    sw[::4] = 0.0
+    keep = sw > 0
+    alpha, b = hinge_start(
+        rbf_kernel(X, gamma=0.02), np.where(y == 1, 1.0, -1.0), sw, 2.0
+    )
+    svc = SVC(C=2.0, gamma=0.02).fit(X[keep], y[keep], sample_weight=sw[keep])
+    assert not alpha[~keep].any()
+    np.testing.assert_allclose(
+        rbf_kernel(X, gamma=0.02) @ alpha + b, svc.decision_function(X), atol=1e-6
     )
 
 
