@@ -8,11 +8,45 @@ penalty's gradient, which enters when the penalty depends on the data (see
 
 Every matrix of shape (n_test, n_train) is computed as ``H^-1 G_test'`` once,
 followed by one product with the training rows that never forms their
-``(n_train, n_params)`` gradient matrix.
+``(n_train, n_params)`` gradient matrix. Quantities with one value per
+training row loop over chunks of rows sized by scikit-learn's
+``working_memory`` (:func:`skinfluence._checks.chunk_slices`), so their
+temporaries stay bounded however many rows there are; ``n_jobs`` runs the
+chunks in threads.
 """
 
 import numpy as np
 import scipy.sparse as sp
+from scipy import linalg
+
+from ._checks import chunk_slices, map_chunks
+
+_TINY = np.finfo(float).tiny
+
+
+def _per_row(func, n, row_bytes, n_jobs, out_shape=()):
+    """``func(rows)`` for every chunk of ``range(n)``, gathered in one array."""
+    out = np.empty((n, *out_shape))
+    chunks = chunk_slices(n, row_bytes, n_jobs)
+    for rows, values in zip(chunks, map_chunks(func, chunks, n_jobs)):
+        out[rows] = values
+    return out
+
+
+def _solve_row_bytes(objective, X):
+    """Temporaries per row of a chunk solved against: gradients, solutions."""
+    return 8.0 * (6 * objective.n_params + X.shape[1])
+
+
+def _half_factor(solver):
+    """``(c, lower)`` of a Cholesky factor ``H = L L'`` the solver holds, or None.
+
+    With it, ``g' H^-1 g = ||L^-1 g||^2``: one triangular solve instead of two.
+    """
+    factor = getattr(solver, "factor_", None)
+    if isinstance(factor, tuple) and len(factor) == 2:
+        return factor
+    return None
 
 
 def test_directions(objective, solver, X_test, factors):
@@ -41,38 +75,85 @@ def loo_first_order(objective, X_train, R_train, weights, V):
     return M.T / weights.sum()
 
 
-def influence_params(objective, solver, X_train, R_train):
+def influence_params(objective, solver, X_train, R_train, n_jobs=None):
     """``I_up,params[i] = -H^-1 (g_i + reweight)``: shape (n_train, n_params)."""
-    G = objective.expand(X_train, R_train) + objective.reweight_term()
-    return -solver.solve(G.T).T
+    extra = objective.reweight_term()
+
+    def chunk(rows):
+        G = objective.expand(X_train[rows], R_train[rows]) + extra
+        return -solver.solve(G.T).T
+
+    n, row_bytes = X_train.shape[0], _solve_row_bytes(objective, X_train)
+    return _per_row(chunk, n, row_bytes, n_jobs, (objective.n_params,))
 
 
-def self_influence(objective, solver, X_train, R_train, chunk_rows=4096):
+def self_influence(objective, solver, X_train, R_train, n_jobs=None):
     """``g_i' H^-1 (g_i + reweight)`` for every training row: shape (n_train,).
 
     The negative of ``I_up,loss(z_i, z_i)``: how much row i's own loss would
-    rise, in units of ``w_i / W``, if it were removed.
+    rise, in units of ``w_i / W``, if it were removed. Chunks of rows within
+    ``working_memory``; with a Cholesky factor ``H = L L'`` each chunk costs
+    one triangular solve, ``||L^-1 g_i||^2``.
     """
-    n = X_train.shape[0]
-    out = np.empty(n)
     extra = objective.reweight_term()
-    for start in range(0, n, chunk_rows):
-        rows = slice(start, min(start + chunk_rows, n))
+    factor = _half_factor(solver)
+    h_extra = solver.solve(extra) if factor is not None and np.any(extra) else None
+
+    def chunk(rows):
         G = objective.expand(X_train[rows], R_train[rows])
-        out[rows] = np.einsum("ij,ji->i", G, solver.solve((G + extra).T))
-    return out
+        if factor is None:
+            return np.einsum("ij,ji->i", G, solver.solve((G + extra).T))
+        extra_part = None if h_extra is None else G @ h_extra
+        c, lower = factor
+        # L Z = G' in place (G' is a Fortran-ordered view: BLAS trsm, no copy).
+        Z = linalg.blas.dtrsm(
+            1.0, c, G.T, side=0, lower=int(lower), trans_a=int(not lower), overwrite_b=1
+        )
+        own = np.einsum("ij,ij->j", Z, Z)
+        return own if extra_part is None else own + extra_part
+
+    n, row_bytes = X_train.shape[0], _solve_row_bytes(objective, X_train)
+    return _per_row(chunk, n, row_bytes, n_jobs)
 
 
-def parameter_change_norms(objective, solver, X_train, R_train, chunk_rows=4096):
+def parameter_change_norms(objective, solver, X_train, R_train, n_jobs=None):
     """``||H^-1 (g_i + reweight)||`` for every training row (RelatIF's theta)."""
-    n = X_train.shape[0]
-    out = np.empty(n)
     extra = objective.reweight_term()
-    for start in range(0, n, chunk_rows):
-        rows = slice(start, min(start + chunk_rows, n))
+
+    def chunk(rows):
         G = objective.expand(X_train[rows], R_train[rows]) + extra
-        out[rows] = np.linalg.norm(solver.solve(G.T), axis=0)
-    return out
+        return np.linalg.norm(solver.solve(G.T), axis=0)
+
+    n, row_bytes = X_train.shape[0], _solve_row_bytes(objective, X_train)
+    return _per_row(chunk, n, row_bytes, n_jobs)
+
+
+def block_scores(objective, solver, X_rows, R_rows, V, relatif=None):
+    """``(scores, influence)`` of a block of training rows, each (n_test, rows).
+
+    ``relatif``: None ranks by influence; ``'theta'`` and ``'l'`` divide it by
+    ``||H^-1 g_i||`` or ``sqrt(self-influence)`` (RelatIF).
+    """
+    infl = influence_matrix(objective, X_rows, R_rows, V)
+    if relatif is None:
+        return infl, infl
+    if relatif == "theta":
+        norm = parameter_change_norms(objective, solver, X_rows, R_rows)
+    else:
+        norm = np.sqrt(np.abs(self_influence(objective, solver, X_rows, R_rows)))
+    return infl / np.maximum(norm, _TINY), infl
+
+
+def block_row_bytes(objective, X_train, n_test, relatif=None):
+    """Temporaries per training row of :func:`block_scores` for n_test columns."""
+    K = objective.n_outputs
+    own = 0.0 if relatif is None else _solve_row_bytes(objective, X_train)
+    return 8.0 * n_test * (K + 3) + own
+
+
+def test_row_bytes(objective):
+    """Temporaries per test row of :func:`test_directions` (any solver)."""
+    return 8.0 * 8 * objective.n_params
 
 
 def perturbation_influence(objective, X_train, target_train, V):
@@ -117,16 +198,25 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
     ndarray of shape (n_train, n_params)
         ``theta_without_i - theta`` predicted for each row.
     """
+    A_inv, s, z = _newton_setup(objective, H_inv, weights)
+    return _newton_rows(objective, A_inv, z, X, target, weights, s)
+
+
+def _newton_setup(objective, H_inv, weights):
+    """The sum-form ``A^-1``, removal weights ``s`` and ``A^-1 q`` of all rows."""
+    A_inv = H_inv / weights.sum()  # inverse of the sum-form Hessian
+    s, q = objective.removal_term(weights)
+    return A_inv, s, A_inv @ q
+
+
+def _newton_rows(objective, A_inv, z, X, target, weights, s):
+    """:func:`newton_parameter_changes` for some rows, given the shared terms."""
     K, b = objective.n_outputs, objective.block_size
     fi = objective.fit_intercept
     n = X.shape[0]
-    W = weights.sum()
-    A_inv = H_inv / W  # inverse of the sum-form Hessian
     eta = objective.linear_predictor(X)
     R = objective.family.gradient(target, eta)
     D = objective.family.hessian(target, eta)
-    s, q = objective.removal_term(weights)
-    z = A_inv @ q
     # cols[j][i] = A^-1[:, block j] xt_i, shape (n, K*b) for each l.
     cols = [_rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)]
     M = np.empty((n, K, K))
@@ -164,23 +254,130 @@ def output_changes(objective, X_test, delta):
     return out
 
 
-def loo_own_outputs(objective, H_inv, X, target, weights):
+def loo_own_outputs(objective, H_inv, X, target, weights, n_jobs=None):
     """Each training row's linear outputs under the model fitted without it.
 
     One Newton step without the row (see :func:`newton_parameter_changes`),
     evaluated at the row itself: ``eta_i + xt_i . delta_i`` per output. The
     held-out prediction of every row at the cost of one fit, as in the
-    closed-form leave-one-out of least squares.
+    closed-form leave-one-out of least squares. Chunks of rows within
+    ``working_memory``: the ``(n_train, n_params)`` changes are never held.
 
     Returns
     -------
     ndarray of shape (n_train, K)
     """
     K, b = objective.n_outputs, objective.block_size
-    delta = newton_parameter_changes(objective, H_inv, X, target, weights)
-    eta = objective.linear_predictor(X)
-    for k in range(K):
-        eta[:, k] += _rowwise_dot(
-            X, delta[:, k * b : (k + 1) * b], objective.fit_intercept
+    weights = np.asarray(weights, dtype=np.float64)
+    A_inv, s, z = _newton_setup(objective, H_inv, weights)
+
+    def chunk(rows):
+        Xc = X[rows]
+        delta = _newton_rows(
+            objective, A_inv, z, Xc, target[rows], weights[rows], s[rows]
         )
-    return eta
+        eta = objective.linear_predictor(Xc)
+        for k in range(K):
+            eta[:, k] += _rowwise_dot(
+                Xc, delta[:, k * b : (k + 1) * b], objective.fit_intercept
+            )
+        return eta
+
+    p = objective.n_params
+    row_bytes = 8.0 * ((K + 3) * p + X.shape[1] + 4 * K * K)
+    return _per_row(chunk, X.shape[0], row_bytes, n_jobs, (K,))
+
+
+# -- removing a whole group of rows (Koh et al., 2019) ------------------------
+def group_removal_gradients(objective, X, R, weights, groups):
+    """``(sum_{i in S} w_i g_i + s_S q) / W`` for every group S: (n_groups, p).
+
+    Removing the rows of S moves the optimum by about ``H^-1`` times this
+    (first order), the sum of the rows' own leave-one-out terms
+    (:func:`loo_first_order`), including the reaction of a data-dependent
+    penalty (``s``, ``q`` of ``objective.removal_term``).
+    """
+    s, q = objective.removal_term(weights)
+    W = weights.sum()
+    out = np.empty((len(groups), objective.n_params))
+    for g, rows in enumerate(groups):
+        factors = R[rows] * weights[rows][:, None]
+        out[g] = objective.project_transpose(X[rows], factors) + s[rows].sum() * q
+    return out / W
+
+
+def group_first_order(objective, X, R, weights, groups, V):
+    """First-order change of each test quantity when each group is removed.
+
+    The sum of the rows' predicted leave-one-out changes: shape
+    (n_test, n_groups). ``V = H^-1 G_test'`` from :func:`test_directions`.
+    """
+    return (group_removal_gradients(objective, X, R, weights, groups) @ V).T
+
+
+def _group_operator(objective, X, target, weights, s_sum):
+    """``E = sum_{i in S} w_i D_i kron xt_i xt_i' + s_S diag(lam)`` (sum form).
+
+    The part of the sum-form Hessian that leaves with the group's rows.
+    """
+    D = objective.family.hessian(target, objective.linear_predictor(X))
+    E = objective.curvature_sum(X, D * weights[:, None, None])
+    E[np.diag_indices_from(E)] += s_sum * objective.penalty
+    return E
+
+
+def group_newton_change(objective, H_inv, X, target, weights, s_sum, W):
+    """One Newton step on the objective without a group of rows.
+
+    The sum-form objective ``F = sum_i w_i loss_i + W/2 theta' diag(lam)
+    theta`` loses the group's terms (and, for a data-dependent penalty, the
+    share ``s_S`` of the penalty), so from the fitted optimum the step is
+    ``(A - E)^-1 b`` with ``A = W H``, ``b = sum_S (w_i g_i + s_i q)`` and
+    ``E`` the group's curvature (:func:`_group_operator`). With a fixed
+    penalty and ``m K`` below the number of parameters ``p`` (m rows, K
+    outputs), ``(A - U C U')^-1`` comes from ``H^-1`` by the Woodbury identity
+    with the group's rank-``m K`` term (``O(p^2 m K)``); otherwise the
+    ``p x p`` system ``(I - A^-1 E) delta = A^-1 b`` is solved. Exact for
+    least squares and ridge, whose objective is quadratic.
+
+    Parameters
+    ----------
+    H_inv : ndarray of shape (n_params, n_params)
+        Inverse of the mean-form Hessian (with any damping).
+    X, target, weights : the group's rows, encoded targets and weights.
+    s_sum : float
+        ``sum_{i in S} s_i`` from ``objective.removal_term``.
+    W : float
+        Sum of all training weights.
+
+    Returns
+    -------
+    ndarray of shape (n_params,)
+        ``theta_without_S - theta``.
+    """
+    K, p = objective.n_outputs, objective.n_params
+    A_inv = H_inv / W
+    R = objective.family.gradient(target, objective.linear_predictor(X))
+    b = objective.project_transpose(X, R * weights[:, None])
+    if s_sum:
+        b = b + s_sum * objective.penalty * objective.theta
+    A_inv_b = A_inv @ b
+    m = X.shape[0]
+    if s_sum == 0 and m * K < p and objective.null_space is None:
+        D = objective.family.hessian(target, objective.linear_predictor(X))
+        # Columns of U, output-major: U[:, k*m + i] = e_k kron xt_i.
+        U = np.vstack(
+            [objective.expand(X, np.tile(np.eye(K)[k], (m, 1))) for k in range(K)]
+        ).T
+        C = np.zeros((K * m, K * m))
+        for k in range(K):
+            for j in range(K):
+                C[k * m : (k + 1) * m, j * m : (j + 1) * m] = np.diag(
+                    weights * D[:, k, j]
+                )
+        Z = A_inv @ U
+        M = U.T @ Z
+        y = U.T @ A_inv_b
+        return A_inv_b + Z @ linalg.solve(np.eye(K * m) - C @ M, C @ y)
+    E = _group_operator(objective, X, target, weights, s_sum)
+    return linalg.solve(np.eye(p) - A_inv @ E, A_inv_b)

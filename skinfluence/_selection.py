@@ -28,14 +28,32 @@ class StreamingTopK:
     def update(self, start, scores, influence):
         """Merge the block of training rows ``start:start + scores.shape[1]``."""
         cols = np.broadcast_to(start + np.arange(scores.shape[1]), scores.shape)
+        new = (cols, scores, influence)
+        self._merge({"helpful": new, "harmful": new})
+
+    def merge(self, other):
+        """Merge the candidates of another instance (later training rows)."""
+        self._merge(other.kept)
+
+    @classmethod
+    def stack(cls, parts):
+        """One instance for the test rows of ``parts`` (in order) together."""
+        top = cls(parts[0].k)
+        top.kept = {
+            kind: tuple(np.vstack(a) for a in zip(*(p.kept[kind] for p in parts)))
+            for kind in parts[0].kept
+        }
+        return top
+
+    def _merge(self, candidates):
         for kind, largest in (("helpful", False), ("harmful", True)):
             if kind in self.kept:
                 old = self.kept[kind]
                 cols_, scores_, infl_ = (
-                    np.hstack([o, b]) for o, b in zip(old, (cols, scores, influence))
+                    np.hstack([o, b]) for o, b in zip(old, candidates[kind])
                 )
             else:
-                cols_, scores_, infl_ = cols, scores, influence
+                cols_, scores_, infl_ = candidates[kind]
             pick = _top_columns(scores_, self.k, largest)
             self.kept[kind] = tuple(
                 np.take_along_axis(a, pick, axis=1) for a in (cols_, scores_, infl_)

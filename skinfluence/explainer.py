@@ -1,11 +1,12 @@
 """InfluenceExplainer: influence functions for a fitted convex estimator."""
 
+import functools
+import inspect
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -20,7 +21,13 @@ from sklearn.utils.validation import (
 )
 
 from . import _influence
-from ._checks import check_result_size, fit_params_for, split_model
+from ._checks import (
+    check_result_size,
+    chunk_slices,
+    fit_params_for,
+    map_chunks,
+    split_model,
+)
 from ._selection import StreamingTopK
 from .objectives import build_objective, is_supported
 from .solvers import HessianOperator, make_solver
@@ -43,6 +50,78 @@ def _check_2d(X):
     return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
 
 
+def _is_dask(X):
+    """Whether X is a dask collection (checked without importing dask)."""
+    return callable(getattr(X, "__dask_graph__", None))
+
+
+def _is_torch_model(estimator):
+    """A skorch net or a TorchModel (checked without importing torch)."""
+    _, model = split_model(estimator)
+    return any(
+        c.__module__.startswith(("skorch", "skinfluence.torch"))
+        for c in type(model).__mro__
+    )
+
+
+def _torch_backend(method):
+    """Run ``method`` on the torch backend (``backend_``) for torch models.
+
+    The explainer validates ``X_test``/``X`` and applies any Pipeline prefix;
+    only the arguments the caller passed are forwarded.
+    """
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if getattr(self, "backend_", None) is None:
+            return method(self, *args, **kwargs)
+        check_is_fitted(self)
+        passed = signature.bind(self, *args, **kwargs).arguments
+        passed.pop("self")
+        for name in ("X_test", "X"):
+            if name in passed:
+                if method.__name__ == "top_influential":
+                    passed["test_index"] = getattr(passed[name], "index", None)
+                    passed["train_index"] = self._index
+                passed[name] = self._features(self._validate_test_X(passed[name]))
+        return getattr(self.backend_, method.__name__)(**passed)
+
+    return run
+
+
+def _group_rows(groups, n):
+    """``(list of row positions, labels or None)`` from the ``groups`` argument."""
+    if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
+        rows = []
+        for g in groups:
+            g = np.asarray(g)
+            if g.dtype == bool:
+                if g.shape != (n,):
+                    raise ValueError(
+                        f"A boolean group must have one entry per training row "
+                        f"({n}), got shape {g.shape}."
+                    )
+                g = np.flatnonzero(g)
+            elif g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
+                raise ValueError(
+                    "Each group must be a 1-d array of row positions or a boolean "
+                    f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
+                )
+            if g.size and (g.min() < -n or g.max() >= n):
+                raise ValueError(f"Group row positions must lie in [0, {n}).")
+            rows.append(np.unique(g % n))
+        return rows, None
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"groups must hold one label per training row ({n}) or be a list of "
+            f"arrays of row positions; got shape {labels.shape}."
+        )
+    names, codes = np.unique(labels, return_inverse=True)
+    return [np.flatnonzero(codes == c) for c in range(len(names))], names
+
+
 class StationarityWarning(ConvergenceWarning):
     """The wrapped model is too far from its optimum for reliable influence."""
 
@@ -62,22 +141,37 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         :class:`~sklearn.pipeline.Pipeline` ending in one (earlier steps act as
         a fixed feature map: influence is with respect to their output), or an
         already-fitted model wrapped in :class:`~sklearn.frozen.FrozenEstimator`
-        (no refit).
+        (no refit). Also a skorch ``NeuralNetClassifier``/``NeuralNetRegressor``
+        or a trained torch module in :class:`skinfluence.torch.TorchModel`
+        (the optional torch backend, see :mod:`skinfluence.torch`).
     damping : float or 'auto', default=0.0
         Added to the Hessian's diagonal (the paper's ``H + lambda I``); needed
         only when the Hessian is singular. 'auto' picks it from the Hessian's
         extreme eigenvalues (:func:`skinfluence.solvers.auto_damping`).
-    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank'} or solver object, \
-            default='auto'
+    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank', 'arnoldi', 'ekfac'} \
+            or solver object, default='auto'
         Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
         'exact' (one Cholesky) up to 5000 parameters, else 'cg' (matrix-free
         conjugate gradients). An object with ``fit(operator)`` and ``solve(B)``
         is copied, then fitted. ``loo_change(method='newton')`` and the
         held-out scores of :class:`MislabelDetector` need 'exact'.
+        'arnoldi' is 'lowrank' (Lanczos is Arnoldi for a symmetric matrix);
+        'ekfac' (torch models only) is :class:`skinfluence.torch.EkfacSolver`.
+        For torch models 'auto' is 'exact' up to 2000 parameters.
     stationarity_tol : float, default=0.1
         Warn with :class:`StationarityWarning` when the Newton step still left
         at the fitted parameters exceeds this fraction of a typical row's
         leave-one-out effect on the parameters.
+    n_jobs : int, default=None
+        Threads (joblib) for the loops over chunks of rows: Hessian products,
+        ``self_influence``, ``top_influential``, ``influence_blocks``. None
+        means 1, -1 all cores. Chunks are sized so that those in flight take
+        at most scikit-learn's ``working_memory`` together.
+    params : 'all', 'last' or list of str, default='all'
+        Torch models only: the parameters explained (the others are held
+        fixed): all, the last layer's (Koh & Liang's frozen-Inception
+        setting), or the named modules or parameters (``['fc', 'conv1']``).
+        Other estimators accept only 'all'.
 
     Attributes
     ----------
@@ -118,6 +212,19 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                              (``I_pert,loss``)       feature raises test loss
     ======================== ======================= ==========================
 
+    Memory: nothing of the size of ``X`` is copied. Per-row quantities
+    (``self_influence``, ``top_influential``, ``influence_blocks``, the Hessian
+    and its products) walk chunks of training (and test) rows whose
+    temporaries fit in ``sklearn.get_config()['working_memory']`` (at most
+    16,384 rows each); only the methods that return a full
+    ``(n_test, n_train)`` or ``(n_train, n_params)`` array hold one.
+
+    ``X`` may be a dask array (with ``estimator`` fitted beforehand and
+    wrapped in :class:`~sklearn.frozen.FrozenEstimator`): the Hessian is then a
+    reduction over its row chunks, ``influence`` and ``self_influence``
+    return lazy dask arrays with one block per chunk, and ``top_influential``
+    merges per-chunk top-k tables (see ``skinfluence._dask``).
+
     For estimators whose penalty is relative to the data size (GLMs, SGD),
     upweighting or removing a row also changes the penalty's relative weight;
     ``influence`` and ``loo_change`` include that term, so they match
@@ -148,17 +255,30 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit"])],
         "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "solver": [
-            StrOptions({"auto", "exact", "cg", "lissa", "lowrank"}),
+            StrOptions({"auto", "exact", "cg", "lissa", "lowrank", "arnoldi", "ekfac"}),
             HasMethods(["fit", "solve"]),
         ],
+        "params": [StrOptions({"all", "last"}), list],
         "stationarity_tol": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
     }
 
-    def __init__(self, estimator, *, damping=0.0, solver="auto", stationarity_tol=0.1):
+    def __init__(
+        self,
+        estimator,
+        *,
+        damping=0.0,
+        solver="auto",
+        stationarity_tol=0.1,
+        n_jobs=None,
+        params="all",
+    ):
         self.estimator = estimator
         self.damping = damping
         self.solver = solver
         self.stationarity_tol = stationarity_tol
+        self.n_jobs = n_jobs
+        self.params = params
 
     # -- fitting ----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -167,7 +287,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix, dask array} of shape \
+                (n_samples, n_features)
+            Never copied when a float64 array (or CSR matrix) and no Pipeline
+            prefix transforms it. A dask array needs a fitted ``estimator``
+            in :class:`~sklearn.frozen.FrozenEstimator`.
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), default=None
 
@@ -175,6 +299,20 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         self : InfluenceExplainer
         """
+        self._on_dask = _is_dask(X)
+        if self._on_dask:
+            from ._dask import fit_explainer
+
+            return fit_explainer(self, X, y, sample_weight)
+        self.backend_ = None
+        if _is_torch_model(self.estimator):
+            return self._fit_torch(X, y, sample_weight)
+        if self.params != "all" or self.solver == "ekfac":
+            raise ValueError(
+                f"params={self.params!r} and solver='ekfac' are for torch models; "
+                f"{type(self.estimator).__name__} takes params='all' and the "
+                "solvers 'auto', 'exact', 'cg', 'lissa', 'lowrank' ('arnoldi')."
+            )
         _, model = split_model(self.estimator)
         if not is_supported(model):
             build_objective(model, None, None)  # raises the TypeError
@@ -195,12 +333,21 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._target = self.objective_.family.encode(self._y)
         self._index = getattr(X, "index", None)
         self.n_params_ = self.objective_.n_params
-        operator = HessianOperator(self.objective_, Xt, self._target, self._weights)
+        operator = HessianOperator(
+            self.objective_, Xt, self._target, self._weights, n_jobs=self.n_jobs
+        )
         self.solver_ = make_solver(
-            self.solver, self.damping, n_params=self.n_params_, n_samples=Xt.shape[0]
+            "lowrank" if self.solver == "arnoldi" else self.solver,
+            self.damping,
+            n_params=self.n_params_,
+            n_samples=Xt.shape[0],
         ).fit(operator)
         self._R = self.objective_.residuals(Xt, self._target)
         self.stationarity_ = self._stationarity()
+        self._warn_if_not_stationary(model)
+        return self
+
+    def _warn_if_not_stationary(self, model):
         # Hinge models explained through the smooth hinge are not its optimum.
         approximate = getattr(self.objective_, "approximate", False)
         if self.stationarity_ > self.stationarity_tol and not approximate:
@@ -211,7 +358,50 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 "to convergence (lower tol, raise max_iter), or for SGD models "
                 "use their batch counterpart (LogisticRegression, Ridge).",
                 StationarityWarning,
-                stacklevel=2,
+                stacklevel=3,
+            )
+
+    def _fit_torch(self, X, y, sample_weight):
+        """Fit a skorch net or TorchModel and build its torch backend."""
+        from .torch import TorchInfluence
+
+        if sample_weight is not None:
+            raise ValueError(
+                "sample_weight is not supported for torch models: their training "
+                "loss is an unweighted mean."
+            )
+        self._index = getattr(X, "index", None)
+        if self._feature_map_expected():
+            X = _check_2d(X)
+            validate_data(self, X, skip_check_array=True)
+        else:
+            X = validate_data(self, X, dtype=(np.float64, np.float32))
+        y = np.asarray(y)
+        self.estimator_ = clone(self.estimator)
+        self.estimator_.fit(X, y)
+        self._feature_map, model = split_model(self.estimator_)
+        if getattr(model, "classes_", None) is not None:
+            self.classes_ = np.asarray(model.classes_)
+        self._X_input = self._X = self._features(X)
+        self._y = y
+        self._weights = np.ones(y.shape[0])
+        self.backend_ = TorchInfluence(
+            params=self.params, solver=self.solver, damping=self.damping
+        ).fit(model, self._X, y)
+        self.objective_ = self.backend_.objective_
+        self.solver_ = self.backend_.solver_
+        self.n_params_ = self.backend_.n_params_
+        self.stationarity_ = self.backend_.stationarity_
+        if self.stationarity_ > self.stationarity_tol:
+            warnings.warn(
+                f"{type(model).__name__} is far from a stationary point of its "
+                f"training objective (gradient norm "
+                f"{self.backend_.gradient_norm_:.3g}; the Newton step left is "
+                f"{self.stationarity_:.3g} times a typical row's leave-one-out "
+                "effect), so influence values are unreliable. Finish training "
+                "with full-batch L-BFGS (skinfluence.torch.refine).",
+                StationarityWarning,
+                stacklevel=3,
             )
         return self
 
@@ -353,6 +543,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return y
 
     # -- influence quantities ---------------------------------------------------
+    @_torch_backend
     def influence(self, X_test, y_test=None, *, target="loss"):
         """Influence of upweighting each training row on each test quantity.
 
@@ -372,8 +563,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_test, n_train)
+            A lazy dask array (one block per chunk of training rows) when the
+            explainer was fitted on a dask array.
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
+        if self._on_dask:
+            from ._dask import influence_matrix
+
+            return influence_matrix(self, Xt, F)
         check_result_size(
             (Xt.shape[0], self._X.shape[0]),
             "The influence matrix",
@@ -384,6 +581,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
         return _influence.influence_matrix(self.objective_, self._X, self._R, V)
 
+    @_torch_backend
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
         """Predicted change of each test quantity when each training row is removed.
 
@@ -405,6 +603,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         if method not in ("influence", "newton"):
             raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
+        self._require_in_memory("loo_change")
         Xt, F, t = self._test_factors(X_test, y_test, target)
         n_test, n_train = Xt.shape[0], self._X.shape[0]
         check_result_size(
@@ -439,6 +638,98 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
         return new.reshape(n_test, n_train) - obj.family.loss(t, eta)[:, None]
 
+    def group_influence(
+        self, groups, X_test, y_test=None, *, method="influence", target="loss"
+    ):
+        """Predicted change of each test quantity when a whole group is removed.
+
+        Koh et al. (2019): the first-order prediction is the sum of the rows'
+        leave-one-out changes; it keeps a high rank correlation with refitting
+        but underestimates the change for large, coherent groups (one class,
+        one cluster), where one Newton step without the group's rows does
+        better.
+
+        Parameters
+        ----------
+        groups : array-like of shape (n_train,) or list of array-like
+            A group label per training row (every distinct label is a group),
+            or a list of groups, each an array of row positions or a boolean
+            mask of length ``n_train`` (groups may overlap).
+        X_test, y_test, target : see :meth:`influence`.
+        method : {'influence', 'newton'}, default='influence'
+            ``'influence'``: the first-order sum (any solver).
+            ``'newton'``: one Newton step on the objective without the group's
+            rows (a Woodbury update of ``H^-1`` with the group's
+            rank-``|S| K`` curvature, or one ``p x p`` solve when that is
+            cheaper), with the test quantity evaluated exactly there. Exact
+            for least squares and ridge; needs ``solver='exact'``; supports
+            ``target`` in ('loss', 'decision_function').
+
+        Returns
+        -------
+        pandas.DataFrame or ndarray of shape (n_test, n_groups)
+            Positive: removing the group raises the test quantity. A
+            DataFrame whose columns are the sorted distinct labels (its index
+            that of ``X_test``) when ``groups`` holds labels; an ndarray whose
+            columns follow the list when ``groups`` is a list.
+
+        References
+        ----------
+        Koh, P. W., Ang, K.-S., Teo, H. H. K. and Liang, P. (2019). On the
+        Accuracy of Influence Functions for Measuring Group Effects. NeurIPS.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import Ridge
+        >>> from skinfluence import InfluenceExplainer
+        >>> rng = np.random.default_rng(0)
+        >>> X, y = rng.normal(size=(50, 3)), rng.normal(size=50)
+        >>> explainer = InfluenceExplainer(Ridge(solver="cholesky")).fit(X, y)
+        >>> change = explainer.group_influence(
+        ...     [np.arange(10)], X[:2], y[:2], method="newton"
+        ... )
+        >>> refit = Ridge(solver="cholesky").fit(X[10:], y[10:])
+        >>> new_loss = (y[:2] - refit.predict(X[:2])) ** 2  # Ridge's squared error
+        >>> actual = new_loss - explainer.test_loss(X[:2], y[:2])
+        >>> bool(np.allclose(change[:, 0], actual))
+        True
+        """
+        if method not in ("influence", "newton"):
+            raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
+        self._require_in_memory("group_influence")
+        rows, labels = _group_rows(groups, self._X.shape[0])
+        Xt, F, t = self._test_factors(X_test, y_test, target)
+        obj, X, w = self.objective_, self._X, self._weights
+        if method == "influence":
+            V = _influence.test_directions(obj, self.solver_, Xt, F)
+            out = _influence.group_first_order(obj, X, self._R, w, rows, V)
+        else:
+            if target not in ("loss", "decision_function"):
+                raise ValueError(
+                    "method='newton' supports target='loss' or 'decision_function'."
+                )
+            H_inv = self._inverse_hessian()
+            s, _ = obj.removal_term(w)
+            eta = obj.linear_predictor(Xt)
+            out = np.empty((Xt.shape[0], len(rows)))
+            for g, r in enumerate(rows):
+                delta = _influence.group_newton_change(
+                    obj, H_inv, X[r], self._target[r], w[r], s[r].sum(), w.sum()
+                )
+                d_eta = _influence.output_changes(obj, Xt, delta[None])[:, 0, :]
+                if target == "decision_function":
+                    out[:, g] = d_eta[np.arange(len(t)), t if d_eta.shape[1] > 1 else 0]
+                else:
+                    new = obj.family.loss(t, eta + d_eta)
+                    out[:, g] = new - obj.family.loss(t, eta)
+        if labels is None:
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(out, columns=labels, index=getattr(X_test, "index", None))
+
+    @_torch_backend
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.
 
@@ -449,15 +740,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``objective_.theta`` (per output: coefficients, then intercept).
         """
         check_is_fitted(self)
+        self._require_in_memory("influence_params")
         check_result_size(
             (self._X.shape[0], self.n_params_),
             "I_up,params",
             "Use self_influence or influence instead.",
         )
         return _influence.influence_params(
-            self.objective_, self.solver_, self._X, self._R
+            self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
+    @_torch_backend
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
 
@@ -467,12 +760,19 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_train,)
+            A lazy dask array (one block per chunk of rows) when the explainer
+            was fitted on a dask array.
         """
         check_is_fitted(self)
+        if self._on_dask:
+            from ._dask import self_influence
+
+            return self_influence(self)
         return _influence.self_influence(
-            self.objective_, self.solver_, self._X, self._R
+            self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
+    @_torch_backend
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
 
@@ -481,6 +781,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train, n_features)
             Features are those the final model sees (after any Pipeline prefix).
         """
+        self._require_in_memory("perturbation_influence")
         Xt, F, _ = self._test_factors(X_test, y_test, target)
         check_result_size(
             (Xt.shape[0], self._X.shape[0], self._X.shape[1]),
@@ -493,11 +794,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         # Kernel models: chain rule through the feature map (basis held fixed).
         return P if fmap is None else fmap.vjp(self._X_input, P)
 
+    @_torch_backend
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
         Xt, _, t = self._test_factors(X, y, "loss")
         return self.objective_.loss(Xt, t)
 
+    @_torch_backend
     def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
         """RelatIF (Barshan et al., 2020): influence relative to global effect.
 
@@ -512,17 +815,28 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         if kind not in ("theta", "l"):
             raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
+        self._require_in_memory("relative_influence")
         scores = self.influence(X_test, y_test, target=target)
         if kind == "theta":
             norm = _influence.parameter_change_norms(
-                self.objective_, self.solver_, self._X, self._R
+                self.objective_, self.solver_, self._X, self._R, self.n_jobs
             )
         else:
             norm = np.sqrt(np.abs(self.self_influence()))
         return scores / np.maximum(norm, np.finfo(float).tiny)
 
+    @_torch_backend
     def top_influential(
-        self, X_test, y_test=None, k=5, *, method="influence", target="loss"
+        self,
+        X_test,
+        y_test=None,
+        k=5,
+        *,
+        method="influence",
+        target="loss",
+        gamma=1.0,
+        diversity="facility_location",
+        kernel="rbf",
     ):
         """The k most helpful and k most harmful training rows per test row.
 
@@ -530,7 +844,17 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ----------
         X_test, y_test, target : see :meth:`influence`.
         k : int, default=5
-        method : {'influence', 'theta_relatif', 'l_relatif'}, default='influence'
+        method : {'influence', 'theta_relatif', 'l_relatif', 'divine'}, \
+                default='influence'
+            'divine' (Bhatt et al., 2021): per test row, the k helpful (and k
+            harmful) rows that maximise total influence plus ``gamma`` times
+            a diversity term (:func:`skinfluence.select_diverse`), chosen
+            among the ``max(10 k, 100)`` most helpful (harmful) rows kept
+            while streaming over the training set; similarity is computed
+            on the final estimator's input features.
+        gamma, diversity, kernel : used by ``method='divine'``
+            See :func:`skinfluence.select_diverse`; ``gamma=0`` is
+            ``method='influence'``.
 
         Returns
         -------
@@ -540,64 +864,143 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             index labels of pandas input.
         """
         methods = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
-        if method not in methods:
-            raise ValueError(f"method must be one of {list(methods)}, got {method!r}.")
+        if method not in [*methods, "divine"]:
+            raise ValueError(
+                f"method must be one of {[*methods, 'divine']}, got {method!r}."
+            )
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
         Xt, F, _ = self._test_factors(X_test, y_test, target)
-        obj, solver = self.objective_, self.solver_
-        V = _influence.test_directions(obj, solver, Xt, F)
-        top = StreamingTopK(k)
-        for rows, infl in self._training_blocks(Xt.shape[0], V):
-            if methods[method] is None:
-                scores = infl
-            elif methods[method] == "theta":
-                scores = infl / np.maximum(
-                    _influence.parameter_change_norms(
-                        obj, solver, self._X[rows], self._R[rows]
-                    ),
-                    np.finfo(float).tiny,
-                )
-            else:
-                own = _influence.self_influence(
-                    obj, solver, self._X[rows], self._R[rows]
-                )
-                scores = infl / np.maximum(np.sqrt(np.abs(own)), np.finfo(float).tiny)
-            top.update(rows.start, scores, infl)
-        return top.table(self._y, self._index, getattr(X_test, "index", None))
+        test_index = getattr(X_test, "index", None)
+        if method == "divine":
+            from .diverse import diverse_top_k
 
+            self._require_in_memory("top_influential(method='divine')")
+            pool = [
+                self._top_k(V, max(10 * k, 100), None)
+                for _, V in self._test_directions(Xt, F)
+            ]
+            top = diverse_top_k(
+                StreamingTopK.stack(pool), self._X_input, k, gamma, diversity, kernel
+            )
+            return top.table(self._y, self._index, test_index)
+        if self._on_dask:
+            from ._dask import top_influential
+
+            return top_influential(self, Xt, F, k, methods[method], test_index)
+        tops = [
+            self._top_k(V, k, methods[method]) for _, V in self._test_directions(Xt, F)
+        ]
+        return StreamingTopK.stack(tops).table(self._y, self._index, test_index)
+
+    @_torch_backend
     def influence_blocks(self, X_test, y_test=None, *, target="loss"):
         """The influence matrix in blocks of training rows, within working memory.
 
+        Parameters
+        ----------
+        X_test, y_test, target : see :meth:`influence`.
+
         Yields
         ------
-        rows : slice
+        test_rows : slice
+            The test rows of the block.
+        train_rows : slice
             The training rows of the block.
-        block : ndarray of shape (n_test, rows.stop - rows.start)
-            ``influence(X_test, y_test)[:, rows]``.
+        block : ndarray of shape (len(test_rows), len(train_rows))
+            ``influence(X_test, y_test)[test_rows, train_rows]``.
 
         Notes
         -----
-        Blocks are sized so that one takes at most scikit-learn's
-        ``working_memory`` (``sklearn.set_config``, 1024 MiB by default);
-        the whole matrix is never held at once.
+        Test rows are taken in chunks whose inverse-Hessian directions
+        (``n_params`` numbers per test row, with the solver's temporaries) fit
+        in scikit-learn's ``working_memory`` (``sklearn.set_config``, 1024 MiB
+        by default); for each, the training rows follow in blocks that fit in
+        it too (at most 16,384 rows). The whole matrix is never held at once.
+        Blocks come in order, test chunk by test chunk; with ``n_jobs`` the
+        training blocks are computed in threads. On a dask-fitted explainer
+        the blocks are the training array's chunks, computed one at a time.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skinfluence import InfluenceExplainer
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> X = (X - X.mean(0)) / X.std(0)
+        >>> explainer = InfluenceExplainer(LogisticRegression()).fit(X, y)
+        >>> most_harmful = np.zeros(5, dtype=int)
+        >>> best = np.full(5, -np.inf)
+        >>> for test_rows, train_rows, block in explainer.influence_blocks(
+        ...     X[:5], y[:5]
+        ... ):
+        ...     top = block.max(axis=1)
+        ...     better = top > best[test_rows]
+        ...     best[test_rows] = np.where(better, top, best[test_rows])
+        ...     most_harmful[test_rows] = np.where(
+        ...         better, train_rows.start + block.argmax(axis=1), most_harmful
+        ...     )
+        >>> bool(np.all(most_harmful == explainer.influence(X[:5], y[:5]).argmax(1)))
+        True
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
-        V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
-        yield from self._training_blocks(Xt.shape[0], V)
+        if self._on_dask:
+            from ._dask import influence_blocks
 
-    def _training_blocks(self, n_test, V):
-        n = self._X.shape[0]
-        budget = get_config()["working_memory"] * 2**20
-        # The block and its one temporary of the same size.
-        chunk = int(max(1, min(n, budget // (16 * max(n_test, 1)))))
-        for start in range(0, n, chunk):
-            rows = slice(start, min(start + chunk, n))
-            yield (
-                rows,
-                _influence.influence_matrix(
-                    self.objective_, self._X[rows], self._R[rows], V
-                ),
+            yield from influence_blocks(self, Xt, F)
+            return
+        for test_rows, V in self._test_directions(Xt, F):
+            for train_rows, block in self._influence_chunks(V):
+                yield test_rows, train_rows, block
+
+    def _test_directions(self, Xt, F):
+        """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
+        obj = self.objective_
+        for rows in chunk_slices(Xt.shape[0], _influence.test_row_bytes(obj)):
+            yield rows, _influence.test_directions(obj, self.solver_, Xt[rows], F[rows])
+
+    def _train_chunks(self, n_test, relatif=None):
+        obj = self.objective_
+        row_bytes = _influence.block_row_bytes(obj, self._X, n_test, relatif)
+        return chunk_slices(self._X.shape[0], row_bytes, self.n_jobs)
+
+    def _influence_chunks(self, V):
+        """``(train_rows, block)`` of ``influence`` for test directions V."""
+        obj, X, R = self.objective_, self._X, self._R
+
+        def block(rows):
+            return _influence.influence_matrix(obj, X[rows], R[rows], V)
+
+        chunks = self._train_chunks(V.shape[1])
+        yield from zip(chunks, map_chunks(block, chunks, self.n_jobs))
+
+    def _top_k(self, V, k, relatif):
+        """:class:`StreamingTopK` over every training row for directions V."""
+        obj, solver, X, R = self.objective_, self.solver_, self._X, self._R
+
+        def block(rows):
+            scores, infl = _influence.block_scores(
+                obj, solver, X[rows], R[rows], V, relatif
+            )
+            top = StreamingTopK(k)
+            top.update(rows.start, scores, infl)
+            return top
+
+        chunks = self._train_chunks(V.shape[1], relatif)
+        parts = map_chunks(block, chunks, self.n_jobs)
+        top = next(parts)
+        for part in parts:
+            top.merge(part)
+        return top
+
+    def _require_in_memory(self, method):
+        check_is_fitted(self)
+        if getattr(self, "_on_dask", False):
+            raise NotImplementedError(
+                f"{method} is not available on an explainer fitted on a dask "
+                "array; use influence, self_influence, top_influential or "
+                "influence_blocks, or fit on an in-memory array."
             )
 
     def _inverse_hessian(self):
@@ -623,5 +1026,5 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ``X`` is the input of the final estimator (after any Pipeline prefix);
         the weights include class_weight.
         """
-        check_is_fitted(self)
+        self._require_in_memory("training_data")
         return self._X_input.copy(), self._y.copy(), self._weights.copy()

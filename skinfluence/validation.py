@@ -43,7 +43,8 @@ def _warm_clone(model):
     refit = clone(model)
     if "warm_start" not in refit.get_params():
         return refit
-    if hasattr(model, "__sklearn_clone__") or not hasattr(model, "intercept_"):
+    # A frozen model clones to itself: never write into it.
+    if refit is model or not hasattr(model, "intercept_"):
         return refit
     try:
         state = {

@@ -27,6 +27,7 @@ def test_readme_example_runs(capsys):
 
 
 def test_other_readme_examples_run(capsys):
+    # ```py blocks (not ```python) need outside resources, e.g. a dask cluster.
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)[1:]
     assert blocks, "the README should show the cleaning tools too"

@@ -12,22 +12,64 @@ without touching it:
 """
 
 import numpy as np
+import scipy.sparse as sp
+
+from .._checks import chunk_slices, map_chunks
 
 
 class HessianOperator:
     """The Hessian of a fitted objective on its training data.
 
+    Products and the dense Hessian are accumulated over chunks of training
+    rows sized by scikit-learn's ``working_memory``, so no temporary as large
+    as ``X`` is formed: the mean-form quantity is the weight-share weighted sum
+    ``sum_c W_c / W * f(rows c)`` of the chunks' own mean-form quantities (the
+    penalty, added once per chunk, sums to itself).
+
     Parameters
     ----------
     objective : LinearObjective
     X, target, weights : the training data in the objective's terms.
+    n_jobs : int, default=None
+        Threads for the chunks (None: 1).
     """
 
-    def __init__(self, objective, X, target, weights):
+    def __init__(self, objective, X, target, weights, n_jobs=None):
         self.objective = objective
         self.X = X
         self.target = target
         self.weights = weights
+        self.n_jobs = n_jobs
+
+    def _sum_over_rows(self, method, row_bytes, *args):
+        """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks."""
+        w = np.asarray(self.weights, dtype=np.float64)
+        total_weight = w.sum()
+        chunks = chunk_slices(self.X.shape[0], row_bytes, self.n_jobs)
+        if len(chunks) == 1:
+            return method(self.X, self.target, w, *args)
+
+        def part(rows):
+            if not np.any(w[rows]):  # nothing to add, and no weight to divide by
+                return None
+            share = w[rows].sum() / total_weight
+            return share * method(self.X[rows], self.target[rows], w[rows], *args)
+
+        total = None
+        for piece in map_chunks(part, chunks, self.n_jobs):
+            if piece is None:
+                continue
+            if total is None:
+                total = piece
+            else:
+                total += piece
+        return total
+
+    def _row_bytes(self, m=0):
+        """Temporaries per row: an X-sized copy of it, and K m-vectors."""
+        K, (n, d) = self.objective.n_outputs, self.X.shape
+        width = 1.5 * self.X.nnz / max(n, 1) if sp.issparse(self.X) else d
+        return 8.0 * (width + K * K + 3 * K * m + 4 * K)
 
     @property
     def shape(self):
@@ -40,13 +82,17 @@ class HessianOperator:
         return self.objective.null_space
 
     def to_dense(self):
-        return self.objective.hessian(self.X, self.target, self.weights)
+        return self._sum_over_rows(self.objective.hessian, self._row_bytes())
 
     def matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
-        return self.objective.hessian_vector_product(
-            self.X, self.target, self.weights, V
+        return self._sum_over_rows(
+            self.objective.hessian_vector_product, self._row_bytes(V.shape[1]), V
         )
+
+    def diagonal(self):
+        """Diagonal of the Hessian, shape (n_params,), without forming it."""
+        return self._sum_over_rows(self.objective.hessian_diagonal, self._row_bytes())
 
 
 def project_out(null, V):

@@ -97,9 +97,15 @@ class CGSolver(BaseEstimator):
         N = operator.null_space
         self._null = None if N is None or N.shape[1] == 0 else np.asarray(N)
         self._inv_diag = None
-        diagonal = getattr(operator.objective, "hessian_diagonal", None)
+        diagonal = getattr(operator, "diagonal", None)
+        if diagonal is None and hasattr(operator.objective, "hessian_diagonal"):
+
+            def diagonal():
+                op = operator
+                return op.objective.hessian_diagonal(op.X, op.target, op.weights)
+
         if self.preconditioner == "jacobi" and diagonal is not None:
-            diag = diagonal(operator.X, operator.target, operator.weights)
+            diag = diagonal()
             diag = np.asarray(diag, dtype=np.float64) + self.damping_
             good = np.isfinite(diag) & (diag > 0)
             fill = diag[good].mean() if good.any() else 1.0

@@ -11,8 +11,9 @@ mean training loss plus the optimizer's coupled L2 decay (see ``_model``)::
     H        = 1/n sum_i d^2 loss_i / d theta^2 + diag(wd).
 
 - per-sample gradients ``g_i``: ``vmap`` over ``grad`` of one row's loss;
-- Hessian-vector products: forward-over-reverse, ``jvp`` of ``grad`` of the
-  batch mean, ``vmap``-ed over the columns of ``V`` (never forms ``H``);
+- Hessian-vector products: reverse-over-reverse, one backward pass per
+  column of ``V`` through the kept graph of the batch's gradient (never
+  forms ``H`` unless asked);
 - the mixed derivative ``d/dx (g_i . v)`` for perturbation influence:
   ``jvp`` along ``v`` (in theta) of the input gradient ``d loss_i / dx``
   (the mixed partials commute).
@@ -29,6 +30,10 @@ from ._model import per_sample_loss
 
 # Rows x right-hand sides evaluated in one vmap: bounds activation memory.
 _WORK_ITEMS = 16384
+# Rows per kept gradient graph, and the rows x parameters up to which the
+# training rows' graphs stay cached for repeated Hessian products.
+_GRAPH_ROWS = 4096
+_CACHE_ITEMS = 2**26
 
 
 def _pick(vector, index):
@@ -173,30 +178,65 @@ class TorchObjective:
         )
 
     # -- second derivatives -------------------------------------------------------
+    def _gradient_graph(self, X, y):
+        """``(theta, g)``: the summed gradient of rows (X, y) with its graph kept."""
+        theta = self.theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            total = self.losses(theta, X, y).sum()
+            g = torch.autograd.grad(total, theta, create_graph=True)[0]
+        return theta, g
+
+    def _gradient_graphs(self, X, y):
+        step = max(1, _GRAPH_ROWS)
+        for start in range(0, X.shape[0], step):
+            yield self._gradient_graph(X[start : start + step], y[start : start + step])
+
+    def _cached_graphs(self):
+        """The training rows' gradient graphs at ``theta``, kept while small.
+
+        Every Hessian product on all rows reuses them: a product is then one
+        backward pass through the gradient's graph, no new forward pass.
+        """
+        key = (id(self.theta), self.theta._version)
+        cache = getattr(self, "_graph_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        graphs = self._gradient_graphs(self.X, self.y)
+        if self.n_samples * self.n_params <= _CACHE_ITEMS:
+            graphs = list(graphs)
+            self._graph_cache = (key, graphs)
+        return graphs
+
     def hvp(self, V, rows=None):
         """``H V`` for V of shape (p, m), on all rows or the index array ``rows``.
 
-        Forward-over-reverse: ``jvp`` of the gradient of the batch's summed
-        loss, vmapped over the columns of V; the decay term is added once.
+        Reverse-over-reverse: the gradient of the rows' summed loss is built
+        once with its graph, then each column of V is one backward pass
+        through it (on CPU a loop of these beats ``vmap`` over forward-mode
+        ``jvp`` several times over, convolutions included); the decay term
+        is added once.
         """
         if rows is None:
-            X, y = self.X, self.y
+            graphs, n = self._cached_graphs(), self.n_samples
         else:
-            X, y = self.X[rows], self.y[rows]
-        n = X.shape[0]
+            graphs = self._gradient_graphs(self.X[rows], self.y[rows])
+            n = len(rows)
         out = torch.zeros_like(V)
-        col_step = 64
-        for c in range(0, V.shape[1], col_step):
-            cols = slice(c, min(c + col_step, V.shape[1]))
-            Vc = V[:, cols]
-            for r in self._row_batches(n, Vc.shape[1]):
-                g = grad(lambda t, r=r: self.losses(t, X[r], y[r]).sum())
-
-                def one(v, g=g):
-                    return jvp(g, (self.theta,), (v,))[1]
-
-                out[:, cols] += vmap(one, in_dims=1, out_dims=1)(Vc)
+        for theta, g in graphs:
+            if not g.requires_grad:  # loss linear in theta: no curvature
+                continue
+            for k in range(V.shape[1]):
+                hv = torch.autograd.grad(
+                    g, theta, V[:, k], retain_graph=True, allow_unused=True
+                )[0]
+                if hv is not None:
+                    out[:, k] += hv
         return out / n + self.weight_decay[:, None] * V
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_graph_cache", None)  # autograd graphs do not pickle
+        return state
 
     def hessian(self):
         """The dense ``H`` of shape (p, p) (p Hessian-vector products)."""

@@ -1,0 +1,366 @@
+"""Influence functions on dask arrays: blockwise work over chunks of rows.
+
+The training matrix ``X`` stays distributed; only ``n``-vectors (labels,
+weights) and ``p``-sized quantities (parameters, Hessian, test directions)
+live on the client:
+
+- the Hessian, its products and diagonal, and the mean gradient are sums of
+  per-chunk terms: ``sum_c W_c / W * f(chunk c)`` (each chunk's own mean-form
+  quantity weighted by its share of the training weight), reduced as a tree;
+- ``influence`` and ``self_influence`` are lazy dask arrays with one block per
+  chunk of ``X``, computed by the same functions as the in-memory path;
+- ``top_influential`` keeps the top ``k`` rows of each chunk on its worker
+  and merges those candidates on the client.
+
+The model is not fitted here: influence is defined at the optimum of the
+estimator's own objective, and scikit-learn's estimators take in-memory data,
+so the explainer takes an estimator already fitted (on the full data however
+it fits: in memory, on a larger machine, by dask-ml) and wrapped in
+:class:`~sklearn.frozen.FrozenEstimator`. The stationarity check then measures,
+on the distributed data, how far that model is from the optimum.
+
+dask is imported only here, and this module only when ``X`` is a dask array.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+
+from . import _influence
+from ._checks import split_model
+from ._selection import StreamingTopK
+from .objectives import build_objective, is_supported
+from .solvers import LissaSolver, make_solver
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        "X is a dask array but dask is not installed: pip install 'skinfluence[dask]'."
+    ) from exc
+
+
+def _delayed_blocks(X):
+    """One Delayed per chunk of rows of a 2-d dask array with one column chunk."""
+    return list(X.to_delayed()[:, 0])
+
+
+def _row_aligned(values, X):
+    """A numpy array split like ``X``'s rows, persisted (sent to workers once)."""
+    arr = da.from_array(np.asarray(values), chunks=(X.chunks[0],) + values.shape[1:])
+    return arr.persist()
+
+
+def _check_X(X):
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"Expected a dask array, got {type(X).__name__}; for a dask "
+            "DataFrame pass df.to_dask_array(lengths=True)."
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d, got a dask array of shape {X.shape}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError(
+            "X has unknown chunk sizes; call X.compute_chunk_sizes() first."
+        )
+    if len(X.chunks[1]) > 1:  # each block must hold whole rows
+        X = X.rechunk({1: -1})
+    return X if X.dtype == np.float64 else X.astype(np.float64)
+
+
+def _gather(values):
+    """A client-side numpy array of a dask array (labels, weights) or array-like."""
+    if values is None:
+        return None
+    return np.asarray(values.compute() if hasattr(values, "compute") else values)
+
+
+def _map_rows(func, X, d_out):
+    """``func`` applied to every chunk of rows, as a float64 dask array."""
+
+    def block(b):
+        out = func(b)
+        return np.asarray(out.toarray() if sp.issparse(out) else out, dtype=np.float64)
+
+    return X.map_blocks(block, dtype=np.float64, chunks=(X.chunks[0], (d_out,)))
+
+
+def _feature_arrays(explainer, X):
+    """``(input of the final model, features it is linear in)``, both lazy."""
+    fmap = explainer._feature_map
+    if fmap is not None:
+        width = np.asarray(fmap.transform(X[:1].compute())).shape[1]
+        X = _map_rows(fmap.transform, X, width)
+    kernel = explainer.objective_.feature_map
+    if kernel is None:
+        return X, X
+    width = np.asarray(kernel.transform(X[:1].compute())).shape[1]
+    return X, _map_rows(kernel.transform, X, width)
+
+
+class DaskHessianOperator:
+    """The Hessian of an objective on a dask array: sums over its row chunks.
+
+    Same protocol as :class:`skinfluence.solvers.HessianOperator`
+    (``shape``, ``null_space``, ``to_dense``, ``matmat``, ``diagonal``); each
+    call is one tree reduction on the cluster returning a numpy array.
+
+    Parameters
+    ----------
+    objective : LinearObjective
+    X : dask array of shape (n, d), one column chunk
+    target, weights : dask arrays chunked like ``X``'s rows
+    """
+
+    def __init__(self, objective, X, target, weights):
+        self.objective = objective
+        self.X = X
+        self.target = target
+        self.weights = weights
+        self.total_weight = float(weights.sum().compute())
+        self._shared_objective = dask.delayed(objective, pure=True)
+
+    @property
+    def shape(self):
+        p = self.objective.n_params
+        return (p, p)
+
+    @property
+    def null_space(self):
+        return self.objective.null_space
+
+    def reduce(self, name, *args):
+        """``sum_c W_c / W * objective.<name>(X_c, target_c, w_c, *args)``."""
+        obj = self._shared_objective
+        shared = [dask.delayed(a, pure=True) for a in args]
+        parts = []
+        for xb, tb, wb in zip(
+            _delayed_blocks(self.X),
+            self.target.to_delayed().ravel(),
+            self.weights.to_delayed().ravel(),
+        ):
+            part = dask.delayed(_weighted_part)(
+                obj, name, self.total_weight, xb, tb, wb, *shared
+            )
+            parts.append(part)
+        return _tree_sum(parts)
+
+    def to_dense(self):
+        return self.reduce("hessian")
+
+    def matmat(self, V):
+        V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
+        return self.reduce("hessian_vector_product", V)
+
+    def diagonal(self):
+        return self.reduce("hessian_diagonal")
+
+    def mean_gradient(self):
+        return self.reduce("mean_gradient")
+
+
+def _weighted_part(objective, name, total_weight, X, target, weights, *args):
+    if not np.any(weights):
+        return None
+    share = weights.sum() / total_weight
+    return share * getattr(objective, name)(X, target, weights, *args)
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _tree_sum(parts, split_every=8):
+    """Sum of Delayed arrays as a tree (few large transfers per level)."""
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_sum_list)(parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    return parts[0].compute()
+
+
+def _sum_list(values):
+    total = None
+    for v in values:
+        total = _add(total, v)
+    return total
+
+
+# -- fitting ------------------------------------------------------------------
+def fit_explainer(explainer, X, y, sample_weight):
+    """``InfluenceExplainer.fit`` for a dask array ``X``."""
+    estimator = explainer.estimator
+    if not isinstance(estimator, FrozenEstimator):
+        raise TypeError(
+            "On a dask array the explainer does not fit the estimator: fit it "
+            "first (e.g. model.fit(X.compute(), y) when it fits in memory, or "
+            "with dask-ml) and pass InfluenceExplainer(FrozenEstimator(model)). "
+            f"Got an unfitted {type(estimator).__name__}."
+        )
+    X = _check_X(X)
+    n = X.shape[0]
+    y = _gather(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y must be 1-d with {n} labels, got shape {y.shape}.")
+    sw = _gather(sample_weight)
+    sw = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
+    feature_map, model = split_model(estimator)
+    if not is_supported(model):
+        build_objective(model, None, None)  # raises the TypeError
+    explainer.estimator_ = estimator
+    explainer.n_features_in_ = X.shape[1]
+    if hasattr(explainer, "feature_names_in_"):
+        del explainer.feature_names_in_
+    explainer._feature_map = feature_map
+    if hasattr(model, "classes_"):
+        explainer.classes_ = model.classes_
+    explainer.objective_, weights = build_objective(model, y, sw)
+    explainer._sample_weight = sw
+    explainer._weights = weights
+    explainer._y = y
+    explainer._index = None
+    target = explainer.objective_.family.encode(y)
+    explainer._target = target
+    explainer._X_input, Xf = _feature_arrays(explainer, X)
+    explainer._X = Xf
+    explainer.n_params_ = explainer.objective_.n_params
+    explainer._dask_target = _row_aligned(target, Xf)
+    operator = DaskHessianOperator(
+        explainer.objective_, Xf, explainer._dask_target, _row_aligned(weights, Xf)
+    )
+    solver = make_solver(
+        explainer.solver, explainer.damping, n_params=explainer.n_params_, n_samples=n
+    )
+    if isinstance(solver, LissaSolver) and solver.batch_size is not None:
+        raise ValueError(
+            "LiSSA with minibatches (batch_size) is not supported on dask "
+            "arrays; use batch_size=None, or solver='cg'."
+        )
+    explainer.solver_ = solver.fit(operator)
+    explainer.stationarity_ = _stationarity(explainer, operator)
+    explainer._warn_if_not_stationary(model)
+    return explainer
+
+
+def _stationarity(explainer, operator):
+    """The explainer's stationarity ratio, with the gradient reduced on workers."""
+    obj, solver, w = explainer.objective_, explainer.solver_, explainer._weights
+    step = np.linalg.norm(solver.solve(operator.mean_gradient()))
+    n = explainer._X.shape[0]
+    rows = np.sort(check_random_state(0).choice(n, size=min(n, 64), replace=False))
+    X_rows = explainer._X[rows].compute()
+    R_rows = obj.residuals(X_rows, explainer._target[rows])
+    norms = _influence.parameter_change_norms(obj, solver, X_rows, R_rows)
+    effects = norms * w[rows] / w.sum()
+    typical = np.sqrt(np.mean(effects**2))
+    return float(step / max(typical, np.finfo(float).tiny))
+
+
+# -- influence quantities -------------------------------------------------------
+def _local_solver(explainer, what):
+    """The fitted solver, if its solves need no pass over the training data."""
+    solver = explainer.solver_
+    if hasattr(solver, "operator_"):
+        raise NotImplementedError(
+            f"{what} on a dask array solves against every training row, which "
+            f"{type(solver).__name__} would do by distributed Hessian products "
+            "per chunk; use solver='exact' (up to a few thousand parameters) or "
+            "solver='lowrank'."
+        )
+    return solver
+
+
+def _per_chunk(func, explainer, out_shape, *shared):
+    """Lazy array of ``func(X_c, target_c, *shared)`` over the chunks of X."""
+    X = explainer._X
+    shared = [dask.delayed(s, pure=True) for s in shared]
+    blocks = []
+    for xb, tb, rows in zip(
+        _delayed_blocks(X), explainer._dask_target.to_delayed().ravel(), X.chunks[0]
+    ):
+        value = dask.delayed(func)(xb, tb, *shared)
+        blocks.append(da.from_delayed(value, shape=out_shape(rows), dtype=np.float64))
+    return blocks
+
+
+def _influence_block(X, target, objective, V):
+    R = objective.residuals(X, target)
+    return _influence.influence_matrix(objective, X, R, V)
+
+
+def influence_matrix(explainer, Xt, F):
+    """Lazy ``(n_test, n_train)`` influence, one block per chunk of rows."""
+    obj = explainer.objective_
+    V = _influence.test_directions(obj, explainer.solver_, Xt, F)
+    m = V.shape[1]
+    blocks = _per_chunk(_influence_block, explainer, lambda r: (m, r), obj, V)
+    return da.concatenate(blocks, axis=1)
+
+
+def influence_blocks(explainer, Xt, F):
+    """``(test_rows, train_rows, block)`` per chunk of rows, computed in turn."""
+    M = influence_matrix(explainer, Xt, F)
+    start = 0
+    for j, rows in enumerate(explainer._X.chunks[0]):
+        yield (
+            slice(0, Xt.shape[0]),
+            slice(start, start + rows),
+            M.blocks[:, j].compute(),
+        )
+        start += rows
+
+
+def _self_influence_block(X, target, objective, solver):
+    R = objective.residuals(X, target)
+    return _influence.self_influence(objective, solver, X, R)
+
+
+def self_influence(explainer):
+    """Lazy ``(n_train,)`` self-influence, one block per chunk of rows."""
+    solver = _local_solver(explainer, "self_influence")
+    blocks = _per_chunk(
+        _self_influence_block,
+        explainer,
+        lambda r: (r,),
+        explainer.objective_,
+        solver,
+    )
+    return da.concatenate(blocks)
+
+
+def _top_block(X, target, start, objective, solver, V, k, relatif):
+    R = objective.residuals(X, target)
+    scores, infl = _influence.block_scores(objective, solver, X, R, V, relatif)
+    top = StreamingTopK(k)
+    top.update(start, scores, infl)
+    return top
+
+
+def top_influential(explainer, Xt, F, k, relatif, test_index):
+    """The top-k table: per-chunk candidates on the workers, merged here."""
+    obj = explainer.objective_
+    solver = explainer.solver_
+    if relatif is not None:
+        solver = _local_solver(explainer, "A RelatIF ranking")
+    V = _influence.test_directions(obj, explainer.solver_, Xt, F)
+    X = explainer._X
+    shared = [dask.delayed(s, pure=True) for s in (obj, solver if relatif else None, V)]
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+    parts = [
+        dask.delayed(_top_block)(xb, tb, int(start), *shared, k, relatif)
+        for xb, tb, start in zip(
+            _delayed_blocks(X), explainer._dask_target.to_delayed().ravel(), starts
+        )
+    ]
+    parts = dask.compute(*parts)
+    top = parts[0]
+    for part in parts[1:]:
+        top.merge(part)
+    return top.table(explainer._y, None, test_index)

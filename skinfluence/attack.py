@@ -1,0 +1,421 @@
+"""Training-set attacks (Koh & Liang 2017, section 5.2).
+
+To flip a test prediction, a few training rows are moved (their labels kept)
+by projected signed steps along ``I_pert,loss``, the gradient of the target's
+test loss (at its true label) with respect to the rows' features, refitting
+the model between steps. Each target is attacked on its own copy of the
+training set.
+"""
+
+import copy
+import warnings
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import clone, is_classifier
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _influence
+from ._checks import fit_params_for, split_model
+from ._newton import newton_minimize
+from .explainer import StationarityWarning
+from .solvers import HessianOperator, make_solver
+
+SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
+
+
+@dataclass
+class AttackResult:
+    """What :func:`training_set_attack` did to each target.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n_targets, n_rows)
+        Positions of the changed training rows, per target.
+    X_rows : ndarray of shape (n_targets, n_rows, n_features)
+        Their final (perturbed) features.
+    flipped : ndarray of bool, shape (n_targets,)
+        Whether the estimator refitted from scratch on the attacked training
+        set predicts another class than ``y_target`` for the target.
+    n_iter : ndarray of shape (n_targets,)
+        Steps taken (the attack stops at the first flip).
+    history : pandas.DataFrame
+        One row per target and step (step 0: the unattacked model):
+        ``target``, ``step``, ``test_loss`` (at the true label, after the
+        refit), ``flipped``.
+    """
+
+    rows: np.ndarray
+    X_rows: np.ndarray
+    flipped: np.ndarray
+    n_iter: np.ndarray
+    history: pd.DataFrame
+
+    @property
+    def flip_rate(self):
+        """Share of targets whose prediction flipped."""
+        return float(np.mean(self.flipped)) if self.flipped.size else np.nan
+
+
+class _State:
+    """A model refitted on a modified training set, with its influence tools."""
+
+    def __init__(self, explainer, fast):
+        self.ex = explainer
+        self.fast = fast
+        self.obj = explainer.objective_
+        self.target = explainer._target
+        self.weights = explainer._weights
+        self.X = explainer._X_input.copy()
+        self.y = explainer._y
+        self.sw = explainer._sample_weight
+        self._solver = explainer.solver_
+        self._explainer = explainer
+
+    def refit(self):
+        if self.fast:
+            self.obj, _, _ = newton_minimize(
+                self.obj, self.X, self.target, self.weights, tol=1e-12, max_iter=100
+            )
+            self._solver = None
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StationarityWarning)
+            self._explainer = clone(self.ex).fit(self.X, self.y, sample_weight=self.sw)
+        self.obj = self._explainer.objective_
+
+    def solver(self):
+        if self._solver is None:
+            ex = self.ex
+            self._solver = make_solver(
+                "lowrank" if ex.solver == "arnoldi" else ex.solver,
+                ex.damping,
+                n_params=self.obj.n_params,
+                n_samples=self.X.shape[0],
+            ).fit(HessianOperator(self.obj, self.X, self.target, self.weights))
+        return self._solver
+
+    def features(self, X):
+        fmap = self.obj.feature_map
+        return X if fmap is None else fmap.transform(X)
+
+    def eta(self, x):
+        return self.obj.linear_predictor(self.features(x[None]))
+
+    def loss(self, x, t):
+        return float(self.obj.family.loss(np.atleast_1d(t), self.eta(x))[0])
+
+    def pert(self, x, t, rows):
+        """Change of the target's loss per unit move of each row: (len(rows), d)."""
+        if not self.fast:
+            label = self._label(np.atleast_1d(t))
+            P = self._explainer.perturbation_influence(x[None], label)[0]
+            P = P[rows]
+        else:
+            obj = self.obj
+            F = obj.family.gradient(np.atleast_1d(t), obj.linear_predictor(x[None]))
+            V = _influence.test_directions(obj, self.solver(), x[None], F)
+            P = -obj.perturbation_products(self.X[rows], self.target[rows], V)[:, 0]
+        return P * (self.weights[rows] / self.weights.sum())[:, None]
+
+    def _label(self, t):
+        return np.asarray(self.ex.classes_)[np.asarray(t, dtype=int)]
+
+
+def _predicted_index(eta):
+    return (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
+
+
+def _room(X, P, epsilon, lo, hi):
+    """Distance each feature may move in the direction of P's sign."""
+    up = np.minimum(epsilon, hi - X)
+    down = np.minimum(epsilon, X - lo)
+    return np.maximum(np.where(P > 0, up, down), 0.0)
+
+
+def _select(state, x, t, others, n_rows, selection, epsilon, lo, hi, rng):
+    X = state.X
+    if selection == "random":
+        return rng.choice(others, size=n_rows, replace=False)
+    if selection == "nearest":
+        d = ((X[others] - x) ** 2).sum(axis=1)
+        return others[np.argsort(d, kind="stable")[:n_rows]]
+    if selection == "influence":
+        rows = np.arange(X.shape[0])
+        norms = np.linalg.norm(state.pert(x, t, rows), axis=1)
+        return rows[np.argsort(-norms, kind="stable")[:n_rows]]
+    P = state.pert(x, t, others)
+    gain = (np.abs(P) * _room(X[others], P, epsilon, lo, hi)).sum(axis=1)
+    order = np.argsort(-gain, kind="stable")
+    if selection == "first_order":
+        return others[order[:n_rows]]
+    pool = order[:40]
+    ranked = _lookahead(state, x, t, others[pool], P[pool], epsilon, lo, hi)
+    return others[pool][ranked[:n_rows]]
+
+
+def _lookahead(state, x, t, rows, P, epsilon, lo, hi):
+    """Order rows by the target's loss after refitting with each one moved.
+
+    Each row goes to the linearized optimum (every feature as far as allowed
+    in the direction of its ``I_pert`` sign), the model is refitted, and the
+    target's loss read: the rows whose move pays off beyond first order come
+    first.
+    """
+    X = state.X
+    losses = np.empty(len(rows))
+    for c, (row, p) in enumerate(zip(rows, P)):
+        old = X[row].copy()
+        X[row] = old + np.sign(p) * _room(old, p, epsilon, lo, hi)
+        trial = copy.copy(state)  # shares X, refits its own model
+        trial.refit()
+        losses[c] = trial.loss(x, t)
+        X[row] = old
+    return np.argsort(-losses, kind="stable")
+
+
+def _attack_one(explainer, j, x, t, rows, params):
+    epsilon, lo, hi, step, max_iter, refit, fast = params
+    state = _State(explainer, fast)
+    if fast:
+        state._solver = explainer.solver_
+    x0 = state.X[rows].copy()
+    low, high = np.maximum(x0 - epsilon, lo), np.minimum(x0 + epsilon, hi)
+    history = [(j, 0, state.loss(x, t), False)]
+    P = state.pert(x, t, rows)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        state.X[rows] = np.clip(state.X[rows] + step * np.sign(P), low, high)
+        if refit:
+            state.refit()
+        eta = state.eta(x)
+        flipped = bool(_predicted_index(eta)[0] != t)
+        history.append((j, n_iter, state.loss(x, t), flipped))
+        if flipped and refit:
+            break
+        if refit:
+            P = state.pert(x, t, rows)
+    return state.X[rows].copy(), n_iter, history, state.X, state.obj
+
+
+def _flipped_by_refit(explainer, X, x, objective):
+    """The estimator's own prediction for x after fitting it on the attacked X.
+
+    Where the estimator takes ``warm_start``, it starts from the attack's
+    last refit (the objective's parameters), which its solver then only
+    confirms; the optimum is the same as from scratch (convex objective).
+    """
+    _, fitted = split_model(explainer.estimator_)
+    model = clone(fitted)
+    coef = getattr(fitted, "coef_", None)
+    intercept = getattr(fitted, "intercept_", None)
+    if (
+        "warm_start" in model.get_params()
+        and objective.feature_map is None
+        and np.shape(coef) == objective.coef.shape
+        and np.size(intercept) == np.size(objective.intercept)
+    ):
+        model.set_params(warm_start=True)
+        model.coef_ = objective.coef.copy()
+        if objective.intercept is not None:
+            model.intercept_ = objective.intercept.reshape(np.shape(intercept))
+    sw = explainer._sample_weight
+    model.fit(X, explainer._y, **fit_params_for(model, sw))
+    return model.predict(x[None])[0]
+
+
+def _check_params(explainer, n_rows, epsilon, feature_range, max_iter, step_size):
+    check_is_fitted(explainer)
+    if not is_classifier(explainer):
+        raise ValueError("training_set_attack flips a classifier's predictions.")
+    if getattr(explainer, "_feature_map", None) is not None:
+        raise ValueError(
+            "training_set_attack moves the rows the final estimator sees; a "
+            "Pipeline prefix would have to be inverted. Explain the final "
+            "estimator on the transformed data instead."
+        )
+    if not isinstance(n_rows, Integral) or n_rows < 1:
+        raise ValueError(f"n_rows must be a positive integer, got {n_rows!r}.")
+    if not isinstance(epsilon, Real) or not epsilon > 0:
+        raise ValueError(f"epsilon must be a positive number, got {epsilon!r}.")
+    if not isinstance(max_iter, Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+    lo, hi = (-np.inf, np.inf) if feature_range is None else feature_range
+    if not lo < hi:
+        raise ValueError(f"feature_range must be (low, high), got {feature_range!r}.")
+    step = epsilon / 10 if step_size is None else step_size
+    if not isinstance(step, Real) or not step > 0:
+        raise ValueError(f"step_size must be a positive number, got {step_size!r}.")
+    return float(lo), float(hi), float(step)
+
+
+def training_set_attack(
+    explainer,
+    X_target,
+    y_target,
+    *,
+    n_rows=1,
+    epsilon=1.0,
+    feature_range=None,
+    max_iter=50,
+    step_size=None,
+    refit=True,
+    selection="lookahead",
+    random_state=None,
+    n_jobs=None,
+):
+    """Move a few training rows, within ``epsilon``, to flip each target.
+
+    For each target (on its own copy of the training set) ``n_rows`` rows are
+    chosen, then moved by ``x <- clip(x + step_size * sign(I_pert,loss))``,
+    clipped to the L-infinity ball of radius ``epsilon`` around their original
+    values and to ``feature_range``, the model refitted after each step, until
+    the target's prediction flips or ``max_iter`` steps. ``I_pert,loss`` is the
+    gradient of the target's loss at its *true* label with respect to the
+    rows' features, so each step raises that loss. Labels never change.
+
+    Parameters
+    ----------
+    explainer : fitted InfluenceExplainer
+        Of a classifier without a Pipeline prefix.
+    X_target : array-like of shape (n_targets, n_features)
+    y_target : array-like of shape (n_targets,)
+        The targets' true labels.
+    n_rows : int, default=1
+        Training rows changed per target.
+    epsilon : float, default=1.0
+        L-infinity radius of each row's change.
+    feature_range : (float, float), default=None
+        Valid feature values (e.g. ``(0, 16)`` for digits' pixels).
+    max_iter : int, default=50
+    step_size : float, default=None
+        Step per iteration; ``epsilon / 10`` by default (full ``epsilon``
+        steps oscillate between the corners of the box).
+    refit : bool, default=True
+        Refit between steps. Linear-output models without a feature map are
+        refitted by Newton's method on the estimator's own objective from the
+        previous optimum (the same optimum, in milliseconds); others by
+        refitting a clone of the explainer. ``False``: steps along the
+        unattacked model's ``I_pert,loss`` for all ``max_iter`` steps.
+        Whatever the route, ``flipped`` comes from a clone of the estimator
+        fitted from scratch on the attacked data.
+    selection : {'lookahead', 'first_order', 'influence', 'nearest', 'random'} \
+            or array-like of shape (n_targets, n_rows), default='lookahead'
+        How rows are chosen:
+
+        - ``'first_order'``: rows of another class than the target, ranked by
+          ``sum_j |I_pert,j| * room_j``, the largest rise of the target's loss
+          that the linearized model predicts within the box (``room_j``: how
+          far feature j may move in the helpful direction).
+        - ``'lookahead'``: the 40 best by ``'first_order'``, re-ranked by
+          the target's loss after refitting with the row moved to that
+          linearized optimum (one refit per candidate): it sees how the row's
+          own fit, and so its pull on the model, grows as it moves.
+        - ``'influence'``: the paper's largest ``||I_pert,loss||``, any class.
+        - ``'nearest'``: the rows of another class nearest to the target.
+        - ``'random'``: random rows of another class.
+        - an array: the row positions to change for each target.
+    random_state : int, RandomState instance or None, default=None
+        For ``selection='random'``.
+    n_jobs : int, default=None
+        Targets attacked in parallel (joblib).
+
+    Returns
+    -------
+    AttackResult
+
+    References
+    ----------
+    Koh, P. W. and Liang, P. (2017). Understanding Black-box Predictions via
+    Influence Functions. ICML, section 5.2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skinfluence import InfluenceExplainer, training_set_attack
+    >>> X, y = load_digits(n_class=2, return_X_y=True)
+    >>> explainer = InfluenceExplainer(LogisticRegression(tol=1e-8, max_iter=5000))
+    >>> explainer = explainer.fit(X[::2], y[::2])
+    >>> result = training_set_attack(
+    ...     explainer, X[1:9:2], y[1:9:2], n_rows=2, epsilon=6,
+    ...     feature_range=(0, 16),
+    ... )
+    >>> result.rows.shape, result.X_rows.shape
+    ((4, 2), (4, 2, 64))
+    >>> bool(np.abs(result.X_rows - X[::2][result.rows]).max() <= 6)
+    True
+    """
+    lo, hi, step = _check_params(
+        explainer, n_rows, epsilon, feature_range, max_iter, step_size
+    )
+    X_target = explainer._features(explainer._validate_test_X(X_target))
+    X_target = X_target.toarray() if hasattr(X_target, "toarray") else X_target
+    X_target = np.asarray(X_target, dtype=np.float64)
+    X_train = explainer._X_input
+    if hasattr(X_train, "toarray"):
+        raise ValueError("training_set_attack needs dense training data.")
+    t_target = np.asarray(
+        explainer.objective_.family.encode(explainer._check_y(y_target, X_target)),
+        dtype=int,
+    )
+    fast = (
+        hasattr(explainer.objective_, "with_theta")
+        and explainer.objective_.feature_map is None
+        and getattr(explainer, "backend_", None) is None
+    )
+    if isinstance(selection, str):
+        if selection not in SELECTIONS:
+            raise ValueError(
+                f"selection must be one of {SELECTIONS} or an array of rows, "
+                f"got {selection!r}."
+            )
+    else:
+        chosen = np.asarray(selection, dtype=int)
+        if chosen.shape != (X_target.shape[0], n_rows):
+            raise ValueError(
+                f"selection as an array must have shape (n_targets, n_rows) = "
+                f"{(X_target.shape[0], n_rows)}, got {chosen.shape}."
+            )
+    rng = check_random_state(random_state)
+    base = _State(explainer, fast)
+    codes = np.asarray(explainer.objective_.family.encode(explainer._y), dtype=int)
+    row_sets = []
+    for j, (x, t) in enumerate(zip(X_target, t_target)):
+        if not isinstance(selection, str):
+            row_sets.append(chosen[j])
+            continue
+        others = np.flatnonzero(codes != t)
+        if others.size < n_rows:
+            raise ValueError(f"Fewer than n_rows={n_rows} rows of another class.")
+        row_sets.append(
+            _select(base, x, t, others, n_rows, selection, epsilon, lo, hi, rng)
+        )
+    params = (float(epsilon), lo, hi, step, max_iter, refit, fast)
+    runs = Parallel(n_jobs=n_jobs)(
+        delayed(_attack_one)(explainer, j, x, t, rows, params)
+        for j, (x, t, rows) in enumerate(zip(X_target, t_target, row_sets))
+    )
+    flipped = np.array(
+        [
+            _flipped_by_refit(explainer, run[3], x, run[4]) != y
+            for run, x, y in zip(runs, X_target, np.asarray(y_target))
+        ],
+        dtype=bool,
+    )
+    history = pd.DataFrame(
+        [h for run in runs for h in run[2]],
+        columns=["target", "step", "test_loss", "flipped"],
+    )
+    return AttackResult(
+        rows=np.vstack(row_sets).astype(int),
+        X_rows=np.stack([run[0] for run in runs]),
+        flipped=flipped,
+        n_iter=np.array([run[1] for run in runs]),
+        history=history,
+    )
