@@ -74,7 +74,7 @@ def _torch_backend(method):
 
     @functools.wraps(method)
     def run(self, *args, **kwargs):
-        if getattr(self, "backend_", None) is None:
+        if getattr(self, "backend_", None) is None or _generic(method, args, kwargs):
             return method(self, *args, **kwargs)
         check_is_fitted(self)
         passed = signature.bind(self, *args, **kwargs).arguments
@@ -88,6 +88,11 @@ def _torch_backend(method):
         return getattr(self.backend_, method.__name__)(**passed)
 
     return run
+
+
+def _generic(method, args, kwargs):
+    """Calls the explainer serves itself, from the backend's influence blocks."""
+    return method.__name__ == "top_influential" and kwargs.get("method") == "divine"
 
 
 def _group_rows(groups, n):
@@ -699,6 +704,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
         self._require_in_memory("group_influence")
         rows, labels = _group_rows(groups, self._X.shape[0])
+        if getattr(self, "backend_", None) is not None:
+            if method == "newton":
+                raise ValueError(
+                    "method='newton' needs a model with linear outputs; for torch "
+                    "models use method='influence'."
+                )
+            # First order is additive: sum the rows' leave-one-out changes.
+            loo = self.backend_.loo_change(
+                self._features(self._validate_test_X(X_test)), y_test, target=target
+            )
+            out = np.stack([loo[:, r].sum(axis=1) for r in rows], axis=1)
+            return self._group_table(out, labels, X_test)
         Xt, F, t = self._test_factors(X_test, y_test, target)
         obj, X, w = self.objective_, self._X, self._weights
         if method == "influence":
@@ -723,6 +740,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 else:
                     new = obj.family.loss(t, eta + d_eta)
                     out[:, g] = new - obj.family.loss(t, eta)
+        return self._group_table(out, labels, X_test)
+
+    @staticmethod
+    def _group_table(out, labels, X_test):
         if labels is None:
             return out
         import pandas as pd
@@ -870,8 +891,20 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             )
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
-        Xt, F, _ = self._test_factors(X_test, y_test, target)
         test_index = getattr(X_test, "index", None)
+        if method == "divine" and getattr(self, "backend_", None) is not None:
+            from .diverse import diverse_top_k
+
+            # Any backend: a pool of candidates from its blocks of influence.
+            pool = StreamingTopK(max(10 * k, 100))
+            features = self._features(self._validate_test_X(X_test))
+            for _, rows, block in self.backend_.influence_blocks(
+                features, y_test, target=target
+            ):
+                pool.update(rows.start, block, block)
+            top = diverse_top_k(pool, self._X_input, k, gamma, diversity, kernel)
+            return top.table(self._y, self._index, test_index)
+        Xt, F, _ = self._test_factors(X_test, y_test, target)
         if method == "divine":
             from .diverse import diverse_top_k
 
