@@ -1,5 +1,6 @@
 """Mislabel detection and label cleaning for pipelines."""
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -15,7 +16,7 @@ from sklearn.base import (
 )
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -24,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _influence
+from ._checks import fit_params_for
 from .explainer import InfluenceExplainer
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
@@ -64,6 +66,23 @@ def _score_rows(explainer, method):
     else:
         scores = obj.loss(X, t)
     return scores, eta_loo
+
+
+def _warm_refit(fitted, X, y, sample_weight):
+    """Refit a copy of ``fitted`` on new rows, starting from its parameters.
+
+    The same optimum as a fresh fit, reached in fewer iterations; None when
+    the final model cannot warm start (then the caller refits from scratch).
+    """
+    model = copy.deepcopy(
+        fitted.estimator if isinstance(fitted, FrozenEstimator) else fitted
+    )
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    params = final.get_params(deep=False)
+    if "warm_start" not in params or params.get("solver") == "liblinear":
+        return None
+    final.set_params(warm_start=True)
+    return model.fit(X, y, **fit_params_for(model, sample_weight))
 
 
 class MislabelDetector(BaseEstimator):
@@ -266,10 +285,14 @@ class MislabelDetector(BaseEstimator):
         if len(counts) < len(self.classes_) or counts.min() < 2 or not first.any():
             return self.scores_, eta
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        if isinstance(estimator, FrozenEstimator):  # round 2 must really refit
+        X_keep = _safe_indexing(X, keep)
+        warm = _warm_refit(self.explainer_.estimator_, X_keep, y[keep], sw)
+        if warm is not None:
+            estimator = FrozenEstimator(warm)
+        elif isinstance(estimator, FrozenEstimator):  # round 2 must really refit
             estimator = clone(estimator.estimator)
         second = InfluenceExplainer(estimator, n_jobs=self.n_jobs).fit(
-            _safe_indexing(X, keep), y[keep], sw
+            X_keep, y[keep], sw
         )
         scores, eta = np.empty(len(y)), np.empty_like(eta)
         scores[keep], eta[keep] = _score_rows(second, "loo_loss")
