@@ -68,11 +68,11 @@ class _State:
         self.ex = explainer
         self.fast = fast
         self.obj = explainer.objective_
-        self.target = explainer._target
+        self.target = getattr(explainer, "_target", None)
         self.weights = explainer._weights
         self.X = explainer._X_input.copy()
         self.y = explainer._y
-        self.sw = explainer._sample_weight
+        self.sw = getattr(explainer, "_sample_weight", None)
         self._solver = explainer.solver_
         self._explainer = explainer
 
@@ -85,7 +85,12 @@ class _State:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StationarityWarning)
-            self._explainer = clone(self.ex).fit(self.X, self.y, sample_weight=self.sw)
+            if getattr(self.ex, "backend_", None) is not None:
+                self._explainer = _retrain_torch(self._explainer, self.X, self.y)
+            else:
+                self._explainer = clone(self.ex).fit(
+                    self.X, self.y, sample_weight=self.sw
+                )
         self.obj = self._explainer.objective_
 
     def solver(self):
@@ -107,7 +112,16 @@ class _State:
         return self.obj.linear_predictor(self.features(x[None]))
 
     def loss(self, x, t):
+        if not self.fast:
+            return float(self._explainer.test_loss(x[None], self._label([t]))[0])
         return float(self.obj.family.loss(np.atleast_1d(t), self.eta(x))[0])
+
+    def predicted(self, x):
+        """Class position the current model predicts for x."""
+        if not self.fast:
+            label = self._explainer.predict(x[None])[0]
+            return int(np.flatnonzero(np.asarray(self.ex.classes_) == label)[0])
+        return int(_predicted_index(self.eta(x))[0])
 
     def pert(self, x, t, rows):
         """Change of the target's loss per unit move of each row: (len(rows), d)."""
@@ -192,14 +206,40 @@ def _attack_one(explainer, j, x, t, rows, params):
         state.X[rows] = np.clip(state.X[rows] + step * np.sign(P), low, high)
         if refit:
             state.refit()
-        eta = state.eta(x)
-        flipped = bool(_predicted_index(eta)[0] != t)
+        flipped = state.predicted(x) != t
         history.append((j, n_iter, state.loss(x, t), flipped))
         if flipped and refit:
             break
         if refit:
             P = state.pert(x, t, rows)
-    return state.X[rows].copy(), n_iter, history, state.X, state.obj
+    return state.X[rows].copy(), n_iter, history, state.X, state.obj, state._explainer
+
+
+def _retrain_torch(explainer, X, y):
+    """A copy of a torch model trained on to stationarity on ``(X, y)``.
+
+    Full-batch L-BFGS from the current parameters (as the paper retrains its
+    networks), then a new explainer on the retrained copy.
+    """
+    from sklearn.frozen import FrozenEstimator
+
+    from .torch import refine
+
+    _, model = split_model(explainer.estimator_)
+    model = copy.deepcopy(model)
+    refine(model, X, y, params=explainer.params)
+    frozen = clone(explainer).set_params(estimator=FrozenEstimator(model))
+    return frozen.fit(X, y)
+
+
+def _predicted_label(explainer, X, x, objective, state_explainer):
+    """The label the attacked model predicts for x (see _flipped_by_refit)."""
+    if getattr(explainer, "backend_", None) is not None:
+        # Torch: the last retraining is the refit (non-convex: no fresh start).
+        if state_explainer is explainer:
+            state_explainer = _retrain_torch(explainer, X, explainer._y)
+        return state_explainer.predict(x[None])[0]
+    return _flipped_by_refit(explainer, X, x, objective)
 
 
 def _flipped_by_refit(explainer, X, x, objective):
@@ -215,7 +255,7 @@ def _flipped_by_refit(explainer, X, x, objective):
     intercept = getattr(fitted, "intercept_", None)
     if (
         "warm_start" in model.get_params()
-        and objective.feature_map is None
+        and getattr(objective, "feature_map", None) is None
         and np.shape(coef) == objective.coef.shape
         and np.size(intercept) == np.size(objective.intercept)
     ):
@@ -223,14 +263,24 @@ def _flipped_by_refit(explainer, X, x, objective):
         model.coef_ = objective.coef.copy()
         if objective.intercept is not None:
             model.intercept_ = objective.intercept.reshape(np.shape(intercept))
-    sw = explainer._sample_weight
+    sw = getattr(explainer, "_sample_weight", None)
     model.fit(X, explainer._y, **fit_params_for(model, sw))
     return model.predict(x[None])[0]
 
 
+def _class_positions(explainer, labels):
+    """Position of each label in ``explainer.classes_``."""
+    lookup = {c: i for i, c in enumerate(np.asarray(explainer.classes_).tolist())}
+    labels = np.asarray(labels).tolist()
+    unknown = sorted({c for c in labels if c not in lookup}, key=str)
+    if unknown:
+        raise ValueError(f"y_target holds labels unseen in training: {unknown}.")
+    return np.array([lookup[c] for c in labels], dtype=int)
+
+
 def _check_params(explainer, n_rows, epsilon, feature_range, max_iter, step_size):
     check_is_fitted(explainer)
-    if not is_classifier(explainer):
+    if not is_classifier(explainer) and getattr(explainer, "classes_", None) is None:
         raise ValueError("training_set_attack flips a classifier's predictions.")
     if getattr(explainer, "_feature_map", None) is not None:
         raise ValueError(
@@ -299,10 +349,13 @@ def training_set_attack(
         Refit between steps. Linear-output models without a feature map are
         refitted by Newton's method on the estimator's own objective from the
         previous optimum (the same optimum, in milliseconds); others by
-        refitting a clone of the explainer. ``False``: steps along the
+        refitting a clone of the explainer; torch models by full-batch
+        L-BFGS from the current parameters (:func:`skinfluence.torch.refine`,
+        as the paper retrains its networks). ``False``: steps along the
         unattacked model's ``I_pert,loss`` for all ``max_iter`` steps.
-        Whatever the route, ``flipped`` comes from a clone of the estimator
-        fitted from scratch on the attacked data.
+        ``flipped`` comes from a clone of the estimator fitted on the attacked
+        data (for torch models: the last retraining, since a non-convex fit
+        from scratch would land elsewhere).
     selection : {'lookahead', 'first_order', 'influence', 'nearest', 'random'} \
             or array-like of shape (n_targets, n_rows), default='lookahead'
         How rows are chosen:
@@ -360,10 +413,7 @@ def training_set_attack(
     X_train = explainer._X_input
     if hasattr(X_train, "toarray"):
         raise ValueError("training_set_attack needs dense training data.")
-    t_target = np.asarray(
-        explainer.objective_.family.encode(explainer._check_y(y_target, X_target)),
-        dtype=int,
-    )
+    t_target = _class_positions(explainer, explainer._check_y(y_target, X_target))
     fast = (
         hasattr(explainer.objective_, "with_theta")
         and explainer.objective_.feature_map is None
@@ -384,7 +434,7 @@ def training_set_attack(
             )
     rng = check_random_state(random_state)
     base = _State(explainer, fast)
-    codes = np.asarray(explainer.objective_.family.encode(explainer._y), dtype=int)
+    codes = _class_positions(explainer, explainer._y)
     row_sets = []
     for j, (x, t) in enumerate(zip(X_target, t_target)):
         if not isinstance(selection, str):
@@ -403,7 +453,7 @@ def training_set_attack(
     )
     flipped = np.array(
         [
-            _flipped_by_refit(explainer, run[3], x, run[4]) != y
+            _predicted_label(explainer, run[3], x, run[4], run[5]) != y
             for run, x, y in zip(runs, X_target, np.asarray(y_target))
         ],
         dtype=bool,

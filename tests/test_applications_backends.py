@@ -70,3 +70,33 @@ def test_explain_errors_on_torch_matches_closed_form(pair):
     b = explain_errors(ref, X, y, groups=groups, errors=np.arange(len(y)) < 40)
     assert list(a.rows.train_row[:10]) == list(b.rows.train_row[:10])
     assert list(a.features.feature[:5]) == list(b.features.feature[:5])
+
+
+def test_training_set_attack_on_torch_matches_closed_form():
+    """Same rows chosen and the same flips as the closed-form logistic model."""
+    from sklearn.datasets import load_digits
+
+    from skinfluence import training_set_attack
+
+    X, y = load_digits(return_X_y=True)
+    keep = (y == 3) | (y == 8)
+    X_train, y_train = X[keep][::2], y[keep][::2]
+    X_target, y_target = X[keep][1::2][:2], y[keep][1::2][:2]
+    n = len(y_train)
+    model = LogisticRegression(tol=1e-12, max_iter=10_000)
+    ref = InfluenceExplainer(model).fit(X_train, y_train)
+    lin = nn.Linear(64, 1).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(ref.estimator_.coef_))
+        lin.bias.copy_(torch.as_tensor(ref.estimator_.intercept_))
+    net = TorchModel(
+        lin, loss="bce_with_logits", weight_decay={"weight": 1 / n}, classes=[3, 8]
+    )
+    ours = InfluenceExplainer(net).fit(X_train, y_train)
+    kw = dict(n_rows=1, epsilon=6, feature_range=(0, 16), max_iter=10)
+    a = training_set_attack(ref, X_target, y_target, selection="first_order", **kw)
+    b = training_set_attack(ours, X_target, y_target, selection="first_order", **kw)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_array_equal(a.flipped, b.flipped)
+    assert a.flipped.any()  # the attack does something on this data
+    assert np.abs(b.X_rows - X_train[b.rows]).max() <= 6 + 1e-12
