@@ -98,6 +98,8 @@ def validate_loo(
         Number of additional rows drawn at random among the others.
     method : {'influence', 'newton'}, default='influence'
         Passed to :meth:`InfluenceExplainer.loo_change`.
+        For torch models, see :func:`skinfluence.torch.validate_loo` (used
+        here): retraining starts from the fitted parameters.
     random_state : int, RandomState instance or None, default=None
     n_jobs : int, default=None
         Refits run in parallel through joblib.
@@ -122,6 +124,22 @@ def validate_loo(
     True
     """
     check_is_fitted(explainer)
+    if getattr(explainer, "backend_", None) is not None:
+        if method != "influence":
+            raise ValueError(
+                "For torch models validate_loo supports method='influence'."
+            )
+        from .torch import validate_loo as validate_torch_loo
+
+        # Networks are retrained from the fitted parameters, as in the paper.
+        return validate_torch_loo(
+            explainer,
+            X_test,
+            y_test,
+            n_remove=n_remove,
+            n_random=n_random,
+            random_state=random_state,
+        )
     predicted = explainer.loo_change(X_test, y_test, method=method).sum(axis=0)
     X, y, _ = explainer.training_data()
     sw = explainer._sample_weight

@@ -100,3 +100,30 @@ def test_training_set_attack_on_torch_matches_closed_form():
     np.testing.assert_array_equal(a.flipped, b.flipped)
     assert a.flipped.any()  # the attack does something on this data
     assert np.abs(b.X_rows - X_train[b.rows]).max() <= 6 + 1e-12
+
+
+def test_validate_loo_and_display_on_torch(pair):
+    """The public validate_loo (and its display) retrain torch models too."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skinfluence import LOOAgreementDisplay, validate_loo
+
+    _, ours, _, _ = pair
+    X, y = load_breast_cancer(return_X_y=True)
+    X = scale(X)
+    worst = 200 + np.argmax(ours.test_loss(X[200:], y[200:]))  # held out, high loss
+    x, t = X[worst : worst + 1], y[worst : worst + 1]
+    result = validate_loo(ours, x, t, n_remove=6, n_random=0)
+    # The highest-loss point: first order ranks right but underestimates.
+    assert result.pearson_r > 0.95 and result.slope > 0.3
+    display = LOOAgreementDisplay.from_estimator(ours, x, t, n_remove=6, n_random=0)
+    np.testing.assert_allclose(
+        np.sort(display.scatter_.get_offsets()[:, 1]),
+        np.sort(result.table["predicted"]),
+        rtol=1e-8,
+    )
+    plt.close("all")
