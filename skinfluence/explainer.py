@@ -153,10 +153,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Added to the Hessian's diagonal (the paper's ``H + lambda I``); needed
         only when the Hessian is singular. 'auto' picks it from the Hessian's
         extreme eigenvalues (:func:`skinfluence.solvers.auto_damping`).
-    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank', 'arnoldi', 'ekfac'} \
-            or solver object, default='auto'
+    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank', 'arnoldi', 'ekfac', \
+            'woodbury'} or solver object, default='auto'
         Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
-        'exact' (one Cholesky) up to 5000 parameters, else 'cg' (matrix-free
+        'exact' (one Cholesky) up to 5000 parameters, else 'woodbury' (exact,
+        through an ``(n K, n K)`` factor) for wide penalized linear models with
+        ``n_samples * n_outputs <= 4000``, else 'cg' (matrix-free
         conjugate gradients). An object with ``fit(operator)`` and ``solve(B)``
         is copied, then fitted. ``loo_change(method='newton')`` and the
         held-out scores of :class:`MislabelDetector` need 'exact'.
@@ -260,7 +262,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit"])],
         "damping": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "solver": [
-            StrOptions({"auto", "exact", "cg", "lissa", "lowrank", "arnoldi", "ekfac"}),
+            StrOptions(
+                {
+                    "auto",
+                    "exact",
+                    "cg",
+                    "lissa",
+                    "lowrank",
+                    "arnoldi",
+                    "ekfac",
+                    "woodbury",
+                }
+            ),
             HasMethods(["fit", "solve"]),
         ],
         "params": [StrOptions({"all", "last"}), list],
@@ -316,7 +329,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(
                 f"params={self.params!r} and solver='ekfac' are for torch models; "
                 f"{type(self.estimator).__name__} takes params='all' and the "
-                "solvers 'auto', 'exact', 'cg', 'lissa', 'lowrank' ('arnoldi')."
+                "solvers 'auto', 'exact', 'cg', 'lissa', 'lowrank' ('arnoldi'), "
+                "'woodbury'."
             )
         _, model = split_model(self.estimator)
         if not is_supported(model):
@@ -346,6 +360,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.damping,
             n_params=self.n_params_,
             n_samples=Xt.shape[0],
+            objective=self.objective_,
         ).fit(operator)
         self._R = self.objective_.residuals(Xt, self._target)
         self.stationarity_ = self._stationarity()

@@ -401,7 +401,7 @@ def test_larger_multinomial_model():
 
 
 def test_make_solver_and_choose_solver():
-    assert set(SOLVERS) == {"exact", "cg", "lissa", "lowrank"}
+    assert set(SOLVERS) == {"exact", "cg", "lissa", "lowrank", "woodbury"}
     for name, cls in SOLVERS.items():
         solver = make_solver(name, 0.5)
         assert type(solver) is cls and solver.damping == 0.5

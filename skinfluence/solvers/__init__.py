@@ -7,6 +7,7 @@ exact    Cholesky of the dense Hessian                   up to ~5000 params
 cg       block preconditioned conjugate gradients        large models
 lissa    stochastic Neumann series (Koh & Liang 2017)    very many rows
 lowrank  top eigenpairs by Lanczos (Schioppa et al.)     many test rows
+woodbury Cholesky of I + U diag(lam)^-1 U' (n K rows)    wide data: n K << p
 ======== ============================================== =====================
 
 Every solver takes ``damping`` (a float, or ``'auto'`` to pick it from the
@@ -28,12 +29,19 @@ from .cg import CGSolver
 from .exact import ExactSolver, SingularHessianError
 from .lissa import LissaSolver
 from .lowrank import LowRankSolver
+from .woodbury import (
+    AUTO_WOODBURY_MAX_ROWS,
+    WoodburyNotApplicableError,
+    WoodburySolver,
+    prefers_woodbury,
+)
 
 SOLVERS = {
     "exact": ExactSolver,
     "cg": CGSolver,
     "lissa": LissaSolver,
     "lowrank": LowRankSolver,
+    "woodbury": WoodburySolver,
 }
 
 # solver='auto' factorizes H exactly up to this many parameters: a dense
@@ -41,24 +49,36 @@ SOLVERS = {
 AUTO_EXACT_MAX_PARAMS = 5000
 
 
-def choose_solver(n_params, n_samples=None):
+def choose_solver(n_params, n_samples=None, objective=None):
     """The solver name ``solver='auto'`` picks.
 
-    ``'exact'`` when ``n_params <= 5000`` (the dense Hessian fits in 200 MB
-    and one Cholesky serves every solve, including the Newton leave-one-out
-    updates), else ``'cg'`` (memory ``O(n_params * m)``, cost one
-    Hessian-matrix product per iteration). ``n_samples`` is accepted for
-    future rules and does not change the choice.
+    - ``'exact'`` when ``n_params <= 5000`` (the dense Hessian fits in 200 MB
+      and one Cholesky serves every solve, including the Newton leave-one-out
+      updates);
+    - else ``'woodbury'`` for wide data: a linear-output ``objective`` with a
+      penalty on every coefficient and ``m = n_samples * n_outputs`` at most
+      ``min(4000, n_params)`` rows, whose ``(m, m)`` factor (``8 m^2``
+      bytes, 128 MB at the bound) takes at most a quarter of physical memory:
+      exact whatever the conditioning, for a Cholesky of ``m^3 / 3`` flops;
+    - else ``'cg'`` (memory ``O(n_params * m)``, cost one Hessian-matrix
+      product per iteration).
+
+    Without ``objective`` (or ``n_samples``) the choice is between the first
+    and the last.
     """
-    return "exact" if n_params <= AUTO_EXACT_MAX_PARAMS else "cg"
+    if n_params <= AUTO_EXACT_MAX_PARAMS:
+        return "exact"
+    if prefers_woodbury(objective, n_samples, n_params):
+        return "woodbury"
+    return "cg"
 
 
-def make_solver(solver, damping, n_params=None, n_samples=None):
+def make_solver(solver, damping, n_params=None, n_samples=None, objective=None):
     """An unfitted solver instance from the explainer's ``solver`` parameter.
 
     Parameters
     ----------
-    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank'} or solver object
+    solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank', 'woodbury'} or object
         A name is instantiated with ``damping``; ``'auto'`` needs
         ``n_params`` (see :func:`choose_solver`). An object is copied
         (``sklearn.base.clone`` for estimators, else ``copy.deepcopy``) so the
@@ -67,12 +87,15 @@ def make_solver(solver, damping, n_params=None, n_samples=None):
     damping : float or 'auto'
     n_params, n_samples : int, optional
         Size of the problem, for ``solver='auto'``.
+    objective : LinearObjective, optional
+        The model's objective, for ``solver='auto'`` to consider
+        ``'woodbury'``.
     """
     if isinstance(solver, str):
         if solver == "auto":
             if n_params is None:
                 raise ValueError("solver='auto' needs n_params to choose a solver.")
-            solver = choose_solver(n_params, n_samples)
+            solver = choose_solver(n_params, n_samples, objective)
         if solver not in SOLVERS:
             raise ValueError(
                 f"Unknown solver {solver!r}; expected 'auto' or one of "
@@ -86,6 +109,7 @@ def make_solver(solver, damping, n_params=None, n_samples=None):
 
 __all__ = [
     "AUTO_EXACT_MAX_PARAMS",
+    "AUTO_WOODBURY_MAX_ROWS",
     "SOLVERS",
     "CGSolver",
     "ExactSolver",
@@ -93,6 +117,8 @@ __all__ = [
     "LissaSolver",
     "LowRankSolver",
     "SingularHessianError",
+    "WoodburyNotApplicableError",
+    "WoodburySolver",
     "auto_damping",
     "choose_solver",
     "damping_from_spectrum",

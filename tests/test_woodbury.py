@@ -1,0 +1,219 @@
+"""WoodburySolver against the exact solver, and its place in solver='auto'."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_wine
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+)
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceExplainer
+from skinfluence.objectives import build_objective
+from skinfluence.solvers import (
+    CGSolver,
+    ExactSolver,
+    HessianOperator,
+    WoodburyNotApplicableError,
+    WoodburySolver,
+    choose_solver,
+    make_solver,
+)
+
+
+def _wide(rng, n=40, d=120, sparse=True):
+    X = sp.random(n, d, density=0.1, format="csr", random_state=rng)
+    return X if sparse else X.toarray()
+
+
+def _operator(model, X, y, sw):
+    model.fit(X, y, sample_weight=sw)
+    objective, weights = build_objective(model, y, sw)
+    target = objective.family.encode(y)
+    operator = HessianOperator(objective, X, target, weights)
+    B = objective.gradients(X[:5], target[:5]).T
+    return operator, B
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    wine_X, wine_y = load_wine(return_X_y=True)
+    wine_X = StandardScaler().fit_transform(wine_X)
+    for intercept in (True, False):
+        yield (
+            f"binary-sparse-{intercept}",
+            LogisticRegression(C=10.0, tol=1e-12, fit_intercept=intercept),
+            _wide(rng),
+            np.arange(40) % 2,
+        )
+        yield (
+            f"binary-dense-{intercept}",
+            LogisticRegression(tol=1e-12, fit_intercept=intercept),
+            _wide(rng, sparse=False),
+            rng.integers(0, 2, 40),
+        )
+        yield (
+            f"ridge-dense-{intercept}",
+            Ridge(alpha=0.3, fit_intercept=intercept, solver="cholesky"),
+            _wide(rng, sparse=False),
+            rng.normal(size=40),
+        )
+        yield (
+            f"ridge-sparse-{intercept}",  # H does not depend on the fit
+            Ridge(alpha=0.3, fit_intercept=intercept),
+            _wide(rng),
+            rng.normal(size=40),
+        )
+        yield (
+            f"poisson-sparse-{intercept}",
+            PoissonRegressor(alpha=0.1, fit_intercept=intercept, tol=1e-12),
+            _wide(rng),
+            rng.poisson(1.0, 40).astype(float),
+        )
+        yield (
+            f"multinomial-dense-{intercept}",
+            LogisticRegression(tol=1e-12, fit_intercept=intercept, max_iter=5000),
+            wine_X,
+            wine_y,
+        )
+        yield (
+            f"multinomial-sparse-{intercept}",
+            LogisticRegression(tol=1e-12, fit_intercept=intercept, max_iter=5000),
+            sp.csr_matrix(wine_X[::3]),
+            wine_y[::3],
+        )
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(("name", "model", "X", "y"), CASES, ids=[c[0] for c in CASES])
+def test_matches_exact_solver(name, model, X, y, weighted):
+    rng = np.random.default_rng(1)
+    sw = rng.uniform(0.2, 2.0, X.shape[0]) if weighted else np.ones(X.shape[0])
+    if weighted:
+        sw[3] = 0.0  # a row without weight adds no row to U
+    operator, B = _operator(model, X, y, sw)
+    if operator.null_space is None:  # arbitrary right-hand sides too
+        B = np.hstack([B, rng.normal(size=(B.shape[0], 2))])
+    exact = ExactSolver().fit(operator)
+    solver = WoodburySolver().fit(operator)
+    expected = exact.solve(B)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(solver.solve(B), expected, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(
+        solver.solve(B[:, 0]), expected[:, 0], rtol=0, atol=1e-10 * scale
+    )
+    # As many rows as the curvature has rank: n (K = 1) or n (K - 1).
+    K = operator.objective.n_outputs
+    kept = np.count_nonzero(sw) * max(K - 1, 1)
+    r = 0 if operator.null_space is None else operator.null_space.shape[1]
+    assert solver.n_rows_ == kept + r
+
+
+@pytest.mark.filterwarnings("ignore:An ill-conditioned matrix")  # Ridge(alpha=0)
+def test_damping_makes_unpenalized_models_solvable():
+    rng = np.random.default_rng(2)
+    X, y = _wide(rng, sparse=False), rng.normal(size=40)
+    operator, B = _operator(LinearRegression(), X, y, np.ones(40))
+    with pytest.raises(WoodburyNotApplicableError, match="unpenalized"):
+        WoodburySolver().fit(operator)
+    expected = ExactSolver(damping=0.05).fit(operator).solve(B)
+    got = WoodburySolver(damping=0.05).fit(operator).solve(B)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(got).max())
+    ridge_operator, _ = _operator(Ridge(alpha=0.0), X, y, np.ones(40))
+    with pytest.raises(WoodburyNotApplicableError, match="every coefficient"):
+        WoodburySolver().fit(ridge_operator)
+
+
+def test_explainer_matches_exact():
+    rng = np.random.default_rng(3)
+    X = _wide(rng, n=60, d=300)
+    y = rng.integers(0, 2, 60)
+    sw = rng.uniform(0.5, 1.5, 60)
+    model = LogisticRegression(C=5.0, tol=1e-12)
+    exact = InfluenceExplainer(model, solver="exact").fit(X[:50], y[:50], sw[:50])
+    wood = InfluenceExplainer(model, solver="woodbury").fit(X[:50], y[:50], sw[:50])
+    assert isinstance(wood.solver_, WoodburySolver)
+    expected = exact.influence(X[50:], y[50:])
+    np.testing.assert_allclose(
+        wood.influence(X[50:], y[50:]),
+        expected,
+        rtol=0,
+        atol=1e-10 * np.abs(expected).max(),
+    )
+    expected = exact.self_influence()
+    np.testing.assert_allclose(
+        wood.self_influence(), expected, rtol=0, atol=1e-10 * np.abs(expected).max()
+    )
+    # Newton leave-one-out needs the dense inverse, which it forms by solving.
+    np.testing.assert_allclose(
+        wood.solver_.inverse(), exact.solver_.inverse(), rtol=1e-9, atol=0
+    )
+
+
+def test_explainer_reports_unsupported_models():
+    rng = np.random.default_rng(4)
+    X, y = _wide(rng, sparse=False), rng.normal(size=40)
+    with pytest.raises(WoodburyNotApplicableError, match="LinearRegression"):
+        InfluenceExplainer(LinearRegression(), solver="woodbury").fit(X, y)
+
+
+def test_auto_picks_woodbury_for_wide_penalized_models():
+    rng = np.random.default_rng(5)
+    X = sp.random(300, 6000, density=0.01, format="csr", random_state=rng)
+    y = np.arange(300) % 2
+    explainer = InfluenceExplainer(LogisticRegression(C=10.0, tol=1e-10)).fit(X, y)
+    assert isinstance(explainer.solver_, WoodburySolver)
+    # the same numbers as CG run to a tight tolerance
+    got = explainer.influence(X[:3], y[:3])
+    cg = InfluenceExplainer(
+        LogisticRegression(C=10.0, tol=1e-10), solver=CGSolver(tol=1e-13)
+    ).fit(X, y)
+    expected = cg.influence(X[:3], y[:3])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.abs(got).max())
+
+    objective = explainer.objective_
+    assert choose_solver(6001, 300, objective) == "woodbury"
+    assert choose_solver(6001, 300) == "cg"  # no objective: the old rule
+    assert choose_solver(6001, 7000, objective) == "cg"  # n > p: not wide
+    assert choose_solver(10**6, 12000, objective) == "cg"  # past the row bound
+    assert choose_solver(5000, 300, objective) == "exact"
+    assert isinstance(
+        make_solver("auto", 0.0, n_params=6001, n_samples=300, objective=objective),
+        WoodburySolver,
+    )
+    unpenalized, _ = build_objective(
+        LinearRegression().fit(X, y), y.astype(float), np.ones(300)
+    )
+    assert choose_solver(6001, 300, unpenalized) == "cg"
+
+
+def test_rejects_other_objectives_and_inputs():
+    class Operator:
+        objective = None
+        X = [[1.0]]
+
+    with pytest.raises(WoodburyNotApplicableError, match="linear-output models"):
+        WoodburySolver().fit(Operator())
+    rng = np.random.default_rng(6)
+    operator, _ = _operator(Ridge(), _wide(rng), rng.normal(size=40), np.ones(40))
+    Operator.objective = operator.objective
+    with pytest.raises(WoodburyNotApplicableError, match="numpy array or scipy"):
+        WoodburySolver().fit(Operator())
+
+
+def test_damped_multinomial_penalizes_intercepts_too():
+    # damping > 0 moves the intercepts (and the redundant direction) into P
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(tol=1e-12, max_iter=5000)
+    operator, B = _operator(model, X, y, np.ones(X.shape[0]))
+    expected = ExactSolver(damping=0.1).fit(operator).solve(B)
+    got = WoodburySolver(damping=0.1).fit(operator).solve(B)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(got).max())
