@@ -108,3 +108,35 @@ def map_chunks(func, chunks, n_jobs=None):
     return Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(func)(chunk) for chunk in chunks
     )
+
+
+def check_groups(groups, n):
+    """``(list of row positions, labels or None)`` from the ``groups`` argument."""
+    if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
+        rows = []
+        for g in groups:
+            g = np.asarray(g)
+            if g.dtype == bool:
+                if g.shape != (n,):
+                    raise ValueError(
+                        f"A boolean group must have one entry per training row "
+                        f"({n}), got shape {g.shape}."
+                    )
+                g = np.flatnonzero(g)
+            elif g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
+                raise ValueError(
+                    "Each group must be a 1-d array of row positions or a boolean "
+                    f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
+                )
+            if g.size and (g.min() < -n or g.max() >= n):
+                raise ValueError(f"Group row positions must lie in [0, {n}).")
+            rows.append(np.unique(g % n))
+        return rows, None
+    labels = np.asarray(groups)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"groups must hold one label per training row ({n}) or be a list of "
+            f"arrays of row positions; got shape {labels.shape}."
+        )
+    names, codes = np.unique(labels, return_inverse=True)
+    return [np.flatnonzero(codes == c) for c in range(len(names))], names

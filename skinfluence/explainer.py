@@ -1,7 +1,5 @@
 """InfluenceExplainer: influence functions for a fitted convex estimator."""
 
-import functools
-import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -21,7 +19,9 @@ from sklearn.utils.validation import (
 )
 
 from . import _influence
+from ._backends import is_dask, is_torch_model, torch_backend
 from ._checks import (
+    check_groups,
     check_result_size,
     chunk_slices,
     fit_params_for,
@@ -48,83 +48,6 @@ def _check_2d(X):
     if hasattr(X, "iloc") or hasattr(X, "tocsr"):
         return X
     return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
-
-
-def _is_dask(X):
-    """Whether X is a dask collection (checked without importing dask)."""
-    return callable(getattr(X, "__dask_graph__", None))
-
-
-def _is_torch_model(estimator):
-    """A skorch net or a TorchModel (checked without importing torch)."""
-    _, model = split_model(estimator)
-    return any(
-        c.__module__.startswith(("skorch", "skinfluence.torch"))
-        for c in type(model).__mro__
-    )
-
-
-def _torch_backend(method):
-    """Run ``method`` on the torch backend (``backend_``) for torch models.
-
-    The explainer validates ``X_test``/``X`` and applies any Pipeline prefix;
-    only the arguments the caller passed are forwarded.
-    """
-    signature = inspect.signature(method)
-
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        if getattr(self, "backend_", None) is None or _generic(method, args, kwargs):
-            return method(self, *args, **kwargs)
-        check_is_fitted(self)
-        passed = signature.bind(self, *args, **kwargs).arguments
-        passed.pop("self")
-        for name in ("X_test", "X"):
-            if name in passed:
-                if method.__name__ == "top_influential":
-                    passed["test_index"] = getattr(passed[name], "index", None)
-                    passed["train_index"] = self._index
-                passed[name] = self._features(self._validate_test_X(passed[name]))
-        return getattr(self.backend_, method.__name__)(**passed)
-
-    return run
-
-
-def _generic(method, args, kwargs):
-    """Calls the explainer serves itself, from the backend's influence blocks."""
-    return method.__name__ == "top_influential" and kwargs.get("method") == "divine"
-
-
-def _group_rows(groups, n):
-    """``(list of row positions, labels or None)`` from the ``groups`` argument."""
-    if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
-        rows = []
-        for g in groups:
-            g = np.asarray(g)
-            if g.dtype == bool:
-                if g.shape != (n,):
-                    raise ValueError(
-                        f"A boolean group must have one entry per training row "
-                        f"({n}), got shape {g.shape}."
-                    )
-                g = np.flatnonzero(g)
-            elif g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
-                raise ValueError(
-                    "Each group must be a 1-d array of row positions or a boolean "
-                    f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
-                )
-            if g.size and (g.min() < -n or g.max() >= n):
-                raise ValueError(f"Group row positions must lie in [0, {n}).")
-            rows.append(np.unique(g % n))
-        return rows, None
-    labels = np.asarray(groups)
-    if labels.shape != (n,):
-        raise ValueError(
-            f"groups must hold one label per training row ({n}) or be a list of "
-            f"arrays of row positions; got shape {labels.shape}."
-        )
-    names, codes = np.unique(labels, return_inverse=True)
-    return [np.flatnonzero(codes == c) for c in range(len(names))], names
 
 
 class StationarityWarning(ConvergenceWarning):
@@ -317,13 +240,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         self : InfluenceExplainer
         """
-        self._on_dask = _is_dask(X)
+        self._on_dask = is_dask(X)
         if self._on_dask:
             from ._dask import fit_explainer
 
             return fit_explainer(self, X, y, sample_weight)
         self.backend_ = None
-        if _is_torch_model(self.estimator):
+        if is_torch_model(self.estimator):
             return self._fit_torch(X, y, sample_weight)
         if self.params != "all" or self.solver == "ekfac":
             raise ValueError(
@@ -563,7 +486,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return y
 
     # -- influence quantities ---------------------------------------------------
-    @_torch_backend
+    @torch_backend
     def influence(self, X_test, y_test=None, *, target="loss"):
         """Influence of upweighting each training row on each test quantity.
 
@@ -601,7 +524,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
         return _influence.influence_matrix(self.objective_, self._X, self._R, V)
 
-    @_torch_backend
+    @torch_backend
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
         """Predicted change of each test quantity when each training row is removed.
 
@@ -718,7 +641,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         if method not in ("influence", "newton"):
             raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
         self._require_in_memory("group_influence")
-        rows, labels = _group_rows(groups, self._X.shape[0])
+        rows, labels = check_groups(groups, self._X.shape[0])
         if getattr(self, "backend_", None) is not None:
             if method == "newton":
                 raise ValueError(
@@ -765,7 +688,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
 
         return pd.DataFrame(out, columns=labels, index=getattr(X_test, "index", None))
 
-    @_torch_backend
+    @torch_backend
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.
 
@@ -786,7 +709,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
-    @_torch_backend
+    @torch_backend
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
 
@@ -808,7 +731,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
-    @_torch_backend
+    @torch_backend
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
 
@@ -830,13 +753,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         # Kernel models: chain rule through the feature map (basis held fixed).
         return P if fmap is None else fmap.vjp(self._X_input, P)
 
-    @_torch_backend
+    @torch_backend
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
         Xt, _, t = self._test_factors(X, y, "loss")
         return self.objective_.loss(Xt, t)
 
-    @_torch_backend
+    @torch_backend
     def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
         """RelatIF (Barshan et al., 2020): influence relative to global effect.
 
@@ -861,7 +784,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             norm = np.sqrt(np.abs(self.self_influence()))
         return scores / np.maximum(norm, np.finfo(float).tiny)
 
-    @_torch_backend
+    @torch_backend
     def top_influential(
         self,
         X_test,
@@ -941,7 +864,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ]
         return StreamingTopK.stack(tops).table(self._y, self._index, test_index)
 
-    @_torch_backend
+    @torch_backend
     def influence_blocks(self, X_test, y_test=None, *, target="loss"):
         """The influence matrix in blocks of training rows, within working memory.
 
