@@ -2,18 +2,41 @@
 """Koh & Liang's Figure 2 on a small CNN: predicted vs actual leave-one-out.
 
 For each seed: train a small CNN on 8x8 digits images (scikit-learn's
-bundled ``load_digits``) with Adam and coupled weight decay, finish with
+bundled ``load_digits``, pixels / 16, ``--n-train`` random rows) with Adam
+*without* weight decay, then minimise the decayed objective (mean
+cross-entropy + 1/2 wd ||theta||^2, coupled decay on every parameter) with
 full-batch L-BFGS in float64 to a stationary point
-(``skinfluence.torch.refine``), explain it with ``InfluenceExplainer``
-(solver 'exact', all parameters), pick the test image with the largest loss,
-and retrain without each of the ``--n-remove`` most influential training
-rows, starting from the fitted parameters (as the paper does), with
-full-batch L-BFGS. Reports Pearson R and the slope of predicted against
-actual changes of the test loss, per seed.
+(``skinfluence.torch.refine``); explain it with ``InfluenceExplainer``
+(solver 'exact', all parameters); pick the test image with the largest loss
+(a confidently misclassified one); retrain without each of the
+``--n-remove`` training rows most influential on its loss, starting from
+the fitted parameters (as the paper does), with full-batch L-BFGS. Reports
+Pearson R and the slope of predicted against actual changes of the test
+loss, per seed.
 
-The CNN (``cnn``): Conv2d(1, 8, 3, padding=1) - act - AvgPool2d(2) -
-Conv2d(8, 6, 3, padding=1) - act - AvgPool2d(2) - Linear(24, 10); act is
-softplus (default), tanh or relu (``--activation``).
+The CNN (``make_cnn``): Conv2d(1, 8, 3, padding=1) - act - AvgPool2d(2) -
+Conv2d(8, 6, 3, padding=1) - act - AvgPool2d(2) - Linear(24, 10), 768
+parameters; act is softplus (default), tanh or relu (``--activation``).
+
+What makes the agreement robust (measured, see README):
+
+- a fitted, not collapsed, net: Adam with the coupled decay from random
+  weights drives this CNN to the all-zero stationary point (every image gets
+  the class priors; all rows of a class then share one gradient and one
+  influence). Fit the data first, add the decay in the L-BFGS stage;
+- stationarity: stopping L-BFGS early (400 iterations on 150 rows) leaves
+  negative curvature and the exact solver refuses the Hessian; the recipe
+  runs up to 2000 iterations (gradient norm 1e-6 to 1e-5);
+- enough decay for the number of rows: with 100 rows, decay 1e-2 gave R
+  0.37 to 0.98 over three seeds and 5e-2 gave 0.95 to 0.9999; with 1,200
+  rows, 1e-2 suffices. Each removal is then a small perturbation and the
+  first-order prediction holds; it underestimates the actual change
+  slightly (slope 0.8 to 0.9) where single rows carry large leverage;
+- smooth activations: with ReLU the Hessian misses the kinks' curvature.
+
+Only the influence of the rows' own gradients is compared (``validate_loo``:
+``loo_change`` includes the decay becoming relatively stronger, the same for
+every row).
 
 Usage::
 
@@ -85,6 +108,16 @@ def train(module, X, y, weight_decay, seed, epochs=60, max_iter=2000):
     return model, refine(model, X, y, max_iter=max_iter)
 
 
+def pick_test_point(explainer, X_test, y_test):
+    """The test image with the largest loss (misclassified), as the paper picks.
+
+    A confidently wrong prediction is where the training rows' influence
+    spreads most: the rows of its true class help, those of the predicted
+    class hurt, by very different amounts.
+    """
+    return int(np.argmax(explainer.test_loss(X_test, y_test)))
+
+
 def run_seed(seed, args):
     torch.manual_seed(seed)
     X, y, Xte, yte = digits(args.n_train, seed)
@@ -97,7 +130,7 @@ def run_seed(seed, args):
         ).fit(X, y)
     fit_s = time.perf_counter() - start
     losses = explainer.test_loss(Xte, yte)
-    t = int(np.argmax(losses))
+    t = pick_test_point(explainer, Xte, yte)
     check = validate_loo(
         explainer, Xte[t : t + 1], yte[t : t + 1], n_remove=args.n_remove
     )

@@ -415,29 +415,81 @@ def test_skorch_refuses_decoupled_decay_and_train_split():
         InfluenceExplainer(net).fit(Xs, y)
 
 
-# -- Koh & Liang's Figure 2, small and fast --------------------------------------
-def _figure2(n_train, n_remove, seed, weight_decay=1e-2, epochs=30):
-    """The documented CNN (benchmarks/bench_torch_loo.py): Adam, then L-BFGS."""
+# -- Koh & Liang's Figure 2 on a CNN ---------------------------------------------
+def _bench_loo():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_torch_loo import digits, make_cnn, train
+    import bench_torch_loo
 
-    Xtr, ytr, Xte, yte = digits(n_train, seed)
-    model, gnorm = train(make_cnn(), Xtr, ytr, weight_decay, seed, epochs=epochs)
-    assert gnorm < 1e-5
+    return bench_torch_loo
+
+
+def test_cnn_per_sample_gradients_match_a_loop_and_differ():
+    """vmap over grad through Unflatten/Conv2d/AvgPool equals one autograd.grad
+    per row, and distinct images give distinct gradients (a collapsed or
+    mis-batched model would give every row of a class the same one)."""
+    bench = _bench_loo()
+    X, y, _, _ = bench.digits(40, 0)
+    torch.manual_seed(0)
+    model = TorchModel(bench.make_cnn(), weight_decay=1e-2).fit(X, y)
+    obj = _objective(model, X, y)
+    G = obj.per_sample_gradients(obj.X[:6], obj.y[:6])
+    loop = []
+    for i in range(6):
+        theta = obj.theta.clone().requires_grad_(True)
+        loss = obj.losses(theta, obj.X[i : i + 1], obj.y[i : i + 1])[0]
+        loop.append(torch.autograd.grad(loss, theta)[0])
+    assert _rel(G, torch.stack(loop)) < 1e-12
+    same = y[:6][:, None] == y[:6][None]
+    dist = torch.cdist(G, G).numpy()
+    assert (dist[~same] > 1e-3 * np.abs(G.numpy()).max()).all()
+
+
+def test_decay_from_the_start_collapses_the_cnn():
+    """The symptom behind identical influences: Adam with coupled decay 1e-2
+    from random weights drives this CNN to the all-zero stationary point
+    (class priors for every image). ``bench_torch_loo.train`` fits the data
+    first and adds the decay in the L-BFGS stage (checked in the Figure-2
+    test below)."""
+    bench = _bench_loo()
+    X, y, _, _ = bench.digits(100, 0)
+    torch.manual_seed(0)
+    module = bench.make_cnn(channels=(4, 3))
+    opt = torch.optim.Adam(module.parameters(), lr=1e-2, weight_decay=1e-2)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    for _ in range(30):
+        for idx in torch.randperm(len(y)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(module(Xt[idx]), yt[idx]).backward()
+            opt.step()
+    collapsed = TorchModel(module, weight_decay=1e-2).fit(X, y)
+    proba = collapsed.predict_proba(X)
+    assert proba.std(axis=0).max() < 0.02  # the same prediction for every image
+
+
+def _figure2(n_train, n_remove, seed, weight_decay, channels, max_iter=2000):
+    """The documented CNN and recipe (benchmarks/bench_torch_loo.py)."""
+    bench = _bench_loo()
+    Xtr, ytr, Xte, yte = bench.digits(n_train, seed)
+    model, gnorm = bench.train(
+        bench.make_cnn(channels=channels), Xtr, ytr, weight_decay, seed, 60, max_iter
+    )
+    assert gnorm < 1e-4
+    assert model.score(Xtr, ytr) > 0.8  # fitted, not collapsed
     ex = InfluenceExplainer(model).fit(Xtr, ytr)
-    t = int(np.argmax(ex.test_loss(Xte, yte)))
+    t = bench.pick_test_point(ex, Xte, yte)
     return validate_loo(ex, Xte[t : t + 1], yte[t : t + 1], n_remove=n_remove)
 
 
-@pytest.mark.slow  # see the report: the fast variant is not yet reliable
 def test_figure2_small_cnn_fast():
-    check = _figure2(n_train=200, n_remove=8, seed=0)
-    assert check.pearson_r > 0.95, check.table
-    assert 0.7 < check.slope < 1.5
+    """100 images, a 281-parameter softplus CNN, decay 5e-2: R 0.9999 measured."""
+    check = _figure2(100, 6, seed=0, weight_decay=5e-2, channels=(4, 3), max_iter=1000)
+    assert check.pearson_r > 0.98, check.table
+    assert 0.5 < check.slope < 1.3
+    assert np.ptp(check.table["predicted"]) > 0.1  # rows differ: no collapse
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_figure2_small_cnn_full(seed):
-    check = _figure2(n_train=1200, n_remove=30, seed=seed)
+    check = _figure2(1200, 30, seed=seed, weight_decay=1e-2, channels=(8, 6))
     assert check.pearson_r > 0.95, check.table

@@ -78,7 +78,9 @@ class TorchInfluence:
         Norm of the training objective's gradient at the fitted parameters.
     stationarity_ : float
         ``||H^-1 grad L||`` over the typical single-row effect
-        ``||H^-1 g_i|| / n`` (root mean square over 64 rows): how far the
+        ``||H^-1 g_i|| / n`` (root mean square over 64 rows; without a dense
+        Hessian, where solves cost per column, ``||grad L||`` over
+        ``||g_i|| / n``): how far the
         fit is from stationary, in units of the effects being measured.
     eigenvalue_range_ : tuple of float or None
         Smallest and largest eigenvalue of ``H`` (undamped) when the solver
@@ -165,15 +167,19 @@ class TorchInfluence:
 
     def _stationarity(self, operator):
         obj = self.objective_
-        step = self._solve(obj.mean_gradient()[None]).norm()
-        self.gradient_norm_ = float(obj.mean_gradient().norm())
+        gradient = obj.mean_gradient()
+        self.gradient_norm_ = float(gradient.norm())
         rng = check_random_state(0)
         rows = np.sort(
             rng.choice(obj.n_samples, size=min(obj.n_samples, 64), replace=False)
         )
         G = obj.per_sample_gradients(obj.X[rows], obj.y[rows])
-        norms = self._solve(G).norm(dim=0) / obj.n_samples
-        typical = float(torch.sqrt((norms**2).mean()))
+        if operator.dense_ is not None:  # solves are cheap: compare H^-1 steps
+            S = self._solve(torch.cat([gradient[None], G]))
+            step, norms = S[:, 0].norm(), S[:, 1:].norm(dim=0)
+        else:  # an iterative solver pays per column: compare gradients
+            step, norms = gradient.norm(), G.norm(dim=1)
+        typical = float(torch.sqrt(((norms / obj.n_samples) ** 2).mean()))
         self.stationarity_ = float(step) / max(typical, np.finfo(float).tiny)
 
     def _test_gradients(self, X, y, target):

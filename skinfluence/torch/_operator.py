@@ -21,8 +21,12 @@ class _RowHessian:
     def hessian_vector_product(self, rows, target, weights, V):
         obj = self.objective
         Vt = torch.as_tensor(np.asarray(V), dtype=obj.dtype, device=obj.device)
-        idx = torch.as_tensor(np.asarray(rows), device=obj.device)
-        return obj.hvp(Vt.reshape(obj.n_params, -1), rows=idx).cpu().numpy()
+        rows = np.asarray(rows)
+        if rows.size == obj.n_samples and (rows == np.arange(rows.size)).all():
+            rows = None  # a full batch: reuse the kept gradient graph
+        else:
+            rows = torch.as_tensor(rows, device=obj.device)
+        return obj.hvp(Vt.reshape(obj.n_params, -1), rows=rows).cpu().numpy()
 
 
 class TorchHessianOperator:
