@@ -31,7 +31,7 @@ from . import _influence
 from ._checks import split_model
 from ._selection import StreamingTopK
 from .objectives import build_objective, is_supported
-from .solvers import LissaSolver, make_solver
+from .solvers import HessianOperator, LissaSolver, make_solver
 
 try:
     import dask
@@ -100,12 +100,12 @@ def _feature_arrays(explainer, X):
     return X, _map_rows(kernel.transform, X, width)
 
 
-class DaskHessianOperator:
+class DaskHessianOperator(HessianOperator):
     """The Hessian of an objective on a dask array: sums over its row chunks.
 
-    Same protocol as :class:`skinfluence.solvers.HessianOperator`
-    (``shape``, ``null_space``, ``to_dense``, ``matmat``, ``diagonal``); each
-    call is one tree reduction on the cluster returning a numpy array.
+    :class:`skinfluence.solvers.HessianOperator` with ``to_dense``,
+    ``matmat`` and ``diagonal`` each one tree reduction on the cluster
+    returning a numpy array (``shape`` and ``null_space`` are inherited).
 
     Parameters
     ----------
@@ -121,15 +121,6 @@ class DaskHessianOperator:
         self.weights = weights
         self.total_weight = float(weights.sum().compute())
         self._shared_objective = dask.delayed(objective, pure=True)
-
-    @property
-    def shape(self):
-        p = self.objective.n_params
-        return (p, p)
-
-    @property
-    def null_space(self):
-        return self.objective.null_space
 
     def reduce(self, name, *args):
         """``sum_c W_c / W * objective.<name>(X_c, target_c, w_c, *args)``."""
