@@ -61,9 +61,10 @@ def fit_params_for(estimator, sample_weight):
 
 
 # -- memory budget and chunked loops ------------------------------------------
-# Past this many rows a chunk's matrix products already run at full speed;
-# larger chunks would only raise the resident memory.
-MAX_CHUNK_ROWS = 16384
+# Cap on rows per chunk whatever the budget: a Hessian built from 16,384-row
+# chunks took ~25% longer than from 65,536-row ones (50,000 x 300), while
+# working_memory still bounds the temporaries.
+MAX_CHUNK_ROWS = 65536
 
 
 def n_workers(n_jobs):

@@ -214,12 +214,30 @@ class LinearObjective:
         -------
         ndarray of shape (n, m)
         """
+        if (
+            self.n_outputs == 1
+            and not sp.issparse(X)
+            and self.block_size <= V.shape[1]
+        ):
+            # Wide results: scale the (smaller) rows instead of the result, so
+            # one product writes it and nothing passes over it again.
+            return self._scaled_rows(X, factors[:, 0]) @ V
         Z = self._block_products(X, V)
         if Z.shape[1] == 1:  # one output: scale rows in place, no temporaries
             Z = Z[:, 0, :]
             Z *= factors
             return Z
         return np.einsum("nk,nkm->nm", factors, Z)
+
+    def _scaled_rows(self, X, s):
+        """``s_i * xt_i`` as a dense (n, block_size) array (one output only)."""
+        X = np.asarray(X)
+        d = self.n_features
+        out = np.empty((X.shape[0], self.block_size))
+        np.multiply(X, s[:, None], out=out[:, :d])
+        if self.fit_intercept:
+            out[:, d] = s
+        return out
 
     def _block_products(self, X, V):
         """``xt_i @ V_k`` for every row and output block: shape (n, K, m)."""
