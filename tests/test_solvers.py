@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import sklearn
 from scipy import linalg
 from sklearn.datasets import (
     load_breast_cancer,
@@ -255,6 +256,49 @@ def test_lissa_undamped_full_batch_within_bound():
     bound = (1.0 - eig[0] / solver.scale_) ** 501 * np.linalg.norm(X_exact, axis=0)
     assert solver.n_iter_ == 500
     assert np.all(np.linalg.norm(X - X_exact, axis=0) <= bound)
+
+
+class _ProductsOnly:
+    """An operator that cannot form its Hessian: products only."""
+
+    def __init__(self, operator):
+        self._operator = operator
+
+    def __getattr__(self, name):
+        if name == "to_dense":
+            raise AttributeError(name)
+        return getattr(self._operator, name)
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_lissa_dense_hessian_same_recursion(name):
+    """Multiplying by a formed H runs the same recursion as asking for products."""
+    operator, B = _problem(name)
+    damping = 1e-2 * _spectrum(name)[-1]
+
+    def run(op):
+        solver = LissaSolver(
+            damping=damping, scale=2.0 * _spectrum(name)[-1], depth=300
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return solver.fit(op).solve(B), solver
+
+    X_dense, dense = run(operator)
+    X_products, products = run(_ProductsOnly(operator))
+    assert dense.dense_hessian_ and not products.dense_hessian_
+    assert dense.n_iter_ == products.n_iter_
+    np.testing.assert_allclose(X_dense, X_products, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dense.residual_, products.residual_, atol=1e-12)
+
+
+def test_lissa_products_when_hessian_exceeds_working_memory():
+    operator, B = _problem("poisson")
+    solver = LissaSolver(scale=2.0 * _spectrum("poisson")[-1], depth=20, tol=1e-30)
+    with sklearn.config_context(working_memory=0):
+        with pytest.warns(ConvergenceWarning):
+            solver.fit(operator).solve(B)
+    assert not solver.dense_hessian_
 
 
 def test_lissa_minibatches_close_on_damped_problem():
