@@ -493,3 +493,66 @@ def test_figure2_small_cnn_fast():
 def test_figure2_small_cnn_full(seed):
     check = _figure2(1200, 30, seed=seed, weight_decay=1e-2, channels=(8, 6))
     assert check.pearson_r > 0.95, check.table
+
+
+# -- the final linear layer's Hessian block in closed form --------------------
+class _TiedHead(nn.Module):
+    """The head's weight also feeds the body: the closed form must step aside."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 3)
+        self.head = nn.Linear(3, 3)
+        self.double()
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x))
+        h = h + 0.3 * torch.tanh(h @ self.head.weight)
+        return self.head(h)
+
+
+def _closed_form_cases():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 4))
+    y3 = rng.integers(0, 3, size=40)
+    y2 = (X[:, 0] > 0).astype(int)
+    yr = X[:, :2] @ np.array([[1.0, -0.5], [0.3, 2.0]]) + 0.1 * rng.normal(size=(40, 2))
+
+    def mlp(out, last=None):
+        layers = [nn.Linear(4, 5), nn.Softplus(), nn.Linear(5, out)]
+        return nn.Sequential(*layers, *([last] if last else [])).double()
+
+    cnn = nn.Sequential(
+        nn.Unflatten(1, (1, 2, 2)),
+        nn.Conv2d(1, 2, 2, padding=1),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(18, 3),
+    ).double()
+    return {
+        "cross_entropy": (mlp(3), "cross_entropy", X, y3, True),
+        "cnn": (cnn, "cross_entropy", X, y3, True),
+        "bce": (mlp(1), "bce_with_logits", X, y2, True),
+        "mse": (mlp(2), "mse", X, yr, True),
+        # log-probabilities after the layer: the output is not the layer's
+        "log_softmax": (mlp(3, nn.LogSoftmax(dim=1)), "nll", X, y3, False),
+        "tied": (_TiedHead(), "cross_entropy", X, y3, False),
+    }
+
+
+@pytest.mark.parametrize("case", list(_closed_form_cases()))
+@pytest.mark.parametrize("params", ["all", "last"])
+def test_last_layer_closed_form_equals_products(case, params):
+    from skinfluence.torch._last_layer import last_layer_hessian
+
+    torch.manual_seed(0)
+    net, loss, X, y, applies = _closed_form_cases()[case]
+    model = TorchModel(net, loss=loss, weight_decay=0.05).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StationarityWarning)  # untrained: fine here
+        explainer = InfluenceExplainer(model, params=params, solver="cg").fit(X, y)
+    obj = explainer.objective_
+    assert (last_layer_hessian(obj) is not None) == applies
+    eye = torch.eye(obj.n_params, dtype=obj.dtype)
+    by_products = obj.hvp(eye)
+    assert _rel(obj.hessian(), (by_products + by_products.T) / 2) < 1e-12

@@ -214,11 +214,7 @@ class LinearObjective:
         -------
         ndarray of shape (n, m)
         """
-        if (
-            self.n_outputs == 1
-            and not sp.issparse(X)
-            and self.block_size <= V.shape[1]
-        ):
+        if self.n_outputs == 1 and not sp.issparse(X) and self.block_size <= V.shape[1]:
             # Wide results: scale the (smaller) rows instead of the result, so
             # one product writes it and nothing passes over it again. Written
             # as (m, n) in C order, the layout callers transpose it to (and

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 
+from ._last_layer import last_layer_hessian
 from ._model import per_sample_loss
 
 # Rows x right-hand sides evaluated in one vmap: bounds activation memory.
@@ -239,9 +240,31 @@ class TorchObjective:
         return state
 
     def hessian(self):
-        """The dense ``H`` of shape (p, p) (p Hessian-vector products)."""
-        eye = torch.eye(self.n_params, dtype=self.dtype, device=self.device)
-        H = self.hvp(eye)
+        """The dense ``H`` of shape (p, p).
+
+        One Hessian-vector product per parameter, except on a final linear
+        layer whose block has a closed form (see ``_last_layer``): there the
+        products are only needed for the other parameters, whose columns also
+        hold the cross block.
+        """
+        p = self.n_params
+        last = last_layer_hessian(self)
+        if last is None:
+            H = self.hvp(torch.eye(p, dtype=self.dtype, device=self.device))
+            return (H + H.T) / 2
+        index, block = last
+        others = torch.ones(p, dtype=torch.bool, device=self.device)
+        others[index] = False
+        others = torch.nonzero(others).ravel()
+        E = torch.zeros(p, len(others), dtype=self.dtype, device=self.device)
+        E[others, torch.arange(len(others), device=self.device)] = 1.0
+        cols = self.hvp(E)
+        H = torch.empty(p, p, dtype=self.dtype, device=self.device)
+        H[:, others] = cols
+        H[others[:, None], index[None, :]] = cols[index].T
+        H[index[:, None], index[None, :]] = block / self.n_samples + torch.diag(
+            self.weight_decay[index]
+        )
         return (H + H.T) / 2
 
     # -- test quantities ----------------------------------------------------------
