@@ -242,7 +242,7 @@ def main(argv=None):
                 continue
             values, seconds = results[(pkg, name)]
             err = np.abs(values - ref).max() / scale
-            print(f"| {name} | {pkg} | {seconds:.2f} | {err:.1e} |")
+            print(f"| {name} | {pkg} | {seconds:.2f} | {err:.4e} |")
 
 
 if __name__ == "__main__":
