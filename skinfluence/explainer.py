@@ -384,7 +384,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def _stationarity(self):
         obj, solver = self.objective_, self.solver_
         step = np.linalg.norm(
-            solver.solve(obj.mean_gradient(self._X, self._target, self._weights))
+            solver.solve(
+                obj.mean_gradient(self._X, self._target, self._weights, self._R)
+            )
         )
         rng = check_random_state(0)
         n = self._X.shape[0]

@@ -310,10 +310,15 @@ class LinearObjective:
                 out[k, d] = DZ[:, k, :].sum(axis=0)
         return out.reshape(K * b, -1) + self.penalty[:, None] * V
 
-    def mean_gradient(self, X, y, sample_weight):
-        """Gradient of the mean-form objective (zero at an exact optimum)."""
+    def mean_gradient(self, X, y, sample_weight, residuals=None):
+        """Gradient of the mean-form objective (zero at an exact optimum).
+
+        ``residuals``: :meth:`residuals` of ``(X, y)`` when already at hand
+        (saves a pass over X).
+        """
         w = np.asarray(sample_weight, dtype=np.float64)
-        R = self.residuals(X, y) * (w / w.sum())[:, None]
+        R = self.residuals(X, y) if residuals is None else residuals
+        R = R * (w / w.sum())[:, None]
         return self.project_transpose(X, R) + self.penalty * self.theta
 
     def project_transpose(self, X, factors):
