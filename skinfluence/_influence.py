@@ -209,25 +209,38 @@ def _newton_setup(objective, H_inv, weights):
     return A_inv, s, A_inv @ q
 
 
-def _newton_rows(objective, A_inv, z, X, target, weights, s):
-    """:func:`newton_parameter_changes` for some rows, given the shared terms."""
+def _leverages(objective, A_inv, X):
+    """``M[i, k, j] = xt_i' A_inv[block k, block j] xt_i``: shape (n, K, K).
+
+    ``M[i]`` is symmetric (``A_inv`` is), so only the blocks ``j >= k`` are
+    computed: one product per output k, ``n b^2 K (K + 1) / 2`` in all.
+    """
     K, b = objective.n_outputs, objective.block_size
     fi = objective.fit_intercept
     n = X.shape[0]
+    M = np.empty((n, K, K))
+    for k in range(K):
+        # xt_i' A_inv[block k, blocks k..K-1], shape (n, (K - k) b)
+        P = _rows_times(X, A_inv[k * b : (k + 1) * b, k * b :], fi)
+        for j in range(k, K):
+            M[:, k, j] = M[:, j, k] = _rowwise_dot(
+                X, P[:, (j - k) * b : (j - k + 1) * b], fi
+            )
+    return M
+
+
+def _newton_coefficients(objective, z, X, target, weights, s, M):
+    """Per-row terms of one Newton step without the row, given leverages M.
+
+    ``delta_i = s_i z + sum_j a_ij A_inv[:, block j] xt_i`` (see
+    :func:`newton_parameter_changes`). Returns ``(eta, Uz, a)``: the rows'
+    outputs, ``Uz[i, k] = xt_i . z_k`` and the coefficients ``a`` (n, K).
+    """
+    K, b = objective.n_outputs, objective.block_size
     eta = objective.linear_predictor(X)
     R = objective.family.gradient(target, eta)
     D = objective.family.hessian(target, eta)
-    # cols[j][i] = A^-1[:, block j] xt_i, shape (n, K*b) for each l.
-    cols = [_rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)]
-    M = np.empty((n, K, K))
-    for j in range(K):
-        blocks = cols[j].reshape(n, K, b)
-        for k in range(K):
-            M[:, k, j] = _rowwise_dot(X, blocks[:, k, :], fi)
-    Uz = np.stack(
-        [_rows_times(X, z.reshape(K, b)[k][:, None], fi)[:, 0] for k in range(K)],
-        axis=1,
-    )
+    Uz = _rows_times(X, z.reshape(K, b).T, objective.fit_intercept)
     y = weights[:, None] * np.einsum("nkl,nl->nk", M, R) + s[:, None] * Uz
     C = weights[:, None, None] * D
     lhs = np.eye(K)[None] - np.einsum("nkl,nlm->nkm", C, M)
@@ -235,6 +248,23 @@ def _newton_rows(objective, A_inv, z, X, target, weights, s):
         weights[:, None] * R
         + np.linalg.solve(lhs, np.einsum("nkl,nl->nk", C, y)[:, :, None])[:, :, 0]
     )
+    return eta, Uz, a
+
+
+def _newton_rows(objective, A_inv, z, X, target, weights, s):
+    """:func:`newton_parameter_changes` for some rows, given the shared terms."""
+    K, b = objective.n_outputs, objective.block_size
+    fi = objective.fit_intercept
+    n = X.shape[0]
+    # cols[j][i] = A^-1[:, block j] xt_i, shape (n, K*b); the leverages are
+    # their dot products with the rows.
+    cols = [_rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)]
+    M = np.empty((n, K, K))
+    for j in range(K):
+        blocks = cols[j].reshape(n, K, b)
+        for k in range(K):
+            M[:, k, j] = _rowwise_dot(X, blocks[:, k, :], fi)
+    _, _, a = _newton_coefficients(objective, z, X, target, weights, s, M)
     delta = s[:, None] * z[None, :]
     for j in range(K):
         delta += a[:, j, None] * cols[j]
@@ -272,19 +302,16 @@ def loo_own_outputs(objective, H_inv, X, target, weights, n_jobs=None):
     A_inv, s, z = _newton_setup(objective, H_inv, weights)
 
     def chunk(rows):
+        # xt_i . delta_i[block k] = s_i Uz[i, k] + sum_j a_ij M[i, k, j]: the
+        # (n, p) changes themselves are never formed.
         Xc = X[rows]
-        delta = _newton_rows(
-            objective, A_inv, z, Xc, target[rows], weights[rows], s[rows]
+        M = _leverages(objective, A_inv, Xc)
+        eta, Uz, a = _newton_coefficients(
+            objective, z, Xc, target[rows], weights[rows], s[rows], M
         )
-        eta = objective.linear_predictor(Xc)
-        for k in range(K):
-            eta[:, k] += _rowwise_dot(
-                Xc, delta[:, k * b : (k + 1) * b], objective.fit_intercept
-            )
-        return eta
+        return eta + s[rows, None] * Uz + np.einsum("nkj,nj->nk", M, a)
 
-    p = objective.n_params
-    row_bytes = 8.0 * ((K + 3) * p + X.shape[1] + 4 * K * K)
+    row_bytes = 8.0 * (K * b + X.shape[1] + 6 * K * K)
     return _per_row(chunk, X.shape[0], row_bytes, n_jobs, (K,))
 
 
