@@ -6,7 +6,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sklearn.datasets import load_breast_cancer  # noqa: E402
-from sklearn.frozen import FrozenEstimator  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import scale  # noqa: E402
 from torch import nn  # noqa: E402
@@ -15,25 +14,8 @@ from skinfluence import InfluenceExplainer  # noqa: E402
 from skinfluence.torch import TorchModel  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def pair():
-    """L2 logistic regression, in scikit-learn and as a one-layer torch net."""
-    torch.set_num_threads(1)
-    X, y = load_breast_cancer(return_X_y=True)
-    X, y = scale(X)[:200], y[:200]
-    C, n = 0.5, len(y)
-    lr = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
-    ref = InfluenceExplainer(FrozenEstimator(lr)).fit(X, y)
-    lin = nn.Linear(X.shape[1], 1).double()
-    with torch.no_grad():
-        lin.weight.copy_(torch.as_tensor(lr.coef_))
-        lin.bias.copy_(torch.as_tensor(lr.intercept_))
-    net = TorchModel(lin, loss="bce_with_logits", weight_decay={"weight": 1 / (C * n)})
-    return ref, InfluenceExplainer(net).fit(X, y), X, y
-
-
-def test_group_influence_first_order_on_torch(pair):
-    ref, ours, X, y = pair
+def test_group_influence_first_order_on_torch(logistic_pair):
+    ref, ours, X, y = logistic_pair
     labels = np.arange(len(y)) % 7
     got = ours.group_influence(labels, X[:3], y[:3])
     # torch's mean objective: the per-row changes include the stronger decay.
@@ -51,8 +33,8 @@ def test_group_influence_first_order_on_torch(pair):
         ours.group_influence(labels, X[:3], y[:3], method="newton")
 
 
-def test_divine_on_torch_matches_closed_form(pair):
-    ref, ours, X, y = pair
+def test_divine_on_torch_matches_closed_form(logistic_pair):
+    ref, ours, X, y = logistic_pair
     a = ours.top_influential(X[:2], y[:2], k=4, method="divine", gamma=2.0)
     b = ref.top_influential(X[:2], y[:2], k=4, method="divine", gamma=2.0)
     assert (a["train_row"].to_numpy() == b["train_row"].to_numpy()).all()
@@ -61,10 +43,10 @@ def test_divine_on_torch_matches_closed_form(pair):
     assert set(a["train_row"]) != set(plain["train_row"])
 
 
-def test_explain_errors_on_torch_matches_closed_form(pair):
+def test_explain_errors_on_torch_matches_closed_form(logistic_pair):
     from skinfluence import explain_errors
 
-    ref, ours, X, y = pair
+    ref, ours, X, y = logistic_pair
     groups = np.arange(len(y)) % 3
     a = explain_errors(ours, X, y, groups=groups, errors=np.arange(len(y)) < 40)
     b = explain_errors(ref, X, y, groups=groups, errors=np.arange(len(y)) < 40)
@@ -102,7 +84,7 @@ def test_training_set_attack_on_torch_matches_closed_form():
     assert np.abs(b.X_rows - X_train[b.rows]).max() <= 6 + 1e-12
 
 
-def test_validate_loo_and_display_on_torch(pair):
+def test_validate_loo_and_display_on_torch(logistic_pair):
     """The public validate_loo (and its display) retrain torch models too."""
     pytest.importorskip("matplotlib")
     import matplotlib
@@ -112,7 +94,7 @@ def test_validate_loo_and_display_on_torch(pair):
 
     from skinfluence import LOOAgreementDisplay, validate_loo
 
-    _, ours, _, _ = pair
+    _, ours, _, _ = logistic_pair
     X, y = load_breast_cancer(return_X_y=True)
     X = scale(X)
     worst = 200 + np.argmax(ours.test_loss(X[200:], y[200:]))  # held out, high loss

@@ -11,9 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
-from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
+from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.preprocessing import scale  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -115,28 +115,7 @@ def test_gradients_hvp_mixed_against_finite_differences(mlp_data):
 
 
 # -- the closed form of L2 logistic regression ----------------------------------
-@pytest.fixture(scope="module")
-def logistic_pair():
-    """LogisticRegression and the same model as a one-layer torch net.
-
-    sklearn minimises ``C sum_i loss_i + 1/2 ||w||^2`` (bias unpenalized),
-    i.e. ``mean loss + ||w||^2 / (2 C n)``: weight decay ``1 / (C n)`` on the
-    weight only.
-    """
-    X, y = load_breast_cancer(return_X_y=True)
-    X, y = scale(X)[:250], y[:250]
-    C, n = 0.5, len(y)
-    lr = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
-    ref = InfluenceExplainer(FrozenEstimator(lr)).fit(X, y)
-    lin = nn.Linear(X.shape[1], 1).double()
-    with torch.no_grad():
-        lin.weight.copy_(torch.as_tensor(lr.coef_))
-        lin.bias.copy_(torch.as_tensor(lr.intercept_))
-    model = TorchModel(
-        lin, loss="bce_with_logits", weight_decay={"weight": 1 / (C * n)}
-    )
-    ours = InfluenceExplainer(model).fit(X, y)
-    return ref, ours, X, y
+# (the ``logistic_pair`` fixture lives in conftest.py)
 
 
 @pytest.mark.parametrize(
