@@ -215,17 +215,24 @@ def _leverages(objective, A_inv, X):
     ``M[i]`` is symmetric (``A_inv`` is), so only the blocks ``j >= k`` are
     computed: one product per output k, ``n b^2 K (K + 1) / 2`` in all.
     """
-    K, b = objective.n_outputs, objective.block_size
+    K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     fi = objective.fit_intercept
     n = X.shape[0]
     M = np.empty((n, K, K))
     for k in range(K):
         # xt_i' A_inv[block k, blocks k..K-1], shape (n, (K - k) b)
-        P = _rows_times(X, A_inv[k * b : (k + 1) * b, k * b :], fi)
-        for j in range(k, K):
-            M[:, k, j] = M[:, j, k] = _rowwise_dot(
-                X, P[:, (j - k) * b : (j - k + 1) * b], fi
-            )
+        P = np.asarray(X @ A_inv[k * b : k * b + d, k * b :])
+        if fi:
+            P += A_inv[k * b + d, k * b :]
+        if sp.issparse(X):
+            for j in range(k, K):
+                M[:, k, j] = _rowwise_dot(X, P[:, (j - k) * b : (j - k + 1) * b], fi)
+        else:  # all blocks j at once: one pass instead of K - k
+            P = P.reshape(n, K - k, b)
+            M[:, k, k:] = np.einsum("nd,njd->nj", X, P[:, :, :d])
+            if fi:
+                M[:, k, k:] += P[:, :, d]
+        M[:, k + 1 :, k] = M[:, k, k + 1 :]
     return M
 
 

@@ -94,6 +94,11 @@ class Multinomial:
         D[:, idx, idx] += P
         return D
 
+    def hessian_parts(self, t, eta):
+        """``(a, U)`` with ``hessian(t, eta)[i] = diag(a_i) - u_i u_i'``."""
+        P = softmax(eta, axis=1)
+        return P, P
+
     def output_gradient(self, eta, output, class_index):
         n, K = eta.shape
         onehot = np.zeros((n, K))

@@ -65,11 +65,16 @@ class HessianOperator:
                 total += piece
         return total
 
-    def _row_bytes(self, m=0):
-        """Temporaries per row: an X-sized copy of it, and K m-vectors."""
+    def _row_bytes(self, m=0, dense=False):
+        """Temporaries per row: an X-sized copy of it, and K m-vectors.
+
+        ``dense``: the Hessian itself, whose multi-output form also holds a
+        row of ``K`` feature blocks (see ``LinearObjective.hessian``).
+        """
         K, (n, d) = self.objective.n_outputs, self.X.shape
         width = 1.5 * self.X.nnz / max(n, 1) if sp.issparse(self.X) else d
-        return 8.0 * (width + K * K + 3 * K * m + 4 * K)
+        blocks = K * (d + 1) if dense and K > 1 else 0
+        return 8.0 * (width + K * K + 3 * K * m + 4 * K + blocks)
 
     @property
     def shape(self):
@@ -82,7 +87,7 @@ class HessianOperator:
         return self.objective.null_space
 
     def to_dense(self):
-        return self._sum_over_rows(self.objective.hessian, self._row_bytes())
+        return self._sum_over_rows(self.objective.hessian, self._row_bytes(dense=True))
 
     def matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)

@@ -1,6 +1,5 @@
 """Exact inverse-Hessian solves: one Cholesky factorization, reused."""
 
-import warnings
 
 import numpy as np
 from scipy import linalg
@@ -107,7 +106,12 @@ class ExactSolver:
     def inverse(self):
         """The dense inverse, shape (n_params, n_params), formed once per fit."""
         if getattr(self, "_inverse", None) is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._inverse = self.solve(np.eye(self.n_params_))
+            # From the factor directly (LAPACK potri): a third of the flops of
+            # solving for the identity.
+            inv, info = linalg.lapack.dpotri(self.factor_[0], lower=True)
+            if info:
+                raise SingularHessianError(f"dpotri failed with info={info}")
+            inv = np.tril(inv)
+            inv += np.tril(inv, -1).T
+            self._inverse = inv
         return self._inverse
