@@ -14,6 +14,7 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -26,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _influence
 from ._checks import fit_params_for
+from ._refit import refit_without
 from .explainer import InfluenceExplainer
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
@@ -272,18 +274,48 @@ class MislabelDetector(BaseEstimator):
         index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
         return self.classes_[index]
 
-    def _second_round(self, estimator, X, y, sample_weight, first, eta):
+    def _second_round(self, estimator, X, y, sample_weight, first, eta_loo):
         """Rescore every row by a model that never saw the first round's flags.
 
-        Refits on the rows the first round kept, then scores each kept row by
-        its held-out loss (one Newton step) under that model, and each flagged
-        row by its plain loss under it. Other mislabeled rows nearby no longer
-        mask a flagged one. Skipped when too few rows of a class would remain.
+        Refits without the rows the first round flagged, then scores each
+        flagged row by its loss under that model, and each kept row by its
+        held-out loss under it (its first-round leave-one-out change added to
+        its new output). Other mislabeled rows nearby no longer mask a
+        flagged one. Skipped when too few rows of a class would remain.
         """
-        keep = np.flatnonzero(~first)
+        keep, flagged = np.flatnonzero(~first), np.flatnonzero(first)
         _, counts = np.unique(y[keep], return_counts=True)
         if len(counts) < len(self.classes_) or counts.min() < 2 or not first.any():
-            return self.scores_, eta
+            return self.scores_, eta_loo
+        ex = self.explainer_
+        obj, factor = ex.objective_, getattr(ex.solver_, "factor_", None)
+        if factor is None:
+            return self._second_round_by_refit(
+                estimator, X, y, sample_weight, keep, flagged, eta_loo
+            )
+        refitted, converged = refit_without(
+            obj, factor[0], ex._X, ex._target, ex._weights, flagged
+        )
+        if not converged:
+            warnings.warn(
+                "The second round's refit without the flagged rows stopped "
+                "before converging; its scores come from the last iterate. "
+                "Use n_rounds=1, or a model with a stronger penalty.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        eta = refitted.linear_predictor(ex._X)
+        eta[keep] += (eta_loo - obj.linear_predictor(ex._X))[keep]
+        return obj.family.loss(ex._target, eta), eta
+
+    def _second_round_by_refit(
+        self, estimator, X, y, sample_weight, keep, flagged, eta
+    ):
+        """The second round for solvers without a Cholesky factor.
+
+        Refits the estimator itself (warm-started where it can be) and
+        explains it anew.
+        """
         sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
         X_keep = _safe_indexing(X, keep)
         warm = _warm_refit(self.explainer_.estimator_, X_keep, y[keep], sw)
@@ -296,7 +328,6 @@ class MislabelDetector(BaseEstimator):
         )
         scores, eta = np.empty(len(y)), np.empty_like(eta)
         scores[keep], eta[keep] = _score_rows(second, "loo_loss")
-        flagged = np.flatnonzero(first)
         X_flagged = _safe_indexing(X, flagged)
         features = second._kernel_features(
             second._features(second._validate_test_X(X_flagged))
