@@ -1,7 +1,8 @@
 """Finding mislabeled training rows: Koh & Liang's Figure 6, on bundled data.
 
 Flip 10% of the training labels of a scikit-learn dataset, rank the training
-rows with :class:`skinfluence.MislabelDetector` (each method) and check them in
+rows with :class:`skinfluence.MislabelDetector` (each method, one round, and
+the default two rounds) and check them in
 that order. Left: the share of flipped labels found against the share of the
 training data checked (random order finds them in proportion), drawn by
 :class:`skinfluence.plotting.MislabelCurveDisplay`. Right: the test accuracy
@@ -36,12 +37,14 @@ LABELS = {
     "loo_loss": "held-out loss (one Newton step)",
     "self_influence": "self-influence (Koh & Liang)",
     "training_loss": "training loss",
+    "two_rounds": "default: two rounds (held-out loss)",
     "random": "random",
 }
 STYLE = {
     "loo_loss": dict(color="C0", lw=2.2),
     "self_influence": dict(color="C1", lw=1.6),
     "training_loss": dict(color="C2", lw=1.6, ls="--"),
+    "two_rounds": dict(color="C3", lw=2.2),
     "random": dict(color="0.5", lw=1.2, ls=":"),
 }
 
@@ -74,9 +77,10 @@ def main(argv=None):
     n = len(y_tr)
 
     scores = {
-        method: MislabelDetector(method=method).fit(X_tr, y_noisy).scores_
+        method: MislabelDetector(method=method, n_rounds=1).fit(X_tr, y_noisy).scores_
         for method in METHODS
     }
+    scores["two_rounds"] = MislabelDetector().fit(X_tr, y_noisy).scores_
     rankings = {m: np.argsort(-s, kind="stable") for m, s in scores.items()}
     rankings["random"] = rng.permutation(n)
 
@@ -125,7 +129,7 @@ def main(argv=None):
     MislabelCurveDisplay.from_predictions(
         scores,
         is_flipped,
-        curve_kwargs={m: STYLE[m] for m in METHODS},
+        curve_kwargs={m: STYLE[m] for m in scores},
         chance_level_kw=STYLE["random"],
         ax=left,
     )

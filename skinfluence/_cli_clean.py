@@ -111,6 +111,14 @@ def add_parser(subparsers):
         "fitted without the row), self_influence (Koh & Liang), training_loss",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2 (default): rescore every row by a model refitted without the "
+        "rows the first round flags; 1: rank by --method scores of one fit",
+    )
+    p.add_argument(
         "--contamination",
         type=_contamination,
         default="auto",
@@ -520,6 +528,7 @@ def _clean(args, out, stages):
     detector = MislabelDetector(
         FrozenEstimator(model),
         method=args.method,
+        n_rounds=args.rounds,
         contamination=args.contamination,
         threshold=args.threshold,
         action=args.action,

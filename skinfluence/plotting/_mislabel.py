@@ -49,10 +49,10 @@ def _scores_by_method(estimator, X, y, methods):
         return {m: _score_rows(estimator, m)[0] for m in methods}
     if not isinstance(estimator, MislabelDetector):
         estimator = MislabelDetector(estimator)
-    if estimator.n_rounds == 1:  # one fit serves every method
-        fitted = clone(estimator).set_params(method=methods[0]).fit(X, y)
-        return {m: _score_rows(fitted.explainer_, m)[0] for m in methods}
-    return {m: clone(estimator).set_params(method=m).fit(X, y).scores_ for m in methods}
+    # The methods' own one-round scores: a second round ranks every method
+    # alike (by held-out loss). One fit serves every method.
+    fitted = clone(estimator).set_params(method=methods[0], n_rounds=1).fit(X, y)
+    return {m: _score_rows(fitted.explainer_, m)[0] for m in methods}
 
 
 class MislabelCurveDisplay:
@@ -192,7 +192,8 @@ class MislabelCurveDisplay:
         Parameters
         ----------
         estimator : MislabelDetector, InfluenceExplainer or classifier
-            A :class:`MislabelDetector` (its settings, refitted on ``(X, y)``),
+            A :class:`MislabelDetector` (its settings, refitted on ``(X, y)``
+            for one round: each curve is a method's own scores),
             an :class:`InfluenceExplainer` (used as it is when fitted, on
             these rows; else fitted) or a classifier the explainer supports
             (wrapped in a detector).

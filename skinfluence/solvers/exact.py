@@ -1,6 +1,5 @@
 """Exact inverse-Hessian solves: one Cholesky factorization, reused."""
 
-
 import numpy as np
 from scipy import linalg
 
