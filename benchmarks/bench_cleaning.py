@@ -5,9 +5,9 @@ For each dataset and seed, 10% of the labels are flipped uniformly to another
 class, and in one process, with the same base model (the detector's default:
 ``StandardScaler`` + ``LogisticRegression(C=1, tol=1e-8, max_iter=5000)``):
 
-* skinfluence, default: ``MislabelDetector().fit(X, y_noisy)`` (two rounds:
-  held-out loss, then a refit without the rows it flags and every row
-  rescored by a model that never saw it); the time includes fitting the model;
+* skinfluence, default: ``MislabelDetector().fit(X, y_noisy)`` (up to three
+  rounds: held-out loss, then refits without the rows the previous round
+  flags, every row rescored by a model that never saw it); the time includes fitting the model;
 * skinfluence, one round: ``MislabelDetector(method=m, n_rounds=1)`` for every
   method (``loo_loss``, ``self_influence``, ``training_loss``).
   Ranking: ``ranking_``; flagged set: ``label_issues_``
@@ -82,7 +82,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_cleaning.md"
 NOISE = 0.10
 CHECKED = 0.10
-DEFAULT = "skinfluence default (two rounds)"
+DEFAULT = "skinfluence default (3 rounds)"
 
 
 def _synthetic(n, d, k, seed=0):
@@ -152,7 +152,7 @@ def run_skinfluence(X, y, method):
 
 
 def run_default(X, y):
-    """``MislabelDetector()``: two rounds (clean, refit, rescore every row)."""
+    """``MislabelDetector()``: up to 3 rounds (clean, refit, rescore every row)."""
 
     def fit():
         return MislabelDetector().fit(X, y)

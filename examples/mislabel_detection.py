@@ -2,7 +2,7 @@
 
 Flip 10% of the training labels of a scikit-learn dataset, rank the training
 rows with :class:`skinfluence.MislabelDetector` (each method, one round, and
-the default two rounds) and check them in
+the default three rounds) and check them in
 that order. Left: the share of flipped labels found against the share of the
 training data checked (random order finds them in proportion), drawn by
 :class:`skinfluence.plotting.MislabelCurveDisplay`. Right: the test accuracy
@@ -37,14 +37,14 @@ LABELS = {
     "loo_loss": "held-out loss (one Newton step)",
     "self_influence": "self-influence (Koh & Liang)",
     "training_loss": "training loss",
-    "two_rounds": "default: two rounds (held-out loss)",
+    "rounds": "default: three rounds (held-out loss)",
     "random": "random",
 }
 STYLE = {
     "loo_loss": dict(color="C0", lw=2.2),
     "self_influence": dict(color="C1", lw=1.6),
     "training_loss": dict(color="C2", lw=1.6, ls="--"),
-    "two_rounds": dict(color="C3", lw=2.2),
+    "rounds": dict(color="C3", lw=2.2),
     "random": dict(color="0.5", lw=1.2, ls=":"),
 }
 
@@ -80,7 +80,7 @@ def main(argv=None):
         method: MislabelDetector(method=method, n_rounds=1).fit(X_tr, y_noisy).scores_
         for method in METHODS
     }
-    scores["two_rounds"] = MislabelDetector().fit(X_tr, y_noisy).scores_
+    scores["rounds"] = MislabelDetector().fit(X_tr, y_noisy).scores_
     rankings = {m: np.argsort(-s, kind="stable") for m, s in scores.items()}
     rankings["random"] = rng.permutation(n)
 

@@ -112,11 +112,12 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--rounds",
-        type=int,
-        choices=(1, 2),
-        default=2,
-        help="2 (default): rescore every row by a model refitted without the "
-        "rows the first round flags; 1: rank by --method scores of one fit",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="rounds of scoring (default 3): each after the first rescores "
+        "every row by a model refitted without the rows the previous round "
+        "flags; 1: rank by --method scores of one fit",
     )
     p.add_argument(
         "--contamination",
@@ -160,6 +161,16 @@ def add_parser(subparsers):
         "-q", "--quiet", action="store_true", help="no progress lines on stderr"
     )
     return p
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _positive_float(text):

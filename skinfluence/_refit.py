@@ -38,7 +38,7 @@ def objective_without(objective, weights, drop):
 
 
 def refit_without(
-    objective, factor, X, target, weights, drop, *, gtol=1e-3, max_iter=500
+    objective, factor, X, target, weights, drop, *, start=None, gtol=1e-3, max_iter=500
 ):
     """Minimize the objective without the rows ``drop``, from the fitted optimum.
 
@@ -52,6 +52,9 @@ def refit_without(
     X, target, weights : the training rows in the objective's terms.
     drop : ndarray of int
         Positions of the rows to remove.
+    start : ndarray of shape (n_params,), default=None
+        Parameters to start from (e.g. a refit without nearly the same rows);
+        None: the fitted optimum.
     gtol : float, default=1e-3
         Stop when every component of the gradient in the whitened coordinates
         ``u`` is below it. A unit there is one unit of the full model's
@@ -71,12 +74,14 @@ def refit_without(
     share = weights[keep] / weights[keep].sum()
     family, lam = objective.family, refitted.penalty
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
-    start = objective.theta
-
+    origin = objective.theta
     factor = np.asfortranarray(factor)  # BLAS reads it without a copy
+    u0 = np.zeros(objective.n_params)
+    if start is not None:  # u = L' (theta - origin)
+        u0 = linalg.blas.dtrmv(factor, start - origin, lower=1, trans=1)
 
     def to_theta(u):
-        return start + linalg.blas.dtrsv(factor, u, lower=1, trans=1)
+        return origin + linalg.blas.dtrsv(factor, u, lower=1, trans=1)
 
     def value_and_gradient(u):
         theta = to_theta(u)
@@ -94,7 +99,7 @@ def refit_without(
 
     result = optimize.minimize(
         value_and_gradient,
-        np.zeros(objective.n_params),
+        u0,
         jac=True,
         method="L-BFGS-B",
         options={"gtol": gtol, "maxiter": max_iter, "ftol": 0.0},

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -433,7 +433,46 @@ def test_second_round_finds_more_flipped_labels():
             assert detector.scores_.shape == (len(y),)
     assert np.mean(recalls[2]) > np.mean(recalls[1]) + 0.03
     frame = pd.DataFrame(X).set_axis([f"r{i}" for i in range(len(y))])
-    X_clean, y_clean = MislabelDetector(n_rounds=2).fit_resample(
+    X_clean, y_clean = MislabelDetector().fit_resample(
         frame, pd.Series(noisy, index=frame.index)
     )
     assert X_clean.index.equals(y_clean.index) and len(y_clean) < len(y)
+
+
+def test_rounds_stop_at_a_fixed_point():
+    """Rounds stop once the flags repeat: asking for more changes nothing.
+    And three rounds find more flipped labels than one on iris (10 seeds)."""
+    X, y = load_iris(return_X_y=True)
+    recalls = {1: [], 3: []}
+    for seed in range(10):
+        noisy, flipped = flip_labels(y, np.random.default_rng(seed))
+        for rounds in (1, 3):
+            detector = MislabelDetector(n_rounds=rounds).fit(X, noisy)
+            recalls[rounds].append(recall_at(detector.ranking_, flipped))
+        many = MislabelDetector(n_rounds=50).fit(X, noisy)
+        assert 2 <= many.n_rounds_ < 50
+        again = MislabelDetector(n_rounds=many.n_rounds_).fit(X, noisy)
+        np.testing.assert_array_equal(many.scores_, again.scores_)
+    assert np.mean(recalls[3]) > np.mean(recalls[1]) + 0.03
+
+
+def test_round_without_cholesky_factor_refits_the_estimator(noisy_wine, monkeypatch):
+    """Solvers without a Cholesky factor refit the estimator itself: the same
+    losses of the flagged rows as the whitened L-BFGS refit (a fixed feature
+    map, so that both refit one objective; both refits run to a tight tol)."""
+    from skinfluence import cleaning
+
+    X, _, y_noisy, _ = noisy_wine
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000)
+    fast = MislabelDetector(model, n_rounds=2, tol=1e-9).fit(X, y_noisy)
+    monkeypatch.setattr(cleaning, "_cholesky_factor", lambda solver: None)
+    slow = MislabelDetector(model, n_rounds=2).fit(X, y_noisy)
+    assert fast.n_rounds_ == slow.n_rounds_ == 2
+    one = MislabelDetector(model, n_rounds=1).fit(X, y_noisy)
+    flagged = np.flatnonzero(one.suggested_labels_ != y_noisy)
+    assert flagged.size
+    np.testing.assert_allclose(
+        slow.scores_[flagged], fast.scores_[flagged], rtol=1e-5, atol=1e-8
+    )
+    assert not np.allclose(slow.scores_[flagged], one.scores_[flagged], rtol=0.1)
