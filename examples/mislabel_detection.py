@@ -37,7 +37,7 @@ LABELS = {
     "loo_loss": "held-out loss (one Newton step)",
     "self_influence": "self-influence (Koh & Liang)",
     "training_loss": "training loss",
-    "rounds": "default: three rounds (held-out loss)",
+    "rounds": "default: 3 rounds (held-out loss)",
     "random": "random",
 }
 STYLE = {

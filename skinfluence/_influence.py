@@ -97,6 +97,9 @@ def self_influence(objective, solver, X_train, R_train, n_jobs=None):
     """
     extra = objective.reweight_term()
     factor = _half_factor(solver)
+    n = X_train.shape[0]
+    if factor is not None and n >= objective.n_params:
+        return _self_influence_by_leverages(objective, solver, X_train, R_train, n_jobs)
     h_extra = solver.solve(extra) if factor is not None and np.any(extra) else None
 
     def chunk(rows):
@@ -111,6 +114,32 @@ def self_influence(objective, solver, X_train, R_train, n_jobs=None):
         )
         own = np.einsum("ij,ij->j", Z, Z)
         return own if extra_part is None else own + extra_part
+
+    n, row_bytes = X_train.shape[0], _solve_row_bytes(objective, X_train)
+    return _per_row(chunk, n, row_bytes, n_jobs)
+
+
+def _self_influence_by_leverages(objective, solver, X_train, R_train, n_jobs):
+    """:func:`self_influence` as ``r_i' M_i r_i`` from the rows' leverages.
+
+    ``g_i' H^-1 g_i = sum_kj r_ik r_ij xt_i' H^-1[block k, block j] xt_i``:
+    products of the rows with the dense ``H^-1`` (one GEMM per output block,
+    reading X in place) instead of a triangular solve on a scaled copy of
+    them. Twice the flops of the solve, but at the GEMM rate and without the
+    copy: 1.x faster on a million rows. Forming ``H^-1`` costs ``p^3``, less
+    than the rows' ``n p^2`` when ``n >= p`` (the caller's condition).
+    """
+    H_inv = solver.inverse()
+    extra = objective.reweight_term()
+    h_extra = H_inv @ extra if np.any(extra) else None
+
+    def chunk(rows):
+        R = R_train[rows]
+        M = _leverages(objective, H_inv, X_train[rows])
+        own = np.einsum("nk,nkj,nj->n", R, M, R)
+        if h_extra is not None:
+            own += objective.project(X_train[rows], R, h_extra[:, None])[:, 0]
+        return own
 
     n, row_bytes = X_train.shape[0], _solve_row_bytes(objective, X_train)
     return _per_row(chunk, n, row_bytes, n_jobs)

@@ -68,10 +68,11 @@ def refit_without(
         At the new parameters, with the objective's penalty without the rows.
     converged : bool
     """
-    keep = np.setdiff1d(np.arange(X.shape[0]), drop)
     refitted = objective_without(objective, weights, drop)
-    Xk, tk = X[keep], target[keep]
-    share = weights[keep] / weights[keep].sum()
+    # The dropped rows get weight 0 rather than leaving X: no copy of X.
+    share = np.asarray(weights, dtype=np.float64).copy()
+    share[drop] = 0.0
+    share /= share.sum()
     family, lam = objective.family, refitted.penalty
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     origin = objective.theta
@@ -86,15 +87,15 @@ def refit_without(
     def value_and_gradient(u):
         theta = to_theta(u)
         blocks = theta.reshape(K, b)
-        eta = np.asarray(Xk @ blocks[:, :d].T)
+        eta = np.asarray(X @ blocks[:, :d].T)
         if objective.fit_intercept:
             eta += blocks[:, d]
         if hasattr(family, "loss_gradient"):
-            loss, R = family.loss_gradient(tk, eta)
+            loss, R = family.loss_gradient(target, eta)
         else:
-            loss, R = family.loss(tk, eta), family.gradient(tk, eta)
+            loss, R = family.loss(target, eta), family.gradient(target, eta)
         value = share @ loss + 0.5 * np.dot(lam * theta, theta)
-        g = objective.project_transpose(Xk, R * share[:, None]) + lam * theta
+        g = objective.project_transpose(X, R * share[:, None]) + lam * theta
         return value, linalg.blas.dtrsv(factor, g, lower=1)
 
     result = optimize.minimize(

@@ -134,7 +134,7 @@ class MislabelDetector(BaseEstimator):
         held-out loss under it (their first-round leave-one-out change
         added). Mislabeled rows no longer mask one another. Rounds stop early
         once the flags repeat. On the bundled benchmark three rounds find
-        more flipped labels than one on every dataset for 10-60% more time
+        more flipped labels than one on every dataset for 10-40% more time
         (see the README). After the first round ``method`` picks nothing:
         every method ends ranked by held-out loss. 1: the ``method`` scores
         of the model fitted on all rows.
