@@ -9,13 +9,18 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.exceptions import DataConversionWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skinfluence import CleanLabelsClassifier, MislabelDetector, SmoothHingeSVC
+from skinfluence import (
+    CleanLabelsClassifier,
+    MislabelDetector,
+    SmoothHingeSVC,
+    StationarityWarning,
+)
 from skinfluence.cleaning import METHODS, default_estimator
 
 NOISE = 0.10
@@ -476,3 +481,35 @@ def test_round_without_cholesky_factor_refits_the_estimator(noisy_wine, monkeypa
         slow.scores_[flagged], fast.scores_[flagged], rtol=1e-5, atol=1e-8
     )
     assert not np.allclose(slow.scores_[flagged], one.scores_[flagged], rtol=0.1)
+
+
+@pytest.mark.parametrize(
+    "case", ["sgd-one-vs-rest", "liblinear", "class-weight", "sparse", "zero-weights"]
+)
+def test_rounds_with_every_objective(case):
+    """Later rounds follow each objective's own penalty and weights: one-vs-
+    rest SGD (fixed penalty), liblinear (penalized intercept), class weights,
+    sparse X, rows of weight 0; they find at least what one round finds."""
+    X, y = load_breast_cancer(return_X_y=True)
+    y_noisy, flipped = flip_labels(y, np.random.default_rng(0))
+    X = StandardScaler().fit_transform(X)
+    sw, model = None, None
+    if case == "sgd-one-vs-rest":
+        model = SGDClassifier(
+            loss="log_loss", alpha=1e-2, max_iter=5000, tol=1e-10, random_state=0
+        )
+    elif case == "liblinear":
+        model = LogisticRegression(solver="liblinear", tol=1e-10)
+    elif case == "class-weight":
+        model = LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=5000)
+    elif case == "sparse":
+        X = sp.csr_matrix(np.where(np.abs(X) > 0.5, X, 0.0))
+    else:
+        sw = np.r_[np.zeros(10), np.ones(len(y) - 10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StationarityWarning)  # SGD's optimum
+        one = MislabelDetector(model, n_rounds=1).fit(X, y_noisy, sample_weight=sw)
+        three = MislabelDetector(model).fit(X, y_noisy, sample_weight=sw)
+    assert three.n_rounds_ >= 2
+    assert recall_at(three.ranking_, flipped) >= recall_at(one.ranking_, flipped)
+    assert recall_at(three.ranking_, flipped) >= 0.8
