@@ -275,8 +275,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._target = self.objective_.family.encode(self._y)
         self._index = getattr(X, "index", None)
         self.n_params_ = self.objective_.n_params
+        eta = self.objective_.linear_predictor(Xt)  # one pass serves H and R
         operator = HessianOperator(
-            self.objective_, Xt, self._target, self._weights, n_jobs=self.n_jobs
+            self.objective_,
+            Xt,
+            self._target,
+            self._weights,
+            n_jobs=self.n_jobs,
+            eta=eta,
         )
         self.solver_ = make_solver(
             "lowrank" if self.solver == "arnoldi" else self.solver,
@@ -285,7 +291,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             n_samples=Xt.shape[0],
             objective=self.objective_,
         ).fit(operator)
-        self._R = self.objective_.residuals(Xt, self._target)
+        operator.eta = None  # the solver may keep the operator, not the outputs
+        self._R = self.objective_.family.gradient(self._target, eta)
         self.stationarity_ = self._stationarity()
         self._warn_if_not_stationary(model)
         return self

