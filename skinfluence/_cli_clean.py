@@ -535,7 +535,8 @@ def _clean(args, out, stages):
         raise CleanError(f"fitting the model failed: {exc}") from None
     stages.end()
 
-    stages.begin(f"scoring {len(X):,} rows ({args.method})")
+    how = args.method if args.rounds == 1 else f"up to {args.rounds} rounds"
+    stages.begin(f"scoring {len(X):,} rows ({how})")
     detector = MislabelDetector(
         FrozenEstimator(model),
         method=args.method,
