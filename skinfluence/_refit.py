@@ -46,9 +46,11 @@ def refit_without(
     ----------
     objective : LinearObjective
         Fitted on ``(X, target, weights)``: its parameters are the start.
-    factor : ndarray of shape (n_params, n_params)
+    factor : ndarray of shape (n_params, n_params) or (n_params,)
         Lower Cholesky factor of the full model's mean-form Hessian (as the
-        exact solver factorized it; only the lower triangle is read).
+        exact solver factorized it; only the lower triangle is read), or, when
+        there is none (iterative solvers), the square root of the Hessian's
+        diagonal: a Jacobi whitening, cheaper but needing more iterations.
     X, target, weights : the training rows in the objective's terms.
     drop : ndarray of int
         Positions of the rows to remove.
@@ -76,13 +78,30 @@ def refit_without(
     family, lam = objective.family, refitted.penalty
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     origin = objective.theta
-    factor = np.asfortranarray(factor)  # BLAS reads it without a copy
-    u0 = np.zeros(objective.n_params)
-    if start is not None:  # u = L' (theta - origin)
-        u0 = linalg.blas.dtrmv(factor, start - origin, lower=1, trans=1)
+    if factor.ndim == 1:  # u = D^(1/2) (theta - origin)
 
-    def to_theta(u):
-        return origin + linalg.blas.dtrsv(factor, u, lower=1, trans=1)
+        def to_theta(u):
+            return origin + u / factor
+
+        def to_u(theta):
+            return factor * (theta - origin)
+
+        def whiten(g):
+            return g / factor
+
+    else:  # u = L' (theta - origin)
+        factor = np.asfortranarray(factor)  # BLAS reads it without a copy
+
+        def to_theta(u):
+            return origin + linalg.blas.dtrsv(factor, u, lower=1, trans=1)
+
+        def to_u(theta):
+            return linalg.blas.dtrmv(factor, theta - origin, lower=1, trans=1)
+
+        def whiten(g):
+            return linalg.blas.dtrsv(factor, g, lower=1)
+
+    u0 = np.zeros(objective.n_params) if start is None else to_u(start)
 
     def value_and_gradient(u):
         theta = to_theta(u)
@@ -96,7 +115,7 @@ def refit_without(
             loss, R = family.loss(target, eta), family.gradient(target, eta)
         value = share @ loss + 0.5 * np.dot(lam * theta, theta)
         g = objective.project_transpose(X, R * share[:, None]) + lam * theta
-        return value, linalg.blas.dtrsv(factor, g, lower=1)
+        return value, whiten(g)
 
     result = optimize.minimize(
         value_and_gradient,

@@ -1,6 +1,5 @@
 """Mislabel detection and label cleaning for pipelines."""
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -15,9 +14,8 @@ from sklearn.base import (
     clone,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -26,7 +24,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _influence
-from ._checks import fit_params_for
 from ._refit import refit_without
 from .explainer import InfluenceExplainer
 
@@ -70,26 +67,19 @@ def _score_rows(explainer, method):
     return scores, eta_loo
 
 
-def _cholesky_factor(solver):
-    """``(L, lower)`` of the Hessian's Cholesky factor, or None (not exact)."""
-    return getattr(solver, "factor_", None)
+def _whitening(explainer):
+    """What makes the full model's Hessian the identity for a refit.
 
-
-def _warm_refit(fitted, X, y, sample_weight):
-    """Refit a copy of ``fitted`` on new rows, starting from its parameters.
-
-    The same optimum as a fresh fit, reached in fewer iterations; None when
-    the final model cannot warm start (then the caller refits from scratch).
+    Its lower Cholesky factor when the solver holds one; else (iterative
+    solvers) the square root of its diagonal, from one pass over the rows.
     """
-    model = copy.deepcopy(
-        fitted.estimator if isinstance(fitted, FrozenEstimator) else fitted
+    factor = getattr(explainer.solver_, "factor_", None)
+    if factor is not None:
+        return factor[0]
+    diagonal = explainer.objective_.hessian_diagonal(
+        explainer._X, explainer._target, explainer._weights
     )
-    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    params = final.get_params(deep=False)
-    if "warm_start" not in params or params.get("solver") == "liblinear":
-        return None
-    final.set_params(warm_start=True)
-    return model.fit(X, y, **fit_params_for(model, sample_weight))
+    return np.sqrt(np.maximum(diagonal, np.finfo(float).tiny))
 
 
 class MislabelDetector(BaseEstimator):
@@ -128,8 +118,9 @@ class MislabelDetector(BaseEstimator):
     n_rounds : int, default=3
         Rounds of scoring. After the first, each round refits without the
         rows the previous one flagged (L-BFGS from the fitted optimum,
-        preconditioned by the exact Hessian's Cholesky factor: no new
-        explainer) and rescores every row by a model that never saw it:
+        preconditioned by the exact Hessian's Cholesky factor, or by its
+        diagonal for iterative solvers: no new explainer, the feature map of
+        a Pipeline kept) and rescores every row by a model that never saw it:
         flagged rows by their loss under the refit, the others by their
         held-out loss under it (their first-round leave-one-out change
         added). Mislabeled rows no longer mask one another. Rounds stop early
@@ -283,9 +274,7 @@ class MislabelDetector(BaseEstimator):
         self.scores_, eta_loo = _score_rows(self.explainer_, self.method)
         self.n_rounds_ = 1
         if self.n_rounds > 1:
-            self.scores_, eta_loo = self._later_rounds(
-                estimator, X, y_arr, sample_weight, eta_loo
-            )
+            self.scores_, eta_loo = self._later_rounds(y_arr, eta_loo)
         self.suggested_labels_ = self._suggest(eta_loo)
         self.ranking_ = np.argsort(-self.scores_, kind="stable")
         self.label_issues_ = self._flag(y_arr)
@@ -298,7 +287,7 @@ class MislabelDetector(BaseEstimator):
         index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
         return self.classes_[index]
 
-    def _later_rounds(self, estimator, X, y, sample_weight, eta_loo):
+    def _later_rounds(self, y, eta_loo):
         """Rescore every row by a model that never saw the previous flags.
 
         Each round refits without the rows the previous one flagged (their
@@ -310,7 +299,7 @@ class MislabelDetector(BaseEstimator):
         remain.
         """
         ex = self.explainer_
-        obj, factor = ex.objective_, _cholesky_factor(ex.solver_)
+        obj, whitening = ex.objective_, _whitening(ex)
         loo_shift = eta_loo - obj.linear_predictor(ex._X)
         scores, eta, theta = self.scores_, eta_loo, None
         flags = self._suggest(eta_loo) != y
@@ -320,13 +309,9 @@ class MislabelDetector(BaseEstimator):
             if len(counts) < len(self.classes_) or counts.min() < 2 or not flags.any():
                 break
             self.n_rounds_ += 1
-            if factor is None:  # no whitening: one refit of the estimator
-                return self._second_round_by_refit(
-                    estimator, X, y, sample_weight, keep, flagged, eta
-                )
             refitted, converged = refit_without(
                 obj,
-                factor[0],
+                whitening,
                 ex._X,
                 ex._target,
                 ex._weights,
@@ -349,35 +334,6 @@ class MislabelDetector(BaseEstimator):
             previous, flags = flags, self._suggest(eta) != y
             if np.array_equal(flags, previous):
                 break
-        return scores, eta
-
-    def _second_round_by_refit(
-        self, estimator, X, y, sample_weight, keep, flagged, eta
-    ):
-        """The second round for solvers without a Cholesky factor.
-
-        Refits the estimator itself (warm-started where it can be) and
-        explains it anew.
-        """
-        sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-        X_keep = _safe_indexing(X, keep)
-        warm = _warm_refit(self.explainer_.estimator_, X_keep, y[keep], sw)
-        if warm is not None:
-            estimator = FrozenEstimator(warm)
-        elif isinstance(estimator, FrozenEstimator):  # round 2 must really refit
-            estimator = clone(estimator.estimator)
-        second = InfluenceExplainer(estimator, n_jobs=self.n_jobs).fit(
-            X_keep, y[keep], sw
-        )
-        scores, eta = np.empty(len(y)), np.empty_like(eta)
-        scores[keep], eta[keep] = _score_rows(second, "loo_loss")
-        X_flagged = _safe_indexing(X, flagged)
-        features = second._kernel_features(
-            second._features(second._validate_test_X(X_flagged))
-        )
-        obj = second.objective_
-        eta[flagged] = obj.linear_predictor(features)
-        scores[flagged] = obj.family.loss(obj.family.encode(y[flagged]), eta[flagged])
         return scores, eta
 
     def _flag(self, y):

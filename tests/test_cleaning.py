@@ -461,18 +461,27 @@ def test_rounds_stop_at_a_fixed_point():
     assert np.mean(recalls[3]) > np.mean(recalls[1]) + 0.03
 
 
-def test_round_without_cholesky_factor_refits_the_estimator(noisy_wine, monkeypatch):
-    """Solvers without a Cholesky factor refit the estimator itself: the same
-    losses of the flagged rows as the whitened L-BFGS refit (a fixed feature
-    map, so that both refit one objective; both refits run to a tight tol)."""
+def test_rounds_without_cholesky_factor_whiten_by_the_diagonal(noisy_wine, monkeypatch):
+    """Solvers without a Cholesky factor (iterative ones) refit with the
+    Hessian's diagonal as the whitening: the same refit, and the same scores
+    of the flagged rows, as the Cholesky-whitened one (both to a tight tol)."""
     from skinfluence import cleaning
 
     X, _, y_noisy, _ = noisy_wine
     X = StandardScaler().fit_transform(X)
     model = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000)
     fast = MislabelDetector(model, n_rounds=2, tol=1e-9).fit(X, y_noisy)
-    monkeypatch.setattr(cleaning, "_cholesky_factor", lambda solver: None)
-    slow = MislabelDetector(model, n_rounds=2).fit(X, y_noisy)
+    real = cleaning._whitening
+    used = []
+
+    def diagonal_only(explainer):
+        explainer.solver_ = object()  # no factor_: as an iterative solver
+        used.append(real(explainer))
+        return used[-1]
+
+    monkeypatch.setattr(cleaning, "_whitening", diagonal_only)
+    slow = MislabelDetector(model, n_rounds=2, tol=1e-9).fit(X, y_noisy)
+    assert used and used[0].ndim == 1
     assert fast.n_rounds_ == slow.n_rounds_ == 2
     one = MislabelDetector(model, n_rounds=1).fit(X, y_noisy)
     flagged = np.flatnonzero(one.suggested_labels_ != y_noisy)
