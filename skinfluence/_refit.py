@@ -1,7 +1,7 @@
 """Refit a fitted linear objective without some of its rows, from its optimum.
 
-The detector's second round needs the model fitted without the rows its first
-round flags. Those rows are typically a sixth of the data, so the optimum
+The detector's later rounds need the model fitted without the rows the round
+before flagged. Those rows are typically a sixth of the data, so the optimum
 moves far (the cleaned model is much more confident) and a warm-started refit
 still needs hundreds of L-BFGS iterations. In the coordinates ``u`` of
 ``theta = theta_hat + L^-T u``, with ``H = L L'`` the exact solver's Cholesky
@@ -104,6 +104,7 @@ def refit_without(
     u0 = np.zeros(objective.n_params) if start is None else to_u(start)
 
     def value_and_gradient(u):
+        # objective() and mean_gradient() fused: one pass over X for both.
         theta = to_theta(u)
         blocks = theta.reshape(K, b)
         eta = np.asarray(X @ blocks[:, :d].T)

@@ -20,7 +20,7 @@ How scikit-learn's estimators map onto the mean-form objective
 """
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 
 def _encode_labels(y, classes):
@@ -87,10 +87,14 @@ class Multinomial:
         return _encode_labels(y, self.classes)
 
     def loss(self, t, eta):
-        return self.loss_gradient(t, eta)[0]
+        top = eta.max(axis=1)
+        total = np.exp(eta - top[:, None]).sum(axis=1)
+        return np.log(total) + top - eta[np.arange(eta.shape[0]), t]
 
     def gradient(self, t, eta):
-        return self.loss_gradient(t, eta)[1]
+        P = _softmax(eta)
+        P[np.arange(eta.shape[0]), t] -= 1.0
+        return P
 
     def loss_gradient(self, t, eta):
         """``(loss, gradient)`` from one pass of exponentials.
@@ -125,7 +129,7 @@ class Multinomial:
         onehot[np.arange(n), class_index] = 1.0
         if output == "decision_function":
             return onehot
-        P = softmax(eta, axis=1)
+        P = _softmax(eta)
         pk = P[np.arange(n), class_index][:, None]
         return pk * (onehot - P)
 
