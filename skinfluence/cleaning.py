@@ -299,8 +299,7 @@ class MislabelDetector(BaseEstimator):
         remain.
         """
         ex = self.explainer_
-        obj, whitening = ex.objective_, _whitening(ex)
-        loo_shift = eta_loo - obj.linear_predictor(ex._X)
+        obj, whitening, loo_shift = ex.objective_, None, None
         scores, eta, theta = self.scores_, eta_loo, None
         flags = self._suggest(eta_loo) != y
         for _ in range(self.n_rounds - 1):
@@ -309,6 +308,9 @@ class MislabelDetector(BaseEstimator):
             if len(counts) < len(self.classes_) or counts.min() < 2 or not flags.any():
                 break
             self.n_rounds_ += 1
+            if whitening is None:  # first refit: the shared terms, once
+                whitening = _whitening(ex)
+                loo_shift = eta_loo - obj.linear_predictor(ex._X)
             refitted, converged = refit_without(
                 obj,
                 whitening,
