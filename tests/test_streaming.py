@@ -122,6 +122,36 @@ def test_self_influence_with_reweight_term(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("n_rows", [40, 2500])  # n < p: trsm; n >= p: trmm
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("kind", ["binary", "multinomial", "sparse", "poisson"])
+def test_self_influence_by_factor_equals_dense_solve(rng, n_rows, lower, kind):
+    """Both triangular kernels, both factor orientations, blocks across rows."""
+    from scipy import linalg, sparse
+
+    if kind == "poisson":
+        ex, X, _ = _poisson(rng)
+    else:
+        X = rng.standard_normal((2500, 60))
+        y = (X[:, 0] + rng.standard_normal(2500) > 0).astype(int)
+        if kind == "multinomial":
+            y = y + (X[:, 1] > 0.5)
+        if kind == "sparse":
+            X = sparse.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
+        ex = InfluenceExplainer(LogisticRegression(C=0.1, max_iter=500)).fit(X, y)
+    rows = np.arange(n_rows) % X.shape[0]  # Poisson's 300 rows, repeated
+    X, obj = X[rows], ex.objective_
+    R = obj.residuals(X, ex._target[rows])
+    L = np.tril(ex.solver_.factor_[0])  # H as the exact solver factored it
+    factor = (linalg.cholesky(L @ L.T, lower=lower), lower)
+    got = _influence._self_influence_by_factor(obj, factor, X, R, None)
+    G = obj.expand(X, R)
+    expected = np.einsum(
+        "ij,ji->i", G, linalg.cho_solve(factor, (G + obj.reweight_term()).T)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 def test_influence_blocks_chunk_test_and_training_rows(explainers, multiclass):
     X, y, _ = multiclass
     ex = explainers["exact"]

@@ -56,6 +56,24 @@ def _dense(a):
 _GRAM_BLOCK_ROWS = 1024
 
 
+def _scaled_row_blocks(X, s, fit_intercept, block_rows=_GRAM_BLOCK_ROWS):
+    """Yield ``(rows, A)`` with ``A = s[rows, None] * xt[rows]`` for cache-sized blocks.
+
+    ``A`` is a C-ordered view of one buffer reused for every block (callers
+    may overwrite it; it is gone at the next block), so the rows pass
+    through memory once and nothing as large as ``X`` is allocated.
+    """
+    n, d = X.shape
+    buffer = np.empty((min(n, block_rows), d + int(fit_intercept)))
+    for start in range(0, n, block_rows):
+        rows = slice(start, min(start + block_rows, n))
+        A = buffer[: rows.stop - rows.start]
+        np.multiply(X[rows], s[rows, None], out=A[:, :d])
+        if fit_intercept:
+            A[:, d] = s[rows]
+        yield rows, A
+
+
 def _weighted_gram(X, s, fit_intercept):
     """``Xt' diag(s) Xt`` for s >= 0 as ``A' A`` with ``A = sqrt(s) Xt``.
 
@@ -66,17 +84,9 @@ def _weighted_gram(X, s, fit_intercept):
     same 30 ms with two BLAS threads). The intercept is a column of
     ``A`` (``sqrt(s)``), so its row and column come with the same update.
     """
-    n, d = X.shape
-    b = d + int(fit_intercept)
+    b = X.shape[1] + int(fit_intercept)
     G = np.zeros((b, b), order="F")
-    block = np.empty((min(n, _GRAM_BLOCK_ROWS), b))
-    root = np.sqrt(s)
-    for start in range(0, n, _GRAM_BLOCK_ROWS):
-        rows = slice(start, min(start + _GRAM_BLOCK_ROWS, n))
-        A = block[: rows.stop - rows.start]
-        np.multiply(X[rows], root[rows, None], out=A[:, :d])
-        if fit_intercept:
-            A[:, d] = root[rows]
+    for _, A in _scaled_row_blocks(X, np.sqrt(s), fit_intercept):
         # A' A into the lower triangle of G (A is C-ordered: its transpose is
         # the Fortran matrix BLAS expects, trans=0 on A').
         G = linalg.blas.dsyrk(1.0, A.T, beta=1.0, c=G, trans=0, lower=1, overwrite_c=1)
@@ -243,6 +253,22 @@ class LinearObjective:
             Z *= factors
             return Z
         return np.einsum("nk,nkm->nm", factors, Z)
+
+    def gradient_blocks(self, X, factors):
+        """Yield ``(rows, expand(X[rows], factors[rows]))`` over blocks of rows.
+
+        Blocks are sized to stay in cache; with one output and dense X each
+        is a view of one reused buffer (valid until the next block, free to
+        overwrite), so the rows are scaled in cache rather than copied out.
+        """
+        if self.n_outputs == 1 and not sp.issparse(X):
+            yield from _scaled_row_blocks(
+                np.asarray(X), factors[:, 0], self.fit_intercept
+            )
+            return
+        for start in range(0, X.shape[0], _GRAM_BLOCK_ROWS):
+            rows = slice(start, min(start + _GRAM_BLOCK_ROWS, X.shape[0]))
+            yield rows, self.expand(X[rows], factors[rows])
 
     def _scaled_rows(self, X, s):
         """``s_i * xt_i`` as a dense (n, block_size) array (one output only)."""
