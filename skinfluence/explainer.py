@@ -275,14 +275,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._target = self.objective_.family.encode(self._y)
         self._index = getattr(X, "index", None)
         self.n_params_ = self.objective_.n_params
-        eta = self.objective_.linear_predictor(Xt)  # one pass serves H and R
         operator = HessianOperator(
-            self.objective_,
-            Xt,
-            self._target,
-            self._weights,
-            n_jobs=self.n_jobs,
-            eta=eta,
+            self.objective_, Xt, self._target, self._weights, n_jobs=self.n_jobs
         )
         self.solver_ = make_solver(
             "lowrank" if self.solver == "arnoldi" else self.solver,
@@ -291,9 +285,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             n_samples=Xt.shape[0],
             objective=self.objective_,
         ).fit(operator)
-        operator.eta = None  # the solver may keep the operator, not the outputs
-        self._R = self.objective_.family.gradient(self._target, eta)
-        self.stationarity_ = self._stationarity()
+        self._R, gradient = operator.residuals_and_gradient()
+        operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
+        self.stationarity_ = self._stationarity(gradient)
         self._warn_if_not_stationary(model)
         return self
 
@@ -388,13 +382,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         fmap = self.objective_.feature_map
         return X if fmap is None else fmap.transform(X)
 
-    def _stationarity(self):
+    def _stationarity(self, gradient):
         obj, solver = self.objective_, self.solver_
-        step = np.linalg.norm(
-            solver.solve(
-                obj.mean_gradient(self._X, self._target, self._weights, self._R)
-            )
-        )
+        step = np.linalg.norm(solver.solve(gradient))
         rng = check_random_state(0)
         n = self._X.shape[0]
         rows = np.sort(rng.choice(n, size=min(n, 64), replace=False))

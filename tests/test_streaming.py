@@ -86,6 +86,25 @@ def test_hessian_operator_chunks_equal_whole(explainers, multiclass):
     assert_close(H @ V, HV)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+def test_dense_hessian_pass_also_gives_residuals_and_gradient(multiclass, binary):
+    """to_dense's by-products, over chunks that include weightless ones."""
+    X, y, sw = multiclass
+    y = (y > 0).astype(int) if binary else y
+    model = LogisticRegression(C=0.3, max_iter=50).fit(X, y, sample_weight=sw)
+    ex = InfluenceExplainer(FrozenEstimator(model)).fit(X, y, sw)
+    obj, t, w = ex.objective_, ex._target, ex._weights
+    expected = obj.residuals(X, t), obj.mean_gradient(X, t, w)
+    assert np.linalg.norm(expected[1]) > 1e-6  # not at the optimum: nonzero
+    for n_jobs in (None, 2):
+        op = HessianOperator(obj, X, t, w, n_jobs)
+        with config_context(working_memory=TINY):
+            op.to_dense()
+        for got, want in zip(op.residuals_and_gradient(), expected):
+            assert_close(got, want)
+    assert_close(ex._R, expected[0])
+
+
 def test_per_row_quantities_chunked_equal_whole(explainers):
     ex = explainers["exact"]
     obj, sol, X, R = ex.objective_, ex.solver_, ex._X, ex._R

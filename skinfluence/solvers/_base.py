@@ -32,18 +32,22 @@ class HessianOperator:
     X, target, weights : the training data in the objective's terms.
     n_jobs : int, default=None
         Threads for the chunks (None: 1).
-    eta : ndarray of shape (n, K), default=None
-        The rows' linear outputs at the fitted parameters, when the caller
-        has them: the dense Hessian then skips its pass computing them.
+
+    Attributes
+    ----------
+    residuals_, mean_gradient_ : ndarray or None
+        The rows' ``d loss / d eta`` and the objective's gradient, computed
+        by :meth:`to_dense` in the same pass over X as the Hessian
+        (see :meth:`residuals_and_gradient`).
     """
 
-    def __init__(self, objective, X, target, weights, n_jobs=None, eta=None):
+    def __init__(self, objective, X, target, weights, n_jobs=None):
         self.objective = objective
         self.X = X
         self.target = target
         self.weights = weights
         self.n_jobs = n_jobs
-        self.eta = eta
+        self.residuals_ = self.mean_gradient_ = None
 
     def _sum_over_rows(self, method, row_bytes, *args, **per_row):
         """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks.
@@ -97,10 +101,34 @@ class HessianOperator:
         return self.objective.null_space
 
     def to_dense(self):
-        known = {} if self.eta is None else {"eta": self.eta}
-        return self._sum_over_rows(
-            self.objective.hessian, self._row_bytes(dense=True), **known
-        )
+        obj = self.objective
+
+        def stacked(X, target, weights, residuals_out):
+            # One array, so the chunks' weighted sum covers both.
+            H, gradient = obj.hessian_and_gradient(X, target, weights, residuals_out)
+            return np.vstack([H, gradient])
+
+        R = np.full((self.X.shape[0], obj.n_outputs), np.nan)
+        out = self._sum_over_rows(stacked, self._row_bytes(dense=True), residuals_out=R)
+        skipped = np.isnan(R[:, 0])  # chunks of weightless rows add nothing
+        if np.any(skipped):
+            R[skipped] = obj.residuals(self.X[skipped], self.target[skipped])
+        self.residuals_, self.mean_gradient_ = R, out[-1].copy()
+        return np.ascontiguousarray(out[:-1])
+
+    def residuals_and_gradient(self):
+        """``(residuals, mean gradient)`` at the fitted parameters.
+
+        Free after :meth:`to_dense` (its pass computed them); otherwise two
+        passes over X, outputs then the gradient product.
+        """
+        if self.residuals_ is None:
+            obj, X, target = self.objective, self.X, self.target
+            self.residuals_ = obj.residuals(X, target)
+            self.mean_gradient_ = obj.mean_gradient(
+                X, target, self.weights, self.residuals_
+            )
+        return self.residuals_, self.mean_gradient_
 
     def matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
