@@ -463,3 +463,32 @@ def test_make_solver_and_choose_solver():
         assert solver is not mine and not hasattr(mine, "damping_")
         assert solver.damping == mine.damping  # its own damping is kept
     assert make_solver(CGSolver(tol=1e-12), 0.0).tol == 1e-12
+
+
+@pytest.mark.parametrize("multinomial", [False, True])
+def test_iterative_stationarity_estimate_matches_exact(multinomial):
+    """Iterative solvers sketch the typical row's change with random signs."""
+    from sklearn.frozen import FrozenEstimator
+
+    from skinfluence import InfluenceExplainer, StationarityWarning
+
+    X, y = (
+        load_wine(return_X_y=True)
+        if multinomial
+        else load_breast_cancer(return_X_y=True)
+    )
+    X = StandardScaler().fit_transform(X)
+    values = {}
+    for max_iter in (3, 1000):  # stopped early, and converged
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = LogisticRegression(max_iter=max_iter, tol=1e-10).fit(X, y)
+        for solver in ("exact", CGSolver(tol=1e-10)):
+            ex = InfluenceExplainer(FrozenEstimator(model), solver=solver)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StationarityWarning)
+                values[max_iter, str(solver)] = ex.fit(X, y).stationarity_
+    exact, sketched = values[3, "exact"], values[3, str(CGSolver(tol=1e-10))]
+    assert exact > 1.0  # three iterations leave a step larger than a row's effect
+    assert 0.5 < sketched / exact < 2.0
+    assert values[1000, str(CGSolver(tol=1e-10))] < 1e-3
