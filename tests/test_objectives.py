@@ -577,8 +577,14 @@ def test_sparse_input_matches_dense(case, rng):
     Xs = sp.csr_matrix(Xd)
     t, w = f.t, f.w
     V = rng.standard_normal((obj.n_params, 3))
+    wide = rng.standard_normal((obj.n_params, 37))  # sparse products in panels
     R = rng.standard_normal((Xd.shape[0], obj.n_outputs))
     pairs = [
+        (
+            obj.hessian_vector_product(Xs, t, w, wide),
+            obj.hessian_vector_product(Xd, t, w, wide),
+        ),
+        (obj.project(Xs, R, wide), obj.project(Xd, R, wide)),
         (obj.linear_predictor(Xs), obj.linear_predictor(Xd)),
         (obj.objective(Xs, t, w), obj.objective(Xd, t, w)),
         (obj.mean_gradient(Xs, t, w), obj.mean_gradient(Xd, t, w)),
