@@ -7,7 +7,8 @@ class, and in one process, with the same base model (the detector's default:
 
 * skinfluence, default: ``MislabelDetector().fit(X, y_noisy)`` (up to three
   rounds: held-out loss, then refits without the rows the previous round
-  flags, every row rescored by a model that never saw it); the time includes fitting the model;
+  flags, every row rescored by a model that never saw it); the time includes
+  fitting the model;
 * skinfluence, one round: ``MislabelDetector(method=m, n_rounds=1)`` for every
   method (``loo_loss``, ``self_influence``, ``training_loss``).
   Ranking: ``ranking_``; flagged set: ``label_issues_``
