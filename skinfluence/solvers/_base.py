@@ -37,7 +37,7 @@ class HessianOperator:
     ----------
     residuals_, mean_gradient_ : ndarray or None
         The rows' ``d loss / d eta`` and the objective's gradient, computed
-        by :meth:`to_dense` in the same pass over X as the Hessian
+        by :meth:`to_dense` from the same outputs as the Hessian
         (see :meth:`residuals_and_gradient`).
     """
 
@@ -119,8 +119,8 @@ class HessianOperator:
     def residuals_and_gradient(self):
         """``(residuals, mean gradient)`` at the fitted parameters.
 
-        Free after :meth:`to_dense` (its pass computed them); otherwise two
-        passes over X, outputs then the gradient product.
+        Already at hand after :meth:`to_dense`; otherwise computed here
+        (outputs, then the gradient product).
         """
         if self.residuals_ is None:
             obj, X, target = self.objective, self.X, self.target
