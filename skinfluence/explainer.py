@@ -114,8 +114,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     n_params_ : int
         Number of explained parameters (coefficients and intercepts).
     stationarity_ : float
-        Remaining Newton step over the median single-row effect (0 at an exact
-        optimum).
+        Norm of the Newton step left at the fitted parameters over the
+        root-mean-square effect of removing one of 64 random rows on the
+        parameters (0 at an exact optimum). Iterative solvers estimate that
+        effect from 8 random-sign sums of the rows' changes (one block solve).
     classes_ : ndarray of shape (n_classes,)
         Class labels, for classifiers.
     n_features_in_ : int
