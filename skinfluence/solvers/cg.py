@@ -149,6 +149,8 @@ class CGSolver(BaseEstimator):
         while n_iter < maxiter and not done.all():
             n_iter += 1
             act = np.flatnonzero(~done)
+            # Every column still active (the usual case): views, not copies.
+            act = slice(None) if act.size == m else act
             Pa = P[:, act]
             APa = self._matmat(Pa)
             curvature = _column_dots(Pa, APa)
@@ -161,19 +163,22 @@ class CGSolver(BaseEstimator):
                 )
             alpha = rz[act] / curvature
             X[:, act] += alpha * Pa
-            Ra = R[:, act] - alpha * APa
-            R[:, act] = Ra
+            APa *= alpha
+            R[:, act] -= APa
+            Ra = R[:, act]
             rel[act] = np.linalg.norm(Ra, axis=0) / bnorm[act]
             history.append(rel.copy())
             finished = rel[act] <= self.tol
-            done[act[finished]] = True
-            go = act[~finished]
-            if go.size:
-                Rg = Ra[:, ~finished]
+            columns = np.arange(m)[act]
+            done[columns[finished]] = True
+            go, Rg = columns[~finished], Ra[:, ~finished]
+            if isinstance(act, slice) and not finished.any():
+                go, Rg = act, Ra
+            if Rg.shape[1]:
                 Zg = self._precondition(Rg)
                 rz_new = _column_dots(Rg, Zg)
-                beta = rz_new / rz[go]
-                P[:, go] = Zg + beta * P[:, go]
+                P[:, go] *= rz_new / rz[go]
+                P[:, go] += Zg
                 rz[go] = rz_new
         self.residual_history_ = np.array(history)
         self.n_iter_ = n_iter
