@@ -25,7 +25,6 @@ dask is imported only here, and this module only when ``X`` is a dask array.
 import numpy as np
 import scipy.sparse as sp
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state
 
 from . import _influence
 from ._checks import split_model
@@ -244,8 +243,7 @@ def _stationarity(explainer, operator):
     """The explainer's stationarity ratio, with the gradient reduced on workers."""
     obj, solver, w = explainer.objective_, explainer.solver_, explainer._weights
     step = np.linalg.norm(solver.solve(operator.mean_gradient()))
-    n = explainer._X.shape[0]
-    rows = np.sort(check_random_state(0).choice(n, size=min(n, 64), replace=False))
+    rows = _influence.stationarity_rows(explainer._X.shape[0])
     X_rows = explainer._X[rows].compute()
     R_rows = obj.residuals(X_rows, explainer._target[rows])
     norms = _influence.parameter_change_norms(obj, solver, X_rows, R_rows)

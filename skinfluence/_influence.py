@@ -49,6 +49,16 @@ def _half_factor(solver):
     return None
 
 
+def stationarity_rows(n):
+    """The 64 rows (all when fewer) whose effects set the stationarity scale.
+
+    A Generator samples them in O(64); RandomState.choice permutes all n
+    (50 ms for a million rows).
+    """
+    rng = np.random.default_rng(0)
+    return np.sort(rng.choice(n, size=min(n, 64), replace=False))
+
+
 def test_directions(objective, solver, X_test, factors):
     """``V = H^-1 G_test'`` of shape (n_params, n_test)."""
     return solver.solve(objective.expand(X_test, factors).T)

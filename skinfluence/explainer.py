@@ -7,7 +7,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
@@ -396,9 +395,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         rows with CG, 2 s instead of 30.
         """
         obj, solver = self.objective_, self.solver_
-        rng = check_random_state(0)
-        n = self._X.shape[0]
-        rows = np.sort(rng.choice(n, size=min(n, 64), replace=False))
+        rng = np.random.default_rng(1)
+        rows = _influence.stationarity_rows(self._X.shape[0])
         X, R = self._X[rows], self._R[rows]
         share = self._weights[rows] / self._weights.sum()
         if _influence._half_factor(solver) is not None:
