@@ -395,7 +395,6 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         rows with CG, 2 s instead of 30.
         """
         obj, solver = self.objective_, self.solver_
-        rng = np.random.default_rng(1)
         rows = _influence.stationarity_rows(self._X.shape[0])
         X, R = self._X[rows], self._R[rows]
         share = self._weights[rows] / self._weights.sum()
@@ -404,6 +403,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             norms = _influence.parameter_change_norms(obj, solver, X, R)
             typical = np.sqrt(np.mean((norms * share) ** 2))
         else:
+            rng = np.random.default_rng(1)
             signs = rng.choice([-1.0, 1.0], size=(len(rows), 8)) * share[:, None]
             sums = obj.expand(X, R).T @ signs + np.outer(
                 obj.reweight_term(), signs.sum(0)
