@@ -1,20 +1,25 @@
 """skinfluence: influence functions (Koh & Liang, 2017) for scikit-learn."""
 
+from .adapters import SUPPORTED as SUPPORTED_ESTIMATORS
 from .attack import AttackResult, training_set_attack
 from .cleaning import CleanLabelsClassifier, MislabelDetector
 from .debugging import ErrorExplanation, explain_errors
 from .diverse import select_diverse
-from .explainer import InfluenceExplainer, StationarityWarning
-from .objectives import SUPPORTED as SUPPORTED_ESTIMATORS
+from .exceptions import (
+    NegativeCurvatureWarning,
+    SingularHessianError,
+    StationarityWarning,
+    UnsupportedOperationError,
+)
+from .explainer import InfluenceExplainer
+from .loo import LOOValidation, validate_loo
 from .plotting import (  # matplotlib is imported only when drawing
     FeatureInfluenceDisplay,
     InfluentialExamplesDisplay,
     LOOAgreementDisplay,
     MislabelCurveDisplay,
 )
-from .solvers import SingularHessianError
 from .svm import SmoothHingeSVC
-from .validation import LOOValidation, validate_loo
 
 __version__ = "0.1.0.dev0"
 
@@ -27,12 +32,14 @@ __all__ = [
     "LOOAgreementDisplay",
     "MislabelCurveDisplay",
     "MislabelDetector",
+    "NegativeCurvatureWarning",
     "SUPPORTED_ESTIMATORS",
     "InfluenceExplainer",
     "LOOValidation",
     "SingularHessianError",
     "SmoothHingeSVC",
     "StationarityWarning",
+    "UnsupportedOperationError",
     "explain_errors",
     "select_diverse",
     "training_set_attack",

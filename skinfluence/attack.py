@@ -19,11 +19,11 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _influence
-from ._checks import fit_params_for, split_model
-from ._newton import newton_minimize
-from .explainer import StationarityWarning
+from .core import _formulas
+from .exceptions import StationarityWarning
 from .solvers import HessianOperator, make_solver
+from .svm._newton import newton_minimize
+from .utils._checks import fit_params_for, split_model
 
 SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
 
@@ -132,7 +132,7 @@ class _State:
         else:
             obj = self.obj
             F = obj.family.gradient(np.atleast_1d(t), obj.linear_predictor(x[None]))
-            V = _influence.test_directions(obj, self.solver(), x[None], F)
+            V = _formulas.test_directions(obj, self.solver(), x[None], F)
             P = -obj.perturbation_products(self.X[rows], self.target[rows], V)[:, 0]
         return P * (self.weights[rows] / self.weights.sum())[:, None]
 

@@ -23,8 +23,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _influence
-from ._refit import refit_without
+from .core import _formulas
+from .core._refit import refit_without
 from .explainer import InfluenceExplainer
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
@@ -56,7 +56,7 @@ def _score_rows(explainer, method):
     eta_loo = (
         obj.linear_predictor(X)
         if H_inv is None
-        else _influence.loo_own_outputs(obj, H_inv, X, t, w, explainer.n_jobs)
+        else _formulas.loo_own_outputs(obj, H_inv, X, t, w, explainer.n_jobs)
     )
     if method == "loo_loss":
         scores = obj.family.loss(t, eta_loo)

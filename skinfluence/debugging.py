@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.utils.validation import check_is_fitted
 
-from . import _influence
+from .core import _formulas
 
 
 @dataclass
@@ -78,11 +78,11 @@ def _summed_perturbation(explainer, X_err, y_err, rows):
         return explainer.perturbation_influence(X_err, y_err)[:, rows].sum(axis=0)
     obj = explainer.objective_
     Xt, F, _ = explainer._test_factors(X_err, y_err, "loss")
-    V = _influence.test_directions(obj, explainer.solver_, Xt, F).sum(
+    V = _formulas.test_directions(obj, explainer.solver_, Xt, F).sum(
         axis=1, keepdims=True
     )
     X = explainer._X
-    P = _influence.perturbation_influence(obj, X[rows], explainer._target[rows], V)
+    P = _formulas.perturbation_influence(obj, X[rows], explainer._target[rows], V)
     fmap = obj.feature_map
     return (P if fmap is None else fmap.vjp(explainer._X_input[rows], P))[0]
 

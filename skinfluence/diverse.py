@@ -240,7 +240,7 @@ def diverse_top_k(pool, X, k, gamma, diversity, kernel):
     among the candidates of the right sign (the plain top k when fewer than
     k have it).
     """
-    from ._selection import StreamingTopK
+    from .core._topk import StreamingTopK
 
     out = StreamingTopK(k)
     for kind, sign in (("helpful", -1.0), ("harmful", 1.0)):

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
@@ -17,19 +16,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _influence
-from ._backends import is_dask, is_torch_model, torch_backend
-from ._checks import (
-    check_groups,
-    check_result_size,
-    chunk_slices,
-    fit_params_for,
-    map_chunks,
-    split_model,
-)
-from ._selection import StreamingTopK
-from .objectives import build_objective, is_supported
+from .adapters._registry import build_objective, is_supported
+from .backends._select import is_dask, is_torch_model, torch_backend
+from .core import _formulas
+from .core._topk import StreamingTopK
+from .exceptions import StationarityWarning
 from .solvers import HessianOperator, make_solver
+from .utils._checks import check_groups, fit_params_for, split_model
+from .utils._chunks import check_result_size, chunk_slices, map_chunks
 
 _TARGETS = ("loss", "decision_function", "predict_proba", "predict")
 
@@ -47,10 +41,6 @@ def _check_2d(X):
     if hasattr(X, "iloc") or hasattr(X, "tocsr"):
         return X
     return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
-
-
-class StationarityWarning(ConvergenceWarning):
-    """The wrapped model is too far from its optimum for reliable influence."""
 
 
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
@@ -243,7 +233,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         self._on_dask = is_dask(X)
         if self._on_dask:
-            from ._dask import fit_explainer
+            from .backends._dask import fit_explainer
 
             return fit_explainer(self, X, y, sample_weight)
         self.backend_ = None
@@ -395,12 +385,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         rows with CG, 2 s instead of 30.
         """
         obj, solver = self.objective_, self.solver_
-        rows = _influence.stationarity_rows(self._X.shape[0])
+        rows = _formulas.stationarity_rows(self._X.shape[0])
         X, R = self._X[rows], self._R[rows]
         share = self._weights[rows] / self._weights.sum()
-        if _influence._half_factor(solver) is not None:
+        if _formulas._half_factor(solver) is not None:
             step = np.linalg.norm(solver.solve(gradient))
-            norms = _influence.parameter_change_norms(obj, solver, X, R)
+            norms = _formulas.parameter_change_norms(obj, solver, X, R)
             typical = np.sqrt(np.mean((norms * share) ** 2))
         else:
             rng = np.random.default_rng(1)
@@ -527,7 +517,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
         if self._on_dask:
-            from ._dask import influence_matrix
+            from .backends._dask import influence_matrix
 
             return influence_matrix(self, Xt, F)
         check_result_size(
@@ -537,8 +527,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "influence_blocks, which yields the matrix in blocks, "
             "or pass fewer test rows at a time.",
         )
-        V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
-        return _influence.influence_matrix(self.objective_, self._X, self._R, V)
+        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
+        return _formulas.influence_matrix(self.objective_, self._X, self._R, V)
 
     @torch_backend
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
@@ -572,8 +562,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
         obj = self.objective_
         if method == "influence":
-            V = _influence.test_directions(obj, self.solver_, Xt, F)
-            return _influence.loo_first_order(obj, self._X, self._R, self._weights, V)
+            V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            return _formulas.loo_first_order(obj, self._X, self._R, self._weights, V)
         if target not in ("loss", "decision_function"):
             raise ValueError(
                 "method='newton' supports target='loss' or 'decision_function'."
@@ -583,10 +573,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "The Newton parameter changes",
             "Use method='influence'.",
         )
-        delta = _influence.newton_parameter_changes(
+        delta = _formulas.newton_parameter_changes(
             obj, self._inverse_hessian(), self._X, self._target, self._weights
         )
-        d_eta = _influence.output_changes(obj, Xt, delta)
+        d_eta = _formulas.output_changes(obj, Xt, delta)
         eta = obj.linear_predictor(Xt)
         if target == "decision_function":
             cols = np.arange(n_test)
@@ -673,8 +663,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         Xt, F, t = self._test_factors(X_test, y_test, target)
         obj, X, w = self.objective_, self._X, self._weights
         if method == "influence":
-            V = _influence.test_directions(obj, self.solver_, Xt, F)
-            out = _influence.group_first_order(obj, X, self._R, w, rows, V)
+            V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            out = _formulas.group_first_order(obj, X, self._R, w, rows, V)
         else:
             if target not in ("loss", "decision_function"):
                 raise ValueError(
@@ -685,10 +675,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             eta = obj.linear_predictor(Xt)
             out = np.empty((Xt.shape[0], len(rows)))
             for g, r in enumerate(rows):
-                delta = _influence.group_newton_change(
+                delta = _formulas.group_newton_change(
                     obj, H_inv, X[r], self._target[r], w[r], s[r].sum(), w.sum()
                 )
-                d_eta = _influence.output_changes(obj, Xt, delta[None])[:, 0, :]
+                d_eta = _formulas.output_changes(obj, Xt, delta[None])[:, 0, :]
                 if target == "decision_function":
                     out[:, g] = d_eta[np.arange(len(t)), t if d_eta.shape[1] > 1 else 0]
                 else:
@@ -721,7 +711,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "I_up,params",
             "Use self_influence or influence instead.",
         )
-        return _influence.influence_params(
+        return _formulas.influence_params(
             self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
@@ -740,10 +730,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if self._on_dask:
-            from ._dask import self_influence
+            from .backends._dask import self_influence
 
             return self_influence(self)
-        return _influence.self_influence(
+        return _formulas.self_influence(
             self.objective_, self.solver_, self._X, self._R, self.n_jobs
         )
 
@@ -763,8 +753,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             "I_pert,loss",
             "Pass fewer test rows at a time.",
         )
-        V = _influence.test_directions(self.objective_, self.solver_, Xt, F)
-        P = _influence.perturbation_influence(self.objective_, self._X, self._target, V)
+        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
+        P = _formulas.perturbation_influence(self.objective_, self._X, self._target, V)
         fmap = self.objective_.feature_map
         # Kernel models: chain rule through the feature map (basis held fixed).
         return P if fmap is None else fmap.vjp(self._X_input, P)
@@ -793,7 +783,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self._require_in_memory("relative_influence")
         scores = self.influence(X_test, y_test, target=target)
         if kind == "theta":
-            norm = _influence.parameter_change_norms(
+            norm = _formulas.parameter_change_norms(
                 self.objective_, self.solver_, self._X, self._R, self.n_jobs
             )
         else:
@@ -872,7 +862,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             )
             return top.table(self._y, self._index, test_index)
         if self._on_dask:
-            from ._dask import top_influential
+            from .backends._dask import top_influential
 
             return top_influential(self, Xt, F, k, methods[method], test_index)
         tops = [
@@ -933,7 +923,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         Xt, F, _ = self._test_factors(X_test, y_test, target)
         if self._on_dask:
-            from ._dask import influence_blocks
+            from .backends._dask import influence_blocks
 
             yield from influence_blocks(self, Xt, F)
             return
@@ -944,12 +934,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def _test_directions(self, Xt, F):
         """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
         obj = self.objective_
-        for rows in chunk_slices(Xt.shape[0], _influence.test_row_bytes(obj)):
-            yield rows, _influence.test_directions(obj, self.solver_, Xt[rows], F[rows])
+        for rows in chunk_slices(Xt.shape[0], _formulas.test_row_bytes(obj)):
+            yield rows, _formulas.test_directions(obj, self.solver_, Xt[rows], F[rows])
 
     def _train_chunks(self, n_test, relatif=None):
         obj = self.objective_
-        row_bytes = _influence.block_row_bytes(obj, self._X, n_test, relatif)
+        row_bytes = _formulas.block_row_bytes(obj, self._X, n_test, relatif)
         return chunk_slices(self._X.shape[0], row_bytes, self.n_jobs)
 
     def _influence_chunks(self, V):
@@ -957,7 +947,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         obj, X, R = self.objective_, self._X, self._R
 
         def block(rows):
-            return _influence.influence_matrix(obj, X[rows], R[rows], V)
+            return _formulas.influence_matrix(obj, X[rows], R[rows], V)
 
         chunks = self._train_chunks(V.shape[1])
         yield from zip(chunks, map_chunks(block, chunks, self.n_jobs))
@@ -967,7 +957,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         obj, solver, X, R = self.objective_, self.solver_, self._X, self._R
 
         def block(rows):
-            scores, infl = _influence.block_scores(
+            scores, infl = _formulas.block_scores(
                 obj, solver, X[rows], R[rows], V, relatif
             )
             top = StreamingTopK(k)

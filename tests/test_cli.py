@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
-from skinfluence import _cli_clean
+from skinfluence.cli import _clean as _cli_clean
 from skinfluence.cli import main
 
 NAMES = np.array(["barolo", "grignolino", "barbera"], dtype=object)

@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
     "skinfluence.explainer",
-    "skinfluence.validation",
-    "skinfluence.svm",
+    "skinfluence.loo",
+    "skinfluence.svm._classes",
     "skinfluence.cleaning",
 ]
 

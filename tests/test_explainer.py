@@ -26,8 +26,8 @@ from skinfluence import (
     InfluenceExplainer,
     SingularHessianError,
     StationarityWarning,
-    _checks,
 )
+from skinfluence.utils import _chunks
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +303,7 @@ def test_singular_hessian_suggests_damping():
 def test_result_too_large_names_alternative(cancer, monkeypatch):
     X, y = cancer
     explainer = InfluenceExplainer(_logreg()).fit(X, y)
-    monkeypatch.setattr(_checks, "_MEMORY_SHARE", 1e-12)
+    monkeypatch.setattr(_chunks, "_MEMORY_SHARE", 1e-12)
     with pytest.raises(MemoryError, match="top_influential"):
         explainer.influence(X, y)
 

@@ -32,7 +32,7 @@ from sklearn.linear_model import (
 from sklearn.preprocessing import StandardScaler
 
 from skinfluence import InfluenceExplainer
-from skinfluence.objectives import build_objective
+from skinfluence.adapters import build_objective
 
 
 @functools.cache

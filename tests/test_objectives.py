@@ -45,7 +45,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_class_weight
 
-from skinfluence.objectives import LinearObjective, build_objective
+from skinfluence.adapters import build_objective
+from skinfluence.objectives import LinearObjective
 
 # -- data ---------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.preprocessing import StandardScaler
 
 from skinfluence import InfluenceExplainer, StationarityWarning
-from skinfluence._refit import refit_without
+from skinfluence.core._refit import refit_without
 
 
 def _data(name):

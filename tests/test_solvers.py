@@ -31,7 +31,7 @@ from sklearn.linear_model import (
 )
 from sklearn.preprocessing import StandardScaler
 
-from skinfluence.objectives import build_objective
+from skinfluence.adapters import build_objective
 from skinfluence.solvers import (
     SOLVERS,
     CGSolver,

@@ -16,9 +16,10 @@ from sklearn import config_context
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, PoissonRegressor, Ridge
 
-from skinfluence import InfluenceExplainer, MislabelDetector, _influence
-from skinfluence._checks import MAX_CHUNK_ROWS, chunk_slices
+from skinfluence import InfluenceExplainer, MislabelDetector
+from skinfluence.core import _formulas as _influence
 from skinfluence.solvers import HessianOperator
+from skinfluence.utils._chunks import MAX_CHUNK_ROWS, chunk_slices
 
 TINY = 2e-3  # MiB: a few rows per chunk for these sizes
 
@@ -101,7 +102,9 @@ def test_dense_hessian_pass_also_gives_residuals_and_gradient(multiclass, binary
         with config_context(working_memory=TINY):
             op.to_dense()
         for got, want in zip(op.residuals_and_gradient(), expected):
-            assert_close(got, want)
+            # The gradient near the optimum is a sum of much larger terms that
+            # cancel: rounding is relative to them, not to the small result.
+            assert_close(got, want, tol=1e-10)
     assert_close(ex._R, expected[0])
 
 

@@ -40,10 +40,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skinfluence import InfluenceExplainer, SmoothHingeSVC, validate_loo
-from skinfluence._kernel_features import PivotedKernelFeatures
-from skinfluence._representer_newton import hinge_start
-from skinfluence.objectives import build_objective
-from skinfluence.objectives.smooth_hinge import SmoothHinge, SquaredHinge
+from skinfluence.adapters import build_objective
+from skinfluence.objectives import PivotedKernelFeatures, SmoothHinge, SquaredHinge
+from skinfluence.svm._representer_newton import hinge_start
 
 # -- data ---------------------------------------------------------------------
 
@@ -380,7 +379,7 @@ def test_hinge_start_and_cold_start_reach_the_same_optimum(monkeypatch, temperat
     sw[::10] = 0.0
     params = {"kernel": "rbf", "temperature": temperature, "class_weight": "balanced"}
     fast = SmoothHingeSVC(**params).fit(X, y, sample_weight=sw)
-    monkeypatch.setattr("skinfluence.svm.hinge_start", lambda *args: None)
+    monkeypatch.setattr("skinfluence.svm._classes.hinge_start", lambda *args: None)
     slow = SmoothHingeSVC(**params).fit(X, y, sample_weight=sw)
     assert fast.n_iter_ < slow.n_iter_
     scale = np.abs(slow.dual_coef_).max()

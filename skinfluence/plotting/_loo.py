@@ -205,7 +205,7 @@ class LOOAgreementDisplay:
         display : LOOAgreementDisplay
         """
         check_matplotlib(f"{cls.__name__}.from_estimator")
-        from ..validation import validate_loo
+        from ..loo import validate_loo
 
         result = validate_loo(
             explainer,

@@ -18,7 +18,10 @@ import copy
 
 from sklearn.base import BaseEstimator, clone
 
-from ._base import HessianOperator
+from ..exceptions import SingularHessianError, WoodburyNotApplicableError
+
+# Kept importable from here; the operator belongs to skinfluence.objectives.
+from ..objectives import HessianOperator
 from ._spectrum import (
     auto_damping,
     damping_from_spectrum,
@@ -26,15 +29,10 @@ from ._spectrum import (
     top_eigenvalue,
 )
 from .cg import CGSolver
-from .exact import ExactSolver, SingularHessianError
+from .exact import ExactSolver
 from .lissa import LissaSolver
 from .lowrank import LowRankSolver
-from .woodbury import (
-    AUTO_WOODBURY_MAX_ROWS,
-    WoodburyNotApplicableError,
-    WoodburySolver,
-    prefers_woodbury,
-)
+from .woodbury import AUTO_WOODBURY_MAX_ROWS, WoodburySolver, prefers_woodbury
 
 SOLVERS = {
     "exact": ExactSolver,

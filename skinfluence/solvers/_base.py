@@ -1,144 +1,21 @@
-"""The inverse-Hessian solver protocol.
+"""The inverse-Hessian solver protocol, and helpers every solver shares.
 
-A solver is fitted once on a :class:`HessianOperator` and then solves
-``H x = b`` for blocks of right-hand sides. The explainer talks to solvers
-only through this protocol, so an iterative or distributed solver plugs in
-without touching it:
+A solver is fitted once on an operator (``skinfluence.objectives.HessianOperator``
+or any object with the same members) and then solves ``H x = b`` for blocks of
+right-hand sides. Backends talk to solvers only through this protocol, so an
+iterative or distributed solver plugs in without touching them:
 
 - ``fit(operator) -> self``: factorize, or set up preconditioners;
 - ``solve(B) -> X``: ``H^-1 B`` for B of shape (n_params, m);
 - ``inverse() -> ndarray``: the dense ``H^-1`` (exact solvers only; used by the
   Newton leave-one-out updates).
+
+The operator offers ``shape``, ``null_space``, ``matmat(V)``, ``diagonal()``,
+``to_dense()`` and, where the curvature has that form, ``low_rank_factors()``
+(see :class:`skinfluence.objectives.HessianOperator`).
 """
 
 import numpy as np
-import scipy.sparse as sp
-
-from .._checks import chunk_slices, map_chunks
-
-
-class HessianOperator:
-    """The Hessian of a fitted objective on its training data.
-
-    Products and the dense Hessian are accumulated over chunks of training
-    rows sized by scikit-learn's ``working_memory``, so no temporary as large
-    as ``X`` is formed: the mean-form quantity is the weight-share weighted sum
-    ``sum_c W_c / W * f(rows c)`` of the chunks' own mean-form quantities (the
-    penalty, added once per chunk, sums to itself).
-
-    Parameters
-    ----------
-    objective : LinearObjective
-    X, target, weights : the training data in the objective's terms.
-    n_jobs : int, default=None
-        Threads for the chunks (None: 1).
-
-    Attributes
-    ----------
-    residuals_, mean_gradient_ : ndarray or None
-        The rows' ``d loss / d eta`` and the objective's gradient, computed
-        by :meth:`to_dense` from the same outputs as the Hessian
-        (see :meth:`residuals_and_gradient`).
-    """
-
-    def __init__(self, objective, X, target, weights, n_jobs=None):
-        self.objective = objective
-        self.X = X
-        self.target = target
-        self.weights = weights
-        self.n_jobs = n_jobs
-        self.residuals_ = self.mean_gradient_ = None
-
-    def _sum_over_rows(self, method, row_bytes, *args, **per_row):
-        """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks.
-
-        ``per_row``: keyword arrays with one entry per row, passed chunked.
-        """
-        w = np.asarray(self.weights, dtype=np.float64)
-        total_weight = w.sum()
-        chunks = chunk_slices(self.X.shape[0], row_bytes, self.n_jobs)
-        if len(chunks) == 1:
-            return method(self.X, self.target, w, *args, **per_row)
-
-        def part(rows):
-            if not np.any(w[rows]):  # nothing to add, and no weight to divide by
-                return None
-            share = w[rows].sum() / total_weight
-            kwargs = {name: a[rows] for name, a in per_row.items()}
-            return share * method(
-                self.X[rows], self.target[rows], w[rows], *args, **kwargs
-            )
-
-        total = None
-        for piece in map_chunks(part, chunks, self.n_jobs):
-            if piece is None:
-                continue
-            if total is None:
-                total = piece
-            else:
-                total += piece
-        return total
-
-    def _row_bytes(self, m=0, dense=False):
-        """Temporaries per row: an X-sized copy of it, and K m-vectors.
-
-        ``dense``: the Hessian itself, whose multi-output form also holds a
-        row of ``K`` feature blocks (see ``LinearObjective.hessian``).
-        """
-        K, (n, d) = self.objective.n_outputs, self.X.shape
-        width = 1.5 * self.X.nnz / max(n, 1) if sp.issparse(self.X) else d
-        blocks = K * (d + 1) if dense and K > 1 else 0
-        return 8.0 * (width + K * K + 3 * K * m + 4 * K + blocks)
-
-    @property
-    def shape(self):
-        p = self.objective.n_params
-        return (p, p)
-
-    @property
-    def null_space(self):
-        """Orthonormal directions of exact flatness, shape (p, r), or None."""
-        return self.objective.null_space
-
-    def to_dense(self):
-        obj = self.objective
-
-        def stacked(X, target, weights, residuals_out):
-            # One array, so the chunks' weighted sum covers both.
-            H, gradient = obj.hessian_and_gradient(X, target, weights, residuals_out)
-            return np.vstack([H, gradient])
-
-        R = np.full((self.X.shape[0], obj.n_outputs), np.nan)
-        out = self._sum_over_rows(stacked, self._row_bytes(dense=True), residuals_out=R)
-        skipped = np.isnan(R[:, 0])  # chunks of weightless rows add nothing
-        if np.any(skipped):
-            R[skipped] = obj.residuals(self.X[skipped], self.target[skipped])
-        self.residuals_, self.mean_gradient_ = R, out[-1].copy()
-        return np.ascontiguousarray(out[:-1])
-
-    def residuals_and_gradient(self):
-        """``(residuals, mean gradient)`` at the fitted parameters.
-
-        Already at hand after :meth:`to_dense`; otherwise computed here
-        (outputs, then the gradient product).
-        """
-        if self.residuals_ is None:
-            obj, X, target = self.objective, self.X, self.target
-            self.residuals_ = obj.residuals(X, target)
-            self.mean_gradient_ = obj.mean_gradient(
-                X, target, self.weights, self.residuals_
-            )
-        return self.residuals_, self.mean_gradient_
-
-    def matmat(self, V):
-        V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
-        return self._sum_over_rows(
-            self.objective.hessian_vector_product, self._row_bytes(V.shape[1]), V
-        )
-
-    def diagonal(self):
-        """Diagonal of the Hessian, shape (n_params,), without forming it."""
-        return self._sum_over_rows(self.objective.hessian_diagonal, self._row_bytes())
 
 
 def project_out(null, V):

@@ -7,9 +7,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
+from ..exceptions import SingularHessianError
 from ._base import as_columns, project_out
 from ._spectrum import resolve_damping
-from .exact import SingularHessianError
 
 
 def _column_dots(A, B):

@@ -3,15 +3,12 @@
 import numpy as np
 from scipy import linalg
 
+from ..exceptions import SingularHessianError
 from ._spectrum import damping_from_spectrum, resolve_damping
 
 # Below this reciprocal condition number the Hessian is numerically singular:
 # influence values would be dominated by rounding error.
 _RCOND_LIMIT = 1e-12
-
-
-class SingularHessianError(np.linalg.LinAlgError, ValueError):
-    """The Hessian is singular or indefinite at the fitted parameters."""
 
 
 def _round_up(x, digits=2):

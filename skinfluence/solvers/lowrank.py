@@ -31,9 +31,10 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ..exceptions import SingularHessianError
 from ._spectrum import resolve_damping
 from .cg import _not_invertible
-from .exact import _RCOND_LIMIT, SingularHessianError
+from .exact import _RCOND_LIMIT
 
 
 class LowRankSolver(BaseEstimator):

@@ -31,9 +31,9 @@ from scipy import linalg
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 
-from .._checks import check_result_size, physical_memory_bytes
+from ..exceptions import SingularHessianError, WoodburyNotApplicableError
+from ..utils._chunks import check_result_size, physical_memory_bytes
 from ._spectrum import resolve_damping
-from .exact import SingularHessianError
 
 # solver='auto' uses Woodbury up to this many rows of U (n_samples * K): S is
 # then 128 MB and its Cholesky 2e10 flops (well under a second), cheap enough
@@ -47,10 +47,6 @@ _AUTO_MEMORY_SHARE = 0.25
 # Curvature factors below this share of the largest are dropped (the exactly
 # flat direction of each multinomial row, which rounding leaves at ~1e-17).
 _DROP_SHARE = 1e-14
-
-
-class WoodburyNotApplicableError(ValueError):
-    """The model's Hessian lacks the structure :class:`WoodburySolver` needs."""
 
 
 def _coefficient_mask(objective):

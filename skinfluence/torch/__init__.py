@@ -18,12 +18,8 @@ ekfac    eigenvalue-corrected K-FAC, Linear/Conv2d layers      large p
 ======== ==================================================== ==============
 """
 
-from ._backend import (
-    AUTO_EXACT_MAX_PARAMS,
-    NegativeCurvatureWarning,
-    TorchInfluence,
-    make_torch_solver,
-)
+from ..exceptions import NegativeCurvatureWarning
+from ._backend import AUTO_EXACT_MAX_PARAMS, TorchInfluence, make_torch_solver
 from ._ekfac import EkfacSolver
 from ._model import NetSpec, TorchModel, describe
 from ._objective import TorchObjective, select_parameters

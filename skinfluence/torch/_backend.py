@@ -21,9 +21,9 @@ import torch
 from sklearn import get_config
 from sklearn.utils import check_random_state
 
-from .._selection import StreamingTopK
+from ..core._topk import StreamingTopK
+from ..exceptions import NegativeCurvatureWarning, SingularHessianError
 from ..solvers import SOLVERS, make_solver
-from ..solvers.exact import SingularHessianError
 from ._ekfac import EkfacSolver
 from ._model import describe
 from ._objective import TorchObjective, select_parameters
@@ -33,10 +33,6 @@ _TARGETS = ("loss", "decision_function", "predict_proba", "predict")
 # solver='auto' forms the dense Hessian (p Hessian-vector products) up to here.
 AUTO_EXACT_MAX_PARAMS = 2000
 TORCH_SOLVERS = (*SOLVERS, "arnoldi", "ekfac")
-
-
-class NegativeCurvatureWarning(UserWarning):
-    """The Hessian at the fitted parameters has negative eigenvalues."""
 
 
 def make_torch_solver(solver, damping, n_params):

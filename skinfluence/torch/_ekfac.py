@@ -37,9 +37,9 @@ from torch import nn
 from torch.func import functional_call, hessian, vmap
 from torch.nn import functional as F
 
+from ..exceptions import SingularHessianError
 from ..solvers._spectrum import resolve_damping
 from ..solvers.cg import _not_invertible
-from ..solvers.exact import SingularHessianError
 from ._model import per_sample_loss
 
 

@@ -15,7 +15,7 @@ from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..validation import LOOValidation
+from ..loo import LOOValidation
 from ._backend import TorchInfluence
 from ._model import describe
 from ._objective import TorchObjective, select_parameters

@@ -15,12 +15,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._kernel_features import PivotedKernelFeatures, kernel_matrix
+from ..objectives._hinge import SmoothHinge
+from ..objectives._kernel_features import PivotedKernelFeatures, kernel_matrix
+from ..objectives._objective import LinearObjective
+from ..utils._labels import class_weights
 from ._newton import newton_minimize
 from ._representer_newton import hinge_start, representer_newton
-from .objectives import LinearObjective
-from .objectives.logistic import _class_weights
-from .objectives.smooth_hinge import SmoothHinge
 
 
 class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
@@ -193,7 +193,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
                 f"shape {X.shape}."
             )
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        weights = _class_weights(self.class_weight, classes, y, sw)
+        weights = class_weights(self.class_weight, classes, y, sw)
         start = self._warm_start_point(classes, X)
         self.classes_ = classes
         self.gamma_ = self._resolve_gamma(X)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cleaning import METHODS
+from ..cleaning import METHODS
 
 MODELS = ("logistic", "svm", "rbf-svm")
 ACTIONS = ("drop", "relabel", "flag")
@@ -417,7 +417,7 @@ def build_model(numeric, categorical, model="logistic", C=1.0, max_categories=50
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    from .svm import SmoothHingeSVC
+    from ..svm._classes import SmoothHingeSVC
 
     parts = []
     if numeric:
@@ -498,8 +498,8 @@ def run_clean(args, out=None, err=None):
 def _clean(args, out, stages):
     from sklearn.frozen import FrozenEstimator
 
-    from .cleaning import MislabelDetector
-    from .solvers import SingularHessianError
+    from ..cleaning import MislabelDetector
+    from ..exceptions import SingularHessianError
 
     if args.max_categories < 2:
         raise CleanError("--max-categories must be at least 2")

@@ -1,4 +1,4 @@
-"""Squared error: LinearRegression, Ridge, RidgeCV and SGDRegressor.
+"""Adapters of the least-squares models: LinearRegression, Ridge(CV), SGDRegressor.
 
 How scikit-learn's estimators map onto the mean-form objective
 ``1/W sum_i w_i loss_i + 1/2 theta' diag(lam) theta``:
@@ -16,36 +16,7 @@ How scikit-learn's estimators map onto the mean-form objective
 
 import numpy as np
 
-
-class SquaredError:
-    """``loss = scale * (y - eta)^2`` for a single output."""
-
-    n_outputs = 1
-    classes = None
-
-    def __init__(self, scale=1.0):
-        self.scale = scale
-
-    def encode(self, y):
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be 1-dimensional (one target), got shape {y.shape}. "
-                "Explain one target at a time."
-            )
-        return y
-
-    def loss(self, y, eta):
-        return self.scale * (y - eta[:, 0]) ** 2
-
-    def gradient(self, y, eta):
-        return -2.0 * self.scale * (y[:, None] - eta)
-
-    def hessian(self, y, eta):
-        return np.full((eta.shape[0], 1, 1), 2.0 * self.scale)
-
-    def output_gradient(self, eta, output, class_index):
-        return np.ones_like(eta)
+from ..objectives import LinearObjective, SquaredError
 
 
 def _single_target(estimator):
@@ -64,7 +35,6 @@ def _single_target(estimator):
 
 
 def _build(estimator, sample_weight, scale, lam_coef, scaling):
-    from ._base import LinearObjective
 
     coef = _single_target(estimator)
     fit_intercept = estimator.fit_intercept

@@ -13,7 +13,7 @@ kept rows plus two triangular solves.
 import numpy as np
 from scipy import linalg, optimize
 
-from .objectives._base import LinearObjective
+from ..objectives._objective import LinearObjective
 
 
 def objective_without(objective, weights, drop):

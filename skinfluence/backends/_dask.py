@@ -26,11 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.frozen import FrozenEstimator
 
-from . import _influence
-from ._checks import split_model
-from ._selection import StreamingTopK
-from .objectives import build_objective, is_supported
-from .solvers import HessianOperator, LissaSolver, make_solver
+from ..adapters._registry import build_objective, is_supported
+from ..core import _formulas
+from ..core._topk import StreamingTopK
+from ..objectives._operator import HessianOperator
+from ..solvers import make_solver
+from ..solvers.lissa import LissaSolver
+from ..utils._checks import split_model
 
 try:
     import dask
@@ -243,10 +245,10 @@ def _stationarity(explainer, operator):
     """The explainer's stationarity ratio, with the gradient reduced on workers."""
     obj, solver, w = explainer.objective_, explainer.solver_, explainer._weights
     step = np.linalg.norm(solver.solve(operator.mean_gradient()))
-    rows = _influence.stationarity_rows(explainer._X.shape[0])
+    rows = _formulas.stationarity_rows(explainer._X.shape[0])
     X_rows = explainer._X[rows].compute()
     R_rows = obj.residuals(X_rows, explainer._target[rows])
-    norms = _influence.parameter_change_norms(obj, solver, X_rows, R_rows)
+    norms = _formulas.parameter_change_norms(obj, solver, X_rows, R_rows)
     effects = norms * w[rows] / w.sum()
     typical = np.sqrt(np.mean(effects**2))
     return float(step / max(typical, np.finfo(float).tiny))
@@ -281,13 +283,13 @@ def _per_chunk(func, explainer, out_shape, *shared):
 
 def _influence_block(X, target, objective, V):
     R = objective.residuals(X, target)
-    return _influence.influence_matrix(objective, X, R, V)
+    return _formulas.influence_matrix(objective, X, R, V)
 
 
 def influence_matrix(explainer, Xt, F):
     """Lazy ``(n_test, n_train)`` influence, one block per chunk of rows."""
     obj = explainer.objective_
-    V = _influence.test_directions(obj, explainer.solver_, Xt, F)
+    V = _formulas.test_directions(obj, explainer.solver_, Xt, F)
     m = V.shape[1]
     blocks = _per_chunk(_influence_block, explainer, lambda r: (m, r), obj, V)
     return da.concatenate(blocks, axis=1)
@@ -308,7 +310,7 @@ def influence_blocks(explainer, Xt, F):
 
 def _self_influence_block(X, target, objective, solver):
     R = objective.residuals(X, target)
-    return _influence.self_influence(objective, solver, X, R)
+    return _formulas.self_influence(objective, solver, X, R)
 
 
 def self_influence(explainer):
@@ -326,7 +328,7 @@ def self_influence(explainer):
 
 def _top_block(X, target, start, objective, solver, V, k, relatif):
     R = objective.residuals(X, target)
-    scores, infl = _influence.block_scores(objective, solver, X, R, V, relatif)
+    scores, infl = _formulas.block_scores(objective, solver, X, R, V, relatif)
     top = StreamingTopK(k)
     top.update(start, scores, infl)
     return top
@@ -338,7 +340,7 @@ def top_influential(explainer, Xt, F, k, relatif, test_index):
     solver = explainer.solver_
     if relatif is not None:
         solver = _local_solver(explainer, "A RelatIF ranking")
-    V = _influence.test_directions(obj, explainer.solver_, Xt, F)
+    V = _formulas.test_directions(obj, explainer.solver_, Xt, F)
     X = explainer._X
     shared = [dask.delayed(s, pure=True) for s in (obj, solver if relatif else None, V)]
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)

@@ -16,7 +16,7 @@ perturbation influence differentiates through ``phi``.
 
 import numpy as np
 
-from .._kernel_features import PivotedKernelFeatures
+from ..objectives import LinearObjective, PivotedKernelFeatures, SquaredError
 
 
 def representer_features(kernel, gamma, degree, coef0, basis, dual_coef):
@@ -28,8 +28,6 @@ def representer_features(kernel, gamma, degree, coef0, basis, dual_coef):
 
 def from_kernel_ridge(estimator, y, sample_weight):
     """Objective of a fitted KernelRidge (one target)."""
-    from ._base import LinearObjective
-    from .linear import SquaredError
 
     dual = np.asarray(estimator.dual_coef_)
     if dual.ndim == 2 and dual.shape[1] != 1:
@@ -54,38 +52,3 @@ def from_kernel_ridge(estimator, y, sample_weight):
     return LinearObjective(
         beta, None, SquaredError(1.0), lam, "fixed", feature_map=fmap
     ), w
-
-
-def from_svc(estimator, y, sample_weight):
-    """Objective of a fitted binary SVC, through the smooth hinge (approximate)."""
-    from ._base import LinearObjective
-    from .logistic import _class_weights
-    from .smooth_hinge import HINGE_TEMPERATURE, SmoothHinge, _svm_penalty
-
-    classes = estimator.classes_
-    if len(classes) != 2:
-        raise ValueError(
-            "SVC is one-vs-one for more than two classes, which no single "
-            "objective describes; use SmoothHingeSVC(kernel=...) instead."
-        )
-    if estimator.kernel == "precomputed":
-        raise ValueError(
-            "SVC(kernel='precomputed') keeps no support vectors to "
-            "build features from; use SmoothHingeSVC."
-        )
-    fmap, beta = representer_features(
-        estimator.kernel,
-        estimator._gamma,
-        estimator.degree,
-        estimator.coef0,
-        estimator.support_vectors_,
-        estimator.dual_coef_,
-    )
-    w = _class_weights(estimator.class_weight, classes, y, sample_weight)
-    lam = _svm_penalty(estimator.C, w, 1, beta.shape[1], True)
-    family = SmoothHinge(classes, HINGE_TEMPERATURE)
-    objective = LinearObjective(
-        beta, estimator.intercept_, family, lam, "fixed", feature_map=fmap
-    )
-    objective.approximate = True
-    return objective, w

@@ -9,7 +9,7 @@ import inspect
 
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import split_model
+from ..utils._checks import split_model
 
 
 def is_dask(X):

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from . import _cli_clean
+from . import _clean
 
 _SHADES = " .:-=+*#%@"
 
@@ -43,7 +43,7 @@ def run_demo(noise=0.05, seed=0, out=None):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from . import InfluenceExplainer
+    from ..explainer import InfluenceExplainer
 
     def say(text=""):
         print(text, file=out, flush=True)
@@ -139,12 +139,12 @@ def main(argv=None):
         help="fraction of training labels flipped (default 0.05)",
     )
     demo.add_argument("--seed", type=int, default=0)
-    _cli_clean.add_parser(sub)
+    _clean.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(noise=args.noise, seed=args.seed)
     elif args.command == "clean":
-        return _cli_clean.run_clean(args)
+        return _clean.run_clean(args)
     return 0
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import linalg
 
-from ._checks import chunk_slices, map_chunks
+from ..utils._chunks import chunk_slices, map_chunks
 
 _TINY = np.finfo(float).tiny
 

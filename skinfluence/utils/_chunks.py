@@ -1,14 +1,13 @@
-"""Input checks and memory budgeting shared by the public estimators."""
+"""Memory budget and chunked loops under scikit-learn's ``working_memory``."""
 
 import os
 
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn import get_config
-from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
 from sklearn.utils.parallel import Parallel, delayed
 
+# Refuse to allocate a result larger than this share of physical memory.
 # Refuse to allocate a result larger than this share of physical memory.
 _MEMORY_SHARE = 0.5
 
@@ -30,34 +29,6 @@ def check_result_size(shape, what, alternative):
             f"more than half of this machine's memory ({limit / 2**30 * 2:.1f} GiB). "
             f"{alternative}"
         )
-
-
-def split_model(estimator):
-    """``(feature_map, model)`` of a fitted estimator, unwrapping Pipelines.
-
-    ``feature_map`` is the fitted Pipeline prefix (earlier steps, applied as a
-    fixed transformation) or None; ``model`` is the estimator whose objective
-    is differentiated.
-    """
-    if isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    if isinstance(estimator, Pipeline):
-        prefix = estimator[:-1] if len(estimator.steps) > 1 else None
-        model = estimator.steps[-1][1]
-        if isinstance(model, FrozenEstimator):
-            model = model.estimator
-        return prefix, model
-    return None, estimator
-
-
-def fit_params_for(estimator, sample_weight):
-    """``fit`` keyword arguments routing sample_weight to the final model."""
-    if sample_weight is None:
-        return {}
-    inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-    if isinstance(inner, Pipeline):
-        return {f"{inner.steps[-1][0]}__sample_weight": sample_weight}
-    return {"sample_weight": sample_weight}
 
 
 # -- memory budget and chunked loops ------------------------------------------
@@ -109,35 +80,3 @@ def map_chunks(func, chunks, n_jobs=None):
     return Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(func)(chunk) for chunk in chunks
     )
-
-
-def check_groups(groups, n):
-    """``(list of row positions, labels or None)`` from the ``groups`` argument."""
-    if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
-        rows = []
-        for g in groups:
-            g = np.asarray(g)
-            if g.dtype == bool:
-                if g.shape != (n,):
-                    raise ValueError(
-                        f"A boolean group must have one entry per training row "
-                        f"({n}), got shape {g.shape}."
-                    )
-                g = np.flatnonzero(g)
-            elif g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
-                raise ValueError(
-                    "Each group must be a 1-d array of row positions or a boolean "
-                    f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
-                )
-            if g.size and (g.min() < -n or g.max() >= n):
-                raise ValueError(f"Group row positions must lie in [0, {n}).")
-            rows.append(np.unique(g % n))
-        return rows, None
-    labels = np.asarray(groups)
-    if labels.shape != (n,):
-        raise ValueError(
-            f"groups must hold one label per training row ({n}) or be a list of "
-            f"arrays of row positions; got shape {labels.shape}."
-        )
-    names, codes = np.unique(labels, return_inverse=True)
-    return [np.flatnonzero(codes == c) for c in range(len(names))], names

@@ -15,11 +15,11 @@ from sklearn.linear_model import (
 from sklearn.svm import SVC, LinearSVC
 
 from ..svm import SmoothHingeSVC
-from .glm import from_glm
-from .kernel import from_kernel_ridge, from_svc
-from .linear import from_linear_regression, from_ridge, from_sgd_regressor
-from .logistic import from_logistic_regression, from_sgd_classifier
-from .smooth_hinge import from_linear_svc, from_smooth_hinge_svc
+from ._glm import from_glm
+from ._kernel import from_kernel_ridge
+from ._linear import from_linear_regression, from_ridge, from_sgd_regressor
+from ._logistic import from_logistic_regression, from_sgd_classifier
+from ._svm import from_linear_svc, from_smooth_hinge_svc, from_svc
 
 # Order matters: the first matching type wins (LogisticRegressionCV is a
 # LogisticRegression). Adding a model family = one module and one line here.

@@ -18,8 +18,10 @@ half deviance of power ``p`` has ``d loss / d mu = mu^-p (mu - y)``, so
 import numpy as np
 from scipy.special import xlogy
 
+from ._family import LossFamily
 
-class TweedieDeviance:
+
+class TweedieDeviance(LossFamily):
     """Half Tweedie deviance of power ``power`` with a log or identity link."""
 
     n_outputs = 1
@@ -72,27 +74,3 @@ class TweedieDeviance:
         if output == "predict" and self.link == "log":
             return np.exp(eta)
         return np.ones_like(eta)
-
-
-def from_glm(estimator, y, sample_weight):
-    """Objective of a fitted Poisson-, Gamma- or TweedieRegressor."""
-    from ._base import LinearObjective
-
-    name = type(estimator).__name__
-    if name == "PoissonRegressor":
-        family = TweedieDeviance(1.0, "log")
-    elif name == "GammaRegressor":
-        family = TweedieDeviance(2.0, "log")
-    else:
-        power = float(estimator.power)
-        link = estimator.link
-        if link == "auto":
-            link = "identity" if power <= 0 else "log"
-        family = TweedieDeviance(power, link)
-    w = np.asarray(sample_weight, dtype=np.float64)
-    coef = np.asarray(estimator.coef_).reshape(1, -1)
-    d = coef.shape[1]
-    lam = np.zeros(d + int(estimator.fit_intercept))
-    lam[:d] = float(estimator.alpha)
-    intercept = [estimator.intercept_] if estimator.fit_intercept else None
-    return LinearObjective(coef, intercept, family, lam, "weight_sum"), w

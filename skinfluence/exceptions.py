@@ -1,0 +1,42 @@
+"""Every error and warning skinfluence raises.
+
+They are re-exported from :mod:`skinfluence`; each subclasses the numpy or
+scikit-learn class that code catching a generic error would already expect.
+"""
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+
+class StationarityWarning(ConvergenceWarning):
+    """The wrapped model is too far from its optimum for reliable influence."""
+
+
+class SingularHessianError(np.linalg.LinAlgError, ValueError):
+    """The Hessian is singular or indefinite at the fitted parameters."""
+
+
+class WoodburyNotApplicableError(ValueError):
+    """The model's Hessian lacks the structure :class:`WoodburySolver` needs."""
+
+
+class NegativeCurvatureWarning(UserWarning):
+    """The Hessian at the fitted parameters has negative eigenvalues."""
+
+
+class UnsupportedOperationError(NotImplementedError, ValueError):
+    """The explainer's backend cannot compute the requested quantity.
+
+    Raised, with the alternatives it does offer, for instance for
+    ``loo_change(method='newton')`` on a torch model or
+    ``perturbation_influence`` on a dask-fitted explainer.
+    """
+
+
+__all__ = [
+    "NegativeCurvatureWarning",
+    "SingularHessianError",
+    "StationarityWarning",
+    "UnsupportedOperationError",
+    "WoodburyNotApplicableError",
+]

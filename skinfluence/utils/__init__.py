@@ -1,0 +1,1 @@
+"""Shared checks, label encoding and chunked loops under ``working_memory``."""

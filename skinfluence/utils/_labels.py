@@ -1,0 +1,38 @@
+"""Label encoding and class weights, as scikit-learn's estimators compute them."""
+
+import numpy as np
+
+
+def encode_labels(y, classes):
+    y = np.asarray(y)
+    index = np.searchsorted(classes, y)
+    index = np.clip(index, 0, len(classes) - 1)
+    unseen = classes[index] != y
+    if np.any(unseen):
+        bad = np.unique(y[unseen])[:5]
+        raise ValueError(
+            f"y contains labels not seen during fit: {bad.tolist()}; the model "
+            f"knows only {classes.tolist()}. Drop those rows or refit the "
+            "explainer on data that contains them."
+        )
+    return index
+
+
+def class_weights(class_weight, classes, y, sample_weight, balance_weighted=True):
+    """Sample weights times class weights, as the estimator computes them.
+
+    ``balance_weighted``: whether 'balanced' counts rows by their sample weight
+    (LogisticRegression, liblinear) or one each (SGDClassifier).
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if class_weight is None:
+        return w
+    per_class = compute_class_weight(
+        class_weight,
+        classes=classes,
+        y=y,
+        sample_weight=w if balance_weighted else None,
+    )
+    return w * per_class[encode_labels(y, classes)]
