@@ -19,6 +19,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .backends._base import check_test_labels
 from .core import _formulas
 from .exceptions import StationarityWarning
 from .solvers import HessianOperator, make_solver
@@ -68,11 +69,9 @@ class _State:
         self.ex = explainer
         self.fast = fast
         self.obj = explainer.objective_
-        self.target = getattr(explainer, "_target", None)
-        self.weights = explainer._weights
-        self.X = explainer._X_input.copy()
-        self.y = explainer._y
-        self.sw = getattr(explainer, "_sample_weight", None)
+        X, self.y, self.weights = explainer.backend_.training_data()
+        self.X = X.copy()
+        self.target, self.sw = _target_and_sample_weight(explainer)
         self._solver = explainer.solver_
         self._explainer = explainer
 
@@ -85,7 +84,7 @@ class _State:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StationarityWarning)
-            if getattr(self.ex, "backend_", None) is not None:
+            if not _closed_form(self.ex):
                 self._explainer = _retrain_torch(self._explainer, self.X, self.y)
             else:
                 self._explainer = clone(self.ex).fit(
@@ -138,6 +137,22 @@ class _State:
 
     def _label(self, t):
         return np.asarray(self.ex.classes_)[np.asarray(t, dtype=int)]
+
+
+def _closed_form(explainer):
+    return explainer.backend_.supports("training_problem")
+
+
+def _training_labels(explainer):
+    return explainer.backend_.training_data()[1]
+
+
+def _target_and_sample_weight(explainer):
+    """Encoded training targets and sample weights (closed-form backends)."""
+    if not _closed_form(explainer):
+        return None, None
+    problem = explainer.backend_.training_problem()
+    return problem.target, problem.sample_weight
 
 
 def _predicted_index(eta):
@@ -234,10 +249,10 @@ def _retrain_torch(explainer, X, y):
 
 def _predicted_label(explainer, X, x, objective, state_explainer):
     """The label the attacked model predicts for x (see _flipped_by_refit)."""
-    if getattr(explainer, "backend_", None) is not None:
+    if not _closed_form(explainer):
         # Torch: the last retraining is the refit (non-convex: no fresh start).
         if state_explainer is explainer:
-            state_explainer = _retrain_torch(explainer, X, explainer._y)
+            state_explainer = _retrain_torch(explainer, X, _training_labels(explainer))
         return state_explainer.predict(x[None])[0]
     return _flipped_by_refit(explainer, X, x, objective)
 
@@ -263,8 +278,8 @@ def _flipped_by_refit(explainer, X, x, objective):
         model.coef_ = objective.coef.copy()
         if objective.intercept is not None:
             model.intercept_ = objective.intercept.reshape(np.shape(intercept))
-    sw = getattr(explainer, "_sample_weight", None)
-    model.fit(X, explainer._y, **fit_params_for(model, sw))
+    _, sw = _target_and_sample_weight(explainer)
+    model.fit(X, _training_labels(explainer), **fit_params_for(model, sw))
     return model.predict(x[None])[0]
 
 
@@ -282,7 +297,7 @@ def _check_params(explainer, n_rows, epsilon, feature_range, max_iter, step_size
     check_is_fitted(explainer)
     if not is_classifier(explainer) and getattr(explainer, "classes_", None) is None:
         raise ValueError("training_set_attack flips a classifier's predictions.")
-    if getattr(explainer, "_feature_map", None) is not None:
+    if split_model(explainer.estimator_)[0] is not None:
         raise ValueError(
             "training_set_attack moves the rows the final estimator sees; a "
             "Pipeline prefix would have to be inverted. Explain the final "
@@ -407,17 +422,18 @@ def training_set_attack(
     lo, hi, step = _check_params(
         explainer, n_rows, epsilon, feature_range, max_iter, step_size
     )
-    X_target = explainer._features(explainer._validate_test_X(X_target))
+    X_target = explainer.model_input(X_target)
     X_target = X_target.toarray() if hasattr(X_target, "toarray") else X_target
     X_target = np.asarray(X_target, dtype=np.float64)
-    X_train = explainer._X_input
+    X_train = explainer.backend_.training_data()[0]
     if hasattr(X_train, "toarray"):
         raise ValueError("training_set_attack needs dense training data.")
-    t_target = _class_positions(explainer, explainer._check_y(y_target, X_target))
+    y_target = check_test_labels(y_target, X_target.shape[0])
+    t_target = _class_positions(explainer, y_target)
     fast = (
         hasattr(explainer.objective_, "with_theta")
         and explainer.objective_.feature_map is None
-        and getattr(explainer, "backend_", None) is None
+        and _closed_form(explainer)
     )
     if isinstance(selection, str):
         if selection not in SELECTIONS:
@@ -434,7 +450,7 @@ def training_set_attack(
             )
     rng = check_random_state(random_state)
     base = _State(explainer, fast)
-    codes = _class_positions(explainer, explainer._y)
+    codes = _class_positions(explainer, _training_labels(explainer))
     row_sets = []
     for j, (x, t) in enumerate(zip(X_target, t_target)):
         if not isinstance(selection, str):

@@ -23,8 +23,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .core import _formulas
-from .core._refit import refit_without
+from .exceptions import UnsupportedOperationError
 from .explainer import InfluenceExplainer
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
@@ -38,48 +37,28 @@ def default_estimator(sparse=False):
     )
 
 
-def _score_rows(explainer, method):
+def score_rows(explainer, method):
     """``(scores, held-out outputs)`` for every training row; higher = suspect.
 
     Every score walks chunks of rows within ``working_memory`` (threads:
     ``explainer.n_jobs``), so the ``(n_train, n_params)`` Newton changes are
     never held.
     """
-    obj = explainer.objective_
-    X, t, w = explainer._X, explainer._target, explainer._weights
+    backend = explainer.backend_
+    backend.require("training_problem", "MislabelDetector")
     try:
-        H_inv = explainer._inverse_hessian()
-    except ValueError:
+        eta_loo = backend.loo_own_outputs()
+    except UnsupportedOperationError:
         if method == "loo_loss":
             raise
-        H_inv = None  # an iterative solver: suggest the full model's labels
-    eta_loo = (
-        obj.linear_predictor(X)
-        if H_inv is None
-        else _formulas.loo_own_outputs(obj, H_inv, X, t, w, explainer.n_jobs)
-    )
+        eta_loo = backend.training_outputs()  # iterative solver: full model's labels
     if method == "loo_loss":
-        scores = obj.family.loss(t, eta_loo)
+        scores = backend.training_losses(eta_loo)
     elif method == "self_influence":
         scores = explainer.self_influence()
     else:
-        scores = obj.loss(X, t)
+        scores = backend.training_losses()
     return scores, eta_loo
-
-
-def _whitening(explainer):
-    """What makes the full model's Hessian the identity for a refit.
-
-    Its lower Cholesky factor when the solver holds one; else (iterative
-    solvers) the square root of its diagonal, from one pass over the rows.
-    """
-    factor = getattr(explainer.solver_, "factor_", None)
-    if factor is not None:
-        return factor[0]
-    diagonal = explainer.objective_.hessian_diagonal(
-        explainer._X, explainer._target, explainer._weights
-    )
-    return np.sqrt(np.maximum(diagonal, np.finfo(float).tiny))
 
 
 class MislabelDetector(BaseEstimator):
@@ -271,7 +250,7 @@ class MislabelDetector(BaseEstimator):
         self.n_features_in_ = self.explainer_.n_features_in_
         if hasattr(self.explainer_, "feature_names_in_"):
             self.feature_names_in_ = self.explainer_.feature_names_in_
-        self.scores_, eta_loo = _score_rows(self.explainer_, self.method)
+        self.scores_, eta_loo = score_rows(self.explainer_, self.method)
         self.n_rounds_ = 1
         if self.n_rounds > 1:
             self.scores_, eta_loo = self._later_rounds(y_arr, eta_loo)
@@ -298,8 +277,8 @@ class MislabelDetector(BaseEstimator):
         stop once the flags repeat, or when too few rows of a class would
         remain.
         """
-        ex = self.explainer_
-        obj, whitening, loo_shift = ex.objective_, None, None
+        backend = self.explainer_.backend_
+        whitening, loo_shift = None, None
         scores, eta, theta = self.scores_, eta_loo, None
         flags = self._suggest(eta_loo) != y
         for _ in range(self.n_rounds - 1):
@@ -309,17 +288,10 @@ class MislabelDetector(BaseEstimator):
                 break
             self.n_rounds_ += 1
             if whitening is None:  # first refit: the shared terms, once
-                whitening = _whitening(ex)
-                loo_shift = eta_loo - obj.linear_predictor(ex._X)
-            refitted, converged = refit_without(
-                obj,
-                whitening,
-                ex._X,
-                ex._target,
-                ex._weights,
-                flagged,
-                start=theta,
-                gtol=self.tol,
+                whitening = backend.whitening()
+                loo_shift = eta_loo - backend.training_outputs()
+            refitted, converged = backend.refit_without(
+                flagged, whitening=whitening, start=theta, gtol=self.tol
             )
             if not converged:
                 warnings.warn(
@@ -330,9 +302,9 @@ class MislabelDetector(BaseEstimator):
                     stacklevel=4,
                 )
             theta = refitted.theta
-            eta = refitted.linear_predictor(ex._X)
+            eta = backend.training_outputs(refitted)
             eta[keep] += loo_shift[keep]
-            scores = obj.family.loss(ex._target, eta)
+            scores = backend.training_losses(eta)
             previous, flags = flags, self._suggest(eta) != y
             if np.array_equal(flags, previous):
                 break

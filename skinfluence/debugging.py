@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.utils.validation import check_is_fitted
 
-from .core import _formulas
+from .utils._checks import model_feature_names
 
 
 @dataclass
@@ -53,17 +53,6 @@ class ErrorExplanation:
     features: pd.DataFrame
 
 
-def _feature_names(explainer, d):
-    prefix = getattr(explainer, "_feature_map", None)
-    if prefix is not None:
-        try:
-            return np.asarray(prefix.get_feature_names_out(), dtype=object)
-        except (AttributeError, ValueError, TypeError):
-            return np.array([f"x{j}" for j in range(d)], dtype=object)
-    names = getattr(explainer, "feature_names_in_", None)
-    return names if names is not None else np.array([f"x{j}" for j in range(d)])
-
-
 def _summed_influence(explainer, X_err, y_err):
     """``I_up,loss`` of the errors' total loss for every training row."""
     total = np.zeros(explainer.n_train_)
@@ -74,17 +63,14 @@ def _summed_influence(explainer, X_err, y_err):
 
 def _summed_perturbation(explainer, X_err, y_err, rows):
     """``I_pert,loss`` of the errors' total loss for some training rows."""
-    if getattr(explainer, "backend_", None) is not None:
-        return explainer.perturbation_influence(X_err, y_err)[:, rows].sum(axis=0)
-    obj = explainer.objective_
-    Xt, F, _ = explainer._test_factors(X_err, y_err, "loss")
-    V = _formulas.test_directions(obj, explainer.solver_, Xt, F).sum(
-        axis=1, keepdims=True
-    )
-    X = explainer._X
-    P = _formulas.perturbation_influence(obj, X[rows], explainer._target[rows], V)
-    fmap = obj.feature_map
-    return (P if fmap is None else fmap.vjp(explainer._X_input[rows], P))[0]
+    backend = explainer.backend_
+    backend.require("perturbation", "explain_errors")
+    X_err = explainer.validate_test_input(X_err)
+    if backend.supports("training_problem"):
+        return backend.perturbation_influence(
+            X_err, y_err, train_rows=rows, sum_test=True
+        )[0]
+    return backend.perturbation_influence(X_err, y_err)[:, rows].sum(axis=0)
 
 
 def explain_errors(explainer, X_test, y_test, *, groups=None, errors=None, n_rows=10):
@@ -155,7 +141,7 @@ def explain_errors(explainer, X_test, y_test, *, groups=None, errors=None, n_row
 
     influence = _summed_influence(explainer, X_err, y_err)
     _, y_train, _ = explainer.training_data()
-    index = explainer._index
+    index = explainer.train_index_
     rows = pd.DataFrame(
         {
             "train_row": np.arange(len(influence)) if index is None else index,
@@ -188,7 +174,7 @@ def explain_errors(explainer, X_test, y_test, *, groups=None, errors=None, n_row
     P = _summed_perturbation(explainer, X_err, y_err, top)
     features = pd.DataFrame(
         {
-            "feature": _feature_names(explainer, P.shape[1]),
+            "feature": model_feature_names(explainer, P.shape[1]),
             "magnitude": np.abs(P).sum(axis=0),
             "influence": P.sum(axis=0),
         }

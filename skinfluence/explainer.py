@@ -1,31 +1,24 @@
-"""InfluenceExplainer: influence functions for a fitted convex estimator."""
+"""InfluenceExplainer: influence functions of a fitted model, over one backend."""
 
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_array,
     check_is_fitted,
-    column_or_1d,
     validate_data,
 )
 
-from .adapters._registry import build_objective, is_supported
-from .backends._select import is_dask, is_torch_model, torch_backend
-from .core import _formulas
-from .core._topk import StreamingTopK
+from .backends import make_backend
+from .backends._base import check_2d
 from .exceptions import StationarityWarning
-from .solvers import HessianOperator, make_solver
 from .utils._checks import check_groups, fit_params_for, split_model
-from .utils._chunks import check_result_size, chunk_slices, map_chunks
 
-_TARGETS = ("loss", "decision_function", "predict_proba", "predict")
+_LOO_METHODS = ("influence", "newton")
+_TOP_METHODS = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
 
 
 def _delegates(attr):
@@ -36,11 +29,9 @@ def _delegates(attr):
     return check
 
 
-def _check_2d(X):
-    """Shape checks for input a Pipeline will validate itself (may hold strings)."""
-    if hasattr(X, "iloc") or hasattr(X, "tocsr"):
-        return X
-    return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
+def _check_method(method, allowed):
+    if method not in allowed:
+        raise ValueError(f"method must be one of {list(allowed)}, got {method!r}.")
 
 
 class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
@@ -231,177 +222,35 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         self : InfluenceExplainer
         """
-        self._on_dask = is_dask(X)
-        if self._on_dask:
-            from .backends._dask import fit_explainer
-
-            return fit_explainer(self, X, y, sample_weight)
-        self.backend_ = None
-        if is_torch_model(self.estimator):
-            return self._fit_torch(X, y, sample_weight)
-        if self.params != "all" or self.solver == "ekfac":
-            raise ValueError(
-                f"params={self.params!r} and solver='ekfac' are for torch models; "
-                f"{type(self.estimator).__name__} takes params='all' and the "
-                "solvers 'auto', 'exact', 'cg', 'lissa', 'lowrank' ('arnoldi'), "
-                "'woodbury'."
-            )
-        _, model = split_model(self.estimator)
-        if not is_supported(model):
-            build_objective(model, None, None)  # raises the TypeError
-        X, y = self._validate_train(X, y)
+        backend = make_backend(
+            self.estimator,
+            X,
+            solver=self.solver,
+            damping=self.damping,
+            params=self.params,
+            n_jobs=self.n_jobs,
+        )
+        backend.check_estimator(self.estimator)
+        train_index = getattr(X, "index", None)
+        X, y, weights = backend.validate_training_input(
+            self, X, y, sample_weight, prefixed=self._has_prefix()
+        )
         self.estimator_ = clone(self.estimator)
         self.estimator_.fit(X, y, **fit_params_for(self.estimator_, sample_weight))
-        feature_map, model = split_model(self.estimator_)
-        self._feature_map = feature_map
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
-        X_input = self._features(X)
-        sw = _check_sample_weight(sample_weight, X_input, dtype=np.float64)
-        self._sample_weight = sw
-        self.objective_, self._weights = build_objective(model, np.asarray(y), sw)
-        self._X_input = X_input
-        self._X = Xt = self._kernel_features(X_input)
-        self._y = np.asarray(y)
-        self._target = self.objective_.family.encode(self._y)
-        self._index = getattr(X, "index", None)
-        self.n_params_ = self.objective_.n_params
-        operator = HessianOperator(
-            self.objective_, Xt, self._target, self._weights, n_jobs=self.n_jobs
-        )
-        self.solver_ = make_solver(
-            "lowrank" if self.solver == "arnoldi" else self.solver,
-            self.damping,
-            n_params=self.n_params_,
-            n_samples=Xt.shape[0],
-            objective=self.objective_,
-        ).fit(operator)
-        self._R, gradient = operator.residuals_and_gradient()
-        operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
-        self.stationarity_ = self._stationarity(gradient)
-        self._warn_if_not_stationary(model)
-        return self
-
-    def _warn_if_not_stationary(self, model):
-        # Hinge models explained through the smooth hinge are not its optimum.
-        approximate = getattr(self.objective_, "approximate", False)
-        if self.stationarity_ > self.stationarity_tol and not approximate:
-            warnings.warn(
-                f"{type(model).__name__} stopped short of its optimum: the Newton "
-                f"step left is {self.stationarity_:.3g} times a typical row's "
-                "leave-one-out effect, so influence values are unreliable. Fit "
-                "to convergence (lower tol, raise max_iter), or for SGD models "
-                "use their batch counterpart (LogisticRegression, Ridge).",
-                StationarityWarning,
-                stacklevel=3,
-            )
-
-    def _fit_torch(self, X, y, sample_weight):
-        """Fit a skorch net or TorchModel and build its torch backend."""
-        from .torch import TorchInfluence
-
-        if sample_weight is not None:
-            raise ValueError(
-                "sample_weight is not supported for torch models: their training "
-                "loss is an unweighted mean."
-            )
-        self._index = getattr(X, "index", None)
-        if self._feature_map_expected():
-            X = _check_2d(X)
-            validate_data(self, X, skip_check_array=True)
-        else:
-            X = validate_data(self, X, dtype=(np.float64, np.float32))
-        y = np.asarray(y)
-        self.estimator_ = clone(self.estimator)
-        self.estimator_.fit(X, y)
-        self._feature_map, model = split_model(self.estimator_)
+        prefix, model = split_model(self.estimator_)
         if getattr(model, "classes_", None) is not None:
             self.classes_ = np.asarray(model.classes_)
-        self._X_input = self._X = self._features(X)
-        self._y = y
-        self._weights = np.ones(y.shape[0])
-        self.backend_ = TorchInfluence(
-            params=self.params, solver=self.solver, damping=self.damping
-        ).fit(model, self._X, y)
-        self.objective_ = self.backend_.objective_
-        self.solver_ = self.backend_.solver_
-        self.n_params_ = self.backend_.n_params_
-        self.stationarity_ = self.backend_.stationarity_
+        self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
+        self.train_index_ = train_index
+        self.objective_ = backend.objective_
+        self.solver_ = backend.solver_
+        self.n_params_ = backend.n_params_
+        self.stationarity_ = backend.stationarity_
         if self.stationarity_ > self.stationarity_tol:
-            warnings.warn(
-                f"{type(model).__name__} is far from a stationary point of its "
-                f"training objective (gradient norm "
-                f"{self.backend_.gradient_norm_:.3g}; the Newton step left is "
-                f"{self.stationarity_:.3g} times a typical row's leave-one-out "
-                "effect), so influence values are unreliable. Finish training "
-                "with full-batch L-BFGS (skinfluence.torch.refine).",
-                StationarityWarning,
-                stacklevel=3,
-            )
+            advice = backend.stationarity_advice(type(model).__name__)
+            if advice is not None:
+                warnings.warn(advice, StationarityWarning, stacklevel=3)
         return self
-
-    def _validate_train(self, X, y):
-        if self._feature_map_expected():
-            # A Pipeline validates its own input (it may take strings); record
-            # the feature count and names, check y.
-            X = _check_2d(X)
-            validate_data(self, X, skip_check_array=True)
-            return X, column_or_1d(y, warn=True)
-        return validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], dtype=np.float64, y_numeric=False
-        )
-
-    def _feature_map_expected(self):
-        prefix, _ = split_model(self.estimator)
-        return prefix is not None
-
-    def _features(self, X):
-        """Validated float64 input of the final model (after any Pipeline prefix)."""
-        if self._feature_map is None:
-            # validate_data already checked X; only csc needs converting.
-            return X.tocsr() if sp.issparse(X) else X
-        X = self._feature_map.transform(X)
-        return check_array(
-            X,
-            accept_sparse="csr",
-            dtype=np.float64,
-            input_name="X (as seen by the final estimator)",
-        )
-
-    def _kernel_features(self, X):
-        """Features a kernel model is linear in (identity for other models)."""
-        fmap = self.objective_.feature_map
-        return X if fmap is None else fmap.transform(X)
-
-    def _stationarity(self, gradient):
-        """Newton step left at the fit over a typical row's parameter change.
-
-        The typical change is the root-mean-square of ``||H^-1 g_i|| w_i / W``
-        over 64 random rows (most rows of an SVM have almost none). Iterative
-        solvers, for which 64 right-hand sides cost 64 solves' products,
-        estimate it from 8 random-sign sums of those rows instead
-        (``E ||sum_i e_i a_i||^2 = sum_i ||a_i||^2`` for signs ``e_i = +-1``),
-        solved in one block with the gradient: on 20,000 x 50,000 sparse
-        rows with CG, 2 s instead of 30.
-        """
-        obj, solver = self.objective_, self.solver_
-        rows = _formulas.stationarity_rows(self._X.shape[0])
-        X, R = self._X[rows], self._R[rows]
-        share = self._weights[rows] / self._weights.sum()
-        if _formulas._half_factor(solver) is not None:
-            step = np.linalg.norm(solver.solve(gradient))
-            norms = _formulas.parameter_change_norms(obj, solver, X, R)
-            typical = np.sqrt(np.mean((norms * share) ** 2))
-        else:
-            rng = np.random.default_rng(1)
-            signs = rng.choice([-1.0, 1.0], size=(len(rows), 8)) * share[:, None]
-            sums = obj.expand(X, R).T @ signs + np.outer(
-                obj.reweight_term(), signs.sum(0)
-            )
-            solved = solver.solve(np.column_stack([gradient, sums]))
-            step = np.linalg.norm(solved[:, 0])
-            typical = np.sqrt(np.mean(solved[:, 1:] ** 2) * solved.shape[0] / len(rows))
-        return float(step / max(typical, np.finfo(float).tiny))
 
     # -- delegation -------------------------------------------------------------
     @available_if(_delegates("predict"))
@@ -439,60 +288,51 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         tags.input_tags.string = getattr(inner.input_tags, "string", False)
         return tags
 
-    # -- test data --------------------------------------------------------------
+    # -- input ------------------------------------------------------------------
+    def _has_prefix(self):
+        return split_model(self.estimator)[0] is not None
+
     def _validate_test_X(self, X):
-        if self._feature_map is not None:
-            X = _check_2d(X)
+        if self._has_prefix():
+            X = check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             return X
         return validate_data(
             self, X, reset=False, accept_sparse=["csr", "csc"], dtype=np.float64
         )
 
-    def _test_factors(self, X, y, target):
-        """Features of the final model and ``d quantity / d eta`` per test row."""
-        check_is_fitted(self)
-        if target not in _TARGETS:
-            raise ValueError(f"target must be one of {_TARGETS}, got {target!r}.")
-        Xt = self._kernel_features(self._features(self._validate_test_X(X)))
-        family = self.objective_.family
-        eta = self.objective_.linear_predictor(Xt)
-        if target == "loss":
-            if y is None:
-                raise ValueError("y_test is required when target='loss'.")
-            t = family.encode(self._check_y(y, Xt))
-            return Xt, family.gradient(t, eta), t
-        classifier = family.classes is not None
-        if target == "predict_proba" and not classifier:
-            raise ValueError(
-                "target='predict_proba' needs a classifier; use "
-                "target='predict' for a regressor."
-            )
-        if target == "predict" and classifier:
-            raise ValueError(
-                "target='predict' is for regressors; use "
-                "'predict_proba' or 'decision_function'."
-            )
-        if classifier and y is not None:
-            cls = np.asarray(family.encode(self._check_y(y, Xt)), dtype=int)
-        elif classifier:
-            cls = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
-        else:
-            cls = np.zeros(Xt.shape[0], dtype=int)
-        return Xt, family.output_gradient(eta, target, cls), cls
+    def validate_test_input(self, X):
+        """``X`` checked against the training input, ready for ``backend_``.
 
-    @staticmethod
-    def _check_y(y, Xt):
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != Xt.shape[0]:
-            raise ValueError(
-                f"y_test must be 1-d with one label per row of X_test "
-                f"({Xt.shape[0]}), got shape {y.shape}."
-            )
-        return y
+        The backend's methods take test rows validated here (feature count and
+        names) and apply any Pipeline prefix themselves.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        {array-like, sparse matrix} of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return self._validate_test_X(X)
+
+    def model_input(self, X):
+        """``X`` as the final estimator sees it (after any Pipeline prefix).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        {ndarray, sparse matrix} of shape (n_samples, n_model_features)
+        """
+        X = self.validate_test_input(X)
+        return self.backend_.model_input(X)
 
     # -- influence quantities ---------------------------------------------------
-    @torch_backend
     def influence(self, X_test, y_test=None, *, target="loss"):
         """Influence of upweighting each training row on each test quantity.
 
@@ -515,22 +355,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             A lazy dask array (one block per chunk of training rows) when the
             explainer was fitted on a dask array.
         """
-        Xt, F, _ = self._test_factors(X_test, y_test, target)
-        if self._on_dask:
-            from .backends._dask import influence_matrix
+        X_test = self.validate_test_input(X_test)
+        return self.backend_.influence(X_test, y_test, target=target)
 
-            return influence_matrix(self, Xt, F)
-        check_result_size(
-            (Xt.shape[0], self._X.shape[0]),
-            "The influence matrix",
-            "Call top_influential, which keeps only the top rows, or "
-            "influence_blocks, which yields the matrix in blocks, "
-            "or pass fewer test rows at a time.",
-        )
-        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
-        return _formulas.influence_matrix(self.objective_, self._X, self._R, V)
-
-    @torch_backend
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
         """Predicted change of each test quantity when each training row is removed.
 
@@ -550,42 +377,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train)
             Positive: removing the row raises the test quantity.
         """
-        if method not in ("influence", "newton"):
-            raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
-        self._require_in_memory("loo_change")
-        Xt, F, t = self._test_factors(X_test, y_test, target)
-        n_test, n_train = Xt.shape[0], self._X.shape[0]
-        check_result_size(
-            (n_test, n_train, self.objective_.n_outputs),
-            "The leave-one-out matrix",
-            "Pass fewer test rows at a time.",
-        )
-        obj = self.objective_
-        if method == "influence":
-            V = _formulas.test_directions(obj, self.solver_, Xt, F)
-            return _formulas.loo_first_order(obj, self._X, self._R, self._weights, V)
-        if target not in ("loss", "decision_function"):
-            raise ValueError(
-                "method='newton' supports target='loss' or 'decision_function'."
-            )
-        check_result_size(
-            (n_train, self.n_params_),
-            "The Newton parameter changes",
-            "Use method='influence'.",
-        )
-        delta = _formulas.newton_parameter_changes(
-            obj, self._inverse_hessian(), self._X, self._target, self._weights
-        )
-        d_eta = _formulas.output_changes(obj, Xt, delta)
-        eta = obj.linear_predictor(Xt)
-        if target == "decision_function":
-            cols = np.arange(n_test)
-            return d_eta[cols, :, t if d_eta.shape[2] > 1 else 0]
-        K = eta.shape[1]
-        new = obj.family.loss(
-            np.repeat(t, n_train, axis=0), (eta[:, None, :] + d_eta).reshape(-1, K)
-        )
-        return new.reshape(n_test, n_train) - obj.family.loss(t, eta)[:, None]
+        _check_method(method, _LOO_METHODS)
+        X_test = self.validate_test_input(X_test)
+        self.backend_.require("loo_change", "loo_change")
+        if method == "newton":
+            self.backend_.require("newton", "loo_change(method='newton')")
+        return self.backend_.loo_change(X_test, y_test, method=method, target=target)
 
     def group_influence(
         self, groups, X_test, y_test=None, *, method="influence", target="loss"
@@ -644,57 +441,21 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         >>> bool(np.allclose(change[:, 0], actual))
         True
         """
-        if method not in ("influence", "newton"):
-            raise ValueError(f"method must be 'influence' or 'newton', got {method!r}.")
-        self._require_in_memory("group_influence")
-        rows, labels = check_groups(groups, self._X.shape[0])
-        if getattr(self, "backend_", None) is not None:
-            if method == "newton":
-                raise ValueError(
-                    "method='newton' needs a model with linear outputs; for torch "
-                    "models use method='influence'."
-                )
-            # First order is additive: sum the rows' leave-one-out changes.
-            loo = self.backend_.loo_change(
-                self._features(self._validate_test_X(X_test)), y_test, target=target
-            )
-            out = np.stack([loo[:, r].sum(axis=1) for r in rows], axis=1)
-            return self._group_table(out, labels, X_test)
-        Xt, F, t = self._test_factors(X_test, y_test, target)
-        obj, X, w = self.objective_, self._X, self._weights
-        if method == "influence":
-            V = _formulas.test_directions(obj, self.solver_, Xt, F)
-            out = _formulas.group_first_order(obj, X, self._R, w, rows, V)
-        else:
-            if target not in ("loss", "decision_function"):
-                raise ValueError(
-                    "method='newton' supports target='loss' or 'decision_function'."
-                )
-            H_inv = self._inverse_hessian()
-            s, _ = obj.removal_term(w)
-            eta = obj.linear_predictor(Xt)
-            out = np.empty((Xt.shape[0], len(rows)))
-            for g, r in enumerate(rows):
-                delta = _formulas.group_newton_change(
-                    obj, H_inv, X[r], self._target[r], w[r], s[r].sum(), w.sum()
-                )
-                d_eta = _formulas.output_changes(obj, Xt, delta[None])[:, 0, :]
-                if target == "decision_function":
-                    out[:, g] = d_eta[np.arange(len(t)), t if d_eta.shape[1] > 1 else 0]
-                else:
-                    new = obj.family.loss(t, eta + d_eta)
-                    out[:, g] = new - obj.family.loss(t, eta)
-        return self._group_table(out, labels, X_test)
-
-    @staticmethod
-    def _group_table(out, labels, X_test):
+        _check_method(method, _LOO_METHODS)
+        X_test = self.validate_test_input(X_test)
+        self.backend_.require("group_influence", "group_influence")
+        if method == "newton":
+            self.backend_.require("newton", "group_influence(method='newton')")
+        rows, labels = check_groups(groups, self.backend_.n_train_)
+        out = self.backend_.group_influence(
+            rows, X_test, y_test, method=method, target=target
+        )
         if labels is None:
             return out
         import pandas as pd
 
         return pd.DataFrame(out, columns=labels, index=getattr(X_test, "index", None))
 
-    @torch_backend
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.
 
@@ -705,17 +466,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``objective_.theta`` (per output: coefficients, then intercept).
         """
         check_is_fitted(self)
-        self._require_in_memory("influence_params")
-        check_result_size(
-            (self._X.shape[0], self.n_params_),
-            "I_up,params",
-            "Use self_influence or influence instead.",
-        )
-        return _formulas.influence_params(
-            self.objective_, self.solver_, self._X, self._R, self.n_jobs
-        )
+        self.backend_.require("influence_params", "influence_params")
+        return self.backend_.influence_params()
 
-    @torch_backend
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
 
@@ -729,15 +482,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             was fitted on a dask array.
         """
         check_is_fitted(self)
-        if self._on_dask:
-            from .backends._dask import self_influence
+        return self.backend_.self_influence()
 
-            return self_influence(self)
-        return _formulas.self_influence(
-            self.objective_, self.solver_, self._X, self._R, self.n_jobs
-        )
-
-    @torch_backend
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
 
@@ -746,26 +492,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train, n_features)
             Features are those the final model sees (after any Pipeline prefix).
         """
-        self._require_in_memory("perturbation_influence")
-        Xt, F, _ = self._test_factors(X_test, y_test, target)
-        check_result_size(
-            (Xt.shape[0], self._X.shape[0], self._X.shape[1]),
-            "I_pert,loss",
-            "Pass fewer test rows at a time.",
-        )
-        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
-        P = _formulas.perturbation_influence(self.objective_, self._X, self._target, V)
-        fmap = self.objective_.feature_map
-        # Kernel models: chain rule through the feature map (basis held fixed).
-        return P if fmap is None else fmap.vjp(self._X_input, P)
+        X_test = self.validate_test_input(X_test)
+        self.backend_.require("perturbation", "perturbation_influence")
+        return self.backend_.perturbation_influence(X_test, y_test, target=target)
 
-    @torch_backend
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
-        Xt, _, t = self._test_factors(X, y, "loss")
-        return self.objective_.loss(Xt, t)
+        X = self.validate_test_input(X)
+        return self.backend_.test_loss(X, y)
 
-    @torch_backend
     def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
         """RelatIF (Barshan et al., 2020): influence relative to global effect.
 
@@ -778,19 +513,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         ndarray of shape (n_test, n_train)
         """
-        if kind not in ("theta", "l"):
-            raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
-        self._require_in_memory("relative_influence")
-        scores = self.influence(X_test, y_test, target=target)
-        if kind == "theta":
-            norm = _formulas.parameter_change_norms(
-                self.objective_, self.solver_, self._X, self._R, self.n_jobs
-            )
-        else:
-            norm = np.sqrt(np.abs(self.self_influence()))
-        return scores / np.maximum(norm, np.finfo(float).tiny)
+        X_test = self.validate_test_input(X_test)
+        return self.backend_.relative_influence(
+            X_test, y_test, kind=kind, target=target
+        )
 
-    @torch_backend
     def top_influential(
         self,
         X_test,
@@ -828,49 +555,27 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             ``train_row``, ``score``, ``influence``, ``label``; rows are the
             index labels of pandas input.
         """
-        methods = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
-        if method not in [*methods, "divine"]:
-            raise ValueError(
-                f"method must be one of {[*methods, 'divine']}, got {method!r}."
-            )
+        _check_method(method, [*_TOP_METHODS, "divine"])
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
         test_index = getattr(X_test, "index", None)
-        if method == "divine" and getattr(self, "backend_", None) is not None:
-            from .diverse import diverse_top_k
-
-            # Any backend: a pool of candidates from its blocks of influence.
-            pool = StreamingTopK(max(10 * k, 100))
-            features = self._features(self._validate_test_X(X_test))
-            for _, rows, block in self.backend_.influence_blocks(
-                features, y_test, target=target
-            ):
-                pool.update(rows.start, block, block)
-            top = diverse_top_k(pool, self._X_input, k, gamma, diversity, kernel)
-            return top.table(self._y, self._index, test_index)
-        Xt, F, _ = self._test_factors(X_test, y_test, target)
+        X_test = self.validate_test_input(X_test)
+        backend = self.backend_
+        _, labels, _ = backend.training_data()
         if method == "divine":
             from .diverse import diverse_top_k
 
-            self._require_in_memory("top_influential(method='divine')")
-            pool = [
-                self._top_k(V, max(10 * k, 100), None)
-                for _, V in self._test_directions(Xt, F)
-            ]
-            top = diverse_top_k(
-                StreamingTopK.stack(pool), self._X_input, k, gamma, diversity, kernel
+            backend.require("divine", "top_influential(method='divine')")
+            pool = backend.candidate_pool(
+                X_test, y_test, size=max(10 * k, 100), target=target
             )
-            return top.table(self._y, self._index, test_index)
-        if self._on_dask:
-            from .backends._dask import top_influential
+            X_rows = backend.training_data()[0]
+            top = diverse_top_k(pool, X_rows, k, gamma, diversity, kernel)
+        else:
+            relatif = _TOP_METHODS[method]
+            top = backend.top_k(X_test, y_test, k=k, target=target, relatif=relatif)
+        return top.table(labels, self.train_index_, test_index)
 
-            return top_influential(self, Xt, F, k, methods[method], test_index)
-        tops = [
-            self._top_k(V, k, methods[method]) for _, V in self._test_directions(Xt, F)
-        ]
-        return StreamingTopK.stack(tops).table(self._y, self._index, test_index)
-
-    @torch_backend
     def influence_blocks(self, X_test, y_test=None, *, target="loss"):
         """The influence matrix in blocks of training rows, within working memory.
 
@@ -921,81 +626,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         >>> bool(np.all(most_harmful == explainer.influence(X[:5], y[:5]).argmax(1)))
         True
         """
-        Xt, F, _ = self._test_factors(X_test, y_test, target)
-        if self._on_dask:
-            from .backends._dask import influence_blocks
-
-            yield from influence_blocks(self, Xt, F)
-            return
-        for test_rows, V in self._test_directions(Xt, F):
-            for train_rows, block in self._influence_chunks(V):
-                yield test_rows, train_rows, block
-
-    def _test_directions(self, Xt, F):
-        """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
-        obj = self.objective_
-        for rows in chunk_slices(Xt.shape[0], _formulas.test_row_bytes(obj)):
-            yield rows, _formulas.test_directions(obj, self.solver_, Xt[rows], F[rows])
-
-    def _train_chunks(self, n_test, relatif=None):
-        obj = self.objective_
-        row_bytes = _formulas.block_row_bytes(obj, self._X, n_test, relatif)
-        return chunk_slices(self._X.shape[0], row_bytes, self.n_jobs)
-
-    def _influence_chunks(self, V):
-        """``(train_rows, block)`` of ``influence`` for test directions V."""
-        obj, X, R = self.objective_, self._X, self._R
-
-        def block(rows):
-            return _formulas.influence_matrix(obj, X[rows], R[rows], V)
-
-        chunks = self._train_chunks(V.shape[1])
-        yield from zip(chunks, map_chunks(block, chunks, self.n_jobs))
-
-    def _top_k(self, V, k, relatif):
-        """:class:`StreamingTopK` over every training row for directions V."""
-        obj, solver, X, R = self.objective_, self.solver_, self._X, self._R
-
-        def block(rows):
-            scores, infl = _formulas.block_scores(
-                obj, solver, X[rows], R[rows], V, relatif
-            )
-            top = StreamingTopK(k)
-            top.update(rows.start, scores, infl)
-            return top
-
-        chunks = self._train_chunks(V.shape[1], relatif)
-        parts = map_chunks(block, chunks, self.n_jobs)
-        top = next(parts)
-        for part in parts:
-            top.merge(part)
-        return top
-
-    def _require_in_memory(self, method):
-        check_is_fitted(self)
-        if getattr(self, "_on_dask", False):
-            raise NotImplementedError(
-                f"{method} is not available on an explainer fitted on a dask "
-                "array; use influence, self_influence, top_influential or "
-                "influence_blocks, or fit on an in-memory array."
-            )
-
-    def _inverse_hessian(self):
-        """Dense ``H^-1``, which the Newton leave-one-out updates need."""
-        try:
-            return self.solver_.inverse()
-        except (NotImplementedError, AttributeError) as exc:
-            raise ValueError(
-                f"method='newton' needs the dense inverse Hessian, which the "
-                f"{type(self.solver_).__name__} does not form; use "
-                "solver='exact' (or method='influence')."
-            ) from exc
+        X_test = self.validate_test_input(X_test)
+        yield from self.backend_.influence_blocks(X_test, y_test, target=target)
 
     @property
     def n_train_(self):
         """Number of training rows."""
         check_is_fitted(self)
-        return self._X.shape[0]
+        return self.backend_.n_train_
 
     def training_data(self):
         """``(X, y, sample_weight)`` the final model was trained on.
@@ -1003,5 +641,6 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ``X`` is the input of the final estimator (after any Pipeline prefix);
         the weights include class_weight.
         """
-        self._require_in_memory("training_data")
-        return self._X_input.copy(), self._y.copy(), self._weights.copy()
+        check_is_fitted(self)
+        self.backend_.require("training_data", "training_data")
+        return tuple(a.copy() for a in self.backend_.training_data())

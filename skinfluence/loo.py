@@ -4,13 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-
-from .adapters._registry import build_objective
-from .utils._checks import split_model
 
 
 @dataclass
@@ -34,39 +29,6 @@ class LOOValidation:
     slope: float
 
 
-def _warm_clone(model):
-    """A clone that starts from the fitted parameters, where the model allows.
-
-    As in the paper's protocol, this lands the refit on the same optimum
-    faster; it does not change that optimum.
-    """
-    refit = clone(model)
-    if "warm_start" not in refit.get_params():
-        return refit
-    # A frozen model clones to itself: never write into it.
-    if refit is model or not hasattr(model, "intercept_"):
-        return refit
-    try:
-        state = {
-            k: np.copy(v)
-            for k, v in vars(model).items()
-            if k.endswith("_") and not k.startswith("__")
-        }
-    except TypeError:  # pragma: no cover - unusual fitted attributes
-        return refit
-    refit.set_params(warm_start=True)
-    vars(refit).update(state)
-    return refit
-
-
-def _refit_loss(model, X, y, sw, keep, X_test, t_test):
-    refit = _warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
-    objective, _ = build_objective(refit, y[keep], sw[keep])
-    fmap = objective.feature_map
-    features = X_test if fmap is None else fmap.transform(X_test)
-    return objective.loss(features, t_test).sum()
-
-
 def validate_loo(
     explainer,
     X_test,
@@ -77,6 +39,7 @@ def validate_loo(
     method="influence",
     random_state=None,
     n_jobs=None,
+    refit_options=None,
 ):
     """Refit without influential (and random) rows; compare with the prediction.
 
@@ -102,7 +65,11 @@ def validate_loo(
         here): retraining starts from the fitted parameters.
     random_state : int, RandomState instance or None, default=None
     n_jobs : int, default=None
-        Refits run in parallel through joblib.
+        Refits run in parallel through joblib (estimators refitted by
+        scikit-learn).
+    refit_options : dict, default=None
+        Keyword arguments of the backend's refits (torch: ``max_iter`` and
+        ``tol`` of L-BFGS, see :func:`skinfluence.torch.validate_loo`).
 
     Returns
     -------
@@ -124,48 +91,22 @@ def validate_loo(
     True
     """
     check_is_fitted(explainer)
-    if getattr(explainer, "backend_", None) is not None:
-        if method != "influence":
-            raise ValueError(
-                "For torch models validate_loo supports method='influence'."
-            )
-        from .torch import validate_loo as validate_torch_loo
-
-        # Networks are retrained from the fitted parameters, as in the paper.
-        return validate_torch_loo(
-            explainer,
-            X_test,
-            y_test,
-            n_remove=n_remove,
-            n_random=n_random,
-            random_state=random_state,
-        )
+    backend = explainer.backend_
+    backend.require("refit", "validate_loo")
     predicted = explainer.loo_change(X_test, y_test, method=method).sum(axis=0)
-    X, y, _ = explainer.training_data()
-    sw = explainer._sample_weight
-    n = X.shape[0]
-    top = np.argsort(-np.abs(predicted), kind="stable")[:n_remove]
+    X_test = explainer.validate_test_input(X_test)
+    n = backend.n_train_
+    order = backend.loo_ranking(X_test, y_test, predicted)
+    top = order[:n_remove]
     rest = np.setdiff1d(np.arange(n), top)
     rng = check_random_state(random_state)
     rand = rng.choice(rest, size=min(n_random, rest.size), replace=False)
     rows = np.concatenate([top, rand]).astype(int)
-
-    _, model = split_model(explainer.estimator_)
-    Xt, _, t_test = explainer._test_factors(X_test, y_test, "loss")
-    base = explainer.objective_.loss(Xt, t_test).sum()
-    # Refits see the final model's input (kernel models build their own map).
-    Xt = explainer._features(explainer._validate_test_X(X_test))
-    masks = []
-    for i in rows:
-        keep = np.ones(n, dtype=bool)
-        keep[i] = False
-        masks.append(keep)
-    losses = Parallel(n_jobs=n_jobs)(
-        delayed(_refit_loss)(model, X, y, sw, keep, Xt, t_test) for keep in masks
+    actual = backend.refit_test_losses(
+        [[i] for i in rows], X_test, y_test, n_jobs=n_jobs, **(refit_options or {})
     )
-    actual = np.asarray(losses) - base
     pred = predicted[rows]
-    index = explainer._index
+    index = explainer.train_index_
     table = pd.DataFrame(
         {
             "train_row": rows if index is None else np.asarray(index)[rows],

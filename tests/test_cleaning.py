@@ -465,21 +465,21 @@ def test_rounds_without_cholesky_factor_whiten_by_the_diagonal(noisy_wine, monke
     """Solvers without a Cholesky factor (iterative ones) refit with the
     Hessian's diagonal as the whitening: the same refit, and the same scores
     of the flagged rows, as the Cholesky-whitened one (both to a tight tol)."""
-    from skinfluence import cleaning
+    from skinfluence.backends import ClosedFormBackend
 
     X, _, y_noisy, _ = noisy_wine
     X = StandardScaler().fit_transform(X)
     model = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000)
     fast = MislabelDetector(model, n_rounds=2, tol=1e-9).fit(X, y_noisy)
-    real = cleaning._whitening
+    real = ClosedFormBackend.whitening
     used = []
 
-    def diagonal_only(explainer):
-        explainer.solver_ = object()  # no factor_: as an iterative solver
-        used.append(real(explainer))
+    def diagonal_only(backend):
+        backend.solver_ = object()  # no factor_: as an iterative solver
+        used.append(real(backend))
         return used[-1]
 
-    monkeypatch.setattr(cleaning, "_whitening", diagonal_only)
+    monkeypatch.setattr(ClosedFormBackend, "whitening", diagonal_only)
     slow = MislabelDetector(model, n_rounds=2, tol=1e-9).fit(X, y_noisy)
     assert used and used[0].ndim == 1
     assert fast.n_rounds_ == slow.n_rounds_ == 2

@@ -104,8 +104,13 @@ def test_cg_solver_and_dask_labels(client, data):
     memory = InfluenceExplainer(est, solver="cg").fit(X, y)
     Xd = da.from_array(X, chunks=(CHUNK, 5))
     on_dask = InfluenceExplainer(est, solver="cg").fit(Xd, da.from_array(y, 500))
+    # CG bounds each solve's residual by tol=1e-10, not its error: the two
+    # operators sum their chunks in different orders, so the solves agree to
+    # about cond(H) * tol.
     assert_close(
-        on_dask.influence(X[:5], y[:5]).compute(), memory.influence(X[:5], y[:5])
+        on_dask.influence(X[:5], y[:5]).compute(),
+        memory.influence(X[:5], y[:5]),
+        tol=1e-8,
     )
     with pytest.raises(NotImplementedError, match="solver='exact'"):
         on_dask.self_influence()

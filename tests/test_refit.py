@@ -56,7 +56,12 @@ def test_refit_without_reaches_the_refit_optimum(case, whitening):
         ex = InfluenceExplainer(model).fit(X, y, sample_weight=sw)
     drop = np.sort(rng.choice(len(y), len(y) // 6, replace=False))
     keep = np.setdiff1d(np.arange(len(y)), drop)
-    obj, Xt, t, w = ex.objective_, ex._X, ex._target, ex._weights
+    obj, Xt, t, w = (
+        ex.objective_,
+        ex.backend_.X_,
+        ex.backend_.target_,
+        ex.backend_.weights_,
+    )
     factor = ex.solver_.factor_[0]
     if whitening == "diagonal":  # what iterative solvers use
         factor = np.sqrt(obj.hessian_diagonal(Xt, t, w))

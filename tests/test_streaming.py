@@ -74,11 +74,13 @@ def test_chunk_slices_cover_rows_within_budget():
 def test_hessian_operator_chunks_equal_whole(explainers, multiclass):
     X, y, sw = multiclass
     ex = explainers["exact"]
-    whole = HessianOperator(ex.objective_, X, ex._target, ex._weights)
+    whole = HessianOperator(ex.objective_, X, ex.backend_.target_, ex.backend_.weights_)
     V = np.random.default_rng(1).standard_normal((ex.n_params_, 3))
     H, HV, diag = whole.to_dense(), whole.matmat(V), whole.diagonal()
     for n_jobs in (None, 2):
-        op = HessianOperator(ex.objective_, X, ex._target, ex._weights, n_jobs)
+        op = HessianOperator(
+            ex.objective_, X, ex.backend_.target_, ex.backend_.weights_, n_jobs
+        )
         with config_context(working_memory=TINY):
             assert len(chunk_slices(len(y), op._row_bytes(), n_jobs)) > 20
             assert_close(op.to_dense(), H)
@@ -94,7 +96,7 @@ def test_dense_hessian_pass_also_gives_residuals_and_gradient(multiclass, binary
     y = (y > 0).astype(int) if binary else y
     model = LogisticRegression(C=0.3, max_iter=50).fit(X, y, sample_weight=sw)
     ex = InfluenceExplainer(FrozenEstimator(model)).fit(X, y, sw)
-    obj, t, w = ex.objective_, ex._target, ex._weights
+    obj, t, w = ex.objective_, ex.backend_.target_, ex.backend_.weights_
     expected = obj.residuals(X, t), obj.mean_gradient(X, t, w)
     assert np.linalg.norm(expected[1]) > 1e-6  # not at the optimum: nonzero
     for n_jobs in (None, 2):
@@ -105,12 +107,12 @@ def test_dense_hessian_pass_also_gives_residuals_and_gradient(multiclass, binary
             # The gradient near the optimum is a sum of much larger terms that
             # cancel: rounding is relative to them, not to the small result.
             assert_close(got, want, tol=1e-10)
-    assert_close(ex._R, expected[0])
+    assert_close(ex.backend_.residuals_, expected[0])
 
 
 def test_per_row_quantities_chunked_equal_whole(explainers):
     ex = explainers["exact"]
-    obj, sol, X, R = ex.objective_, ex.solver_, ex._X, ex._R
+    obj, sol, X, R = ex.objective_, ex.solver_, ex.backend_.X_, ex.backend_.residuals_
     full = {
         "self": ex.self_influence(),
         "norms": _influence.parameter_change_norms(obj, sol, X, R),
@@ -137,7 +139,7 @@ def test_self_influence_with_reweight_term(rng):
     ex, X, _ = _poisson(rng)
     obj, sol = ex.objective_, ex.solver_
     assert np.any(obj.reweight_term())
-    G = obj.expand(X, ex._R)
+    G = obj.expand(X, ex.backend_.residuals_)
     expected = np.einsum("ij,ji->i", G, sol.solve((G + obj.reweight_term()).T))
     with config_context(working_memory=1e-3):
         got = ex.self_influence()
@@ -163,7 +165,7 @@ def test_self_influence_by_factor_equals_dense_solve(rng, n_rows, lower, kind):
         ex = InfluenceExplainer(LogisticRegression(C=0.1, max_iter=500)).fit(X, y)
     rows = np.arange(n_rows) % X.shape[0]  # Poisson's 300 rows, repeated
     X, obj = X[rows], ex.objective_
-    R = obj.residuals(X, ex._target[rows])
+    R = obj.residuals(X, ex.backend_.target_[rows])
     L = np.tril(ex.solver_.factor_[0])  # H as the exact solver factored it
     factor = (linalg.cholesky(L @ L.T, lower=lower), lower)
     got = _influence._self_influence_by_factor(obj, factor, X, R, None)
@@ -231,16 +233,16 @@ def test_detector_scores_chunked_and_threaded(multiclass):
     full = MislabelDetector(FrozenEstimator(est), n_rounds=1).fit(X, y)
     ex = full.explainer_
     # The unchunked definition: eta_i + xt_i . delta_i from all Newton changes.
-    H_inv = ex._inverse_hessian()
+    H_inv = ex.backend_.inverse_hessian()
     delta = _influence.newton_parameter_changes(
-        ex.objective_, H_inv, ex._X, ex._target, ex._weights
+        ex.objective_, H_inv, ex.backend_.X_, ex.backend_.target_, ex.backend_.weights_
     )
     b = ex.objective_.block_size
     eta = ex.objective_.linear_predictor(X)
     Xt = np.hstack([X, np.ones((len(y), 1))])
     for k in range(eta.shape[1]):
         eta[:, k] += np.einsum("ij,ij->i", Xt, delta[:, k * b : (k + 1) * b])
-    loss = ex.objective_.family.loss(ex._target, eta)
+    loss = ex.objective_.family.loss(ex.backend_.target_, eta)
     np.testing.assert_allclose(full.scores_, loss, rtol=1e-10)
     rounds = MislabelDetector(FrozenEstimator(est)).fit(X, y)  # the default 3
     for n_jobs in (None, 2):
@@ -258,10 +260,10 @@ def test_fit_does_not_copy_X():
     X = rng.standard_normal((500, 5))
     y = (X[:, 0] > 0).astype(int)
     ex = InfluenceExplainer(LogisticRegression(tol=1e-10)).fit(X, y)
-    assert np.shares_memory(ex._X, X)
+    assert np.shares_memory(ex.backend_.X_, X)
     fortran = np.asfortranarray(X)
     ex = InfluenceExplainer(Ridge()).fit(fortran, X[:, 1])
-    assert np.shares_memory(ex._X, fortran)
+    assert np.shares_memory(ex.backend_.X_, fortran)
 
 
 def _peak_bytes(func):
@@ -298,7 +300,9 @@ def test_peak_memory_stays_below_a_copy_of_X(solver):
             one = MislabelDetector(est, n_rounds=1)
             assert _peak_bytes(lambda: one.fit(X, y)) < bound
     # The unchunked gradient matrix, for scale: what the loops avoid.
-    grads = _peak_bytes(lambda: explainer.objective_.expand(X, explainer._R))
+    grads = _peak_bytes(
+        lambda: explainer.objective_.expand(X, explainer.backend_.residuals_)
+    )
     assert grads > 4 * bound
 
 

@@ -26,13 +26,15 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.frozen import FrozenEstimator
 
-from ..adapters._registry import build_objective, is_supported
+from ..adapters import build_objective
 from ..core import _formulas
+from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
+from ..exceptions import UnsupportedOperationError
 from ..objectives._operator import HessianOperator
 from ..solvers import make_solver
 from ..solvers.lissa import LissaSolver
-from ..utils._checks import split_model
+from ._closed_form import ClosedFormBackend
 
 try:
     import dask
@@ -88,13 +90,12 @@ def _map_rows(func, X, d_out):
     return X.map_blocks(block, dtype=np.float64, chunks=(X.chunks[0], (d_out,)))
 
 
-def _feature_arrays(explainer, X):
+def _feature_arrays(prefix, objective, X):
     """``(input of the final model, features it is linear in)``, both lazy."""
-    fmap = explainer._feature_map
-    if fmap is not None:
-        width = np.asarray(fmap.transform(X[:1].compute())).shape[1]
-        X = _map_rows(fmap.transform, X, width)
-    kernel = explainer.objective_.feature_map
+    if prefix is not None:
+        width = np.asarray(prefix.transform(X[:1].compute())).shape[1]
+        X = _map_rows(prefix.transform, X, width)
+    kernel = objective.feature_map
     if kernel is None:
         return X, X
     width = np.asarray(kernel.transform(X[:1].compute())).shape[1]
@@ -185,100 +186,166 @@ def _sum_list(values):
     return total
 
 
-# -- fitting ------------------------------------------------------------------
-def fit_explainer(explainer, X, y, sample_weight):
-    """``InfluenceExplainer.fit`` for a dask array ``X``."""
-    estimator = explainer.estimator
-    if not isinstance(estimator, FrozenEstimator):
-        raise TypeError(
-            "On a dask array the explainer does not fit the estimator: fit it "
-            "first (e.g. model.fit(X.compute(), y) when it fits in memory, or "
-            "with dask-ml) and pass InfluenceExplainer(FrozenEstimator(model)). "
-            f"Got an unfitted {type(estimator).__name__}."
+# -- the backend ----------------------------------------------------------------
+class DaskBackend(ClosedFormBackend):
+    """The closed forms on a dask array of training rows.
+
+    Test rows, directions and the Hessian's factor live on the client; the
+    training rows stay distributed. ``influence`` and ``self_influence`` are
+    lazy dask arrays with one block per chunk of rows, ``top_influential``
+    merges per-chunk candidates; the Newton updates, perturbation influence,
+    parameter influence and refits need the rows in memory.
+    """
+
+    capabilities = frozenset({"sample_weight"})
+    name = "dask"
+
+    def alternatives(self, capability):
+        return (
+            "On a dask array use influence, self_influence, top_influential or "
+            "influence_blocks, or fit on an in-memory array."
         )
-    X = _check_X(X)
-    n = X.shape[0]
-    y = _gather(y)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"y must be 1-d with {n} labels, got shape {y.shape}.")
-    sw = _gather(sample_weight)
-    sw = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
-    feature_map, model = split_model(estimator)
-    if not is_supported(model):
-        build_objective(model, None, None)  # raises the TypeError
-    explainer.estimator_ = estimator
-    explainer.n_features_in_ = X.shape[1]
-    if hasattr(explainer, "feature_names_in_"):
-        del explainer.feature_names_in_
-    explainer._feature_map = feature_map
-    if hasattr(model, "classes_"):
-        explainer.classes_ = model.classes_
-    explainer.objective_, weights = build_objective(model, y, sw)
-    explainer._sample_weight = sw
-    explainer._weights = weights
-    explainer._y = y
-    explainer._index = None
-    target = explainer.objective_.family.encode(y)
-    explainer._target = target
-    explainer._X_input, Xf = _feature_arrays(explainer, X)
-    explainer._X = Xf
-    explainer.n_params_ = explainer.objective_.n_params
-    explainer._dask_target = _row_aligned(target, Xf)
-    operator = DaskHessianOperator(
-        explainer.objective_, Xf, explainer._dask_target, _row_aligned(weights, Xf)
-    )
-    solver = make_solver(
-        explainer.solver, explainer.damping, n_params=explainer.n_params_, n_samples=n
-    )
-    if isinstance(solver, LissaSolver) and solver.batch_size is not None:
-        raise ValueError(
-            "LiSSA with minibatches (batch_size) is not supported on dask "
-            "arrays; use batch_size=None, or solver='cg'."
+
+    def check_estimator(self, estimator):
+        if not isinstance(estimator, FrozenEstimator):
+            raise TypeError(
+                "On a dask array the explainer does not fit the estimator: fit "
+                "it first (e.g. model.fit(X.compute(), y) when it fits in memory, "
+                "or with dask-ml) and pass InfluenceExplainer(FrozenEstimator("
+                f"model)). Got an unfitted {type(estimator).__name__}."
+            )
+        super().check_estimator(estimator)
+
+    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+        X = _check_X(X)
+        n = X.shape[0]
+        y = _gather(y)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"y must be 1-d with {n} labels, got shape {y.shape}.")
+        sw = _gather(sample_weight)
+        sw = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
+        explainer.n_features_in_ = X.shape[1]
+        if hasattr(explainer, "feature_names_in_"):
+            del explainer.feature_names_in_
+        return X, y, sw
+
+    def fit(self, model, X, y, sample_weight, prefix=None):
+        self.prefix_ = prefix
+        self.model_ = model
+        n = X.shape[0]
+        self.objective_, self.weights_ = build_objective(model, y, sample_weight)
+        self.sample_weight_ = sample_weight
+        self.y_ = y
+        self.target_ = self.objective_.family.encode(y)
+        self.X_input_, self.X_ = _feature_arrays(prefix, self.objective_, X)
+        self.n_params_ = self.objective_.n_params
+        self.n_train_ = n
+        self.dask_target_ = _row_aligned(self.target_, self.X_)
+        operator = DaskHessianOperator(
+            self.objective_,
+            self.X_,
+            self.dask_target_,
+            _row_aligned(self.weights_, self.X_),
         )
-    explainer.solver_ = solver.fit(operator)
-    explainer.stationarity_ = _stationarity(explainer, operator)
-    explainer._warn_if_not_stationary(model)
-    return explainer
-
-
-def _stationarity(explainer, operator):
-    """The explainer's stationarity ratio, with the gradient reduced on workers."""
-    obj, solver, w = explainer.objective_, explainer.solver_, explainer._weights
-    step = np.linalg.norm(solver.solve(operator.mean_gradient()))
-    rows = _formulas.stationarity_rows(explainer._X.shape[0])
-    X_rows = explainer._X[rows].compute()
-    R_rows = obj.residuals(X_rows, explainer._target[rows])
-    norms = _formulas.parameter_change_norms(obj, solver, X_rows, R_rows)
-    effects = norms * w[rows] / w.sum()
-    typical = np.sqrt(np.mean(effects**2))
-    return float(step / max(typical, np.finfo(float).tiny))
-
-
-# -- influence quantities -------------------------------------------------------
-def _local_solver(explainer, what):
-    """The fitted solver, if its solves need no pass over the training data."""
-    solver = explainer.solver_
-    if hasattr(solver, "operator_"):
-        raise NotImplementedError(
-            f"{what} on a dask array solves against every training row, which "
-            f"{type(solver).__name__} would do by distributed Hessian products "
-            "per chunk; use solver='exact' (up to a few thousand parameters) or "
-            "solver='lowrank'."
+        solver = make_solver(
+            self.solver, self.damping, n_params=self.n_params_, n_samples=n
         )
-    return solver
+        if isinstance(solver, LissaSolver) and solver.batch_size is not None:
+            raise ValueError(
+                "LiSSA with minibatches (batch_size) is not supported on dask "
+                "arrays; use batch_size=None, or solver='cg'."
+            )
+        self.solver_ = solver.fit(operator)
+        rows = stationarity_rows(n)
+        X_rows = self.X_[rows].compute()
+        obj = self.objective_
+        R_rows = obj.residuals(X_rows, self.target_[rows])
+        G = obj.expand(X_rows, R_rows) + obj.reweight_term()
+        shares = self.weights_[rows] / self.weights_.sum()
+        self.stationarity_ = stationarity(
+            self.solver_, operator.mean_gradient(), G, shares
+        )
+        return self
 
+    def training_data(self):
+        return self.X_input_, self.y_, self.weights_
 
-def _per_chunk(func, explainer, out_shape, *shared):
-    """Lazy array of ``func(X_c, target_c, *shared)`` over the chunks of X."""
-    X = explainer._X
-    shared = [dask.delayed(s, pure=True) for s in shared]
-    blocks = []
-    for xb, tb, rows in zip(
-        _delayed_blocks(X), explainer._dask_target.to_delayed().ravel(), X.chunks[0]
-    ):
-        value = dask.delayed(func)(xb, tb, *shared)
-        blocks.append(da.from_delayed(value, shape=out_shape(rows), dtype=np.float64))
-    return blocks
+    def _local_solver(self, what):
+        """The fitted solver, if its solves need no pass over the training data."""
+        solver = self.solver_
+        if hasattr(solver, "operator_"):
+            raise UnsupportedOperationError(
+                f"{what} on a dask array solves against every training row, "
+                f"which {type(solver).__name__} would do by distributed Hessian "
+                "products per chunk; use solver='exact' (up to a few thousand "
+                "parameters) or solver='lowrank'."
+            )
+        return solver
+
+    def _per_chunk(self, func, out_shape, *shared):
+        """Lazy blocks of ``func(X_c, target_c, *shared)`` over the chunks of X."""
+        shared = [dask.delayed(s, pure=True) for s in shared]
+        blocks = []
+        for xb, tb, rows in zip(
+            _delayed_blocks(self.X_),
+            self.dask_target_.to_delayed().ravel(),
+            self.X_.chunks[0],
+        ):
+            value = dask.delayed(func)(xb, tb, *shared)
+            blocks.append(
+                da.from_delayed(value, shape=out_shape(rows), dtype=np.float64)
+            )
+        return blocks
+
+    def influence(self, X, y=None, *, target="loss"):
+        """Lazy ``(n_test, n_train)`` influence, one block per chunk of rows."""
+        V = self.test_directions(X, y, target)
+        m = V.shape[1]
+        blocks = self._per_chunk(_influence_block, lambda r: (m, r), self.objective_, V)
+        return da.concatenate(blocks, axis=1)
+
+    def influence_blocks(self, X, y=None, *, target="loss"):
+        """``(test_rows, train_rows, block)`` per chunk of rows, computed in turn."""
+        M = self.influence(X, y, target=target)
+        start = 0
+        for j, rows in enumerate(self.X_.chunks[0]):
+            yield (
+                slice(0, M.shape[0]),
+                slice(start, start + rows),
+                M.blocks[:, j].compute(),
+            )
+            start += rows
+
+    def self_influence(self):
+        """Lazy ``(n_train,)`` self-influence, one block per chunk of rows."""
+        solver = self._local_solver("self_influence")
+        blocks = self._per_chunk(
+            _self_influence_block, lambda r: (r,), self.objective_, solver
+        )
+        return da.concatenate(blocks)
+
+    def top_k(self, X, y, *, k, target="loss", relatif=None):
+        """Per-chunk candidates on the workers, merged here."""
+        obj = self.objective_
+        solver = None
+        if relatif is not None:
+            solver = self._local_solver("A RelatIF ranking")
+        V = self.test_directions(X, y, target)
+        shared = [dask.delayed(s, pure=True) for s in (obj, solver, V)]
+        starts = np.concatenate([[0], np.cumsum(self.X_.chunks[0])[:-1]]).astype(int)
+        parts = [
+            dask.delayed(_top_block)(xb, tb, int(start), *shared, k, relatif)
+            for xb, tb, start in zip(
+                _delayed_blocks(self.X_),
+                self.dask_target_.to_delayed().ravel(),
+                starts,
+            )
+        ]
+        parts = dask.compute(*parts)
+        top = parts[0]
+        for part in parts[1:]:
+            top.merge(part)
+        return top
 
 
 def _influence_block(X, target, objective, V):
@@ -286,44 +353,9 @@ def _influence_block(X, target, objective, V):
     return _formulas.influence_matrix(objective, X, R, V)
 
 
-def influence_matrix(explainer, Xt, F):
-    """Lazy ``(n_test, n_train)`` influence, one block per chunk of rows."""
-    obj = explainer.objective_
-    V = _formulas.test_directions(obj, explainer.solver_, Xt, F)
-    m = V.shape[1]
-    blocks = _per_chunk(_influence_block, explainer, lambda r: (m, r), obj, V)
-    return da.concatenate(blocks, axis=1)
-
-
-def influence_blocks(explainer, Xt, F):
-    """``(test_rows, train_rows, block)`` per chunk of rows, computed in turn."""
-    M = influence_matrix(explainer, Xt, F)
-    start = 0
-    for j, rows in enumerate(explainer._X.chunks[0]):
-        yield (
-            slice(0, Xt.shape[0]),
-            slice(start, start + rows),
-            M.blocks[:, j].compute(),
-        )
-        start += rows
-
-
 def _self_influence_block(X, target, objective, solver):
     R = objective.residuals(X, target)
     return _formulas.self_influence(objective, solver, X, R)
-
-
-def self_influence(explainer):
-    """Lazy ``(n_train,)`` self-influence, one block per chunk of rows."""
-    solver = _local_solver(explainer, "self_influence")
-    blocks = _per_chunk(
-        _self_influence_block,
-        explainer,
-        lambda r: (r,),
-        explainer.objective_,
-        solver,
-    )
-    return da.concatenate(blocks)
 
 
 def _top_block(X, target, start, objective, solver, V, k, relatif):
@@ -332,26 +364,3 @@ def _top_block(X, target, start, objective, solver, V, k, relatif):
     top = StreamingTopK(k)
     top.update(start, scores, infl)
     return top
-
-
-def top_influential(explainer, Xt, F, k, relatif, test_index):
-    """The top-k table: per-chunk candidates on the workers, merged here."""
-    obj = explainer.objective_
-    solver = explainer.solver_
-    if relatif is not None:
-        solver = _local_solver(explainer, "A RelatIF ranking")
-    V = _formulas.test_directions(obj, explainer.solver_, Xt, F)
-    X = explainer._X
-    shared = [dask.delayed(s, pure=True) for s in (obj, solver if relatif else None, V)]
-    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
-    parts = [
-        dask.delayed(_top_block)(xb, tb, int(start), *shared, k, relatif)
-        for xb, tb, start in zip(
-            _delayed_blocks(X), explainer._dask_target.to_delayed().ravel(), starts
-        )
-    ]
-    parts = dask.compute(*parts)
-    top = parts[0]
-    for part in parts[1:]:
-        top.merge(part)
-    return top.table(explainer._y, None, test_index)

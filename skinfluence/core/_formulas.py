@@ -38,7 +38,7 @@ def _solve_row_bytes(objective, X):
     return 8.0 * (6 * objective.n_params + X.shape[1])
 
 
-def _half_factor(solver):
+def half_factor(solver):
     """``(c, lower)`` of a Cholesky factor ``H = L L'`` the solver holds, or None.
 
     With it, ``g' H^-1 g = ||L^-1 g||^2``: one triangular solve instead of two.
@@ -47,16 +47,6 @@ def _half_factor(solver):
     if isinstance(factor, tuple) and len(factor) == 2:
         return factor
     return None
-
-
-def stationarity_rows(n):
-    """The 64 rows (all when fewer) whose effects set the stationarity scale.
-
-    A Generator samples them in O(64); RandomState.choice permutes all n
-    (50 ms for a million rows).
-    """
-    rng = np.random.default_rng(0)
-    return np.sort(rng.choice(n, size=min(n, 64), replace=False))
 
 
 def test_directions(objective, solver, X_test, factors):
@@ -105,7 +95,7 @@ def self_influence(objective, solver, X_train, R_train, n_jobs=None):
     ``working_memory``; with a Cholesky factor ``H = L L'`` it is
     ``||L^-1 g_i||^2`` (see :func:`_self_influence_by_factor`).
     """
-    factor = _half_factor(solver)
+    factor = half_factor(solver)
     if factor is not None:
         return _self_influence_by_factor(objective, factor, X_train, R_train, n_jobs)
     extra = objective.reweight_term()

@@ -5,25 +5,10 @@ from sklearn import get_config
 from sklearn.utils import _safe_indexing, gen_batches
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
+from ..utils._checks import model_feature_names
 from ._base import check_matplotlib, merged, new_axes
 
 _AGGREGATES = ("abs", "signed")
-
-
-def _feature_names(explainer, n_features):
-    """Names of the features the final model sees (after any Pipeline prefix)."""
-    prefix = getattr(explainer, "_feature_map", None)
-    names = None
-    if prefix is None:
-        names = getattr(explainer, "feature_names_in_", None)
-    else:
-        try:
-            names = prefix.get_feature_names_out()
-        except (AttributeError, ValueError, TypeError):
-            names = None
-    if names is None or len(names) != n_features:
-        names = [f"x{j}" for j in range(n_features)]
-    return np.asarray(names, dtype=object)
 
 
 def feature_influence(
@@ -222,7 +207,7 @@ class FeatureInfluenceDisplay:
             target=target,
         )
         if feature_names is None:
-            feature_names = _feature_names(explainer, len(scores))
+            feature_names = model_feature_names(explainer, len(scores))
         display = cls(
             feature_scores=scores,
             feature_names=np.asarray(feature_names, dtype=object),

@@ -22,7 +22,7 @@ def _dense_rows(X):
 
 def _positions(explainer, train_rows):
     """Row positions of the training index labels that top_influential reports."""
-    index = getattr(explainer, "_index", None)
+    index = explainer.train_index_
     if index is None:
         return np.asarray(train_rows, dtype=int)
     return pd.Index(index).get_indexer(train_rows)
@@ -299,7 +299,7 @@ class InfluentialExamplesDisplay:
         positions = _positions(explainer, table["train_row"])
         if X_train is None:
             X_train = explainer.training_data()[0]
-            test_row = explainer._features(explainer._validate_test_X(X_test))
+            test_row = explainer.model_input(X_test)
         else:
             if _num_samples(X_train) != explainer.n_train_:
                 raise ValueError(

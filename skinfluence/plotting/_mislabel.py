@@ -29,7 +29,7 @@ def found_curve(scores, is_flipped):
 
 def _scores_by_method(estimator, X, y, methods):
     """Suspicion scores of every training row, one array per method."""
-    from ..cleaning import METHODS, MislabelDetector, _score_rows
+    from ..cleaning import METHODS, MislabelDetector, score_rows
     from ..explainer import InfluenceExplainer
 
     methods = list(METHODS if methods is None else methods)
@@ -46,13 +46,13 @@ def _scores_by_method(estimator, X, y, methods):
                 f"The explainer was fitted on {estimator.n_train_} rows, but y "
                 f"has {len(y)}: pass its training data (or an unfitted explainer)."
             )
-        return {m: _score_rows(estimator, m)[0] for m in methods}
+        return {m: score_rows(estimator, m)[0] for m in methods}
     if not isinstance(estimator, MislabelDetector):
         estimator = MislabelDetector(estimator)
     # The methods' own one-round scores: a second round ranks every method
     # alike (by held-out loss). One fit serves every method.
     fitted = clone(estimator).set_params(method=methods[0], n_rounds=1).fit(X, y)
-    return {m: _score_rows(fitted.explainer_, m)[0] for m in methods}
+    return {m: score_rows(fitted.explainer_, m)[0] for m in methods}
 
 
 class MislabelCurveDisplay:

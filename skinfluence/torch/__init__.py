@@ -21,9 +21,10 @@ ekfac    eigenvalue-corrected K-FAC, Linear/Conv2d layers      large p
 from ..exceptions import NegativeCurvatureWarning
 from ._backend import AUTO_EXACT_MAX_PARAMS, TorchInfluence, make_torch_solver
 from ._ekfac import EkfacSolver
+from ._minimise import minimise
 from ._model import NetSpec, TorchModel, describe
 from ._objective import TorchObjective, select_parameters
-from ._refine import minimise, refine, validate_loo
+from ._refine import refine, validate_loo
 
 __all__ = [
     "AUTO_EXACT_MAX_PARAMS",

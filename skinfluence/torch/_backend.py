@@ -19,17 +19,23 @@ import warnings
 import numpy as np
 import torch
 from sklearn import get_config
-from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, validate_data
 
-from ..core._topk import StreamingTopK
+from ..backends._base import (
+    InfluenceBackend,
+    check_2d,
+    check_target,
+    check_test_labels,
+)
+from ..core._stationarity import stationarity, stationarity_rows
 from ..exceptions import NegativeCurvatureWarning, SingularHessianError
 from ..solvers import SOLVERS, make_solver
 from ._ekfac import EkfacSolver
+from ._minimise import minimise
 from ._model import describe
 from ._objective import TorchObjective, select_parameters
 from ._operator import TorchHessianOperator
 
-_TARGETS = ("loss", "decision_function", "predict_proba", "predict")
 # solver='auto' forms the dense Hessian (p Hessian-vector products) up to here.
 AUTO_EXACT_MAX_PARAMS = 2000
 TORCH_SOLVERS = (*SOLVERS, "arnoldi", "ekfac")
@@ -52,7 +58,7 @@ def make_torch_solver(solver, damping, n_params):
     return make_solver(solver, damping, n_params=n_params)
 
 
-class TorchInfluence:
+class TorchInfluence(InfluenceBackend):
     """Influence of training rows on a fitted network (the explainer's backend).
 
     Parameters
@@ -85,12 +91,60 @@ class TorchInfluence:
         That dense ``H`` (undamped), else None.
     """
 
+    capabilities = frozenset(
+        {
+            "loo_change",
+            "group_influence",
+            "perturbation",
+            "influence_params",
+            "relative_influence",
+            "divine",
+            "training_data",
+            "refit",
+        }
+    )
+    name = "torch"
+    input_dtypes = (np.float64, np.float32)
+
     def __init__(self, params="all", solver="auto", damping=0.0):
         self.params = params
         self.solver = solver
         self.damping = damping
 
-    def fit(self, model, X, y):
+    def alternatives(self, capability):
+        if capability == "newton":
+            return (
+                "For torch models loo_change supports method='influence' only "
+                "(the one-Newton-step updates need a model with linear outputs)."
+            )
+        if capability == "sample_weight":
+            return "A torch model's training loss is an unweighted mean."
+        return super().alternatives(capability)
+
+    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+        if sample_weight is not None:
+            self.require("sample_weight", "sample_weight")
+        if prefixed:
+            X = check_2d(X)
+            validate_data(explainer, X, skip_check_array=True)
+        else:
+            X = validate_data(explainer, X, dtype=self.input_dtypes)
+        return X, np.asarray(y), None
+
+    def model_input(self, X):
+        """``X`` after any Pipeline prefix, as an array."""
+        if self.prefix_ is None:
+            return X
+        return check_array(
+            self.prefix_.transform(X),
+            dtype=self.input_dtypes,
+            input_name="X (as seen by the final estimator)",
+        )
+
+    def fit(self, model, X, y, sample_weight=None, prefix=None):
+        self.prefix_ = prefix
+        X = self.model_input(X)
+        self.X_input_ = X
         spec = describe(model)
         names = select_parameters(spec.module, self.params)
         self.parameter_names_ = names
@@ -100,6 +154,7 @@ class TorchInfluence:
         self.objective_ = obj = TorchObjective(spec, names, Xt, yt)
         self.n_params_ = obj.n_params
         self._y = np.asarray(y)
+        self.n_train_ = obj.n_samples
         operator = TorchHessianOperator(obj)
         self.solver_ = make_torch_solver(self.solver, self.damping, obj.n_params)
         try:
@@ -165,33 +220,42 @@ class TorchInfluence:
         obj = self.objective_
         gradient = obj.mean_gradient()
         self.gradient_norm_ = float(gradient.norm())
-        rng = check_random_state(0)
-        rows = np.sort(
-            rng.choice(obj.n_samples, size=min(obj.n_samples, 64), replace=False)
-        )
+        rows = stationarity_rows(obj.n_samples)
         G = obj.per_sample_gradients(obj.X[rows], obj.y[rows])
-        if operator.dense_ is not None:  # solves are cheap: compare H^-1 steps
-            S = self._solve(torch.cat([gradient[None], G]))
-            step, norms = S[:, 0].norm(), S[:, 1:].norm(dim=0)
-        else:  # an iterative solver pays per column: compare gradients
-            step, norms = gradient.norm(), G.norm(dim=1)
-        typical = float(torch.sqrt(((norms / obj.n_samples) ** 2).mean()))
-        self.stationarity_ = float(step) / max(typical, np.finfo(float).tiny)
+        self.stationarity_ = stationarity(
+            self.solver_,
+            gradient.detach().cpu().numpy().astype(np.float64),
+            G.detach().cpu().numpy().astype(np.float64),
+            np.full(len(rows), 1.0 / obj.n_samples),
+        )
+
+    def stationarity_advice(self, model_name):
+        """The warning text when the fit is far from stationary."""
+        return (
+            f"{model_name} is far from a stationary point of its training "
+            f"objective (gradient norm {self.gradient_norm_:.3g}; the Newton "
+            f"step left is {self.stationarity_:.3g} times a typical row's "
+            "leave-one-out effect), so influence values are unreliable. Finish "
+            "training with full-batch L-BFGS (skinfluence.torch.refine)."
+        )
 
     def _test_gradients(self, X, y, target):
-        if target not in _TARGETS:
-            raise ValueError(f"target must be one of {_TARGETS}, got {target!r}.")
+        check_target(target)
         obj, spec = self.objective_, self.objective_.spec
-        Xt = self._tensor(X, spec)
+        Xt = self._tensor(self.model_input(X), spec)
         if target == "loss":
             if y is None:
                 raise ValueError("y_test is required when target='loss'.")
-            t = self._encode(spec, self._check_y(y, Xt))
+            t = self._encode(
+                spec, check_test_labels(y, Xt.shape[0], one_dimensional=False)
+            )
         elif target in ("predict_proba", "decision_function") and spec.classifier:
             if target == "predict_proba" and spec.loss == "mse":
                 raise ValueError("target='predict_proba' needs a classifier.")
             if y is not None:
-                t = self._encode(spec, self._check_y(y, Xt)).long()
+                t = self._encode(
+                    spec, check_test_labels(y, Xt.shape[0], one_dimensional=False)
+                ).long()
             else:
                 with torch.no_grad():
                     out = obj.outputs(obj.theta, Xt).reshape(Xt.shape[0], -1)
@@ -206,16 +270,6 @@ class TorchInfluence:
                 "for regressors."
             )
         return obj.test_gradients(Xt, t, target)
-
-    @staticmethod
-    def _check_y(y, Xt):
-        y = np.asarray(y)
-        if y.shape[0] != Xt.shape[0]:
-            raise ValueError(
-                f"y_test must have one label per row of X_test ({Xt.shape[0]}), "
-                f"got shape {y.shape}."
-            )
-        return y
 
     def _directions(self, X, y, target):
         return self._solve(self._test_gradients(X, y, target))
@@ -268,56 +322,64 @@ class TorchInfluence:
             out[rows] = (G * self._solve(G).T).sum(1).cpu().numpy()
         return out
 
-    def _parameter_change_norms(self):
+    def parameter_change_norms(self):
         out = np.empty(self.objective_.n_samples)
         for rows, G in self.objective_.gradient_blocks(256):
             out[rows] = self._solve(G).norm(dim=0).cpu().numpy()
         return out
 
-    def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
-        if kind not in ("theta", "l"):
-            raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
-        scores = self.influence(X_test, y_test, target=target)
-        if kind == "theta":
-            norm = self._parameter_change_norms()
-        else:
-            norm = np.sqrt(np.abs(self.self_influence()))
-        return scores / np.maximum(norm, np.finfo(float).tiny)
+    def group_influence(self, groups, X, y=None, *, method="influence", target="loss"):
+        """First order: the sum of the rows' leave-one-out changes per group."""
+        loo = self.loo_change(X, y, target=target)
+        return np.stack([loo[:, r].sum(axis=1) for r in groups], axis=1)
 
-    def top_influential(
-        self,
-        X_test,
-        y_test=None,
-        k=5,
-        *,
-        method="influence",
-        target="loss",
-        test_index=None,
-        train_index=None,
+    def training_data(self):
+        return self.X_input_, self._y, np.ones(self.n_train_)
+
+    def loo_ranking(self, X, y, predicted):
+        """Rows ranked for removal by their own influence, largest first.
+
+        ``loo_change`` adds the decay's relative strengthening, the same for
+        every row, so the paper's ranking by influence is kept.
+        """
+        own = self.influence(X, y).sum(axis=0)
+        return np.argsort(-np.abs(own))
+
+    def refit_test_losses(
+        self, removals, X, y, n_jobs=None, *, max_iter=500, tol=1e-10
     ):
-        methods = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
-        if method not in methods:
-            raise ValueError(
-                f"For torch models method must be one of {list(methods)}, got "
-                f"{method!r}."
+        """Actual change of the summed test loss when each set of rows is removed.
+
+        Retrains the explained parameters from the fitted ones with full-batch
+        L-BFGS (:func:`skinfluence.torch.minimise`) on the objective without
+        the rows, whitened by the full-data Hessian when it has at most 5000
+        parameters (a change of variables that leaves the optimum alone).
+        """
+        obj = self.objective_
+        Xt = self._tensor(self.model_input(X), obj.spec)
+        t = self._encode(
+            obj.spec, check_test_labels(y, Xt.shape[0], one_dimensional=False)
+        )
+        with torch.no_grad():
+            before = float(obj.losses(obj.theta, Xt, t).sum())
+        basis = None
+        if obj.n_params <= 5000:
+            H = self.hessian_
+            H = obj.hessian() if H is None else torch.as_tensor(H, device=obj.device)
+            L = torch.linalg.cholesky_ex(H.to(obj.dtype))[0]
+            if torch.isfinite(L).all():
+                eye = torch.eye(obj.n_params, dtype=H.dtype, device=H.device)
+                basis = torch.linalg.solve_triangular(L.T, eye, upper=True)
+        actual = []
+        for rows in removals:
+            keep = np.setdiff1d(np.arange(obj.n_samples), rows)
+            keep = torch.as_tensor(keep, device=obj.device)
+            theta = minimise(
+                obj, obj.theta, keep, max_iter=max_iter, tol=tol, basis=basis
             )
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}.")
-        V = self._directions(X_test, y_test, target)
-        top = StreamingTopK(k)
-        for rows, G, GV in self._blocks(V):
-            infl = -GV.T.cpu().numpy()
-            scores = infl
-            if methods[method] is not None:
-                S = self._solve(G)
-                norm = (
-                    S.norm(dim=0)
-                    if methods[method] == "theta"
-                    else (G * S.T).sum(1).abs().sqrt()
-                )
-                scores = infl / np.maximum(norm.cpu().numpy(), np.finfo(float).tiny)
-            top.update(rows.start, scores, infl)
-        return top.table(self._y, train_index, test_index)
+            with torch.no_grad():
+                actual.append(float(obj.losses(theta, Xt, t).sum()) - before)
+        return np.asarray(actual)
 
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         V = self._directions(X_test, y_test, target)
@@ -331,10 +393,7 @@ class TorchInfluence:
 
     def test_loss(self, X, y):
         obj, spec = self.objective_, self.objective_.spec
-        Xt = self._tensor(X, spec)
+        Xt = self._tensor(self.model_input(X), spec)
+        y = check_test_labels(y, Xt.shape[0], one_dimensional=False)
         with torch.no_grad():
-            return (
-                obj.losses(obj.theta, Xt, self._encode(spec, self._check_y(y, Xt)))
-                .cpu()
-                .numpy()
-            )
+            return obj.losses(obj.theta, Xt, self._encode(spec, y)).cpu().numpy()

@@ -63,3 +63,21 @@ def check_groups(groups, n):
         )
     names, codes = np.unique(labels, return_inverse=True)
     return [np.flatnonzero(codes == c) for c in range(len(names))], names
+
+
+def model_feature_names(explainer, n_features):
+    """Names of the features the final model sees (after any Pipeline prefix).
+
+    The prefix's ``get_feature_names_out`` or the input's column names, else
+    ``x0, x1, ...``.
+    """
+    prefix, _ = split_model(explainer.estimator_)
+    names = getattr(explainer, "feature_names_in_", None)
+    if prefix is not None:
+        try:
+            names = prefix.get_feature_names_out()
+        except (AttributeError, ValueError, TypeError):
+            names = None
+    if names is None or len(names) != n_features:
+        names = [f"x{j}" for j in range(n_features)]
+    return np.asarray(names, dtype=object)

@@ -1,0 +1,69 @@
+"""Influence backends behind one protocol (:class:`InfluenceBackend`).
+
+========== ================================= ==================================
+backend    data                              models
+========== ================================= ==================================
+in-memory  numpy arrays, scipy.sparse        every estimator of
+                                             ``skinfluence.adapters``
+dask       a dask array of training rows     the same, fitted beforehand
+torch      numpy arrays                      skorch nets, ``TorchModel``
+========== ================================= ==================================
+
+:func:`make_backend` is the one place that chooses; detection never imports
+the optional libraries (a dask collection is known by ``__dask_graph__``, a
+torch model by the module of its class).
+"""
+
+from ..utils._checks import split_model
+from ._base import TARGETS, InfluenceBackend
+from ._closed_form import ClosedFormBackend, TrainingProblem
+
+_NUMPY_SOLVERS = "'auto', 'exact', 'cg', 'lissa', 'lowrank' ('arnoldi'), 'woodbury'"
+
+
+def is_dask(X):
+    """Whether X is a dask collection (checked without importing dask)."""
+    return callable(getattr(X, "__dask_graph__", None))
+
+
+def is_torch_model(estimator):
+    """A skorch net or a TorchModel (checked without importing torch)."""
+    _, model = split_model(estimator)
+    return any(
+        c.__module__.startswith(("skorch", "skinfluence.torch"))
+        for c in type(model).__mro__
+    )
+
+
+def make_backend(
+    estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None
+):
+    """The unfitted backend that serves ``estimator`` on training data ``X``."""
+    if is_torch_model(estimator):
+        from ..torch import TorchInfluence
+
+        return TorchInfluence(params=params, solver=solver, damping=damping)
+    if params != "all" or (isinstance(solver, str) and solver == "ekfac"):
+        raise ValueError(
+            f"params={params!r} and solver='ekfac' are for torch models; "
+            f"{type(split_model(estimator)[1]).__name__} takes params='all' and "
+            f"the solvers {_NUMPY_SOLVERS}."
+        )
+    if isinstance(solver, str) and solver == "arnoldi":
+        solver = "lowrank"  # Lanczos is Arnoldi for a symmetric matrix
+    if is_dask(X):
+        from ._dask import DaskBackend
+
+        return DaskBackend(solver=solver, damping=damping, n_jobs=n_jobs)
+    return ClosedFormBackend(solver=solver, damping=damping, n_jobs=n_jobs)
+
+
+__all__ = [
+    "TARGETS",
+    "ClosedFormBackend",
+    "InfluenceBackend",
+    "TrainingProblem",
+    "is_dask",
+    "is_torch_model",
+    "make_backend",
+]

@@ -1,0 +1,183 @@
+"""The backend protocol: what every influence backend serves the explainer.
+
+A backend holds, for one fitted model and its training rows, everything the
+influence quantities need (per-row gradients, the Hessian behind a fitted
+solver) and answers in those terms. The explainer validates input, makes one
+backend (:func:`skinfluence.backends.make_backend`) and delegates; the
+applications (cleaning, attacks, validation, plots) call the explainer's or the
+backend's public methods only.
+
+Conventions of every method (see :class:`~skinfluence.InfluenceExplainer` for
+the signs and units):
+
+- ``X`` is test input as validated by the explainer, *before* any Pipeline
+  prefix; the backend maps it to the final model's input
+  (:meth:`model_input`) and on to whatever the model is linear in.
+- ``target`` is one of :data:`TARGETS`; ``y`` may be None unless
+  ``target='loss'``.
+- Quantities per training row follow the training rows' order.
+
+What a backend cannot compute it says through :meth:`supports`, and
+:meth:`require` raises one :class:`~skinfluence.exceptions.UnsupportedOperationError`
+naming the alternatives.
+"""
+
+import numpy as np
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    column_or_1d,
+    validate_data,
+)
+
+from ..core._topk import StreamingTopK
+from ..exceptions import UnsupportedOperationError
+
+TARGETS = ("loss", "decision_function", "predict_proba", "predict")
+RELATIF_KINDS = ("theta", "l")
+_TINY = np.finfo(float).tiny
+
+
+def check_2d(X):
+    """Shape checks for input a Pipeline will validate itself (may hold strings)."""
+    if hasattr(X, "iloc") or hasattr(X, "tocsr"):
+        return X
+    return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
+
+
+def check_target(target):
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
+
+
+def check_test_labels(y, n_rows, one_dimensional=True):
+    """``y`` as an array with one entry (a 1-d array: one label) per test row."""
+    y = np.asarray(y)
+    if (one_dimensional and y.ndim != 1) or y.shape[0] != n_rows:
+        shape = "1-d with one label" if one_dimensional else "one label (or target)"
+        raise ValueError(
+            f"y_test must be {shape} per row of X_test ({n_rows}), got shape {y.shape}."
+        )
+    return y
+
+
+class InfluenceBackend:
+    """Base class of the influence backends.
+
+    Subclasses set :attr:`capabilities` and implement :meth:`fit`,
+    :meth:`influence_blocks`, :meth:`influence`, :meth:`loo_change`,
+    :meth:`self_influence`, :meth:`parameter_change_norms` and
+    :meth:`test_loss`, plus whatever optional capability they declare. The
+    base class builds RelatIF, top-k tables and candidate pools from those.
+
+    Attributes set by ``fit``
+    -------------------------
+    objective_ : the differentiated objective
+    solver_ : the fitted inverse-Hessian solver
+    n_params_ : int
+    n_train_ : int
+    stationarity_ : float
+        Newton step left at the fitted parameters over a typical row's
+        leave-one-out effect on them (see :mod:`skinfluence.core._stationarity`).
+    """
+
+    #: Optional operations this backend serves, among: 'loo_change',
+    #: 'group_influence', 'newton' (their one-Newton-step method),
+    #: 'perturbation', 'influence_params', 'relative_influence', 'divine',
+    #: 'training_data', 'training_problem' (the closed-form objective and its
+    #: rows), 'refit' (actual retraining without rows), 'sample_weight'.
+    capabilities = frozenset()
+    #: How the backend is named in messages.
+    name = "backend"
+    #: dtypes the backend takes training input in (the explainer validates).
+    input_dtypes = (np.float64,)
+
+    def supports(self, capability):
+        """Whether this backend serves ``capability`` (see :attr:`capabilities`)."""
+        return capability in self.capabilities
+
+    def require(self, capability, what):
+        """Raise UnsupportedOperationError unless ``capability`` is served."""
+        if not self.supports(capability):
+            raise UnsupportedOperationError(
+                f"{what} is not available on the {self.name} backend. "
+                f"{self.alternatives(capability)}"
+            )
+
+    def alternatives(self, capability):
+        """A sentence naming what to use instead of ``capability``."""
+        return (
+            "It serves influence, loo_change, self_influence, top_influential "
+            "and influence_blocks."
+        )
+
+    def check_estimator(self, estimator):
+        """Raise a TypeError naming what is supported, before any fitting."""
+
+    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+        """``(X, y, sample_weight)`` checked, recording the explainer's features.
+
+        ``prefixed``: the estimator is a Pipeline whose earlier steps validate
+        (and may take strings in) X themselves.
+        """
+        if prefixed:
+            X = check_2d(X)
+            validate_data(explainer, X, skip_check_array=True)
+            y = column_or_1d(y, warn=True)
+        else:
+            X, y = validate_data(
+                explainer,
+                X,
+                y,
+                accept_sparse=["csr", "csc"],
+                dtype=self.input_dtypes[0],
+                y_numeric=False,
+            )
+        return X, y, _check_sample_weight(sample_weight, X, dtype=np.float64)
+
+    # -- test side ------------------------------------------------------------
+    def model_input(self, X):
+        """``X`` as the final model sees it (after the Pipeline prefix)."""
+        raise NotImplementedError
+
+    # -- quantities built on the abstract ones ----------------------------------
+    def relative_influence(self, X, y, *, kind="theta", target="loss"):
+        """RelatIF: influence over ``||H^-1 g_i||`` ('theta') or ``sqrt(g_i' H^-1 g_i)``."""
+        if kind not in RELATIF_KINDS:
+            raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
+        self.require("relative_influence", "relative_influence")
+        scores = self.influence(X, y, target=target)
+        return scores / self.relatif_norms(kind)
+
+    def relatif_norms(self, kind):
+        """Per-row denominators of RelatIF, floored away from zero."""
+        if kind == "theta":
+            norm = self.parameter_change_norms()
+        else:
+            norm = np.sqrt(np.abs(self.self_influence()))
+        return np.maximum(np.asarray(norm), _TINY)
+
+    def top_k(self, X, y, *, k, target="loss", relatif=None):
+        """:class:`~skinfluence.core._topk.StreamingTopK` of every test row.
+
+        ``relatif``: None (rank by influence), 'theta' or 'l' (rank by RelatIF;
+        the table's ``influence`` column stays the plain influence).
+        """
+        norms = None if relatif is None else self.relatif_norms(relatif)
+        tops = {}  # first test row -> its chunk's candidates
+        for test_rows, train_rows, block in self.influence_blocks(X, y, target=target):
+            top = tops.setdefault(test_rows.start, StreamingTopK(k))
+            scores = block if norms is None else block / norms[train_rows]
+            top.update(train_rows.start, scores, block)
+        return StreamingTopK.stack([tops[start] for start in sorted(tops)])
+
+    def loo_ranking(self, X, y, predicted):
+        """Training rows in the order a removal check takes them, largest first.
+
+        ``predicted``: each row's predicted change of the summed test loss.
+        """
+        return np.argsort(-np.abs(predicted), kind="stable")
+
+    def candidate_pool(self, X, y, *, size, target="loss"):
+        """The ``size`` most helpful and most harmful rows per test row."""
+        return self.top_k(X, y, k=size, target=target)

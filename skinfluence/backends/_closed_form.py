@@ -1,0 +1,493 @@
+"""The in-memory backend: closed-form derivatives of a linear-output model.
+
+For every estimator :mod:`skinfluence.adapters` supports, the objective is a
+:class:`~skinfluence.objectives.LinearObjective`: per-row gradients factor as
+``r_i kron [x_i, 1]`` and the Hessian is a weighted Gram of the rows, so every
+influence quantity is a few matrix products (:mod:`skinfluence.core._formulas`)
+over chunks of rows within scikit-learn's ``working_memory``. Nothing of the
+size of ``X`` is copied.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+import scipy.sparse as sp
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.utils.validation import check_array
+
+from ..adapters import build_objective, is_supported
+from ..core import _formulas
+from ..core._refit import refit_without
+from ..core._stationarity import stationarity, stationarity_rows
+from ..core._topk import StreamingTopK
+from ..exceptions import UnsupportedOperationError
+from ..objectives import HessianOperator
+from ..solvers import make_solver
+from ..utils._checks import split_model
+from ..utils._chunks import check_result_size, chunk_slices, map_chunks
+from ._base import InfluenceBackend, check_target, check_test_labels
+
+#: The training objective's data, as the backend holds it (see
+#: :meth:`ClosedFormBackend.training_problem`).
+TrainingProblem = namedtuple(
+    "TrainingProblem", ["objective", "X", "target", "weights", "sample_weight"]
+)
+
+
+class ClosedFormBackend(InfluenceBackend):
+    """Influence of a linear-output model on in-memory (dense or sparse) rows.
+
+    Parameters
+    ----------
+    solver, damping : as :class:`~skinfluence.InfluenceExplainer`.
+    n_jobs : int, default=None
+        Threads for the loops over chunks of rows.
+    """
+
+    capabilities = frozenset(
+        {
+            "loo_change",
+            "group_influence",
+            "newton",
+            "perturbation",
+            "influence_params",
+            "training_data",
+            "training_problem",
+            "refit",
+            "sample_weight",
+            "relative_influence",
+            "divine",
+        }
+    )
+    name = "in-memory"
+
+    def __init__(self, solver="auto", damping=0.0, n_jobs=None):
+        self.solver = solver
+        self.damping = damping
+        self.n_jobs = n_jobs
+
+    def check_estimator(self, estimator):
+        _, model = split_model(estimator)
+        if not is_supported(model):
+            build_objective(model, None, None)  # raises the TypeError
+
+    # -- fitting ----------------------------------------------------------------
+    def fit(self, model, X, y, sample_weight, prefix=None):
+        """Build the objective of the fitted ``model`` and factorize its Hessian.
+
+        ``X``: the explainer's validated input; ``prefix``: the fitted Pipeline
+        steps before ``model`` (or None); ``sample_weight``: an array.
+        """
+        self.prefix_ = prefix
+        self.model_ = model
+        X_input = self.model_input(X, train=True)
+        self.objective_, self.weights_ = build_objective(
+            model, np.asarray(y), sample_weight
+        )
+        self.sample_weight_ = sample_weight
+        self.X_input_ = X_input
+        self.X_ = self._linear_features(X_input)
+        self.y_ = np.asarray(y)
+        self.target_ = self.objective_.family.encode(self.y_)
+        self.n_params_ = self.objective_.n_params
+        self.n_train_ = self.X_.shape[0]
+        operator = HessianOperator(
+            self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
+        )
+        self.solver_ = make_solver(
+            self.solver,
+            self.damping,
+            n_params=self.n_params_,
+            n_samples=self.n_train_,
+            objective=self.objective_,
+        ).fit(operator)
+        self.residuals_, gradient = operator.residuals_and_gradient()
+        operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
+        self.stationarity_ = self._stationarity(gradient)
+        return self
+
+    def _stationarity(self, gradient):
+        rows = stationarity_rows(self.n_train_)
+        obj = self.objective_
+        G = obj.expand(self.X_[rows], self.residuals_[rows]) + obj.reweight_term()
+        shares = self.weights_[rows] / self.weights_.sum()
+        return stationarity(self.solver_, gradient, G, shares)
+
+    def stationarity_advice(self, model_name):
+        """The warning text when the fit is far from stationary, or None."""
+        # Hinge models explained through the smooth hinge are not its optimum.
+        if getattr(self.objective_, "approximate", False):
+            return None
+        return (
+            f"{model_name} stopped short of its optimum: the Newton step left "
+            f"is {self.stationarity_:.3g} times a typical row's leave-one-out "
+            "effect, so influence values are unreliable. Fit to convergence "
+            "(lower tol, raise max_iter), or for SGD models use their batch "
+            "counterpart (LogisticRegression, Ridge)."
+        )
+
+    # -- inputs -----------------------------------------------------------------
+    def model_input(self, X, train=False):
+        """Validated float64 input of the final model (after any Pipeline prefix)."""
+        if self.prefix_ is None:
+            # The explainer's validate_data already checked X; csc -> csr only.
+            return X.tocsr() if sp.issparse(X) else X
+        X = self.prefix_.transform(X)
+        return check_array(
+            X,
+            accept_sparse="csr",
+            dtype=np.float64,
+            input_name="X (as seen by the final estimator)",
+        )
+
+    def _linear_features(self, X):
+        """Features a kernel model is linear in (identity for other models)."""
+        fmap = self.objective_.feature_map
+        return X if fmap is None else fmap.transform(X)
+
+    def test_factors(self, X, y, target):
+        """``(features, d quantity / d eta, class or target index)`` per test row."""
+        check_target(target)
+        Xt = self._linear_features(self.model_input(X))
+        family = self.objective_.family
+        eta = self.objective_.linear_predictor(Xt)
+        if target == "loss":
+            if y is None:
+                raise ValueError("y_test is required when target='loss'.")
+            t = family.encode(check_test_labels(y, Xt.shape[0]))
+            return Xt, family.gradient(t, eta), t
+        classifier = family.classes is not None
+        if target == "predict_proba" and not classifier:
+            raise ValueError(
+                "target='predict_proba' needs a classifier; use "
+                "target='predict' for a regressor."
+            )
+        if target == "predict" and classifier:
+            raise ValueError(
+                "target='predict' is for regressors; use "
+                "'predict_proba' or 'decision_function'."
+            )
+        if classifier and y is not None:
+            t = family.encode(check_test_labels(y, Xt.shape[0]))
+            cls = np.asarray(t, dtype=int)
+        elif classifier:
+            cls = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
+        else:
+            cls = np.zeros(Xt.shape[0], dtype=int)
+        return Xt, family.output_gradient(eta, target, cls), cls
+
+    def test_directions(self, X, y, target="loss"):
+        """``H^-1 G_test'`` of shape (n_params, n_test)."""
+        Xt, F, _ = self.test_factors(X, y, target)
+        return _formulas.test_directions(self.objective_, self.solver_, Xt, F)
+
+    # -- influence ----------------------------------------------------------------
+    def influence(self, X, y=None, *, target="loss"):
+        Xt, F, _ = self.test_factors(X, y, target)
+        check_result_size(
+            (Xt.shape[0], self.n_train_),
+            "The influence matrix",
+            "Call top_influential, which keeps only the top rows, or "
+            "influence_blocks, which yields the matrix in blocks, "
+            "or pass fewer test rows at a time.",
+        )
+        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
+        return _formulas.influence_matrix(self.objective_, self.X_, self.residuals_, V)
+
+    def _chunked_directions(self, Xt, F):
+        """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
+        obj = self.objective_
+        for rows in chunk_slices(Xt.shape[0], _formulas.test_row_bytes(obj)):
+            V = _formulas.test_directions(obj, self.solver_, Xt[rows], F[rows])
+            yield rows, V
+
+    def _train_chunks(self, n_test, relatif=None):
+        row_bytes = _formulas.block_row_bytes(self.objective_, self.X_, n_test, relatif)
+        return chunk_slices(self.n_train_, row_bytes, self.n_jobs)
+
+    def influence_blocks(self, X, y=None, *, target="loss"):
+        obj, X_train, R = self.objective_, self.X_, self.residuals_
+        Xt, F, _ = self.test_factors(X, y, target)
+        for test_rows, V in self._chunked_directions(Xt, F):
+
+            def block(rows, V=V):
+                return _formulas.influence_matrix(obj, X_train[rows], R[rows], V)
+
+            chunks = self._train_chunks(V.shape[1])
+            for train_rows, values in zip(
+                chunks, map_chunks(block, chunks, self.n_jobs)
+            ):
+                yield test_rows, train_rows, values
+
+    def top_k(self, X, y, *, k, target="loss", relatif=None):
+        """Top-k candidates per test row, RelatIF norms computed per block."""
+        obj, solver, X_train, R = (
+            self.objective_,
+            self.solver_,
+            self.X_,
+            self.residuals_,
+        )
+        Xt, F, _ = self.test_factors(X, y, target)
+        tops = []
+        for _, V in self._chunked_directions(Xt, F):
+
+            def block(rows, V=V):
+                scores, infl = _formulas.block_scores(
+                    obj, solver, X_train[rows], R[rows], V, relatif
+                )
+                top = StreamingTopK(k)
+                top.update(rows.start, scores, infl)
+                return top
+
+            chunks = self._train_chunks(V.shape[1], relatif)
+            parts = map_chunks(block, chunks, self.n_jobs)
+            top = next(parts)
+            for part in parts:
+                top.merge(part)
+            tops.append(top)
+        return StreamingTopK.stack(tops)
+
+    def candidate_pool(self, X, y, *, size, target="loss"):
+        return self.top_k(X, y, k=size, target=target)
+
+    def loo_change(self, X, y=None, *, method="influence", target="loss"):
+        Xt, F, t = self.test_factors(X, y, target)
+        n_test, n_train = Xt.shape[0], self.n_train_
+        obj = self.objective_
+        check_result_size(
+            (n_test, n_train, obj.n_outputs),
+            "The leave-one-out matrix",
+            "Pass fewer test rows at a time.",
+        )
+        if method == "influence":
+            V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            return _formulas.loo_first_order(
+                obj, self.X_, self.residuals_, self.weights_, V
+            )
+        _check_newton_target(target)
+        check_result_size(
+            (n_train, self.n_params_),
+            "The Newton parameter changes",
+            "Use method='influence'.",
+        )
+        delta = _formulas.newton_parameter_changes(
+            obj, self.inverse_hessian(), self.X_, self.target_, self.weights_
+        )
+        d_eta = _formulas.output_changes(obj, Xt, delta)
+        eta = obj.linear_predictor(Xt)
+        if target == "decision_function":
+            return d_eta[np.arange(n_test), :, t if d_eta.shape[2] > 1 else 0]
+        K = eta.shape[1]
+        new = obj.family.loss(
+            np.repeat(t, n_train, axis=0), (eta[:, None, :] + d_eta).reshape(-1, K)
+        )
+        return new.reshape(n_test, n_train) - obj.family.loss(t, eta)[:, None]
+
+    def group_influence(self, groups, X, y=None, *, method="influence", target="loss"):
+        """Change of each test quantity when each group of rows is removed.
+
+        ``groups``: a list of arrays of row positions. Returns (n_test, n_groups).
+        """
+        Xt, F, t = self.test_factors(X, y, target)
+        obj, X_train, w = self.objective_, self.X_, self.weights_
+        if method == "influence":
+            V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            return _formulas.group_first_order(
+                obj, X_train, self.residuals_, w, groups, V
+            )
+        _check_newton_target(target)
+        H_inv = self.inverse_hessian()
+        s, _ = obj.removal_term(w)
+        eta = obj.linear_predictor(Xt)
+        out = np.empty((Xt.shape[0], len(groups)))
+        for g, r in enumerate(groups):
+            delta = _formulas.group_newton_change(
+                obj, H_inv, X_train[r], self.target_[r], w[r], s[r].sum(), w.sum()
+            )
+            d_eta = _formulas.output_changes(obj, Xt, delta[None])[:, 0, :]
+            if target == "decision_function":
+                out[:, g] = d_eta[np.arange(len(t)), t if d_eta.shape[1] > 1 else 0]
+            else:
+                out[:, g] = obj.family.loss(t, eta + d_eta) - obj.family.loss(t, eta)
+        return out
+
+    def influence_params(self):
+        check_result_size(
+            (self.n_train_, self.n_params_),
+            "I_up,params",
+            "Use self_influence or influence instead.",
+        )
+        return _formulas.influence_params(
+            self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
+        )
+
+    def self_influence(self):
+        return _formulas.self_influence(
+            self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
+        )
+
+    def parameter_change_norms(self):
+        return _formulas.parameter_change_norms(
+            self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
+        )
+
+    def perturbation_influence(
+        self, X, y=None, *, target="loss", train_rows=None, sum_test=False
+    ):
+        """``I_pert,loss`` of shape (n_test, n_rows, n_features).
+
+        ``train_rows``: positions of the training rows (default all);
+        ``sum_test``: differentiate the test quantities' sum (one test row out).
+        """
+        Xt, F, _ = self.test_factors(X, y, target)
+        rows = np.arange(self.n_train_) if train_rows is None else train_rows
+        n_out = 1 if sum_test else Xt.shape[0]
+        check_result_size(
+            (n_out, len(rows), self.X_input_.shape[1]),
+            "I_pert,loss",
+            "Pass fewer test rows at a time.",
+        )
+        V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
+        if sum_test:
+            V = V.sum(axis=1, keepdims=True)
+        X_rows, t_rows = self.X_[rows], self.target_[rows]
+        P = _formulas.perturbation_influence(self.objective_, X_rows, t_rows, V)
+        fmap = self.objective_.feature_map
+        # Kernel models: chain rule through the feature map (basis held fixed).
+        return P if fmap is None else fmap.vjp(self.X_input_[rows], P)
+
+    def test_loss(self, X, y):
+        Xt, _, t = self.test_factors(X, y, "loss")
+        return self.objective_.loss(Xt, t)
+
+    # -- the training problem, for refits and the applications -------------------
+    def inverse_hessian(self):
+        """Dense ``H^-1``, which the Newton leave-one-out updates need."""
+        try:
+            return self.solver_.inverse()
+        except (NotImplementedError, AttributeError) as exc:
+            raise UnsupportedOperationError(
+                f"method='newton' needs the dense inverse Hessian, which the "
+                f"{type(self.solver_).__name__} does not form; use "
+                "solver='exact' (or method='influence')."
+            ) from exc
+
+    def training_data(self):
+        """``(X, y, weights)``: the final model's input, labels, effective weights."""
+        return self.X_input_, self.y_, self.weights_
+
+    def training_problem(self):
+        """:data:`TrainingProblem` of the objective, its features and targets."""
+        return TrainingProblem(
+            self.objective_, self.X_, self.target_, self.weights_, self.sample_weight_
+        )
+
+    def loo_own_outputs(self):
+        """Each row's linear outputs under one Newton step without it, (n, K)."""
+        return _formulas.loo_own_outputs(
+            self.objective_,
+            self.inverse_hessian(),
+            self.X_,
+            self.target_,
+            self.weights_,
+            self.n_jobs,
+        )
+
+    def whitening(self):
+        """What makes the Hessian the identity for a refit without rows.
+
+        Its lower Cholesky factor when the solver holds one; else (iterative
+        solvers) the square root of its diagonal, from one pass over the rows.
+        """
+        factor = _formulas.half_factor(self.solver_)
+        if factor is not None:
+            return factor[0]
+        diagonal = self.objective_.hessian_diagonal(
+            self.X_, self.target_, self.weights_
+        )
+        return np.sqrt(np.maximum(diagonal, np.finfo(float).tiny))
+
+    def refit_without(self, rows, *, whitening=None, start=None, gtol=1e-3):
+        """``(objective, converged)`` minimised without ``rows``, from the fit."""
+        whitening = self.whitening() if whitening is None else whitening
+        return refit_without(
+            self.objective_,
+            whitening,
+            self.X_,
+            self.target_,
+            self.weights_,
+            rows,
+            start=start,
+            gtol=gtol,
+        )
+
+    def refit_test_losses(self, removals, X, y, n_jobs=None):
+        """Actual change of the summed test loss when each set of rows is removed.
+
+        Each removal refits the final estimator (a warm-started clone, with its
+        own settings) on the other rows; earlier Pipeline steps stay fixed.
+        """
+        X_test = self.model_input(X)
+        Xt, _, t = self.test_factors(X, y, "loss")
+        base = self.objective_.loss(Xt, t).sum()
+        X_in, labels, sw = self.X_input_, self.y_, self.sample_weight_
+        keeps = []
+        for rows in removals:
+            keep = np.ones(self.n_train_, dtype=bool)
+            keep[rows] = False
+            keeps.append(keep)
+        losses = Parallel(n_jobs=n_jobs)(
+            delayed(_refit_loss)(self.model_, X_in, labels, sw, keep, X_test, t)
+            for keep in keeps
+        )
+        return np.asarray(losses) - base
+
+    def training_outputs(self, objective=None):
+        """Linear outputs of the training rows under ``objective`` (default: fit)."""
+        return (objective or self.objective_).linear_predictor(self.X_)
+
+    def training_losses(self, eta=None):
+        """Each training row's loss at outputs ``eta`` (default: the fit's)."""
+        eta = self.training_outputs() if eta is None else eta
+        return self.objective_.family.loss(self.target_, eta)
+
+
+def _warm_clone(model):
+    """A clone that starts from the fitted parameters, where the model allows.
+
+    As in Koh & Liang's protocol, this lands the refit on the same optimum
+    faster; it does not change that optimum.
+    """
+    refit = clone(model)
+    if "warm_start" not in refit.get_params():
+        return refit
+    # A frozen model clones to itself: never write into it.
+    if refit is model or not hasattr(model, "intercept_"):
+        return refit
+    try:
+        state = {
+            k: np.copy(v)
+            for k, v in vars(model).items()
+            if k.endswith("_") and not k.startswith("__")
+        }
+    except TypeError:  # pragma: no cover - unusual fitted attributes
+        return refit
+    refit.set_params(warm_start=True)
+    vars(refit).update(state)
+    return refit
+
+
+def _refit_loss(model, X, y, sw, keep, X_test, t_test):
+    refit = _warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
+    objective, _ = build_objective(refit, y[keep], sw[keep])
+    fmap = objective.feature_map
+    features = X_test if fmap is None else fmap.transform(X_test)
+    return objective.loss(features, t_test).sum()
+
+
+def _check_newton_target(target):
+    if target not in ("loss", "decision_function"):
+        raise ValueError(
+            "method='newton' supports target='loss' or 'decision_function'."
+        )
