@@ -128,3 +128,32 @@ class HessianOperator:
     def diagonal(self):
         """Diagonal of the Hessian, shape (n_params,), without forming it."""
         return self._sum_over_rows(self.objective.hessian_diagonal, self._row_bytes())
+
+    def curvature_factors(self, drop_share=1e-14):
+        """The data part of H as low-rank factors: ``(rows, C)``, (m,), (m, K).
+
+        ``w_i / W * D_i = C_i C_i'`` for each training row's ``(K, K)`` loss
+        curvature; one factor per kept eigen-direction of ``C_i`` (those above
+        ``drop_share`` of the largest), so the data part of H is
+        ``sum_j (C_j kron xt_{rows_j}) (C_j kron xt_{rows_j})'``.
+        Raises ValueError when some row's curvature is negative.
+        """
+        obj = self.objective
+        w = np.asarray(self.weights, dtype=np.float64)
+        w = w / w.sum()
+        D = obj.family.hessian(self.target, obj.linear_predictor(self.X))
+        K = obj.n_outputs
+        D = np.asarray(D, dtype=np.float64).reshape(-1, K, K) * w[:, None, None]
+        if K == 1:
+            e = D[:, 0, 0][:, None]
+            vecs = np.ones((e.shape[0], 1, 1))
+        else:
+            e, vecs = np.linalg.eigh(D)
+        top = max(float(np.abs(e).max(initial=0.0)), np.finfo(float).tiny)
+        if e.min(initial=0.0) < -1e-12 * top:
+            raise ValueError(
+                "The loss has negative curvature at some training rows: the "
+                "Hessian's data part is not positive semidefinite."
+            )
+        rows, cols = np.nonzero(e > drop_share * top)
+        return rows, vecs[rows, :, cols] * np.sqrt(e[rows, cols])[:, None]

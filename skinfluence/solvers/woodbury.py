@@ -57,16 +57,20 @@ def _coefficient_mask(objective):
     return mask.ravel()
 
 
+def _linear_output(objective):
+    """Whether the objective has the per-parameter penalty and block layout."""
+    return all(hasattr(objective, a) for a in ("penalty", "block_size"))
+
+
 def woodbury_applicable(objective, n_samples, damping=0.0):
     """Why :class:`WoodburySolver` cannot solve this problem, or None if it can.
 
-    It needs a linear-output objective (every estimator in
-    :mod:`skinfluence.objectives`) whose penalty plus ``damping`` is positive
-    on every coefficient (intercepts may be unpenalized).
+    It needs a linear-output objective (one with a per-parameter ``penalty``
+    and ``block_size``, as every estimator in :mod:`skinfluence.adapters`
+    has) whose penalty plus ``damping`` is positive on every coefficient
+    (intercepts may be unpenalized).
     """
-    from ..objectives import LinearObjective
-
-    if not isinstance(objective, LinearObjective):
+    if not _linear_output(objective):
         return (
             f"solver='woodbury' is for linear-output models (scikit-learn linear "
             f"models, GLMs, kernel models); got a {type(objective).__name__}."
@@ -92,35 +96,6 @@ def prefers_woodbury(objective, n_samples, n_params):
     m = n_samples * objective.n_outputs
     fits = 8.0 * m * m <= _AUTO_MEMORY_SHARE * physical_memory_bytes()
     return m <= min(AUTO_WOODBURY_MAX_ROWS, n_params) and fits
-
-
-def _curvature_factors(objective, X, target, weights):
-    """Rows of ``U`` as ``(source row, per-output factor)``: (m,), (m, K).
-
-    ``w_i / W * D_i = C_i C_i'``; one U row per kept column of ``C_i``.
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    D = objective.family.hessian(target, objective.linear_predictor(X))
-    K = objective.n_outputs
-    D = np.asarray(D, dtype=np.float64).reshape(-1, K, K) * w[:, None, None]
-    if K == 1:
-        e = D[:, 0, 0]
-        vecs = np.ones((e.size, 1, 1))
-        e = e[:, None]
-    else:
-        e, vecs = np.linalg.eigh(D)
-    top = max(float(np.abs(e).max(initial=0.0)), np.finfo(float).tiny)
-    if e.min(initial=0.0) < -1e-12 * top:
-        raise WoodburyNotApplicableError(
-            "solver='woodbury' needs a convex loss (positive semidefinite "
-            "curvature at every training row); this model has negative "
-            "curvature. Use solver='exact' or 'cg'."
-        )
-    keep = e > _DROP_SHARE * top  # (n, L)
-    rows, cols = np.nonzero(keep)
-    C = vecs[rows, :, cols] * np.sqrt(e[rows, cols])[:, None]  # (m, K)
-    return rows, C
 
 
 def _scaled_rows(X, rows, C, objective, inv_sqrt, int_in_p):
@@ -206,10 +181,8 @@ class WoodburySolver(BaseEstimator):
         self.damping = damping
 
     def fit(self, operator):
-        from ..objectives import LinearObjective
-
         obj = operator.objective
-        if not isinstance(obj, LinearObjective):  # e.g. a torch network
+        if not _linear_output(obj):  # e.g. a torch network
             raise WoodburyNotApplicableError(woodbury_applicable(obj, 0))
         X = operator.X
         if not (sp.issparse(X) or isinstance(X, np.ndarray)):
@@ -221,12 +194,25 @@ class WoodburySolver(BaseEstimator):
         reason = woodbury_applicable(obj, X.shape[0], damping)
         if reason is not None:
             raise WoodburyNotApplicableError(reason)
+        factors = getattr(operator, "curvature_factors", None)
+        if factors is None:
+            raise WoodburyNotApplicableError(
+                f"solver='woodbury' needs an operator offering curvature_factors "
+                f"(low-rank curvature); {type(operator).__name__} does not."
+            )
         if sp.issparse(X):
             X = X.tocsr()
         lam = obj.penalty + damping
         p, K, b = obj.n_params, obj.n_outputs, obj.block_size
         in_p = lam > 0
-        rows, C = _curvature_factors(obj, X, operator.target, operator.weights)
+        try:
+            rows, C = factors(drop_share=_DROP_SHARE)
+        except ValueError as exc:
+            raise WoodburyNotApplicableError(
+                "solver='woodbury' needs a convex loss (positive semidefinite "
+                "curvature at every training row); this model has negative "
+                "curvature. Use solver='exact' or 'cg'."
+            ) from exc
         N = operator.null_space
         if N is not None and N.shape[1]:
             # ExactSolver's unit curvature scale * N N': r extra rows of U.
