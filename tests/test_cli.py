@@ -155,7 +155,7 @@ def test_rounds_option(wine_csv, wine_table):
     for rounds in ("1", "2"):
         report = wine_csv.with_name(f"issues{rounds}.csv")
         args = ["--target", "cultivar", "--exclude", "id", "--rounds", rounds]
-        args += ["--out", wine_csv.with_name("c.csv"), "--report", report]
+        args += ["--out", wine_csv.with_name(f"c{rounds}.csv"), "--report", report]
         assert _clean(wine_csv, *args, "--method", "training_loss", "-q") == 0
         issues = pd.read_csv(report)
         found[rounds] = issues.sort_values("rank")["row"].to_numpy()
