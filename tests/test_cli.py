@@ -254,6 +254,18 @@ BAD = {
     "unknown-in-format": (["--target", "cultivar"], "unknown format '.json'"),
     "missing-out-dir": (["--target", "cultivar"], "does not exist"),
     "empty-input": (["--target", "cultivar"], "is empty"),
+    "keep-and-exclude": (
+        ["--target", "cultivar", "--exclude", "id", "--keep-column", "id"],
+        "--keep-column 'id' is also --exclude'd; drop one of the two",
+    ),
+    "keep-target": (
+        ["--target", "cultivar", "--keep-column", "cultivar"],
+        "--keep-column 'cultivar' is the target column",
+    ),
+    "unknown-keep-column": (
+        ["--target", "cultivar", "--keep-column", "serial"],
+        "column 'serial' not in the input",
+    ),
     "flag-column-exists": (
         ["--target", "cultivar", "--action", "flag"],
         "already has ['label_issue']",
@@ -405,6 +417,19 @@ def test_id_detection_rules():
     assert found["code"] == "60 unique values"
     X.loc[3, "serial"] = X.loc[4, "serial"]
     assert "serial" not in _cli_clean._id_columns(X)
+
+
+def test_id_column_named_like_a_report_column(tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    src, report = tmp_path / "wine.csv", tmp_path / "issues.csv"
+    frame.rename(columns={"id": "row"}).to_csv(src, index=False)
+    args = ["--target", "cultivar", "--out", tmp_path / "o.csv", "--report", report]
+    assert _clean(src, *args) == 0
+    issues = pd.read_csv(report)
+    assert list(issues.columns[:2]) == ["row (input)", "row"]
+    np.testing.assert_array_equal(issues["row (input)"], issues["row"] + 1000)
+    first = issues.iloc[0]
+    assert f"row {first['row']} (row {first['row'] + 1000}, " in capsys.readouterr().out
 
 
 def test_only_id_columns_left(tmp_path, capsys):

@@ -48,16 +48,18 @@ DESCRIPTION = """\
 Find training rows whose label is probably wrong, with influence functions
 (Koh & Liang, 2017), and write a cleaned copy of the table.
 
-Every feature column is used, except the target, --exclude'd columns and
-identifiers: a text or integer column with a different value in every row, or
-an id-named one (id, ID, *_id, *Id) with unique values, is left out with a
-note (--keep-column, --no-detect-ids) and copied into REPORT instead. Numeric
-columns are median-imputed and standardized, the others (text, category,
-bool) most-frequent-imputed and one-hot encoded. A model is fitted once;
-each row is then scored by the loss it would have under the model fitted
-without it (one exact Newton step per row, no refits), or by the method you
-choose. Rows are flagged when the model fitted without them predicts another
-class ('--contamination auto'), or the given share of top-scoring rows.
+Features are every column but the target and the --exclude'd ones: numeric
+columns median-imputed and standardized, the others (text, category, bool)
+most-frequent-imputed and one-hot encoded. Columns that look like row
+identifiers (text or integers with a different value in every row, or unique
+values under a name such as id, ID, row_id, customerId) are left out with a
+note and listed in REPORT instead (--keep-column, --no-detect-ids).
+
+A model is fitted once; each row is then scored by the loss it would have
+under the model fitted without it (one exact Newton step per row, no refits),
+or by the method you choose. Rows are flagged when the model fitted without
+them predicts another class ('--contamination auto'), or the given share of
+top-scoring rows.
 """
 
 EPILOG = """\
@@ -81,8 +83,10 @@ exits with status 143.
 examples:
   skinfluence clean data.csv --target label --out cleaned.csv --report issues.csv
   skinfluence clean data.parquet --target y --action flag --out flagged.parquet
-  skinfluence clean data.csv --target y --contamination 0.05 --exclude id \\
-      --model svm --out cleaned.csv
+  skinfluence clean data.csv --target y --contamination 0.05 --exclude notes \\
+      --model svm --out cleaned.csv --force
+  skinfluence clean export.csv --sep ';' --target y --keep-column store_id \\
+      --out cleaned.csv
 """
 
 
@@ -513,6 +517,13 @@ def _split_columns(frame, target, args):
             f"the input; available columns: {_listing(columns, limit=40)}"
             + _delimiter_hint(columns)
         )
+    both = [c for c in keep if c in [target, *excluded]]
+    if both:
+        raise CleanError(
+            f"--keep-column {both[0]!r} is the target column, never a feature"
+            if both[0] == target
+            else f"--keep-column {both[0]!r} is also --exclude'd; drop one of the two"
+        )
     frame.columns = columns
     X = frame.drop(columns=[target, *excluded])
     ids = {} if args.no_detect_ids else _id_columns(X.drop(columns=keep))
@@ -823,7 +834,9 @@ def _clean(args, out, stages):
         _write_all(written, dialects, args.force)
     stages.end()
 
-    _summary(out, src, frame, X, counts, args, report, action_note, written, stages)
+    _summary(
+        out, src, frame, X, counts, args, ids, report, action_note, written, stages
+    )
 
 
 def _id_note(ids):
@@ -951,7 +964,9 @@ def _apply(frame, detector, y_out, args):
     return cleaned, f"relabel: {int(changed.sum()):,} labels replaced"
 
 
-def _summary(out, src, frame, X, counts, args, report, action_note, written, stages):
+def _summary(
+    out, src, frame, X, counts, args, ids, report, action_note, written, stages
+):
     def say(text=""):
         print(text, file=out, flush=True)
 
@@ -959,7 +974,7 @@ def _summary(out, src, frame, X, counts, args, report, action_note, written, sta
     classes = ", ".join(f"{_listing([c])}: {k:,}" for c, k in counts[:10].items())
     classes += f", ... ({len(counts) - 10} more)" if len(counts) > 10 else ""
     say(f"skinfluence clean {src.name}")
-    ids = [c for c in report.columns[: list(report.columns).index("row")]]
+    ids = list(ids)
     left_out = ""
     if ids:
         left_out = f"; identifier {_listing(ids)} not a feature"
@@ -976,7 +991,8 @@ def _summary(out, src, frame, X, counts, args, report, action_note, written, sta
     if len(report):
         top = report.head(3)
         name = _quote(ids[0]) if ids else ""
-        key = [f"{name} {_listing([v])}, " for v in top[ids[0]]] if ids else [""] * 3
+        first = report.columns[0]  # the first identifier, if any: see _report
+        key = [f"{name} {_listing([v])}, " for v in top[first]] if ids else [""] * 3
         say(
             "  most suspect:  "
             + ", ".join(
