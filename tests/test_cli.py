@@ -465,6 +465,16 @@ def test_continuous_target_refused(kind, tmp_path, wine_table, capsys):
     assert not out.exists()
 
 
+def test_many_classes_with_a_rare_one_are_not_continuous(tmp_path, capsys):
+    """30 integer classes, one seen once: the single-row error, not 'continuous'."""
+    y = np.r_[np.repeat(np.arange(29), 7), 99]
+    src = tmp_path / "many.csv"
+    pd.DataFrame({"x": np.arange(len(y)) % 5, "y": y}).to_csv(src, index=False)
+    assert _clean(src, "--target", "y", "--out", tmp_path / "o.csv") == 2
+    err = capsys.readouterr().err
+    assert "class 99 has a single row" in err and "continuous" not in err
+
+
 def test_float_class_codes_accepted(tmp_path, wine_table):
     """Few distinct float values (0.0, 1.0, 2.0) are class labels."""
     frame, _, _ = wine_table
@@ -577,7 +587,7 @@ def test_sigterm_while_writing_leaves_no_part_file(wine_csv, tmp_path):
             proc.kill()
             proc.communicate()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "stopped by SIGTERM; partly written files removed" in err
+    assert "stopped by SIGTERM; no partly written files left" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
 
 

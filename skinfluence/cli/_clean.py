@@ -588,23 +588,24 @@ def _id_columns(X):
     """
     found = {}
     for col in X.columns:
-        values = X[col].dropna()
-        dtype = values.dtype
+        dtype = X[col].dtype
         named = bool(_ID_NAME.search(col) or _CAMEL_ID.search(col))
-        if pd.api.types.is_bool_dtype(dtype) or len(values) < 2:
+        if pd.api.types.is_bool_dtype(dtype):
             continue
         if pd.api.types.is_integer_dtype(dtype):
             kind = "integers"
         elif _is_text(dtype):
             kind = "values"
         elif named and pd.api.types.is_float_dtype(dtype):
-            # Integer ids with a gap are read as floats.
-            if not np.array_equal(values, np.round(values)):
-                continue
-            kind = "integers"
+            kind = "integers"  # integer ids with a gap are read as floats
         else:
             continue
-        if (named or len(values) == len(X)) and values.nunique() == len(values):
+        values = X[col].dropna()
+        if len(values) < 2 or not (named or len(values) == len(X)):
+            continue
+        if kind == "integers" and not np.array_equal(values, np.round(values)):
+            continue
+        if values.nunique() == len(values):
             found[col] = (named, f"{len(values):,} unique {kind}")
     # Id-named columns first: the summary names flagged rows by the first.
     order = sorted(found, key=lambda col: not found[col][0])
@@ -656,7 +657,8 @@ def _refuse_continuous(y, target):
     """Raise if the target reads as a measurement rather than class labels.
 
     Non-integer numbers, or more than 20 distinct numbers that make up a tenth
-    of the rows or more, stored as floats or including classes of one row.
+    of the rows or more, stored as floats or a quarter of them seen once (a
+    few rare classes among many get the clearer "single row" error instead).
     """
     if pd.api.types.is_bool_dtype(y.dtype) or not pd.api.types.is_numeric_dtype(
         y.dtype
@@ -667,9 +669,10 @@ def _refuse_continuous(y, target):
     is_float = pd.api.types.is_float_dtype(y.dtype)
     fractional = is_float and not np.array_equal(values, np.round(values))
     many = len(counts) > 20 and len(counts) >= 0.1 * len(y)
-    if not (fractional or (many and (is_float or (counts == 1).any()))):
+    singles = (counts == 1).sum()
+    if not (fractional or (many and (is_float or singles >= len(counts) / 4))):
         return
-    codes = is_float and not fractional and not (counts == 1).any()
+    codes = is_float and not fractional and not singles
     raise CleanError(
         f"target column {target!r} does not hold class labels: it looks "
         f"continuous ({len(counts):,} distinct numbers in {len(y):,} rows, e.g. "
@@ -793,7 +796,7 @@ def run_clean(args, out=None, err=None):
         stages.fail()
         signum = getattr(exc, "signum", signal.SIGINT)
         name = signal.Signals(signum).name
-        print(f"stopped by {name}; partly written files removed", file=err, flush=True)
+        print(f"stopped by {name}; no partly written files left", file=err, flush=True)
         return 128 + signum
     return 0
 
@@ -862,6 +865,8 @@ def _quote(name):
 def _load(src, fmt, args, stages):
     """The input table, and the ``(delimiter, decimal)`` of CSV/TSV outputs."""
     sep, decimal, note = ",", ".", ""
+    if fmt == "parquet" and (args.sep or args.decimal):
+        raise CleanError("--sep and --decimal are for .csv/.tsv input, not Parquet")
     if fmt != "parquet":
         sep, decimal, sniffed = _dialect(src, fmt, args.sep, args.decimal)
         if sep == decimal:
