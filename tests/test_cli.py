@@ -2,8 +2,11 @@
 
 import hashlib
 import os
+import signal
+import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -155,7 +158,7 @@ def test_rounds_option(wine_csv, wine_table):
     for rounds in ("1", "2"):
         report = wine_csv.with_name(f"issues{rounds}.csv")
         args = ["--target", "cultivar", "--exclude", "id", "--rounds", rounds]
-        args += ["--out", wine_csv.with_name("c.csv"), "--report", report]
+        args += ["--out", wine_csv.with_name(f"c{rounds}.csv"), "--report", report]
         assert _clean(wine_csv, *args, "--method", "training_loss", "-q") == 0
         issues = pd.read_csv(report)
         found[rounds] = issues.sort_values("rank")["row"].to_numpy()
@@ -251,6 +254,18 @@ BAD = {
     "unknown-in-format": (["--target", "cultivar"], "unknown format '.json'"),
     "missing-out-dir": (["--target", "cultivar"], "does not exist"),
     "empty-input": (["--target", "cultivar"], "is empty"),
+    "keep-and-exclude": (
+        ["--target", "cultivar", "--exclude", "id", "--keep-column", "id"],
+        "--keep-column 'id' is also --exclude'd; drop one of the two",
+    ),
+    "keep-target": (
+        ["--target", "cultivar", "--keep-column", "cultivar"],
+        "--keep-column 'cultivar' is the target column",
+    ),
+    "unknown-keep-column": (
+        ["--target", "cultivar", "--keep-column", "serial"],
+        "column 'serial' not in the input",
+    ),
     "flag-column-exists": (
         ["--target", "cultivar", "--action", "flag"],
         "already has ['label_issue']",
@@ -332,3 +347,334 @@ def test_failed_write_leaves_nothing(wine_csv, tmp_path, monkeypatch, capsys):
     assert _clean(wine_csv, *args) == 2
     assert "disk full" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
+
+
+# -- identifier columns --------------------------------------------------------------
+def test_id_column_detected_and_reported(wine_csv, wine_table, capsys):
+    frame, _, flipped = wine_table
+    out, report = wine_csv.with_name("out.csv"), wine_csv.with_name("issues.csv")
+    assert (
+        _clean(wine_csv, "--target", "cultivar", "--out", out, "--report", report) == 0
+    )
+    captured = capsys.readouterr()
+    assert (
+        "note: 'id' (178 unique integers) looks like a row identifier" in captured.err
+    )
+    assert "--keep-column id (or --no-detect-ids)" in captured.err
+    assert "13 numeric and 1 categorical columns" in captured.err  # id not among them
+    assert "identifier 'id' not a feature" in captured.out
+
+    issues = pd.read_csv(report)
+    assert list(issues.columns) == [
+        "id",
+        "row",
+        "given_label",
+        "suggested_label",
+        "score",
+        "rank",
+    ]
+    np.testing.assert_array_equal(issues["id"], frame["id"].to_numpy()[issues["row"]])
+    assert np.isin(flipped, issues["row"]).mean() >= 0.6
+    first = issues.iloc[0]
+    assert f"row {first['row']} (id {first['id']}, " in captured.out
+    assert list(pd.read_csv(out).columns) == list(frame.columns)  # still in OUT
+
+
+@pytest.mark.parametrize("option", [["--keep-column", "id"], ["--no-detect-ids"]])
+def test_id_column_kept_on_request(option, wine_csv, capsys):
+    report = wine_csv.with_name("issues.csv")
+    args = ["--target", "cultivar", "--out", wine_csv.with_name("out.csv")]
+    assert _clean(wine_csv, *args, "--report", report, *option) == 0
+    err = capsys.readouterr().err
+    assert "row identifier" not in err
+    assert "14 numeric and 1 categorical columns" in err
+    assert pd.read_csv(report).columns[0] == "row"
+
+
+def test_id_detection_rules():
+    rng = np.random.default_rng(0)
+    n = 60
+    X = pd.DataFrame(
+        {
+            "code": [f"S{i:03d}" for i in rng.permutation(n)],  # unique text
+            "serial": rng.permutation(n) * 7,  # unique integers, any name
+            "user_id": np.r_[np.arange(n - 1.0), np.nan],  # ids read as floats
+            "customerId": rng.permutation(n),
+            "ID": np.arange(n),
+            "weight": rng.normal(size=n),  # unique floats: a measurement
+            "count": rng.integers(0, 5, n),  # repeated integers
+            "colour": rng.choice(["red", "blue"], n),
+            "flag": rng.random(n) < 0.5,
+            "score_id": rng.integers(0, 5, n),  # id-named but repeated
+            "ratio_id": rng.random(n),  # id-named but fractional
+            "paid": rng.permutation(n) + 0.5,  # "id" inside a word, floats
+        }
+    )
+    found = _cli_clean._id_columns(X)
+    # Id-named columns first, then the others in table order.
+    assert list(found) == ["user_id", "customerId", "ID", "code", "serial"]
+    assert found["user_id"] == "59 unique integers"
+    assert found["code"] == "60 unique values"
+    X.loc[3, "serial"] = X.loc[4, "serial"]
+    assert "serial" not in _cli_clean._id_columns(X)
+
+
+def test_id_column_named_like_a_report_column(tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    src, report = tmp_path / "wine.csv", tmp_path / "issues.csv"
+    frame.rename(columns={"id": "row"}).to_csv(src, index=False)
+    args = ["--target", "cultivar", "--out", tmp_path / "o.csv", "--report", report]
+    assert _clean(src, *args) == 0
+    issues = pd.read_csv(report)
+    assert list(issues.columns[:2]) == ["row (input)", "row"]
+    np.testing.assert_array_equal(issues["row (input)"], issues["row"] + 1000)
+    first = issues.iloc[0]
+    assert f"row {first['row']} (row {first['row'] + 1000}, " in capsys.readouterr().out
+
+
+def test_only_id_columns_left(tmp_path, capsys):
+    src = tmp_path / "ids.csv"
+    pd.DataFrame({"row_id": range(20), "y": [0, 1] * 10}).to_csv(src, index=False)
+    assert _clean(src, "--target", "y", "--out", tmp_path / "o.csv") == 2
+    err = capsys.readouterr().err
+    assert "no feature columns left besides the target ('row_id' look" in err
+    assert "--keep-column" in err
+
+
+# -- continuous targets --------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["integral-floats", "fractional", "integers"])
+def test_continuous_target_refused(kind, tmp_path, wine_table, capsys):
+    """A regression target (e.g. diabetes progression, 171.0, 75.0, ...) is
+    refused up front instead of as 'N classes have a single row'."""
+    frame, _, _ = wine_table
+    y = frame["proline"]  # floats with integer values, 121 distinct in 178 rows
+    if kind == "fractional":
+        y = frame["alcohol"].fillna(13.0)
+    elif kind == "integers":
+        y = y.astype(int)
+    src, out = tmp_path / "reg.csv", tmp_path / "out.csv"
+    frame.assign(cultivar=y).to_csv(src, index=False)
+    assert _clean(src, "--target", "cultivar", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert (
+        "error: target column 'cultivar' does not hold class labels: it looks " in err
+    )
+    assert f"continuous ({y.nunique()} distinct numbers in 178 rows, e.g. " in err
+    assert "skinfluence clean is for class labels" in err
+    assert "single row" not in err
+    assert not out.exists()
+
+
+def test_many_classes_with_a_rare_one_are_not_continuous(tmp_path, capsys):
+    """30 integer classes, one seen once: the single-row error, not 'continuous'."""
+    y = np.r_[np.repeat(np.arange(29), 7), 99]
+    src = tmp_path / "many.csv"
+    pd.DataFrame({"x": np.arange(len(y)) % 5, "y": y}).to_csv(src, index=False)
+    assert _clean(src, "--target", "y", "--out", tmp_path / "o.csv") == 2
+    err = capsys.readouterr().err
+    assert "class 99 has a single row" in err and "continuous" not in err
+
+
+def test_float_class_codes_accepted(tmp_path, wine_table):
+    """Few distinct float values (0.0, 1.0, 2.0) are class labels."""
+    frame, _, _ = wine_table
+    codes = frame["cultivar"].map({n: float(i) for i, n in enumerate(NAMES)})
+    src, out = tmp_path / "codes.csv", tmp_path / "out.csv"
+    frame.assign(cultivar=codes).to_csv(src, index=False)
+    assert _clean(src, "--target", "cultivar", "--out", out, "-q") == 0
+
+
+# -- writing -------------------------------------------------------------------------
+def test_existing_out_needs_force(wine_csv, tmp_path, capsys):
+    out, report = tmp_path / "out.csv", tmp_path / "report.csv"
+    out.write_text("precious\n")
+    args = ["--target", "cultivar", "--out", out, "--report", report]
+    assert _clean(wine_csv, *args) == 2
+    assert (
+        f"error: --out '{out}' already exists; pass --force to overwrite it"
+        in capsys.readouterr().err
+    )
+    assert out.read_text() == "precious\n" and not report.exists()
+
+    out.unlink()
+    report.write_text("precious\n")
+    assert _clean(wine_csv, *args) == 2
+    assert f"--report '{report}' already exists" in capsys.readouterr().err
+    assert report.read_text() == "precious\n" and not out.exists()
+
+    out.write_text("precious\n")
+    assert _clean(wine_csv, *args, "--force") == 0
+    assert len(pd.read_csv(out)) + len(pd.read_csv(report)) == 178
+
+
+def test_output_appearing_during_the_run_is_kept(wine_csv, tmp_path, monkeypatch):
+    """The check is repeated just before the rename."""
+    out = tmp_path / "out.csv"
+    real = _cli_clean._write_temp
+
+    def racing(frame, path, *args):
+        tmp = real(frame, path, *args)
+        path.write_text("written by someone else\n")
+        return tmp
+
+    monkeypatch.setattr(_cli_clean, "_write_temp", racing)
+    assert _clean(wine_csv, "--target", "cultivar", "--out", out) == 2
+    assert out.read_text() == "written by someone else\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "wine.csv"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_file_mode_follows_umask(umask, mode, wine_csv, tmp_path):
+    out, report = tmp_path / "out.csv", tmp_path / "report.csv"
+    previous = os.umask(umask)
+    try:
+        args = ["--target", "cultivar", "--out", out, "--report", report, "-q"]
+        assert _clean(wine_csv, *args) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert stat.S_IMODE(report.stat().st_mode) == mode
+
+
+def test_overwritten_file_keeps_its_mode(wine_csv, tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    assert _clean(wine_csv, "--target", "cultivar", "--out", out, "--force", "-q") == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert out.read_text() != "old\n"
+
+
+SLOW_WRITER = """
+import sys, time
+import pandas as pd
+from skinfluence.cli import main
+
+real = pd.DataFrame.to_csv
+
+
+def slow(self, *args, **kwargs):
+    real(self, *args, **kwargs)
+    time.sleep(120)
+
+
+pd.DataFrame.to_csv = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_writing_leaves_no_part_file(wine_csv, tmp_path):
+    out, report = tmp_path / "out.csv", tmp_path / "report.csv"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    args = ["clean", wine_csv, "--target", "cultivar", "--out", out, "--report"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, *map(str, args), str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size for p in tmp_path.glob(".out.csv.*.part")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the CLI never started writing"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM; no partly written files left" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wine.csv"]
+
+
+def test_sigterm_handler_restored(wine_csv, tmp_path):
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert _clean(wine_csv, "--target", "cultivar", "--out", tmp_path / "o.csv",
+                      "-q") == 0  # fmt: skip
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_version(capsys):
+    import skinfluence
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"skinfluence {skinfluence.__version__}\n"
+
+
+# -- delimiters ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "sep, decimal, option",
+    [
+        (";", ".", ["--sep", ";"]),
+        (";", ".", []),  # sniffed
+        ("\t", ".", []),  # a tab-separated .csv
+        ("|", ".", ["--sep", "|"]),
+        (";", ",", []),  # spreadsheet export with a decimal comma
+        (";", ",", ["--sep", "semicolon", "--decimal", ","]),
+    ],
+)
+def test_separators(sep, decimal, option, tmp_path, wine_table, capsys):
+    frame, _, flipped = wine_table
+    src, out = tmp_path / "wine.csv", tmp_path / "out.csv"
+    report = tmp_path / "issues.csv"
+    frame.to_csv(src, index=False, sep=sep, decimal=decimal)
+    args = ["--target", "cultivar", "--out", out, "--report", report, *option]
+    assert _clean(src, *args) == 0
+    err = capsys.readouterr().err
+    shown = "tab" if sep == "\t" else repr(sep)
+    assert f"178 rows x 16 columns, {shown}-separated" in err
+    assert ("decimal comma" in err) == (decimal == ",")
+    # Outputs are written the way the input was.
+    issues = pd.read_csv(report, sep=sep, decimal=decimal)
+    assert np.isin(flipped, issues["row"]).mean() >= 0.6
+    cleaned = pd.read_csv(out, sep=sep, decimal=decimal)
+    original = pd.read_csv(src, sep=sep, decimal=decimal)
+    kept = np.setdiff1d(np.arange(len(frame)), issues["row"])
+    pd.testing.assert_frame_equal(cleaned, original.iloc[kept].reset_index(drop=True))
+
+
+def test_sniffing_keeps_commas_with_semicolons_in_text(tmp_path):
+    src = tmp_path / "notes.csv"
+    src.write_text("a,note,y\n" + "".join(f"{i},x;y;z,{i % 2}\n" for i in range(10)))
+    assert _cli_clean._dialect(src, "csv") == (",", ".", False)
+    gz = tmp_path / "semi.csv.gz"
+    pd.DataFrame({"a": [1.5, 2.5], "y": [0, 1]}).to_csv(gz, sep=";", index=False)
+    assert _cli_clean._dialect(gz, "csv") == (";", ".", True)
+
+
+def test_wrong_separator_hint(tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    src = tmp_path / "wine.csv"
+    frame.to_csv(src, index=False, sep=";")
+    assert _clean(src, "--target", "cultivar", "--out", tmp_path / "o.csv",
+                  "--sep", ",") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "178 rows x 1 column, ','-separated" in err
+    assert (
+        "(read as a single column: if the file is ';'-separated, pass --sep ';')" in err
+    )
+
+
+def test_bad_separator_option(wine_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _clean(wine_csv, "--target", "cultivar", "--out", tmp_path / "o.csv",
+               "--sep", ";;")  # fmt: skip
+    assert exc.value.code == 2
+    assert "expected one character such as ';' or '|', or 'tab'" in (
+        capsys.readouterr().err
+    )
+    assert _clean(wine_csv, "--target", "cultivar", "--out", tmp_path / "o.csv",
+                  "--sep", ",", "--decimal", ",") == 2  # fmt: skip
+    assert "--sep and --decimal are both ','" in capsys.readouterr().err

@@ -1,12 +1,22 @@
 """``skinfluence clean``: find mislabeled rows of a table; drop, relabel, flag."""
 
 import argparse
+import bz2
+import contextlib
+import csv
+import gzip
 import importlib.util
+import lzma
 import os
+import re
+import signal
+import stat
 import sys
 import tempfile
+import threading
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,37 +37,56 @@ _COMPRESSION = {
     ".xz": "xz",
     ".zst": "zstd",
 }
+# Delimiters the sniffer may choose, in pandas' and csv.Sniffer's preference order.
+_DELIMITERS = ",\t;|"
+_SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+# Names that say "identifier": id, ID, row_id, user-id, customerId, uuid.
+_ID_NAME = re.compile(r"(?:^|[\W_])(?:id|uuid|guid)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z0-9](?:Id|ID)$")
 
 DESCRIPTION = """\
 Find training rows whose label is probably wrong, with influence functions
 (Koh & Liang, 2017), and write a cleaned copy of the table.
 
-Every feature column is used: numeric ones are median-imputed and
-standardized, the others (text, category, bool) most-frequent-imputed and
-one-hot encoded. A model is fitted once; each row is then scored by the loss
-it would have under the model fitted without it (one exact Newton step per
-row, no refits), or by the method you choose. Rows are flagged when the model
-fitted without them predicts another class ('--contamination auto'), or the
-given share of top-scoring rows.
+Features are every column but the target and the --exclude'd ones: numeric
+columns median-imputed and standardized, the others (text, category, bool)
+most-frequent-imputed and one-hot encoded. Columns that look like row
+identifiers (text or integers with a different value in every row, or unique
+values under a name such as id, ID, row_id, customerId) are left out with a
+note and listed in REPORT instead (--keep-column, --no-detect-ids).
+
+A model is fitted once; each row is then scored by the loss it would have
+under the model fitted without it (one exact Newton step per row, no refits),
+or by the method you choose. Rows are flagged when the model fitted without
+them predicts another class ('--contamination auto'), or the given share of
+top-scoring rows.
 """
 
 EPILOG = """\
 formats: .csv, .tsv (optionally compressed: .csv.gz, ...) and .parquet (needs
-pyarrow: pip install pyarrow), chosen by file extension.
+pyarrow: pip install pyarrow), chosen by file extension. The delimiter of a
+.csv/.tsv input is sniffed from its first lines (',', tab, ';' or '|'; set
+it with --sep), and a decimal comma is recognized in ';'- or tab-separated
+files (set it with --decimal); CSV outputs are written the same way.
 
 outputs: OUT holds the input's columns in the input's row order, with the
 flagged rows dropped (--action drop), their labels replaced by the suggested
 ones (relabel), or every row kept and two columns added (flag):
 'label_issue' (bool) and 'suggested_label'. REPORT lists the flagged rows,
-most suspicious first: row (0-based position in the input), given_label,
-suggested_label, score, rank. Files are written only when everything
-succeeded; the input is never overwritten. Errors exit with status 2.
+most suspicious first: the identifier columns found (if any), row (0-based
+position in the input), given_label, suggested_label, score, rank. Files are
+written only when everything succeeded, with the permissions your umask
+gives; the input is never overwritten, an existing OUT or REPORT only with
+--force. Errors exit with status 2; SIGTERM removes partly written files and
+exits with status 143.
 
 examples:
   skinfluence clean data.csv --target label --out cleaned.csv --report issues.csv
   skinfluence clean data.parquet --target y --action flag --out flagged.parquet
-  skinfluence clean data.csv --target y --contamination 0.05 --exclude id \\
-      --model svm --out cleaned.csv
+  skinfluence clean data.csv --target y --contamination 0.05 --exclude notes \\
+      --model svm --out cleaned.csv --force
+  skinfluence clean export.csv --sep ';' --target y --keep-column store_id \\
+      --out cleaned.csv
 """
 
 
@@ -150,6 +179,40 @@ def add_parser(subparsers):
         "repeatable. They are still written to OUT",
     )
     p.add_argument(
+        "--keep-column",
+        action="append",
+        default=[],
+        metavar="COL[,COL...]",
+        help="use these columns as features even if they look like identifiers; "
+        "repeatable",
+    )
+    p.add_argument(
+        "--no-detect-ids",
+        action="store_true",
+        help="use every column not --exclude'd as a feature, identifiers included",
+    )
+    p.add_argument(
+        "--sep",
+        type=_separator,
+        default=None,
+        metavar="CHAR",
+        help="field delimiter of a .csv/.tsv INPUT, e.g. ';' or tab (default: "
+        "sniffed from the first lines); CSV outputs use it too",
+    )
+    p.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        default=None,
+        metavar="MARK",
+        help="'.' or ',': decimal mark of a .csv/.tsv INPUT (default: ',' when "
+        "a ';'- or tab-separated file writes numbers that way, else '.')",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite OUT and REPORT if they exist (never INPUT)",
+    )
+    p.add_argument(
         "--max-categories",
         type=int,
         default=50,
@@ -158,7 +221,10 @@ def add_parser(subparsers):
         "share one column (default 50)",
     )
     p.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress lines on stderr"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr (notes, warnings and errors remain)",
     )
     return p
 
@@ -181,6 +247,15 @@ def _positive_float(text):
     if not value > 0 or not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _separator(text):
+    sep = _SEP_NAMES.get(text.lower(), text)
+    if len(sep) != 1 or sep in '"\r\n':
+        raise argparse.ArgumentTypeError(
+            f"expected one character such as ';' or '|', or 'tab', got {text!r}"
+        )
+    return sep
 
 
 def _contamination(text):
@@ -244,6 +319,8 @@ def _check_paths(args):
             raise CleanError(f"{option}: directory {str(path.parent)!r} does not exist")
     if len(outputs) == 2 and outputs["--out"] == outputs["--report"]:
         raise CleanError("--out and --report are the same file")
+    if not args.force:
+        _refuse_existing(outputs.items())
     if "parquet" in formats.values() and not _has_pyarrow():
         raise CleanError(
             "reading or writing Parquet needs pyarrow: pip install pyarrow"
@@ -251,76 +328,213 @@ def _check_paths(args):
     return src, outputs, formats
 
 
-def _read(path, fmt):
+def _refuse_existing(outputs):
+    """Raise if any ``(option, path)`` exists: only --force replaces a file."""
+    for option, path in outputs:
+        if os.path.lexists(path):
+            raise CleanError(
+                f"{option} {str(path)!r} already exists; pass --force to "
+                "overwrite it, or choose another name"
+            )
+
+
+def _sample(path, size=1 << 16):
+    """The first lines of a text file, decompressed; '' where that fails."""
+    openers = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+    compression = _COMPRESSION.get(path.suffix.lower())
+    try:
+        if compression is None:
+            handle = open(path, "rb")
+        elif compression in openers:
+            handle = openers[compression](path, "rb")
+        elif compression == "zip":
+            archive = zipfile.ZipFile(path)
+            names = archive.namelist()
+            if len(names) != 1:
+                return ""
+            handle = archive.open(names[0])
+        else:  # zstd: not in the standard library; pandas reads it
+            return ""
+        with handle:
+            data = handle.read(size)
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
+        return ""
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if len(data) == size:
+        lines = lines[:-1]  # the last line is probably cut off
+    return "\n".join(lines[:20])
+
+
+def _dialect(path, fmt, sep=None, decimal=None):
+    """``(delimiter, decimal mark, sniffed)`` of a .csv/.tsv file."""
+    default = "\t" if fmt == "tsv" else ","
+    sample = _sample(path) if sep is None or decimal is None else ""
+    sniffed = sep is None
+    if sep is None:
+        sep = default
+        header = sample.split("\n", 1)[0]
+        try:
+            found = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+        except csv.Error:
+            found = default
+        # A sniffed delimiter the header does not contain is a guess from the
+        # data rows (commas in text, say): keep the extension's default.
+        if found in header:
+            sep = found
+    if decimal is None:
+        decimal = "." if sep == "," else _sniff_decimal(sample, sep)
+    return sep, decimal, sniffed and sep != default
+
+
+def _sniff_decimal(sample, sep):
+    """',' if the sample's numbers are written with a decimal comma only."""
+    rows = csv.reader(sample.splitlines()[1:], delimiter=sep)
+    fields = [field.strip() for row in rows for field in row]
+    comma = sum(bool(re.fullmatch(r"[-+]?\d*,\d+", f)) for f in fields)
+    point = sum(bool(re.fullmatch(r"[-+]?\d*\.\d+", f)) for f in fields)
+    return "," if comma and not point else "."
+
+
+def _read(path, fmt, sep, decimal):
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+        return pd.read_csv(path, sep=sep, decimal=decimal)
     except pd.errors.EmptyDataError:
         raise CleanError(f"input file {str(path)!r} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise CleanError(f"cannot read {str(path)!r}: {exc}") from None
 
 
-def _write_temp(frame, path, fmt):
-    """Write ``frame`` to a temporary file beside ``path``; return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+def _new_file_mode(path):
+    """The mode ``open(path, 'w')`` would give: kept if the file exists, else
+    0o666 less the umask (mkstemp's own 0o600 would survive the rename)."""
     try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        pass
+    mask = os.umask(0o077)  # the only way to read it; restored at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _write_temp(frame, path, fmt, dialects):
+    """Write ``frame`` to a temporary file beside ``path``; return its path.
+
+    ``dialects`` maps 'csv' and 'tsv' to their ``(delimiter, decimal mark)``.
+    """
+    mode = _new_file_mode(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        os.close(fd)
+        os.chmod(tmp, mode)
         if fmt == "parquet":
             frame.to_parquet(tmp, index=False)
         else:
             # The temporary name hides the extension: say what to compress with.
             compression = _COMPRESSION.get(path.suffix.lower())
+            sep, decimal = dialects[fmt]
             frame.to_csv(
-                tmp,
-                index=False,
-                sep="\t" if fmt == "tsv" else ",",
-                compression=compression,
+                tmp, index=False, sep=sep, decimal=decimal, compression=compression
             )
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return tmp
 
 
-def _write_all(items):
-    """Write every ``(frame, path, fmt)``, then move them in place together."""
+def _write_all(items, dialects, force):
+    """Write every ``(frame, path, fmt)``, then move them in place together.
+
+    Temporary files are removed on any failure, KeyboardInterrupt and SIGTERM
+    (see `_terminable`) included.
+    """
     temps = []
     try:
         for frame, path, fmt in items:
-            temps.append((_write_temp(frame, path, fmt), path))
-    except Exception as exc:
-        for tmp, _ in temps:
-            os.unlink(tmp)
-        raise CleanError(f"cannot write {str(path)!r}: {exc}") from None
-    done = []
-    try:
-        for tmp, path in temps:
+            temps.append((_write_temp(frame, path, fmt, dialects), path))
+        if not force:  # one may have appeared while we worked
+            _refuse_existing(("output", path) for _, path in temps)
+        for i, (tmp, path) in enumerate(temps):
             os.replace(tmp, path)
-            done.append(path)
-    except OSError as exc:  # pragma: no cover - a full disk, a permission change
-        for tmp, path in temps:
-            if path not in done and os.path.exists(tmp):
-                os.unlink(tmp)
-        raise CleanError(f"cannot write {str(path)!r}: {exc}") from None
+            temps[i] = (None, path)
+    except BaseException as exc:
+        for tmp, _ in temps:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CleanError(f"cannot write {str(path)!r}: {exc}") from None
+        raise
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like KeyboardInterrupt, so cleanup code runs."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminable():
+    """Within the block SIGTERM raises `_Terminated`; the old handler returns after.
+
+    Without this, SIGTERM kills the process before ``_write_all`` can remove
+    its temporary files.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        # None: a handler installed outside Python; the default is closest.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 # -- data --------------------------------------------------------------------------
-def _split_columns(frame, target, exclude):
-    """Feature frame and its numeric / categorical column names."""
-    excluded = [c.strip() for item in exclude for c in item.split(",") if c.strip()]
+def _names(items):
+    """Column names from repeatable ``COL[,COL...]`` options."""
+    return [c.strip() for item in items for c in item.split(",") if c.strip()]
+
+
+def _split_columns(frame, target, args):
+    """Feature frame, its numeric / categorical column names, and the columns
+    left out as identifiers (name -> what gave them away)."""
+    excluded, keep = _names(args.exclude), _names(args.keep_column)
     columns = [str(c) for c in frame.columns]
-    missing = [c for c in [target, *excluded] if c not in columns]
+    missing = [c for c in dict.fromkeys([target, *excluded, *keep]) if c not in columns]
     if missing:
         raise CleanError(
             f"column{'s' if len(missing) > 1 else ''} {_listing(missing)} not in "
             f"the input; available columns: {_listing(columns, limit=40)}"
+            + _delimiter_hint(columns)
+        )
+    both = [c for c in keep if c in [target, *excluded]]
+    if both:
+        raise CleanError(
+            f"--keep-column {both[0]!r} is the target column, never a feature"
+            if both[0] == target
+            else f"--keep-column {both[0]!r} is also --exclude'd; drop one of the two"
         )
     frame.columns = columns
     X = frame.drop(columns=[target, *excluded])
+    ids = {} if args.no_detect_ids else _id_columns(X.drop(columns=keep))
+    X = X.drop(columns=list(ids))
     if X.shape[1] == 0:
-        raise CleanError("no feature columns left besides the target")
+        hint = (
+            f" ({_listing(ids)} look like identifiers: keep one with --keep-column)"
+            if ids
+            else ""
+        )
+        raise CleanError(f"no feature columns left besides the target{hint}")
     numeric, categorical, bad = [], [], []
     for col in X.columns:
         dtype = X[col].dtype
@@ -330,11 +544,7 @@ def _split_columns(frame, target, exclude):
             dtype
         ):
             numeric.append(col)
-        elif (
-            pd.api.types.is_object_dtype(dtype)
-            or pd.api.types.is_string_dtype(dtype)
-            or isinstance(dtype, pd.CategoricalDtype)
-        ):
+        elif _is_text(dtype):
             categorical.append(col)
         else:
             bad.append(f"{col!r} ({dtype})")
@@ -343,7 +553,63 @@ def _split_columns(frame, target, exclude):
             f"unsupported column types: {', '.join(bad)}; leave them out with --exclude"
         )
     X[categorical] = X[categorical].astype(object)
-    return X, numeric, categorical
+    return X, numeric, categorical, ids
+
+
+def _delimiter_hint(columns):
+    """A hint when one column's name holds a delimiter: the wrong one was used."""
+    if len(columns) != 1:
+        return ""
+    seen = [d for d in _DELIMITERS if d in columns[0]]
+    shown = " or ".join("tab" if d == "\t" else repr(d) for d in seen)
+    return (
+        f" (read as a single column: if the file is {shown}-separated, pass "
+        f"--sep {shown if len(seen) == 1 else 'CHAR'})"
+        if seen
+        else ""
+    )
+
+
+def _is_text(dtype):
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    )
+
+
+def _id_columns(X):
+    """Columns that name rows rather than describe them: text or integers with
+    a different value in every row, or an id-like name and unique values.
+
+    One-hot encoded, such a column gives every row its own feature; as a
+    number, a row counter tracks the file's order (often sorted by class).
+    A float column with unique values is a measurement and stays.
+    """
+    found = {}
+    for col in X.columns:
+        dtype = X[col].dtype
+        named = bool(_ID_NAME.search(col) or _CAMEL_ID.search(col))
+        if pd.api.types.is_bool_dtype(dtype):
+            continue
+        if pd.api.types.is_integer_dtype(dtype):
+            kind = "integers"
+        elif _is_text(dtype):
+            kind = "values"
+        elif named and pd.api.types.is_float_dtype(dtype):
+            kind = "integers"  # integer ids with a gap are read as floats
+        else:
+            continue
+        values = X[col].dropna()
+        if len(values) < 2 or not (named or len(values) == len(X)):
+            continue
+        if kind == "integers" and not np.array_equal(values, np.round(values)):
+            continue
+        if values.nunique() == len(values):
+            found[col] = (named, f"{len(values):,} unique {kind}")
+    # Id-named columns first: the summary names flagged rows by the first.
+    order = sorted(found, key=lambda col: not found[col][0])
+    return {col: found[col][1] for col in order}
 
 
 def _check_target(y, target):
@@ -358,6 +624,7 @@ def _check_target(y, target):
         )
     from sklearn.utils.multiclass import type_of_target
 
+    _refuse_continuous(y, target)
     kind = type_of_target(y.to_numpy())
     if kind not in ("binary", "multiclass"):
         raise CleanError(
@@ -384,6 +651,35 @@ def _check_target(y, target):
             "once (remove or merge them)"
         )
     return counts
+
+
+def _refuse_continuous(y, target):
+    """Raise if the target reads as a measurement rather than class labels.
+
+    Non-integer numbers, or more than 20 distinct numbers that make up a tenth
+    of the rows or more, stored as floats or a quarter of them seen once (a
+    few rare classes among many get the clearer "single row" error instead).
+    """
+    if pd.api.types.is_bool_dtype(y.dtype) or not pd.api.types.is_numeric_dtype(
+        y.dtype
+    ):
+        return
+    values = y.to_numpy()
+    counts = y.value_counts(sort=False)
+    is_float = pd.api.types.is_float_dtype(y.dtype)
+    fractional = is_float and not np.array_equal(values, np.round(values))
+    many = len(counts) > 20 and len(counts) >= 0.1 * len(y)
+    singles = (counts == 1).sum()
+    if not (fractional or (many and (is_float or singles >= len(counts) / 4))):
+        return
+    codes = is_float and not fractional and not singles
+    raise CleanError(
+        f"target column {target!r} does not hold class labels: it looks "
+        f"continuous ({len(counts):,} distinct numbers in {len(y):,} rows, e.g. "
+        f"{_listing(y.iloc[:3], limit=3)}). skinfluence clean is for class labels "
+        "(classification); bin a regression target into classes first"
+        + ("; class codes written as floats: write them as integers" if codes else "")
+    )
 
 
 def _label_values(y):
@@ -482,7 +778,11 @@ class _Stages:
 
 
 def run_clean(args, out=None, err=None):
-    """Run ``skinfluence clean``; returns the exit status (0, or 2 on bad input)."""
+    """Run ``skinfluence clean``; returns the exit status.
+
+    0 on success, 2 on bad input, 128 + 15 on SIGTERM while writing and 130 on
+    an interrupt (the shell's codes for those signals).
+    """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     stages = _Stages(err, args.quiet)
@@ -492,25 +792,28 @@ def run_clean(args, out=None, err=None):
         stages.fail()
         print(f"error: {exc}", file=err, flush=True)
         return 2
+    except (_Terminated, KeyboardInterrupt) as exc:
+        stages.fail()
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        print(f"stopped by {name}; no partly written files left", file=err, flush=True)
+        return 128 + signum
     return 0
 
 
+def _note(stages, text):
+    print(f"note: {text}", file=stages.stream, flush=True)
+
+
 def _clean(args, out, stages):
-    from sklearn.frozen import FrozenEstimator
-
-    from ..cleaning import MislabelDetector
-    from ..exceptions import SingularHessianError
-
     if args.max_categories < 2:
         raise CleanError("--max-categories must be at least 2")
     src, outputs, formats = _check_paths(args)
+    frame, dialects = _load(src, formats["input"], args, stages)
 
-    stages.begin(f"reading {src.name}")
-    frame = _read(src, formats["input"])
-    frame = frame.reset_index(drop=True)
-    stages.end(f"{len(frame):,} rows x {frame.shape[1]} columns")
-
-    X, numeric, categorical = _split_columns(frame, args.target, args.exclude)
+    X, numeric, categorical, ids = _split_columns(frame, args.target, args)
+    if ids:
+        _note(stages, _id_note(ids))
     y = frame[args.target]
     counts = _check_target(y, args.target)
     if args.action == "flag":
@@ -520,7 +823,74 @@ def _clean(args, out, stages):
                 f"--action flag adds the columns {list(FLAG_COLUMNS)}, but the input "
                 f"already has {clash}"
             )
-    y_values = _label_values(y)
+
+    detector, y_out = _fit_and_score(X, _label_values(y), numeric, categorical, args,
+                                     stages)  # fmt: skip
+    cleaned, action_note = _apply(frame, detector, y_out, args)
+    report = _report(detector, frame, ids)
+
+    written = [(cleaned, outputs["--out"], formats["--out"])]
+    if "--report" in outputs:
+        written.append((report, outputs["--report"], formats["--report"]))
+    stages.begin("writing " + ", ".join(p.name for _, p, _ in written))
+    with _terminable():
+        _write_all(written, dialects, args.force)
+    stages.end()
+
+    _summary(
+        out, src, frame, X, counts, args, ids, report, action_note, written, stages
+    )
+
+
+def _id_note(ids):
+    which = ", ".join(f"{col!r} ({reason})" for col, reason in ids.items())
+    if len(ids) == 1:
+        return (
+            f"{which} looks like a row identifier: it is not used as a feature, "
+            "but listed with each flagged row in the report. To use it as a "
+            f"feature: --keep-column {_quote(next(iter(ids)))} (or --no-detect-ids)"
+        )
+    return (
+        f"{which} look like row identifiers: they are not used as features, but "
+        "listed with each flagged row in the report. To use one as a feature: "
+        "--keep-column NAME (or --no-detect-ids)"
+    )
+
+
+def _quote(name):
+    """``name`` as one shell word."""
+    return name if re.fullmatch(r"[\w./:@%+-]+", name) else repr(name)
+
+
+def _load(src, fmt, args, stages):
+    """The input table, and the ``(delimiter, decimal)`` of CSV/TSV outputs."""
+    sep, decimal, note = ",", ".", ""
+    if fmt == "parquet" and (args.sep or args.decimal):
+        raise CleanError("--sep and --decimal are for .csv/.tsv input, not Parquet")
+    if fmt != "parquet":
+        sep, decimal, sniffed = _dialect(src, fmt, args.sep, args.decimal)
+        if sep == decimal:
+            raise CleanError(f"--sep and --decimal are both {sep!r}")
+        shown = "tab" if sep == "\t" else repr(sep)
+        note = f", {shown}-separated" if sniffed or args.sep else ""
+        note += ", decimal comma" if decimal == "," else ""
+    stages.begin(f"reading {src.name}")
+    frame = _read(src, fmt, sep, decimal)
+    frame = frame.reset_index(drop=True)
+    n_cols = frame.shape[1]
+    stages.end(f"{len(frame):,} rows x {n_cols} column{'s' * (n_cols != 1)}{note}")
+    # A .csv output copies a .csv input's dialect; .tsv outputs its decimal mark.
+    if fmt == "csv":
+        return frame, {"csv": (sep, decimal), "tsv": ("\t", decimal)}
+    return frame, {"csv": (",", "."), "tsv": ("\t", decimal)}
+
+
+def _fit_and_score(X, y_values, numeric, categorical, args, stages):
+    """Fit the pipeline once, then the detector on it; ``(detector, new y)``."""
+    from sklearn.frozen import FrozenEstimator
+
+    from ..cleaning import MislabelDetector
+    from ..exceptions import SingularHessianError
 
     model = build_model(numeric, categorical, args.model, args.C, args.max_categories)
     stages.begin(
@@ -556,22 +926,20 @@ def _clean(args, out, stages):
         for w in caught
         if not issubclass(w.category, (FutureWarning, DeprecationWarning))
     ]
-    flags = detector.label_issues_
-    stages.end(f"{int(flags.sum()):,} flagged")
+    stages.end(f"{int(detector.label_issues_.sum()):,} flagged")
     for note in dict.fromkeys(notes):
         print(f"warning: {note}", file=stages.stream, flush=True)
+    return detector, y_out
 
-    cleaned, action_note = _apply(frame, detector, y_out, args)
+
+def _report(detector, frame, ids):
+    """The detector's report, led by the identifier columns of each row."""
     report = detector.get_label_issues()
-
-    written = [(cleaned, outputs["--out"], formats["--out"])]
-    if "--report" in outputs:
-        written.append((report, outputs["--report"], formats["--report"]))
-    stages.begin("writing " + ", ".join(p.name for _, p, _ in written))
-    _write_all(written)
-    stages.end()
-
-    _summary(out, src, frame, X, counts, args, report, action_note, written, stages)
+    rows = report["row"].to_numpy()  # positions: the frame has a RangeIndex
+    for i, col in enumerate(ids):
+        name = col if col not in report.columns else f"{col} (input)"
+        report.insert(i, name, frame[col].to_numpy()[rows])
+    return report
 
 
 def _apply(frame, detector, y_out, args):
@@ -601,7 +969,9 @@ def _apply(frame, detector, y_out, args):
     return cleaned, f"relabel: {int(changed.sum()):,} labels replaced"
 
 
-def _summary(out, src, frame, X, counts, args, report, action_note, written, stages):
+def _summary(
+    out, src, frame, X, counts, args, ids, report, action_note, written, stages
+):
     def say(text=""):
         print(text, file=out, flush=True)
 
@@ -609,7 +979,13 @@ def _summary(out, src, frame, X, counts, args, report, action_note, written, sta
     classes = ", ".join(f"{_listing([c])}: {k:,}" for c, k in counts[:10].items())
     classes += f", ... ({len(counts) - 10} more)" if len(counts) > 10 else ""
     say(f"skinfluence clean {src.name}")
-    say(f"  rows read:     {n:,} ({X.shape[1]} feature columns)")
+    ids = list(ids)
+    left_out = ""
+    if ids:
+        left_out = f"; identifier {_listing(ids)} not a feature"
+        if len(ids) > 1:
+            left_out = f"; identifiers {_listing(ids)} not features"
+    say(f"  rows read:     {n:,} ({X.shape[1]} feature columns{left_out})")
     say(f"  classes:       {len(counts)} ({classes})")
     say(
         f"  model:         {args.model} (C={args.C:g}), method {args.method}, "
@@ -619,12 +995,15 @@ def _summary(out, src, frame, X, counts, args, report, action_note, written, sta
     say(f"  rows flagged:  {len(report):,} ({len(report) / n:.1%})")
     if len(report):
         top = report.head(3)
+        name = _quote(ids[0]) if ids else ""
+        first = report.columns[0]  # the first identifier, if any: see _report
+        key = [f"{name} {_listing([v])}, " for v in top[first]] if ids else [""] * 3
         say(
             "  most suspect:  "
             + ", ".join(
-                f"row {r} ({_listing([g])} -> {_listing([s])})"
-                for r, g, s in zip(
-                    top["row"], top["given_label"], top["suggested_label"]
+                f"row {r} ({k}{_listing([g])} -> {_listing([s])})"
+                for k, r, g, s in zip(
+                    key, top["row"], top["given_label"], top["suggested_label"]
                 )
             )
             + (", ..." if len(report) > 3 else "")

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from .. import __version__
 from . import _clean
 
 _SHADES = " .:-=+*#%@"
@@ -129,6 +130,9 @@ def run_demo(noise=0.05, seed=0, out=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="skinfluence", description="Influence functions for scikit-learn."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"skinfluence {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="explain a digits classifier")
