@@ -115,9 +115,8 @@ def _self_influence_by_factor(objective, factor, X_train, R_train, n_jobs):
     reused buffer) and overwritten in place by ``L^-1 G'``: a triangular
     multiply by the explicit ``L^-1`` (BLAS trmm, ``p^3 / 3`` to form, paid
     back when ``n >= p``) or else a triangular solve (trsm), each ``p^2``
-    per row. On a million rows and 101 parameters (one thread) the trmm
-    blocks run at 18 GFLOP/s counting ``n p^2``, against 9-13 for products
-    of the rows with the dense ``H^-1`` (twice the flops) and 14-16 for trsm.
+    per row: half the flops of products with the dense ``H^-1``
+    (benchmarks/bench_large.py times it).
     """
     c, lower = factor
     n, p = X_train.shape[0], objective.n_params

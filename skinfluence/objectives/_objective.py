@@ -57,10 +57,9 @@ _GRAM_BLOCK_ROWS = 1024
 
 
 # Columns per product of a sparse matrix with a dense one. scipy's kernel
-# reads a whole row of the dense operand per stored entry: rows of 16 columns
-# (two cache lines) are gathered twice as fast as rows of 100 (20,000 x
-# 50,000 at 1% density times 100 columns: 1.1 s instead of 2.1, and 0.85
-# instead of 2.1 for the transpose).
+# reads a whole row of the dense operand per stored entry: panels of 16
+# columns (two cache lines) stay in cache where rows of 100 columns do not
+# (benchmarks/bench_sparse.py).
 _SPARSE_PANEL = 16
 
 
@@ -99,8 +98,7 @@ def _weighted_gram(X, s, fit_intercept, v=None):
     One symmetric rank-k update (BLAS syrk, half the flops of a general
     product) per block of rows, with ``A``'s block built in cache: the rows
     pass through memory once instead of being copied out and read back
-    (a (62,500 x 101) chunk: 27-33 ms instead of 44-48 single-threaded, the
-    same 30 ms with two BLAS threads). The intercept is a column of
+    (benchmarks/bench_large.py measures it). The intercept is a column of
     ``A`` (``sqrt(s)``), so its row and column come with the same update.
 
     With ``v`` of shape (n,), also returns ``Xt' v``, read from each block of
@@ -278,7 +276,7 @@ class LinearObjective:
             # Wide results: scale the (smaller) rows instead of the result, so
             # one product writes it and nothing passes over it again. Written
             # as (m, n) in C order, the layout callers transpose it to (and
-            # 20% faster than (n, m) for 50,000 x 301 @ 301 x 500).
+            # the faster one of the two for tall X, see bench_exact.py).
             return (V.T @ self._scaled_rows(X, factors[:, 0]).T).T
         Z = self._block_products(X, V)
         if Z.shape[1] == 1:  # one output: scale rows in place, no temporaries
@@ -388,7 +386,7 @@ class LinearObjective:
         The softmax Hessian has this form. Its sum is K weighted Grams on the
         diagonal blocks minus ``G' G`` with rows ``g_i = u_i kron xt_i``: one
         symmetric rank-n update of size p (BLAS syrk) instead of
-        ``K (K + 1) / 2`` separate block products, 1.4x faster for 10 classes.
+        ``K (K + 1) / 2`` separate block products.
         """
         K, b, d = self.n_outputs, self.block_size, self.n_features
         G = np.empty((X.shape[0], K, b))

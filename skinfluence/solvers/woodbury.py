@@ -36,11 +36,10 @@ from ..utils._chunks import check_result_size, physical_memory_bytes
 from ._spectrum import resolve_damping
 
 # solver='auto' uses Woodbury up to this many rows of U (n_samples * K): S is
-# then 128 MB and its Cholesky 2e10 flops (well under a second), cheap enough
-# to beat CG whatever the conditioning, and exact. At 20,000 rows (3.2 GB,
-# 2.7e12 flops) the fit took 160 s on 2 loaded cores, while CG needed 72 s on
-# a well-conditioned problem (benchmarks/bench_sparse.py); above this bound
-# Woodbury is worth it only for ill-conditioned Hessians: ask for it.
+# then 128 MB and its Cholesky 2e10 flops, cheap enough to beat CG whatever
+# the conditioning, and exact. Far above it (a cubic cost in the rows) CG
+# wins on well-conditioned problems (benchmarks/bench_sparse.py --woodbury):
+# Woodbury is then worth it only for ill-conditioned Hessians: ask for it.
 AUTO_WOODBURY_MAX_ROWS = 4000
 # ... and only while S takes at most this share of physical memory.
 _AUTO_MEMORY_SHARE = 0.25
