@@ -42,6 +42,20 @@ def from_huber_regressor(estimator, y, sample_weight):
     objective : LinearObjective
     weights : ndarray of shape (n_samples,)
         The sample weights (HuberRegressor has no class weights).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import HuberRegressor
+    >>> from skinfluence.adapters import build_objective
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> est = HuberRegressor(alpha=1.0, max_iter=1000).fit(X, y)
+    >>> obj, w = build_objective(est, y, np.ones(len(y)))
+    >>> obj.penalty_scaling, bool(obj.family.scale == est.scale_)
+    ('fixed', True)
+    >>> bool(np.allclose(obj.penalty[:-1], 2.0 / len(y)) and obj.penalty[-1] == 0)
+    True
     """
     coef = np.asarray(estimator.coef_, dtype=np.float64)
     if coef.ndim != 1:
