@@ -3,6 +3,7 @@
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import (
     GammaRegressor,
+    HuberRegressor,
     LinearRegression,
     LogisticRegression,
     PoissonRegressor,
@@ -16,6 +17,7 @@ from sklearn.svm import SVC, LinearSVC
 
 from ..svm import SmoothHingeSVC
 from ._glm import from_glm
+from ._huber import from_huber_regressor
 from ._kernel import from_kernel_ridge
 from ._linear import from_linear_regression, from_ridge, from_sgd_regressor
 from ._logistic import from_logistic_regression, from_sgd_classifier
@@ -30,6 +32,7 @@ _ADAPTERS = [
     (Ridge, from_ridge),
     (RidgeCV, from_ridge),
     (SGDRegressor, from_sgd_regressor),
+    (HuberRegressor, from_huber_regressor),
     (PoissonRegressor, from_glm),
     (GammaRegressor, from_glm),
     (TweedieRegressor, from_glm),
@@ -47,6 +50,7 @@ SUPPORTED = (
     "Ridge",
     "RidgeCV",
     "SGDRegressor(loss='squared_error')",
+    "HuberRegressor",
     "PoissonRegressor",
     "GammaRegressor",
     "TweedieRegressor",

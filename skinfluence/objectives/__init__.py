@@ -7,6 +7,7 @@ these families.
 
 from ._family import LossFamily
 from ._hinge import HINGE_TEMPERATURE, SmoothHinge, SquaredHinge
+from ._huber import Huber
 from ._kernel_features import PivotedKernelFeatures, kernel_matrix
 from ._logistic import (
     BinaryLogistic,
@@ -24,6 +25,7 @@ __all__ = [
     "PENALTY_SCALINGS",
     "BinaryLogistic",
     "HessianOperator",
+    "Huber",
     "LinearObjective",
     "LossFamily",
     "Multinomial",
