@@ -321,12 +321,6 @@ def test_first_order_loo_is_scaled_influence(weighted):
     assert ex.self_influence().shape == (N_TRAIN,)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scikit-learn 1.9's HuberRegressor(fit_intercept=False, warm_start=True) "
-    "restarts from [coef_, intercept_, scale_] and so fits an intercept; "
-    "validate_loo warm-starts its refits",
-)
 def test_validate_loo_without_intercept():
     ex = _explainer(False, True)
     _, _, _, X_test, y_test = _data()

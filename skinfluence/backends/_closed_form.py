@@ -460,7 +460,12 @@ def _warm_clone(model):
     faster; it does not change that optimum.
     """
     refit = clone(model)
-    if "warm_start" not in refit.get_params():
+    params = refit.get_params()
+    if "warm_start" not in params:
+        return refit
+    if type(model).__name__ == "HuberRegressor" and not params["fit_intercept"]:
+        # Its warm start restarts from [coef_, intercept_, scale_] whether or
+        # not it fits an intercept, and so fits one.
         return refit
     # A frozen model clones to itself: never write into it.
     if refit is model or not hasattr(model, "intercept_"):
