@@ -156,7 +156,7 @@ class MislabelDetector(BaseEstimator):
         "estimator": [HasMethods(["fit"]), None],
         "method": [StrOptions(set(METHODS))],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
-        "threshold": [Real, None],
+        "threshold": [Interval(Real, None, None, closed="neither"), None],
         "action": [StrOptions({"drop", "relabel", "flag"})],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],

@@ -242,6 +242,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.classes_ = np.asarray(model.classes_)
         self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
         self.train_index_ = train_index
+        if train_index is not None and not train_index.is_unique:
+            warnings.warn(
+                "X's index has repeated labels, so the train_row labels in "
+                "top_influential and validate_loo do not identify rows uniquely; "
+                "call X.reset_index(drop=True) first to get positions.",
+                UserWarning,
+                stacklevel=3,
+            )
         self.objective_ = backend.objective_
         self.solver_ = backend.solver_
         self.n_params_ = backend.n_params_
@@ -558,6 +566,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         _check_method(method, [*_TOP_METHODS, "divine"])
         if not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}.")
+        check_is_fitted(self)
+        if k > self.backend_.n_train_:
+            warnings.warn(
+                f"k={k} exceeds the {self.backend_.n_train_} training rows: "
+                f"listing all {self.backend_.n_train_} on each side.",
+                UserWarning,
+                stacklevel=2,
+            )
+            k = self.backend_.n_train_
         test_index = getattr(X_test, "index", None)
         X_test = self.validate_test_input(X_test)
         backend = self.backend_

@@ -1,5 +1,6 @@
 """Check influence against actual retraining (Koh & Liang's Figure 2)."""
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,14 @@ def validate_loo(
     predicted = explainer.loo_change(X_test, y_test, method=method).sum(axis=0)
     X_test = explainer.validate_test_input(X_test)
     n = backend.n_train_
+    if n_remove > n:
+        warnings.warn(
+            f"n_remove={n_remove} exceeds the {n} training rows: removing each "
+            "row once.",
+            UserWarning,
+            stacklevel=2,
+        )
+        n_remove = n
     order = backend.loo_ranking(X_test, y_test, predicted)
     top = order[:n_remove]
     rest = np.setdiff1d(np.arange(n), top)

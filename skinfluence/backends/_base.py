@@ -45,6 +45,17 @@ def check_2d(X):
     return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
 
 
+def check_sample_weight_values(sample_weight):
+    """Refuse negative or non-finite weights: no objective has them."""
+    bad = np.flatnonzero(~np.isfinite(sample_weight) | (sample_weight < 0))
+    if bad.size:
+        raise ValueError(
+            f"sample_weight must be finite and non-negative; rows "
+            f"{bad[:5].tolist()} hold {sample_weight[bad[:5]].tolist()}. "
+            "Drop those rows, or give them weight 0."
+        )
+
+
 def check_target(target):
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
@@ -133,7 +144,9 @@ class InfluenceBackend:
                 dtype=self.input_dtypes[0],
                 y_numeric=False,
             )
-        return X, y, _check_sample_weight(sample_weight, X, dtype=np.float64)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        check_sample_weight_values(sample_weight)
+        return X, y, sample_weight
 
     # -- test side ------------------------------------------------------------
     def model_input(self, X):
@@ -142,7 +155,7 @@ class InfluenceBackend:
 
     # -- quantities built on the abstract ones ----------------------------------
     def relative_influence(self, X, y, *, kind="theta", target="loss"):
-        """RelatIF: influence over ``||H^-1 g_i||`` ('theta') or ``sqrt(g_i' H^-1 g_i)``."""
+        """RelatIF: influence over ``||H^-1 g_i||`` or ``sqrt(g_i' H^-1 g_i)``."""
         if kind not in RELATIF_KINDS:
             raise ValueError(f"kind must be 'theta' or 'l', got {kind!r}.")
         self.require("relative_influence", "relative_influence")

@@ -156,6 +156,12 @@ class ClosedFormBackend(InfluenceBackend):
             if y is None:
                 raise ValueError("y_test is required when target='loss'.")
             t = family.encode(check_test_labels(y, Xt.shape[0]))
+            if family.classes is None and not np.all(np.isfinite(t)):
+                bad = np.flatnonzero(~np.isfinite(t))[:5].tolist()
+                raise ValueError(
+                    f"y_test holds NaN or infinite targets at rows {bad}: drop "
+                    "those test rows (there is no loss to differentiate)."
+                )
             return Xt, family.gradient(t, eta), t
         classifier = family.classes is not None
         if target == "predict_proba" and not classifier:

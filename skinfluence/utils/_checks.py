@@ -2,6 +2,7 @@
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
 
@@ -14,6 +15,18 @@ def split_model(estimator):
     """
     if isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
+    if isinstance(estimator, BaseSearchCV):
+        # A fitted search is explained through the model it refitted on all
+        # the data; an unfitted one is checked through the model it tunes.
+        if hasattr(estimator, "cv_results_") and not hasattr(
+            estimator, "best_estimator_"
+        ):
+            raise ValueError(
+                f"{type(estimator).__name__}(refit=False) keeps no model fitted "
+                "on all the data; use refit=True, or explain "
+                "estimator.set_params(**search.best_params_) fitted yourself."
+            )
+        estimator = getattr(estimator, "best_estimator_", estimator.estimator)
     if isinstance(estimator, Pipeline):
         prefix = estimator[:-1] if len(estimator.steps) > 1 else None
         model = estimator.steps[-1][1]
@@ -51,15 +64,25 @@ def check_groups(groups, n):
                     "Each group must be a 1-d array of row positions or a boolean "
                     f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
                 )
-            if g.size and (g.min() < -n or g.max() >= n):
-                raise ValueError(f"Group row positions must lie in [0, {n}).")
-            rows.append(np.unique(g % n))
+            if g.size and (g.min() < 0 or g.max() >= n):
+                bad = g[(g < 0) | (g >= n)][:5].tolist()
+                raise ValueError(
+                    f"Group row positions must lie in [0, {n}); got {bad}."
+                )
+            rows.append(np.unique(g))
         return rows, None
     labels = np.asarray(groups)
     if labels.shape != (n,):
         raise ValueError(
             f"groups must hold one label per training row ({n}) or be a list of "
             f"arrays of row positions; got shape {labels.shape}."
+        )
+    missing = [i for i, v in enumerate(labels.tolist()) if v is None or v != v]
+    if missing:
+        raise ValueError(
+            f"groups holds missing labels (None or NaN) at training rows "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}: give every row "
+            "a group, e.g. groups.fillna('unknown')."
         )
     names, codes = np.unique(labels, return_inverse=True)
     return [np.flatnonzero(codes == c) for c in range(len(names))], names

@@ -1,0 +1,140 @@
+"""Edges of ordinary notebook flows: clear errors, clamps, index labels."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceExplainer, MislabelDetector, validate_loo
+
+
+@pytest.fixture(scope="module")
+def cancer_frame():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = pd.DataFrame(StandardScaler().fit_transform(X), columns=X.columns)
+    X.index = X.index * 10 + 3  # labels that are not positions
+    y.index = X.index
+    return X, y
+
+
+def _logreg():
+    return LogisticRegression(C=1.0, tol=1e-10, max_iter=5000)
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_train_row_holds_index_labels_bare_and_pipeline(cancer_frame, pipeline):
+    X, y = cancer_frame
+    model = make_pipeline(StandardScaler(), _logreg()) if pipeline else _logreg()
+    ex = InfluenceExplainer(model).fit(X[:200], y[:200])
+    table = ex.top_influential(X.iloc[[300]], y.iloc[[300]], k=3)
+    assert set(table.train_row) <= set(X.index[:200])
+    # The labels name the rows whose influence is reported.
+    infl = ex.influence(X.iloc[[300]], y.iloc[[300]])[0]
+    positions = X.index[:200].get_indexer(table.train_row)
+    np.testing.assert_allclose(infl[positions], table.influence)
+
+
+def test_repeated_index_labels_warn(cancer_frame):
+    X, y = cancer_frame
+    X, y = X[:100].copy(), y[:100].copy()
+    X.index = y.index = np.repeat(np.arange(50), 2)
+    with pytest.warns(UserWarning, match="repeated labels"):
+        InfluenceExplainer(_logreg()).fit(X, y)
+
+
+def test_k_larger_than_training_set_is_clamped(cancer_frame):
+    X, y = cancer_frame
+    ex = InfluenceExplainer(_logreg()).fit(X[:30], y[:30])
+    with pytest.warns(UserWarning, match="exceeds the 30 training rows"):
+        table = ex.top_influential(X.iloc[[300]], y.iloc[[300]], k=50)
+    for kind in ("helpful", "harmful"):
+        rows = table.loc[table.kind == kind, "train_row"]
+        assert len(rows) == 30 and rows.is_unique
+
+
+def test_n_remove_larger_than_training_set_is_clamped():
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    ex = InfluenceExplainer(Ridge(alpha=1.0, solver="cholesky")).fit(X[:15], y[:15])
+    with pytest.warns(UserWarning, match="removing each row once"):
+        result = validate_loo(
+            ex, X[20:22], y[20:22], n_remove=40, n_random=5, method="newton"
+        )
+    assert result.table.train_row.is_unique and len(result.table) == 15
+    np.testing.assert_allclose(result.table.predicted, result.table.actual, rtol=1e-6)
+
+
+def test_nan_regression_target_is_refused():
+    X, y = load_diabetes(return_X_y=True)
+    ex = InfluenceExplainer(Ridge()).fit(X[:100], y[:100])
+    y_test = y[100:103].copy()
+    y_test[1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite targets at rows \[1\]"):
+        ex.influence(X[100:103], y_test)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (-1.0, r"finite and non-negative; rows \[7\] hold \[-1.0\]"),
+        (np.nan, "sample_weight contains NaN"),
+        (np.inf, "sample_weight contains infinity"),
+    ],
+)
+def test_bad_sample_weight_is_refused(bad, message):
+    X, y = load_diabetes(return_X_y=True)
+    sw = np.ones(100)
+    sw[7] = bad
+    with pytest.raises(ValueError, match=message):
+        InfluenceExplainer(Ridge()).fit(X[:100], y[:100], sample_weight=sw)
+
+
+def test_nan_threshold_is_refused():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="'threshold' parameter"):
+        MislabelDetector(threshold=np.nan).fit(X, y)
+
+
+def test_group_labels_none_and_negative_positions_are_refused():
+    X, y = load_diabetes(return_X_y=True)
+    ex = InfluenceExplainer(Ridge()).fit(X[:20], y[:20])
+    groups = np.array(["a"] * 10 + [None] * 10, dtype=object)
+    with pytest.raises(ValueError, match="missing labels"):
+        ex.group_influence(groups, X[20:22], y[20:22])
+    with pytest.raises(ValueError, match=r"\[0, 20\); got \[-1\]"):
+        ex.group_influence([np.array([0, -1])], X[20:22], y[20:22])
+
+
+def test_fitted_search_explains_its_best_estimator():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    search = GridSearchCV(_logreg(), {"C": [0.1, 1.0]}, cv=3).fit(X[:300], y[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        by_search = InfluenceExplainer(FrozenEstimator(search)).fit(X[:300], y[:300])
+        direct = InfluenceExplainer(FrozenEstimator(search.best_estimator_)).fit(
+            X[:300], y[:300]
+        )
+    np.testing.assert_allclose(
+        by_search.influence(X[300:303], y[300:303]),
+        direct.influence(X[300:303], y[300:303]),
+    )
+    # Unfitted: the explainer fits the search, then explains the winner.
+    fitted_here = InfluenceExplainer(search).fit(X[:300], y[:300])
+    np.testing.assert_allclose(
+        fitted_here.influence(X[300:303], y[300:303]),
+        direct.influence(X[300:303], y[300:303]),
+        rtol=1e-6,
+        atol=1e-10,
+    )
+    no_refit = GridSearchCV(_logreg(), {"C": [0.1, 1.0]}, cv=3, refit=False)
+    no_refit.fit(X[:300], y[:300])
+    with pytest.raises(ValueError, match="refit=False"):
+        InfluenceExplainer(FrozenEstimator(no_refit)).fit(X[:300], y[:300])
