@@ -237,6 +237,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         )
         self.estimator_ = clone(self.estimator)
         self.estimator_.fit(X, y, **fit_params_for(self.estimator_, sample_weight))
+        self._X_fit = X  # a reference, for training_input (no copy)
         prefix, model = split_model(self.estimator_)
         if getattr(model, "classes_", None) is not None:
             self.classes_ = np.asarray(model.classes_)
@@ -651,6 +652,16 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """Number of training rows."""
         check_is_fitted(self)
         return self.backend_.n_train_
+
+    def training_input(self):
+        """The training rows as passed to ``fit`` (before any Pipeline prefix).
+
+        The very object ``fit`` received after validation (a DataFrame stays a
+        DataFrame); not a copy, so do not modify it. Use it to show training
+        rows as the user knows them, e.g. images before standardization.
+        """
+        check_is_fitted(self)
+        return self._X_fit
 
     def training_data(self):
         """``(X, y, sample_weight)`` the final model was trained on.
