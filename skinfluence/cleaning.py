@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .exceptions import UnsupportedOperationError
+from .utils._checks import pandas_index
 from .explainer import InfluenceExplainer
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
@@ -257,7 +258,7 @@ class MislabelDetector(BaseEstimator):
         self.suggested_labels_ = self._suggest(eta_loo)
         self.ranking_ = np.argsort(-self.scores_, kind="stable")
         self.label_issues_ = self._flag(y_arr)
-        self._index = getattr(X, "index", None)
+        self._index = pandas_index(X)
         self._y = y_arr
         return self
 

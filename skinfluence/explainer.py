@@ -15,7 +15,7 @@ from sklearn.utils.validation import (
 from .backends import make_backend
 from .backends._base import check_2d
 from .exceptions import StationarityWarning
-from .utils._checks import check_groups, fit_params_for, split_model
+from .utils._checks import check_groups, fit_params_for, pandas_index, split_model
 
 _LOO_METHODS = ("influence", "newton")
 _TOP_METHODS = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
@@ -231,7 +231,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             n_jobs=self.n_jobs,
         )
         backend.check_estimator(self.estimator)
-        train_index = getattr(X, "index", None)
+        train_index = pandas_index(X)
         X, y, weights = backend.validate_training_input(
             self, X, y, sample_weight, prefixed=self._has_prefix()
         )
@@ -463,7 +463,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             return out
         import pandas as pd
 
-        return pd.DataFrame(out, columns=labels, index=getattr(X_test, "index", None))
+        return pd.DataFrame(out, columns=labels, index=pandas_index(X_test))
 
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.
@@ -576,7 +576,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                 stacklevel=2,
             )
             k = self.backend_.n_train_
-        test_index = getattr(X_test, "index", None)
+        test_index = pandas_index(X_test)
         X_test = self.validate_test_input(X_test)
         backend = self.backend_
         _, labels, _ = backend.training_data()

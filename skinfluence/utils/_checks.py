@@ -6,6 +6,11 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 
 
+def pandas_index(X):
+    """The index of a pandas DataFrame or Series, else None (lists have .index)."""
+    return X.index if hasattr(X, "iloc") else None
+
+
 def split_model(estimator):
     """``(feature_map, model)`` of a fitted estimator, unwrapping Pipelines.
 
