@@ -19,15 +19,40 @@ import numpy as np
 from ..objectives import LinearObjective, PivotedKernelFeatures, SquaredError
 
 
-def representer_features(kernel, gamma, degree, coef0, basis, dual_coef):
-    """Landmark features over ``basis`` and ``beta = Phi' alpha`` per output."""
-    fmap = PivotedKernelFeatures(kernel, gamma, degree, coef0).fit(basis)
+def representer_features(
+    kernel,
+    gamma,
+    degree,
+    coef0,
+    basis,
+    dual_coef,
+    *,
+    kernel_params=None,
+    per_pair=False,
+):
+    """Landmark features over ``basis`` and ``beta = Phi' alpha`` per output.
+
+    The kernel is the estimator's own (see
+    :func:`~skinfluence.objectives.kernel_matrix`): ``kernel_params`` go to a
+    callable, ``per_pair`` says how scikit-learn calls it (``KernelRidge``: per
+    pair of rows; ``SVC``: on whole matrices). An indefinite Gram matrix
+    (e.g. 'sigmoid') is refused with a ``ValueError``.
+    """
+    fmap = PivotedKernelFeatures(
+        kernel, gamma, degree, coef0, kernel_params=kernel_params, per_pair=per_pair
+    ).fit(basis)
     Phi = fmap.transform(basis)
     return fmap, np.atleast_2d(dual_coef) @ Phi
 
 
 def from_kernel_ridge(estimator, y, sample_weight):
-    """Objective of a fitted KernelRidge (one target)."""
+    """Objective of a fitted KernelRidge (one target).
+
+    Every kernel KernelRidge accepts is computed as it computes it (the names
+    of ``sklearn.metrics.pairwise.PAIRWISE_KERNEL_FUNCTIONS``, callables,
+    'precomputed'); a kernel whose training Gram matrix is indefinite
+    ('sigmoid', 'additive_chi2') raises ``ValueError``.
+    """
 
     dual = np.asarray(estimator.dual_coef_)
     if dual.ndim == 2 and dual.shape[1] != 1:
@@ -37,15 +62,17 @@ def from_kernel_ridge(estimator, y, sample_weight):
     alpha = np.ravel(estimator.alpha)
     if alpha.size != 1:
         raise ValueError("KernelRidge with one alpha per target is not supported.")
-    params = estimator.kernel_params or {}
-    gamma = params.get("gamma", estimator.gamma)
+    # KernelRidge._get_kernel: gamma, degree and coef0 for a named kernel,
+    # kernel_params (only) for a callable, called per pair of rows.
     fmap, beta = representer_features(
         estimator.kernel,
-        gamma,
-        params.get("degree", estimator.degree),
-        params.get("coef0", estimator.coef0),
+        estimator.gamma,
+        estimator.degree,
+        estimator.coef0,
         estimator.X_fit_,
         dual.ravel(),
+        kernel_params=estimator.kernel_params,
+        per_pair=True,
     )
     w = np.asarray(sample_weight, dtype=np.float64)
     lam = np.full(beta.shape[1], 2.0 * float(alpha[0]) / w.sum())
