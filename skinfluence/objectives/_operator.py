@@ -105,6 +105,20 @@ class HessianOperator:
         self.residuals_, self.mean_gradient_ = R, out[-1].copy()
         return np.ascontiguousarray(out[:-1])
 
+    def hessian_square_root(self):
+        """``M`` with ``M' M = H`` (dense), or None when the objective has none.
+
+        A capability, present for one-output dense objectives with a convex
+        pointwise loss (see ``LinearObjective.hessian_square_root``); solvers
+        ask for it with ``getattr`` and fall back to ``to_dense`` without it.
+        It holds one row per training row: use it only where ``H`` is too
+        ill-conditioned for a Cholesky factorization.
+        """
+        method = getattr(self.objective, "hessian_square_root", None)
+        if method is None:
+            return None
+        return method(self.X, self.target, self.weights)
+
     def residuals_and_gradient(self):
         """``(residuals, mean gradient)`` at the fitted parameters.
 
