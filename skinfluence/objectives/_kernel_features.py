@@ -27,7 +27,7 @@ from sklearn.metrics.pairwise import KERNEL_PARAMS, pairwise_kernels
 # Kernels whose gradient in x is implemented (perturbation influence).
 # 'laplacian' is not differentiable where a coordinate of x equals a
 # landmark's, which includes every training row.
-DIFFERENTIABLE_KERNELS = ("linear", "rbf", "poly", "polynomial", "sigmoid")
+DIFFERENTIABLE_KERNELS = ("linear", "rbf", "poly", "polynomial")
 
 # The exact map must reproduce the training Gram matrix to this share of its
 # largest diagonal entry (times the pivoting tolerance, at least); a positive
@@ -211,6 +211,8 @@ class PivotedKernelFeatures:
         limit = n if self.n_components is None else min(self.n_components, n)
         scale = max(np.max(np.abs(np.diag(K))), np.finfo(float).tiny)
         c, piv, rank, _ = linalg.lapack.dpstrf(K, tol=self.tol * scale, lower=1)
+        if int(rank) == 0:  # no positive diagonal entry: nothing to pivot on
+            self._refuse(K, float(np.abs(K).max()), scale)
         by_tolerance = int(rank) <= limit
         rank = max(1, min(int(rank), limit))
         self.landmarks_ = np.asarray(piv[:rank] - 1)
@@ -357,8 +359,5 @@ class PivotedKernelFeatures:
             # d k(x, s)/dx = -2 gamma (x - s) k(x, s)
             return -2 * p["gamma"] * (A.sum(-1)[..., None] * X[None] - A @ B)
         inner = p["gamma"] * X @ B.T + p["coef0"]
-        if kernel == "sigmoid":  # d tanh(u) = 1 - tanh(u)^2, times gamma s
-            dk = p["gamma"] * (1.0 - np.tanh(inner) ** 2)
-        else:
-            dk = p["degree"] * p["gamma"] * inner ** (p["degree"] - 1)  # times s
+        dk = p["degree"] * p["gamma"] * inner ** (p["degree"] - 1)  # times s
         return (U * dk[None]) @ B
