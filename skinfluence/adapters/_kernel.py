@@ -29,20 +29,31 @@ def representer_features(
     *,
     kernel_params=None,
     per_pair=False,
+    signed=False,
 ):
-    """Landmark features over ``basis`` and ``beta = Phi' alpha`` per output.
+    """Landmark features over ``basis`` and ``beta = J Phi' alpha`` per output.
 
     The kernel is the estimator's own (see
     :func:`~skinfluence.objectives.kernel_matrix`): ``kernel_params`` go to a
     callable, ``per_pair`` says how scikit-learn calls it (``KernelRidge``: per
     pair of rows; ``SVC``: on whole matrices). An indefinite Gram matrix
-    (e.g. 'sigmoid') is refused with a ``ValueError``.
+    (e.g. 'sigmoid') is refused with a ``ValueError``, unless ``signed``: then
+    the map is the signed one, ``J = fmap.signs_`` (the identity otherwise),
+    and the RKHS penalty is ``beta' J beta``.
     """
     fmap = PivotedKernelFeatures(
-        kernel, gamma, degree, coef0, kernel_params=kernel_params, per_pair=per_pair
+        kernel,
+        gamma,
+        degree,
+        coef0,
+        kernel_params=kernel_params,
+        per_pair=per_pair,
+        signed=signed,
     ).fit(basis)
-    Phi = fmap.transform(basis)
-    return fmap, np.atleast_2d(dual_coef) @ Phi
+    beta = np.atleast_2d(dual_coef) @ fmap.transform(basis)
+    if fmap.signs_ is not None:
+        beta = beta * fmap.signs_
+    return fmap, beta
 
 
 def from_kernel_ridge(estimator, y, sample_weight):
@@ -50,8 +61,12 @@ def from_kernel_ridge(estimator, y, sample_weight):
 
     Every kernel KernelRidge accepts is computed as it computes it (the names
     of ``sklearn.metrics.pairwise.PAIRWISE_KERNEL_FUNCTIONS``, callables,
-    'precomputed'); a kernel whose training Gram matrix is indefinite
-    ('sigmoid', 'additive_chi2') raises ``ValueError``.
+    'precomputed'). A kernel whose training Gram matrix is indefinite
+    ('sigmoid', 'additive_chi2') gets the signed feature map (see
+    :mod:`skinfluence.objectives._kernel_features`): the penalty ``lam`` has
+    the signs of the Gram matrix's eigenvalues, and the fitted model is a
+    saddle point of the objective, whose Hessian the exact solver then
+    inverts without requiring it to be positive definite.
     """
 
     dual = np.asarray(estimator.dual_coef_)
@@ -73,9 +88,12 @@ def from_kernel_ridge(estimator, y, sample_weight):
         dual.ravel(),
         kernel_params=estimator.kernel_params,
         per_pair=True,
+        signed=True,
     )
     w = np.asarray(sample_weight, dtype=np.float64)
     lam = np.full(beta.shape[1], 2.0 * float(alpha[0]) / w.sum())
+    if fmap.signs_ is not None:  # an indefinite kernel's penalty beta' J beta
+        lam = lam * fmap.signs_
     return LinearObjective(
         beta, None, SquaredError(1.0), lam, "fixed", feature_map=fmap
     ), w

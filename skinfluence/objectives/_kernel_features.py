@@ -14,10 +14,17 @@ scikit-learn computes it (``pairwise_kernels(..., filter_params=True)``, as in
 ``KernelRidge._get_kernel``), so the model explained uses the kernel fitted.
 
 Indefinite kernels (``'sigmoid'``, ``'additive_chi2'``, some callables) have
-no real feature map with ``phi(x_i)' phi(x_j) = k(x_i, x_j)``, and a kernel
-model with penalty ``alpha' K alpha`` is then not at a minimum of its
-objective. Rather than explain another model, :meth:`PivotedKernelFeatures.fit`
-refuses (``ValueError``) a Gram matrix the exact map does not reproduce.
+no real feature map with ``phi(x_i)' phi(x_j) = k(x_i, x_j)``. By default
+:meth:`PivotedKernelFeatures.fit` refuses (``ValueError``) a Gram matrix the
+exact map does not reproduce, rather than explain another model. With
+``signed=True`` it builds the signed (pseudo-Euclidean) map instead: from
+``K = U S U'``, ``phi(x) = J |S|^-1/2 U' k(X, x)`` with ``J = sign(S)``, so
+that ``phi(x_i)' J phi(x_j) = k(x_i, x_j)``; with ``beta = J Phi' alpha`` the
+model is ``f = phi(x)' beta`` and its RKHS penalty ``alpha' K alpha`` is
+``beta' J beta``, a penalty with the signs ``signs_``. The fitted model is
+then a saddle point of that objective (its Hessian is indefinite by
+construction), at which influence is the implicit-function derivative and
+one Newton step still reaches the refit of a least squares model.
 """
 
 import numpy as np
@@ -27,7 +34,7 @@ from sklearn.metrics.pairwise import KERNEL_PARAMS, pairwise_kernels
 # Kernels whose gradient in x is implemented (perturbation influence).
 # 'laplacian' is not differentiable where a coordinate of x equals a
 # landmark's, which includes every training row.
-DIFFERENTIABLE_KERNELS = ("linear", "rbf", "poly", "polynomial")
+DIFFERENTIABLE_KERNELS = ("linear", "rbf", "poly", "polynomial", "sigmoid")
 
 # The exact map must reproduce the training Gram matrix to this share of its
 # largest diagonal entry (times the pivoting tolerance, at least); a positive
@@ -140,6 +147,9 @@ class PivotedKernelFeatures:
     per_pair : bool, default=False
         Whether a callable is called per pair of rows (``KernelRidge``) or on
         whole matrices (``SVC``, ``SmoothHingeSVC``); see :func:`kernel_matrix`.
+    signed : bool, default=False
+        For an indefinite Gram matrix (exact map only): build the signed map
+        of the module docstring instead of raising ``ValueError``.
 
     Attributes
     ----------
@@ -148,8 +158,13 @@ class PivotedKernelFeatures:
         whose default depends on the number of features.
     landmarks_ : ndarray of int
         Indices of the training rows chosen as landmarks.
-    cholesky_ : ndarray of shape (r, r)
-        Lower Cholesky factor of the landmarks' Gram matrix.
+    cholesky_ : ndarray of shape (r, r) or None
+        Lower Cholesky factor of the landmarks' Gram matrix (None for the
+        signed map).
+    signs_ : ndarray of shape (r,) or None
+        The signature ``J`` of the signed map; None for the Cholesky map.
+    components_ : ndarray of shape (n_landmarks, r) or None
+        The signed map's ``U |S|^-1/2 J``: ``phi(x) = k(x, basis) @ components_``.
     """
 
     def __init__(
@@ -163,6 +178,7 @@ class PivotedKernelFeatures:
         *,
         kernel_params=None,
         per_pair=False,
+        signed=False,
     ):
         self.kernel = kernel
         self.gamma = gamma
@@ -172,6 +188,7 @@ class PivotedKernelFeatures:
         self.tol = tol
         self.kernel_params = kernel_params
         self.per_pair = per_pair
+        self.signed = signed
 
     def _kernel(self, A, B):
         return kernel_matrix(self.kernel, A, B, self.params_, per_pair=self.per_pair)
@@ -195,11 +212,13 @@ class PivotedKernelFeatures:
             pivoting tolerance (no real feature map reproduces it).
         """
         self.params_ = self._resolve_params(X)
+        self.signs_ = self.components_ = None
         if self.kernel == "precomputed" or self.n_components is None:
             self._fit_full(X)
         else:
             self._fit_partial(X)
-        self.n_components_ = len(self.landmarks_)
+        if self.signs_ is None:
+            self.n_components_ = len(self.landmarks_)
         self.basis_ = None if self.kernel == "precomputed" else X[self.landmarks_]
         return self
 
@@ -211,17 +230,36 @@ class PivotedKernelFeatures:
         limit = n if self.n_components is None else min(self.n_components, n)
         scale = max(np.max(np.abs(np.diag(K))), np.finfo(float).tiny)
         c, piv, rank, _ = linalg.lapack.dpstrf(K, tol=self.tol * scale, lower=1)
-        if int(rank) == 0:  # no positive diagonal entry: nothing to pivot on
-            self._refuse(K, float(np.abs(K).max()), scale)
         by_tolerance = int(rank) <= limit
+        if int(rank) == 0:  # no positive diagonal entry: nothing to pivot on
+            self._indefinite(K, float(np.abs(K).max()), scale)
+            return
         rank = max(1, min(int(rank), limit))
         self.landmarks_ = np.asarray(piv[:rank] - 1)
         self.cholesky_ = np.tril(c[:rank, :rank])
         if by_tolerance and rank < n:
-            self._check_reproduced(K, np.asarray(piv[rank:] - 1), scale)
+            worst = self._residual(K, np.asarray(piv[rank:] - 1))
+            if worst > _REPRODUCTION_SLACK * max(self.tol, 1e-12) * scale:
+                self._indefinite(K, worst, scale)
 
-    def _check_reproduced(self, K, rest, scale):
-        """Refuse unless ``phi(x_i)' phi(x_j) = k(x_i, x_j)`` on the other rows.
+    def _indefinite(self, K, worst, scale):
+        """The signed map of an indefinite ``K`` (``signed=True``), or refuse."""
+        if not self.signed or self.n_components is not None:
+            self._refuse(K, worst, scale)
+        s, U = linalg.eigh(K)
+        # Only what is zero to rounding goes: unlike a positive semidefinite
+        # kernel's, an indefinite kernel's small eigendirections need not be
+        # small away from the training rows.
+        keep = np.abs(s) > 10.0 * np.finfo(float).eps * np.abs(s).max()
+        s, U = s[keep], U[:, keep]
+        self.landmarks_ = np.arange(K.shape[0])
+        self.cholesky_ = None
+        self.signs_ = np.sign(s)
+        self.components_ = U * (self.signs_ / np.sqrt(np.abs(s)))
+        self.n_components_ = len(s)
+
+    def _residual(self, K, rest):
+        """Largest ``|k(x_i, x_j) - phi(x_i)' phi(x_j)|`` over the other rows.
 
         Pivoting stopped because no residual diagonal entry is left; for a
         positive semidefinite matrix the off-diagonal residual is then as small,
@@ -234,8 +272,7 @@ class PivotedKernelFeatures:
             rows = rest[i : i + block]
             R = K[np.ix_(rows, rest)] - F[:, i : i + block].T @ F
             worst = max(worst, float(np.abs(R).max()))
-        if worst > _REPRODUCTION_SLACK * max(self.tol, 1e-12) * scale:
-            self._refuse(K, worst, scale)
+        return worst
 
     def _described(self):
         """The kernel and the parameters it takes, for messages."""
@@ -312,13 +349,16 @@ class PivotedKernelFeatures:
     def transform(self, X):
         """``phi(X)`` of shape (n, r)."""
         KS = self._landmark_kernel(X)
+        if self.components_ is not None:
+            return KS @ self.components_
         return linalg.solve_triangular(self.cholesky_, KS.T, lower=True).T
 
     def coefficients(self, beta):
-        """Kernel expansion ``alpha_S = L^-T beta`` over the landmarks."""
-        return linalg.solve_triangular(
-            self.cholesky_, np.asarray(beta).T, lower=True, trans="T"
-        ).T
+        """Kernel expansion over the landmarks: ``L^-T beta`` (or ``C beta``)."""
+        beta = np.asarray(beta)
+        if self.components_ is not None:
+            return beta @ self.components_.T
+        return linalg.solve_triangular(self.cholesky_, beta.T, lower=True, trans="T").T
 
     def vjp(self, X, P):
         """``P[..., i, :] @ d phi(x_i) / d x_i`` for every row i.
@@ -349,7 +389,7 @@ class PivotedKernelFeatures:
         X = np.asarray(X, dtype=np.float64)
         # U = L^-T P: the weights of each landmark's kernel column.
         m, n, r = P.shape
-        U = self.coefficients(P.reshape(m * n, r)).reshape(m, n, r)
+        U = self.coefficients(P.reshape(m * n, r)).reshape(m, n, -1)
         B, p = self.basis_, self.params_
         if kernel == "linear":
             return U @ B
@@ -359,5 +399,8 @@ class PivotedKernelFeatures:
             # d k(x, s)/dx = -2 gamma (x - s) k(x, s)
             return -2 * p["gamma"] * (A.sum(-1)[..., None] * X[None] - A @ B)
         inner = p["gamma"] * X @ B.T + p["coef0"]
-        dk = p["degree"] * p["gamma"] * inner ** (p["degree"] - 1)  # times s
+        if kernel == "sigmoid":  # d tanh(u) = 1 - tanh(u)^2, times gamma s
+            dk = p["gamma"] * (1.0 - np.tanh(inner) ** 2)
+        else:
+            dk = p["degree"] * p["gamma"] * inner ** (p["degree"] - 1)  # times s
         return (U * dk[None]) @ B

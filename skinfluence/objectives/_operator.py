@@ -119,6 +119,16 @@ class HessianOperator:
             return None
         return method(self.X, self.target, self.weights)
 
+    def indefinite_by_construction(self):
+        """Whether ``H`` may be indefinite at the fit, by the model's design.
+
+        True when the penalty has negative entries: the signed feature map of
+        an indefinite kernel (KernelRidge with 'sigmoid'), whose fitted model
+        is a saddle point of its objective. Solvers ask with ``getattr``.
+        """
+        penalty = getattr(self.objective, "penalty", None)
+        return penalty is not None and bool(np.any(np.asarray(penalty) < 0))
+
     def residuals_and_gradient(self):
         """``(residuals, mean gradient)`` at the fitted parameters.
 

@@ -132,7 +132,8 @@ class ExactSolver:
     least squares), ``L`` comes from a QR decomposition of ``M``, accurate to
     ``cond(M) = sqrt(cond(H))`` times the rounding error; only then is a
     Hessian whose factor has a reciprocal condition number below ``1e-12``
-    refused, as singular to rounding.
+    refused, as singular to rounding. An indefinite Hessian is refused too,
+    unless the operator says it is indefinite by construction.
 
     Parameters
     ----------
@@ -145,12 +146,15 @@ class ExactSolver:
     ----------
     damping_ : float
         The damping used (``'auto'`` resolved).
-    factor_ : tuple (ndarray of shape (n_params, n_params), True)
+    factor_ : tuple (ndarray of shape (n_params, n_params), True) or None
         The lower triangular ``L`` with ``H + damping I = L L'``, as
         :func:`scipy.linalg.cho_factor` returns it (only the lower triangle
-        is meaningful).
-    method_ : {'cholesky', 'qr'}
-        How ``factor_`` was computed.
+        is meaningful); None for an indefinite Hessian.
+    method_ : {'cholesky', 'qr', 'eigh'}
+        How ``H`` was factorized. ``'eigh'``: an eigendecomposition, only for
+        an operator whose ``indefinite_by_construction()`` is true (the saddle
+        point of an indefinite kernel's KernelRidge) and only while
+        ``min |eigenvalue| >= 1e-12 max |eigenvalue|``.
     rcond_ : float
         Estimated reciprocal condition number of the factorized matrix.
     """
@@ -171,19 +175,32 @@ class ExactSolver:
             H += scale * (N @ N.T)
             shift = (scale, N)
         factor, rcond = _cholesky(H)
-        method = "cholesky"
+        method, self._eigen = "cholesky", None
         if factor is None or rcond < _RCOND_LIMIT:
             accurate = _qr_factor(operator, damping, shift)
-            if accurate is None or accurate[1] < _QR_RCOND_LIMIT:
+            saddle = getattr(operator, "indefinite_by_construction", None)
+            if accurate is not None and accurate[1] >= _QR_RCOND_LIMIT:
+                (factor, rcond_factor), method = accurate, "qr"
+                rcond = rcond_factor**2
+            elif saddle is not None and saddle():
+                factor, method = None, "eigh"
+                self._eigen, rcond = self._eigendecomposition(H, damping)
+            else:
                 self._refuse(H, damping)
-            (factor, rcond_factor), method = accurate, "qr"
-            rcond = rcond_factor**2
         self.damping_ = damping
         self.factor_ = factor
         self.method_ = method
         self.rcond_ = float(rcond)
         self.n_params_ = p
         return self
+
+    def _eigendecomposition(self, H, damping):
+        """``((eigenvalues, eigenvectors), rcond)`` of a symmetric indefinite H."""
+        e, V = linalg.eigh(H)
+        rcond = float(np.abs(e).min() / max(np.abs(e).max(), np.finfo(float).tiny))
+        if rcond < _RCOND_LIMIT:
+            self._refuse(H, damping)
+        return (e, V), rcond
 
     def _refuse(self, H, damping):
         eig, suggestion = _spectrum_advice(H, damping)
@@ -201,10 +218,17 @@ class ExactSolver:
 
     def solve(self, B):
         """``H^-1 B`` for B of shape (n_params,) or (n_params, m)."""
+        if self._eigen is not None:
+            e, V = self._eigen
+            B = np.asarray(B, dtype=np.float64)
+            return V @ ((V.T @ B) / (e if B.ndim == 1 else e[:, None]))
         return linalg.cho_solve(self.factor_, B, check_finite=False)
 
     def inverse(self):
         """The dense inverse, shape (n_params, n_params), formed once per fit."""
+        if getattr(self, "_inverse", None) is None and self._eigen is not None:
+            e, V = self._eigen
+            self._inverse = (V / e) @ V.T
         if getattr(self, "_inverse", None) is None:
             # From the factor directly (LAPACK potri): a third of the flops of
             # solving for the identity.
