@@ -3,9 +3,11 @@
 A kernel model ``f(x) = sum_j alpha_j k(x, x_j) (+ b)`` with RKHS penalty
 ``alpha' K alpha`` is the linear model ``f(x) = phi(x)' beta (+ b)`` with
 penalty ``||beta||^2``, for the landmark features ``phi`` of
-:mod:`skinfluence._kernel_features` (exact to the pivoting tolerance) and
-``beta = Phi' alpha``. The objective then reuses the linear-model adapters;
-perturbation influence differentiates through ``phi``.
+:mod:`skinfluence.objectives._kernel_features` (exact to the pivoting
+tolerance) and ``beta = Phi' alpha``, the kernel computed exactly as the
+estimator computes it. The objective then reuses the linear-model adapters;
+perturbation influence differentiates through ``phi``. An indefinite kernel
+(KernelRidge only) gets a signed map and penalty, ``beta = J Phi' alpha``.
 
 - ``KernelRidge(alpha)``: ``sum_i w_i (y_i - f_i)^2 + alpha alpha' K alpha``,
   no intercept: ``loss = (y - f)^2``, ``lam = 2 alpha / W``.

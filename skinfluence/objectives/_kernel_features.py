@@ -209,7 +209,8 @@ class PivotedKernelFeatures:
         ------
         ValueError
             When the Gram matrix of X is not positive semidefinite to the
-            pivoting tolerance (no real feature map reproduces it).
+            pivoting tolerance (no real feature map reproduces it), unless
+            ``signed`` (and ``n_components=None``): then the signed map.
         """
         self.params_ = self._resolve_params(X)
         self.signs_ = self.components_ = None
