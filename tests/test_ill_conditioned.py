@@ -155,3 +155,20 @@ def test_well_conditioned_path_is_cholesky_of_H():
     np.testing.assert_allclose(
         np.tril(solver.factor_[0]), np.tril(expected), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    "est", [OLS, Ridge(alpha=1e-10, solver="svd")], ids=["ols", "ridge"]
+)
+def test_sample_weights_on_the_qr_path(est):
+    # The square root's rows carry sqrt(w_i / W): weighted refits agree.
+    X, y, X_test = _design()
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(y))
+    explainer = InfluenceExplainer(est).fit(X, y, sample_weight=w)
+    assert explainer.solver_.method_ == "qr"
+    newton = explainer.loo_change(X_test, method="newton", target="decision_function")
+    full = clone(est).fit(X, y, sample_weight=w).predict(X_test)
+    for i in (0, 77, 199):
+        keep = np.arange(len(y)) != i
+        refit = clone(est).fit(X[keep], y[keep], sample_weight=w[keep])
+        assert _relative(newton[:, i], refit.predict(X_test) - full) < 1e-5
