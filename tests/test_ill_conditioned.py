@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import linalg
+from sklearn import config_context
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, Ridge
 
 from skinfluence import InfluenceExplainer
 from skinfluence.exceptions import SingularHessianError, StationarityWarning
+from skinfluence.objectives import HessianOperator
+from skinfluence.solvers import ExactSolver
 
 COND = 3e6
 
@@ -172,3 +175,20 @@ def test_sample_weights_on_the_qr_path(est):
         keep = np.arange(len(y)) != i
         refit = clone(est).fit(X[keep], y[keep], sample_weight=w[keep])
         assert _relative(newton[:, i], refit.predict(X_test) - full) < 1e-5
+
+
+def test_qr_factor_read_in_chunks_is_the_same(ols):
+    # The square root is read in working_memory-sized blocks of rows, each
+    # folded into R: no copy of the whole design.
+    explainer, _, X, y, _ = ols
+    obj = explainer.objective_
+    operator = HessianOperator(obj, X, obj.family.encode(y), np.ones(len(y)))
+    with config_context(working_memory=0.001):
+        assert len(list(operator.hessian_square_root())) > 3
+        chunked = ExactSolver().fit(operator)
+    assert chunked.method_ == "qr"
+    # Both are H's factor to rounding; their solves for the rows' gradients
+    # (in the range of the square root) agree to cond(X) eps.
+    G = obj.gradients(X, obj.family.encode(y)).T
+    expected = explainer.solver_.solve(G)
+    assert _relative(chunked.solve(G), expected) < 1e-8

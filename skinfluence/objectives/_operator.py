@@ -106,18 +106,34 @@ class HessianOperator:
         return np.ascontiguousarray(out[:-1])
 
     def hessian_square_root(self):
-        """``M`` with ``M' M = H`` (dense), or None when the objective has none.
+        """Row blocks of a matrix ``M`` with ``M' M = H``, or None.
 
-        A capability, present for one-output dense objectives with a convex
-        pointwise loss (see ``LinearObjective.hessian_square_root``); solvers
-        ask for it with ``getattr`` and fall back to ``to_dense`` without it.
-        It holds one row per training row: use it only where ``H`` is too
-        ill-conditioned for a Cholesky factorization.
+        A capability of one-output dense objectives with a convex pointwise
+        loss (see ``LinearObjective.hessian_square_root``): an iterator over
+        chunks of rows sized by ``working_memory`` (the penalty rows come with
+        the first), any of which may be None when the objective has no such
+        root after all. Solvers ask for it with ``getattr`` and fall back to
+        ``to_dense`` without it; a QR decomposition updated block by block
+        never holds more than one chunk.
         """
         method = getattr(self.objective, "hessian_square_root", None)
         if method is None:
             return None
-        return method(self.X, self.target, self.weights)
+        w = np.asarray(self.weights, dtype=np.float64)
+        total = w.sum()
+        chunks = chunk_slices(self.X.shape[0], self._row_bytes(), None)
+
+        def blocks():
+            for i, rows in enumerate(chunks):
+                yield method(
+                    self.X[rows],
+                    self.target[rows],
+                    w[rows],
+                    total_weight=total,
+                    penalty=i == 0,
+                )
+
+        return blocks()
 
     def indefinite_by_construction(self):
         """Whether ``H`` may be indefinite at the fit, by the model's design.

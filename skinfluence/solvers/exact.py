@@ -11,6 +11,8 @@ convex loss), such problems are factorized instead by a QR decomposition of
 Hessian singular to rounding is then refused.
 """
 
+import itertools
+
 import numpy as np
 from scipy import linalg
 
@@ -90,30 +92,32 @@ def _cholesky(H):
     return factor, float(rcond)
 
 
-def _qr_factor(operator, damping, shift):
+def _qr_factor(operator, damping, shift, p):
     """``((L, True), rcond(L))`` with ``H = L L'`` from a QR of ``M``, or None.
 
-    ``M`` is the operator's ``hessian_square_root`` (None: no such path), with
+    ``M`` is the operator's ``hessian_square_root`` (None: no such path), read
+    block by block into the triangular factor ``R`` of ``[R; block]``, then
     rows ``sqrt(damping) I`` and ``sqrt(scale) N'`` for what :meth:`fit` adds.
     ``L = R'`` with a positive diagonal: the Cholesky factor of ``H`` itself.
     """
     square_root = getattr(operator, "hessian_square_root", None)
-    M = None if square_root is None else square_root()
-    if M is None:
+    blocks = None if square_root is None else square_root()
+    if blocks is None:
         return None
-    p = M.shape[1]
-    parts = [M]
+    extra = []
     if damping:
-        parts.append(np.sqrt(damping) * np.eye(p))
+        extra.append(np.sqrt(damping) * np.eye(p))
     if shift is not None:
         scale, N = shift
-        parts.append(np.sqrt(scale) * N.T)
-    M = np.vstack(parts)
-    if M.shape[0] < p:  # fewer rows than parameters: singular
+        extra.append(np.sqrt(scale) * N.T)
+    R = np.zeros((0, p))
+    for block in itertools.chain(blocks, [np.vstack(extra)] if extra else []):
+        if block is None:
+            return None
+        R = linalg.qr(np.vstack([R, block]), mode="r", check_finite=False)[0][:p]
+    if R.shape[0] < p:  # fewer rows than parameters: singular
         return None
-    R = linalg.qr(M, mode="r", check_finite=False)[0][:p]
-    signs = np.where(np.diag(R) < 0, -1.0, 1.0)
-    R *= signs[:, None]
+    R *= np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
     rcond, _ = linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")
     return (np.asfortranarray(R.T), True), float(rcond)
 
@@ -177,7 +181,7 @@ class ExactSolver:
         factor, rcond = _cholesky(H)
         method, self._eigen = "cholesky", None
         if factor is None or rcond < _RCOND_LIMIT:
-            accurate = _qr_factor(operator, damping, shift)
+            accurate = _qr_factor(operator, damping, shift, p)
             saddle = getattr(operator, "indefinite_by_construction", None)
             if accurate is not None and accurate[1] >= _QR_RCOND_LIMIT:
                 (factor, rcond_factor), method = accurate, "qr"
