@@ -109,10 +109,12 @@ def from_svc(estimator, y, sample_weight):
             "SVC is one-vs-one for more than two classes, which no single "
             "objective describes; use SmoothHingeSVC(kernel=...) instead."
         )
-    if estimator.kernel == "precomputed":
+    if estimator.kernel == "precomputed" or callable(estimator.kernel):
+        kind = "'precomputed'" if estimator.kernel == "precomputed" else "a callable"
         raise ValueError(
-            "SVC(kernel='precomputed') keeps no support vectors to "
-            "build features from; use SmoothHingeSVC."
+            f"SVC(kernel={kind}) keeps no support vectors to build features "
+            "from (scikit-learn gives libsvm the Gram matrix); use "
+            "SmoothHingeSVC, which takes the same kernels."
         )
     fmap, beta = representer_features(
         estimator.kernel,

@@ -424,6 +424,50 @@ class LinearObjective:
                 H[j * b : (j + 1) * b, k * b : (k + 1) * b] = block.T
         return H
 
+    def hessian_square_root(
+        self, X, y, sample_weight, *, total_weight=None, penalty=True
+    ):
+        """Rows of a matrix ``M`` with ``M' M = H``, or None where there is none.
+
+        For one output, dense ``X`` and a convex pointwise loss (``D_i >= 0``):
+        the weighted design ``sqrt(w_i / W * D_i) xt_i`` (one row per training
+        row) stacked on ``sqrt(lam_j) e_j'`` (one row per penalized parameter).
+        Solvers factorize it by QR (``H = R' R``) where ``H`` itself is too
+        ill-conditioned: the factor is then accurate to ``cond(M) = sqrt(cond(H))``
+        times the rounding error rather than ``cond(H)`` times it. Sparse ``X``,
+        several outputs and a negative penalty give None.
+
+        Parameters
+        ----------
+        X, y, sample_weight : a chunk of the training rows, or all of them.
+        total_weight : float, default=None
+            ``W``, the weight of all training rows (None: of these).
+        penalty : bool, default=True
+            Whether to append the penalty rows (once over all chunks).
+
+        Returns
+        -------
+        ndarray of shape (n + n_penalized, n_params) or None
+        """
+        if self.n_outputs != 1 or sp.issparse(X) or np.any(self.penalty < 0):
+            return None
+        X = np.asarray(X, dtype=np.float64)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        W = w.sum() if total_weight is None else total_weight
+        D = self.family.hessian(y, self.linear_predictor(X))[:, 0, 0] * (w / W)
+        if np.any(D < 0):
+            return None
+        s = np.sqrt(D)
+        rows = s[:, None] * X
+        if self.fit_intercept:
+            rows = np.column_stack([rows, s])
+        if not penalty:
+            return rows
+        penalized = np.flatnonzero(self.penalty)
+        P = np.zeros((len(penalized), self.n_params))
+        P[np.arange(len(penalized)), penalized] = np.sqrt(self.penalty[penalized])
+        return np.vstack([rows, P])
+
     def hessian_diagonal(self, X, y, sample_weight):
         """Diagonal of the mean-form Hessian, shape (n_params,), without forming H.
 

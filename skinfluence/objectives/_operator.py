@@ -105,6 +105,46 @@ class HessianOperator:
         self.residuals_, self.mean_gradient_ = R, out[-1].copy()
         return np.ascontiguousarray(out[:-1])
 
+    def hessian_square_root(self):
+        """Row blocks of a matrix ``M`` with ``M' M = H``, or None.
+
+        A capability of one-output dense objectives with a convex pointwise
+        loss (see ``LinearObjective.hessian_square_root``): an iterator over
+        chunks of rows sized by ``working_memory`` (the penalty rows come with
+        the first), any of which may be None when the objective has no such
+        root after all. Solvers ask for it with ``getattr`` and fall back to
+        ``to_dense`` without it; a QR decomposition updated block by block
+        never holds more than one chunk.
+        """
+        method = getattr(self.objective, "hessian_square_root", None)
+        if method is None:
+            return None
+        w = np.asarray(self.weights, dtype=np.float64)
+        total = w.sum()
+        chunks = chunk_slices(self.X.shape[0], self._row_bytes(), None)
+
+        def blocks():
+            for i, rows in enumerate(chunks):
+                yield method(
+                    self.X[rows],
+                    self.target[rows],
+                    w[rows],
+                    total_weight=total,
+                    penalty=i == 0,
+                )
+
+        return blocks()
+
+    def indefinite_by_construction(self):
+        """Whether ``H`` may be indefinite at the fit, by the model's design.
+
+        True when the penalty has negative entries: the signed feature map of
+        an indefinite kernel (KernelRidge with 'sigmoid'), whose fitted model
+        is a saddle point of its objective. Solvers ask with ``getattr``.
+        """
+        penalty = getattr(self.objective, "penalty", None)
+        return penalty is not None and bool(np.any(np.asarray(penalty) < 0))
+
     def residuals_and_gradient(self):
         """``(residuals, mean gradient)`` at the fitted parameters.
 

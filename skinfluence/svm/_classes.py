@@ -16,7 +16,11 @@ from sklearn.utils.validation import (
 )
 
 from ..objectives._hinge import SmoothHinge
-from ..objectives._kernel_features import PivotedKernelFeatures, kernel_matrix
+from ..objectives._kernel_features import (
+    PivotedKernelFeatures,
+    kernel_matrix,
+    kernel_params,
+)
 from ..objectives._objective import LinearObjective
 from ..utils._labels import class_weights
 from ._newton import newton_minimize
@@ -233,9 +237,10 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     def _gram(self, A, B=None):
         if self.kernel == "precomputed":  # rows are read as columns: C order
             return np.ascontiguousarray(A, dtype=np.float64)
-        return kernel_matrix(
-            self.kernel, A, A if B is None else B, self.gamma_, self.degree, self.coef0
-        )
+        # The one kernel function of the package; a callable is called on whole
+        # matrices, as sklearn.svm.SVC calls it.
+        params = kernel_params(self.kernel, self.gamma_, self.degree, self.coef0)
+        return kernel_matrix(self.kernel, A, B, params, per_pair=False)
 
     def _fit_landmarks(self, X):
         self.kernel_features_ = PivotedKernelFeatures(
