@@ -19,6 +19,7 @@ from .plotting import (  # matplotlib is imported only when drawing
     LOOAgreementDisplay,
     MislabelCurveDisplay,
 )
+from .refine import refine
 from .svm import SmoothHingeSVC
 
 __version__ = "0.1.0.dev0"
@@ -41,6 +42,7 @@ __all__ = [
     "StationarityWarning",
     "UnsupportedOperationError",
     "explain_errors",
+    "refine",
     "select_diverse",
     "training_set_attack",
     "validate_loo",

@@ -24,8 +24,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .exceptions import UnsupportedOperationError
-from .utils._checks import pandas_index
 from .explainer import InfluenceExplainer
+from .utils._checks import pandas_index
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 

@@ -12,10 +12,17 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .adapters import parameters_writable, set_fitted_parameters
 from .backends import make_backend
 from .backends._base import check_2d
 from .exceptions import StationarityWarning
-from .utils._checks import check_groups, fit_params_for, pandas_index, split_model
+from .utils._checks import (
+    check_groups,
+    fit_params_for,
+    is_frozen,
+    pandas_index,
+    split_model,
+)
 
 _LOO_METHODS = ("influence", "newton")
 _TOP_METHODS = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
@@ -98,6 +105,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         root-mean-square effect of removing one of 64 random rows on the
         parameters (0 at an exact optimum). Iterative solvers estimate that
         effect from 8 random-sign sums of the rows' changes (one block solve).
+    n_polish_steps_ : int
+        Newton steps the explainer took to finish its own clone's fit (0 when
+        already stationary, or for a frozen model, which is explained as it
+        is). The steps use the exact Hessian it factorizes anyway, stop once
+        ``stationarity_ <= 1e-3``, and are written back to ``estimator_``, so
+        its predictions follow the polished parameters. Estimators whose
+        parameters are not the objective's own (kernel models, hinge models)
+        are not polished.
     classes_ : ndarray of shape (n_classes,)
         Class labels, for classifiers.
     n_features_in_ : int
@@ -242,6 +257,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         if getattr(model, "classes_", None) is not None:
             self.classes_ = np.asarray(model.classes_)
         self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
+        self.n_polish_steps_ = 0
+        if (
+            not is_frozen(self.estimator)
+            and backend.supports("polish")
+            and parameters_writable(model, backend.objective_)
+        ):
+            # Our own clone: finish its fit on the exact Hessian at hand, so
+            # the influence is that of the optimum (and the clone predicts
+            # with the polished parameters).
+            self.n_polish_steps_ = backend.polish()
+            if self.n_polish_steps_:
+                set_fitted_parameters(model, backend.objective_)
         self.train_index_ = train_index
         if train_index is not None and not train_index.is_unique:
             warnings.warn(

@@ -13,6 +13,7 @@ MODULES = [
     "skinfluence.loo",
     "skinfluence.svm._classes",
     "skinfluence.cleaning",
+    "skinfluence.refine",
 ]
 
 

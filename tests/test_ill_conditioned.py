@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.frozen import FrozenEstimator
 import statsmodels.api as sm
 from scipy import linalg
 from sklearn import config_context
@@ -132,7 +133,7 @@ def test_truncated_lstsq_solution_is_flagged():
     # not the least squares optimum, which the explainer now can tell.
     X, y, _ = _design()
     with pytest.warns(StationarityWarning):
-        InfluenceExplainer(LinearRegression()).fit(X, y)
+        InfluenceExplainer(FrozenEstimator(LinearRegression().fit(X, y))).fit(X, y)
 
 
 def test_duplicated_column_is_still_refused_with_stated_damping():

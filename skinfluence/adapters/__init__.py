@@ -7,6 +7,14 @@ weights. The registry dispatches on the estimator's type; adding a model
 family is one builder module and one line in ``_registry.py``.
 """
 
+from ._parameters import parameters_writable, set_fitted_parameters
 from ._registry import SUPPORTED, build_objective, is_supported, register_adapter
 
-__all__ = ["SUPPORTED", "build_objective", "is_supported", "register_adapter"]
+__all__ = [
+    "SUPPORTED",
+    "build_objective",
+    "is_supported",
+    "parameters_writable",
+    "register_adapter",
+    "set_fitted_parameters",
+]

@@ -96,7 +96,8 @@ class InfluenceBackend:
     #: 'group_influence', 'newton' (their one-Newton-step method),
     #: 'perturbation', 'influence_params', 'relative_influence', 'divine',
     #: 'training_data', 'training_problem' (the closed-form objective and its
-    #: rows), 'refit' (actual retraining without rows), 'sample_weight'.
+    #: rows), 'refit' (actual retraining without rows), 'polish' (Newton
+    #: steps to the optimum, written back to the model), 'sample_weight'.
     capabilities = frozenset()
     #: How the backend is named in messages.
     name = "backend"

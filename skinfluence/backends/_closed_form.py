@@ -28,6 +28,10 @@ from ..utils._checks import split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
 from ._base import InfluenceBackend, check_target, check_test_labels
 
+#: ``polish`` stops once the Newton step left is this share of a typical row's
+#: leave-one-out effect on the parameters: far below what influence resolves.
+POLISH_TOL = 1e-3
+
 #: The training objective's data, as the backend holds it (see
 #: :meth:`ClosedFormBackend.training_problem`).
 TrainingProblem = namedtuple(
@@ -55,6 +59,7 @@ class ClosedFormBackend(InfluenceBackend):
             "training_data",
             "training_problem",
             "refit",
+            "polish",
             "sample_weight",
             "relative_influence",
             "divine",
@@ -92,6 +97,11 @@ class ClosedFormBackend(InfluenceBackend):
         self.target_ = self.objective_.family.encode(self.y_)
         self.n_params_ = self.objective_.n_params
         self.n_train_ = self.X_.shape[0]
+        self._factorize()
+        return self
+
+    def _factorize(self):
+        """Fit the solver on the Hessian at the current parameters."""
         operator = HessianOperator(
             self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
         )
@@ -102,10 +112,38 @@ class ClosedFormBackend(InfluenceBackend):
             n_samples=self.n_train_,
             objective=self.objective_,
         ).fit(operator)
-        self.residuals_, gradient = operator.residuals_and_gradient()
+        self.residuals_, self.gradient_ = operator.residuals_and_gradient()
         operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
-        self.stationarity_ = self._stationarity(gradient)
-        return self
+        self.stationarity_ = self._stationarity(self.gradient_)
+
+    def polish(self, *, tol=POLISH_TOL, max_steps=20):
+        """Newton steps on the objective until the fit is stationary.
+
+        Each step ``-H^-1 grad`` reuses the fitted solver, backtracks (Armijo)
+        until the objective decreases, and refactorizes the Hessian at the
+        new parameters. Stops once ``stationarity_ <= tol``. Returns the
+        number of steps taken (the objective, solver and residuals are
+        updated).
+        """
+        if getattr(self.objective_, "approximate", False):
+            return 0
+        args = (self.X_, self.target_, self.weights_)
+        steps = 0
+        while self.stationarity_ > tol and steps < max_steps:
+            step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+            value, slope = self.objective_.objective(*args), self.gradient_ @ step
+            theta, rate = self.objective_.theta, 1.0
+            for _ in range(30):
+                trial = self.objective_.with_theta(theta + rate * step)
+                if trial.objective(*args) <= value + 1e-4 * rate * slope:
+                    break
+                rate /= 2
+            else:
+                break  # no decrease along the Newton direction: rounding floor
+            self.objective_ = trial
+            self._factorize()
+            steps += 1
+        return steps
 
     def _stationarity(self, gradient):
         rows = stationarity_rows(self.n_train_)
@@ -122,9 +160,10 @@ class ClosedFormBackend(InfluenceBackend):
         return (
             f"{model_name} stopped short of its optimum: the Newton step left "
             f"is {self.stationarity_:.3g} times a typical row's leave-one-out "
-            "effect, so influence values are unreliable. Fit to convergence "
-            "(lower tol, raise max_iter), or for SGD models use their batch "
-            "counterpart (LogisticRegression, Ridge)."
+            "effect, so influence values are unreliable. Polish it with "
+            "model = skinfluence.refine(model, X, y) (Newton steps on its own "
+            "objective), or fit it to convergence (lower tol, raise max_iter). "
+            "If the gap is large, X and y may not be the data it was fitted on."
         )
 
     # -- inputs -----------------------------------------------------------------

@@ -11,6 +11,15 @@ def pandas_index(X):
     return X.index if hasattr(X, "iloc") else None
 
 
+def is_frozen(estimator):
+    """Whether the explained model was fitted before (FrozenEstimator anywhere)."""
+    if isinstance(estimator, FrozenEstimator):
+        return True
+    if isinstance(estimator, Pipeline):
+        return isinstance(estimator.steps[-1][1], FrozenEstimator)
+    return False
+
+
 def split_model(estimator):
     """``(feature_map, model)`` of a fitted estimator, unwrapping Pipelines.
 

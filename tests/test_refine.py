@@ -1,0 +1,117 @@
+"""The explainer finishes its own clone's fit; refine() polishes a fitted model."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import (
+    LogisticRegression,
+    PoissonRegressor,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceExplainer, StationarityWarning, refine
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _tight(model):
+    """The same estimator fitted to (near) machine precision."""
+    return model.set_params(tol=1e-12, max_iter=100_000)
+
+
+@pytest.mark.parametrize(
+    "make, data",
+    [
+        (lambda: LogisticRegression(C=1.0), "cancer"),
+        (lambda: LogisticRegression(C=0.3), "wine"),
+        (lambda: PoissonRegressor(alpha=0.5), "diabetes"),
+    ],
+)
+def test_default_tol_is_explained_quietly_and_as_the_optimum(make, data, cancer):
+    if data == "cancer":
+        X, y = cancer
+    elif data == "wine":
+        X, y = load_wine(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+    else:
+        X, y = load_diabetes(return_X_y=True)
+        X, y = StandardScaler().fit_transform(X), y / 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StationarityWarning)
+        ours = InfluenceExplainer(make()).fit(X, y)
+        exact = InfluenceExplainer(FrozenEstimator(_tight(make()).fit(X, y))).fit(X, y)
+    assert ours.stationarity_ <= 1e-3
+    # The polished clone predicts with the polished parameters ...
+    np.testing.assert_allclose(
+        ours.objective_.coef.ravel(), np.ravel(ours.estimator_.coef_), rtol=0
+    )
+    # ... which are the optimum a tight sklearn fit reaches.
+    np.testing.assert_allclose(
+        ours.objective_.theta, exact.objective_.theta, rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        ours.influence(X[:5], y[:5]),
+        exact.influence(X[:5], y[:5]),
+        rtol=1e-4,
+        atol=1e-6 * np.abs(exact.influence(X[:5], y[:5])).max(),
+    )
+
+
+def test_sgd_is_polished_to_its_own_objective(cancer):
+    X, y = cancer
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StationarityWarning)
+        ex = InfluenceExplainer(
+            SGDClassifier(loss="log_loss", alpha=0.01, random_state=0)
+        ).fit(X, y)
+    assert ex.n_polish_steps_ > 0 and ex.stationarity_ <= 1e-3
+    gradient = ex.objective_.mean_gradient(
+        ex.backend_.X_, ex.backend_.target_, ex.backend_.weights_
+    )
+    assert np.linalg.norm(gradient) < 1e-6
+
+
+def test_converged_fit_takes_no_step(cancer):
+    X, y = cancer
+    ex = InfluenceExplainer(LogisticRegression(tol=1e-12, max_iter=10_000)).fit(X, y)
+    assert ex.n_polish_steps_ == 0
+
+
+def test_refine_returns_a_polished_copy(cancer):
+    X, y = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-2)).fit(X, y)
+    before = model[-1].coef_.copy()
+    with pytest.warns(StationarityWarning, match="refine"):
+        InfluenceExplainer(FrozenEstimator(model)).fit(X, y)
+    polished = refine(model, X, y)
+    np.testing.assert_array_equal(model[-1].coef_, before)  # a copy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StationarityWarning)
+        ex = InfluenceExplainer(FrozenEstimator(polished)).fit(X, y)
+    assert ex.stationarity_ <= 1e-3
+
+
+def test_refine_regressor_with_sample_weight():
+    X, y = load_diabetes(return_X_y=True)
+    sw = np.linspace(0.5, 2.0, len(y))
+    model = SGDRegressor(alpha=0.1, random_state=0).fit(X, y, sample_weight=sw)
+    ex = InfluenceExplainer(FrozenEstimator(refine(model, X, y, sw))).fit(X, y, sw)
+    assert ex.stationarity_ <= 1e-3
+
+
+def test_refine_refuses_kernel_models():
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(TypeError, match="coef_ and intercept_"):
+        refine(KernelRidge().fit(X, y), X, y)
