@@ -14,7 +14,7 @@ from sklearn.utils.validation import (
 
 from .adapters import parameters_writable, set_fitted_parameters
 from .backends import make_backend
-from .backends._base import check_2d
+from .backends._base import check_2d, check_finite_input
 from .exceptions import StationarityWarning
 from .utils._checks import (
     check_groups,
@@ -328,7 +328,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     def _has_prefix(self):
         return split_model(self.estimator)[0] is not None
 
-    def _validate_test_X(self, X):
+    def _validate_test_X(self, X, name="X_test"):
+        if not self._has_prefix():
+            check_finite_input(X, name)
         if self._has_prefix():
             X = check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)

@@ -138,3 +138,40 @@ def test_fitted_search_explains_its_best_estimator():
     no_refit.fit(X[:300], y[:300])
     with pytest.raises(ValueError, match="refit=False"):
         InfluenceExplainer(FrozenEstimator(no_refit)).fit(X[:300], y[:300])
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_nan_in_test_rows_names_argument_rows_and_imputer(pipeline):
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), _logreg()) if pipeline else _logreg()
+    ex = InfluenceExplainer(model).fit(X[:200], y[:200])
+    X_test = X[200:210].copy()
+    X_test[[3, 7], 2] = np.nan
+    with pytest.raises(ValueError, match=r"X_test.* rows \[3, 7\].*SimpleImputer"):
+        ex.influence(X_test, y[200:210])
+
+
+def test_overflowing_features_are_refused_before_fitting():
+    X, y = load_breast_cancer(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning: nothing fitted
+        with pytest.raises(ValueError, match="overflow.*StandardScaler"):
+            InfluenceExplainer(_logreg()).fit(X * 1e198, y)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        LogisticRegression(penalty="l1", solver="saga"),
+        LogisticRegression(l1_ratio=0.5, solver="saga", penalty="elasticnet"),
+    ],
+)
+def test_non_smooth_penalties_are_refused_before_fitting(model, monkeypatch):
+    X, y = load_breast_cancer(return_X_y=True)
+
+    def never(*args, **kwargs):
+        raise AssertionError("fitted")
+
+    monkeypatch.setattr(type(model), "fit", never)
+    with pytest.raises(ValueError, match="not twice differentiable"):
+        InfluenceExplainer(model).fit(X, y)

@@ -11,11 +11,11 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.frozen import FrozenEstimator
 import statsmodels.api as sm
 from scipy import linalg
 from sklearn import config_context
 from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression, Ridge
 
 from skinfluence import InfluenceExplainer

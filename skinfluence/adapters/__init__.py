@@ -8,11 +8,18 @@ family is one builder module and one line in ``_registry.py``.
 """
 
 from ._parameters import parameters_writable, set_fitted_parameters
-from ._registry import SUPPORTED, build_objective, is_supported, register_adapter
+from ._registry import (
+    SUPPORTED,
+    build_objective,
+    check_before_fit,
+    is_supported,
+    register_adapter,
+)
 
 __all__ = [
     "SUPPORTED",
     "build_objective",
+    "check_before_fit",
     "is_supported",
     "parameters_writable",
     "register_adapter",

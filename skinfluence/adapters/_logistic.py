@@ -44,6 +44,27 @@ def _reject_non_smooth(estimator, kind):
         )
 
 
+def check_logistic_regression(estimator):
+    """Refuse an L1 or elastic-net LogisticRegression before it is fitted."""
+    if hasattr(estimator, "Cs"):  # LogisticRegressionCV: checked once fitted
+        return
+    kind = None if not np.isfinite(estimator.C) else estimator.penalty
+    _reject_non_smooth(estimator, _penalty_kind(kind, estimator.l1_ratio))
+
+
+def check_sgd_classifier(estimator):
+    """Refuse a non-smooth SGDClassifier loss or penalty before fitting."""
+    if estimator.loss != "log_loss":
+        raise ValueError(
+            f"SGDClassifier(loss={estimator.loss!r}) is not twice differentiable; "
+            "influence is supported for loss='log_loss'."
+        )
+    kind = estimator.penalty
+    if kind == "elasticnet":
+        kind = _penalty_kind(kind, estimator.l1_ratio)
+    _reject_non_smooth(estimator, kind)
+
+
 def from_logistic_regression(estimator, y, sample_weight):
     """Objective of a fitted LogisticRegression or LogisticRegressionCV."""
 

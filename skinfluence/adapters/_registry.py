@@ -20,7 +20,12 @@ from ._glm import from_glm
 from ._huber import from_huber_regressor
 from ._kernel import from_kernel_ridge
 from ._linear import from_linear_regression, from_ridge, from_sgd_regressor
-from ._logistic import from_logistic_regression, from_sgd_classifier
+from ._logistic import (
+    check_logistic_regression,
+    check_sgd_classifier,
+    from_logistic_regression,
+    from_sgd_classifier,
+)
 from ._svm import from_linear_svc, from_smooth_hinge_svc, from_svc
 
 # Order matters: the first matching type wins (LogisticRegressionCV is a
@@ -59,6 +64,22 @@ SUPPORTED = (
     "SVC (binary)",
     "KernelRidge",
 )
+
+
+# Checks of an unfitted estimator's settings, so a model influence cannot
+# explain is refused before any fitting.
+_CHECKS_BEFORE_FIT = [
+    (LogisticRegression, check_logistic_regression),
+    (SGDClassifier, check_sgd_classifier),
+]
+
+
+def check_before_fit(estimator):
+    """Raise ValueError for settings no influence is defined for (L1, hinge)."""
+    for estimator_type, check in _CHECKS_BEFORE_FIT:
+        if isinstance(estimator, estimator_type):
+            check(estimator)
+            return
 
 
 def register_adapter(estimator_type, builder):

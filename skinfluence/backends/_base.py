@@ -23,6 +23,7 @@ naming the alternatives.
 """
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
@@ -43,6 +44,72 @@ def check_2d(X):
     if hasattr(X, "iloc") or hasattr(X, "tocsr"):
         return X
     return check_array(X, dtype=None, accept_sparse=True, ensure_all_finite=False)
+
+
+# Features beyond this magnitude overflow float64 once squared (the Hessian).
+_OVERFLOW = 1e150
+
+
+def _surely_finite(X):
+    """A copy-free test that passes for (almost) every finite array."""
+    data = getattr(X, "data", None) if sp.issparse(X) else X
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub":
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(data)))  # NaN or inf make the sum so
+
+
+def nonfinite_rows(X):
+    """Positions of the rows of a numeric array or frame holding NaN or inf."""
+    if _surely_finite(X):
+        return np.array([], dtype=int)
+    try:
+        values = X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X
+        if sp.issparse(values):
+            values = sp.csr_matrix(values)
+            bad = ~np.isfinite(values.data)
+            return np.unique(
+                np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))[bad]
+            )
+        values = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):  # strings: the Pipeline validates them
+        return np.array([], dtype=int)
+    if values.ndim != 2:
+        return np.array([], dtype=int)
+    return np.flatnonzero(~np.isfinite(values).all(axis=1))
+
+
+def check_finite_input(X, name, prefixed=False):
+    """Refuse NaN or inf rows, naming the argument, the rows and the fix."""
+    bad = nonfinite_rows(X)
+    if bad.size:
+        where = (
+            "as the final estimator sees it (after the Pipeline's steps), "
+            if prefixed
+            else ""
+        )
+        raise ValueError(
+            f"{name} {where}holds NaN or infinite values in rows "
+            f"{bad[:5].tolist()}{' ...' if bad.size > 5 else ''} ({bad.size} in "
+            "all). Impute them, e.g. make_pipeline(SimpleImputer(), model) from "
+            "sklearn.impute, or drop those rows."
+        )
+
+
+def check_magnitude(X, name):
+    """Refuse features whose squares overflow float64, suggesting scaling."""
+    if sp.issparse(X):
+        values = sp.csr_matrix(X).data if not hasattr(X, "data") else X.data
+    else:
+        values = np.asarray(X)
+    if values.size and values.dtype.kind == "f":
+        top = max(float(values.max()), -float(values.min()))  # no copy of X
+        if top > _OVERFLOW:
+            raise ValueError(
+                f"{name} holds values up to {top:.3g}, whose squares overflow "
+                "float64 in the Hessian. Scale the features first, e.g. "
+                "make_pipeline(StandardScaler(), model)."
+            )
 
 
 def check_sample_weight_values(sample_weight):
@@ -137,6 +204,8 @@ class InfluenceBackend:
             validate_data(explainer, X, skip_check_array=True)
             y = column_or_1d(y, warn=True)
         else:
+            check_finite_input(X, "X")
+            check_magnitude(X, "X")
             X, y = validate_data(
                 explainer,
                 X,

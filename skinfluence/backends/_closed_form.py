@@ -16,7 +16,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.utils.validation import check_array
 
-from ..adapters import build_objective, is_supported
+from ..adapters import build_objective, check_before_fit, is_supported
 from ..core import _formulas
 from ..core._refit import refit_without
 from ..core._stationarity import stationarity, stationarity_rows
@@ -24,9 +24,15 @@ from ..core._topk import StreamingTopK
 from ..exceptions import UnsupportedOperationError
 from ..objectives import HessianOperator
 from ..solvers import make_solver
-from ..utils._checks import split_model
+from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
-from ._base import InfluenceBackend, check_target, check_test_labels
+from ._base import (
+    InfluenceBackend,
+    check_finite_input,
+    check_magnitude,
+    check_target,
+    check_test_labels,
+)
 
 #: ``polish`` stops once the Newton step left is this share of a typical row's
 #: leave-one-out effect on the parameters: far below what influence resolves.
@@ -76,6 +82,8 @@ class ClosedFormBackend(InfluenceBackend):
         _, model = split_model(estimator)
         if not is_supported(model):
             build_objective(model, None, None)  # raises the TypeError
+        if not is_frozen(estimator):
+            check_before_fit(model)
 
     # -- fitting ----------------------------------------------------------------
     def fit(self, model, X, y, sample_weight, prefix=None):
@@ -169,16 +177,16 @@ class ClosedFormBackend(InfluenceBackend):
     # -- inputs -----------------------------------------------------------------
     def model_input(self, X, train=False):
         """Validated float64 input of the final model (after any Pipeline prefix)."""
+        name = "X" if train else "X_test"
         if self.prefix_ is None:
             # The explainer's validate_data already checked X; csc -> csr only.
-            return X.tocsr() if sp.issparse(X) else X
-        X = self.prefix_.transform(X)
-        return check_array(
-            X,
-            accept_sparse="csr",
-            dtype=np.float64,
-            input_name="X (as seen by the final estimator)",
-        )
+            X = X.tocsr() if sp.issparse(X) else X
+        else:
+            X = self.prefix_.transform(X)
+            check_finite_input(X, name, prefixed=True)
+            X = check_array(X, accept_sparse="csr", dtype=np.float64)
+        check_magnitude(X, name)
+        return X
 
     def _linear_features(self, X):
         """Features a kernel model is linear in (identity for other models)."""
