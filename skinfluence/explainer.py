@@ -4,7 +4,9 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
@@ -15,11 +17,12 @@ from sklearn.utils.validation import (
 from .adapters import parameters_writable, set_fitted_parameters
 from .backends import make_backend
 from .backends._base import check_2d, check_finite_input
-from .exceptions import StationarityWarning
+from .exceptions import StationarityWarning, UnsupportedOperationError
 from .utils._checks import (
     check_groups,
     fit_params_for,
     is_frozen,
+    model_feature_names,
     pandas_index,
     split_model,
 )
@@ -393,8 +396,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             A lazy dask array (one block per chunk of training rows) when the
             explainer was fitted on a dask array.
         """
+        test_index = pandas_index(X_test)
         X_test = self.validate_test_input(X_test)
-        return self.backend_.influence(X_test, y_test, target=target)
+        out = self.backend_.influence(X_test, y_test, target=target)
+        return self._test_by_train(out, test_index)
 
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
         """Predicted change of each test quantity when each training row is removed.
@@ -416,11 +421,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             Positive: removing the row raises the test quantity.
         """
         _check_method(method, _LOO_METHODS)
+        test_index = pandas_index(X_test)
         X_test = self.validate_test_input(X_test)
         self.backend_.require("loo_change", "loo_change")
         if method == "newton":
             self.backend_.require("newton", "loo_change(method='newton')")
-        return self.backend_.loo_change(X_test, y_test, method=method, target=target)
+        out = self.backend_.loo_change(X_test, y_test, method=method, target=target)
+        return self._test_by_train(out, test_index)
 
     def group_influence(
         self, groups, X_test, y_test=None, *, method="influence", target="loss"
@@ -505,7 +512,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self.backend_.require("influence_params", "influence_params")
-        return self.backend_.influence_params()
+        out = self.backend_.influence_params()
+        if not self._pandas_output():
+            return out
+        import pandas as pd
+
+        return pd.DataFrame(
+            out, index=self._train_labels(), columns=self.parameter_names()
+        )
 
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
@@ -520,7 +534,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             was fitted on a dask array.
         """
         check_is_fitted(self)
-        return self.backend_.self_influence()
+        out = self.backend_.self_influence()
+        if not self._pandas_output() or not isinstance(out, np.ndarray):
+            return out
+        import pandas as pd
+
+        return pd.Series(out, index=self._train_labels(), name="self_influence")
 
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
@@ -551,10 +570,10 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         ndarray of shape (n_test, n_train)
         """
+        test_index = pandas_index(X_test)
         X_test = self.validate_test_input(X_test)
-        return self.backend_.relative_influence(
-            X_test, y_test, kind=kind, target=target
-        )
+        out = self.backend_.relative_influence(X_test, y_test, kind=kind, target=target)
+        return self._test_by_train(out, test_index)
 
     def top_influential(
         self,
@@ -590,8 +609,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         -------
         pandas.DataFrame
             Columns ``test_row``, ``kind`` ('helpful' or 'harmful'), ``rank``,
-            ``train_row``, ``score``, ``influence``, ``label``; rows are the
-            index labels of pandas input.
+            ``train_row``, ``score`` (the value ranked by: the influence, or
+            its RelatIF or DIVINE score), ``influence``, ``label`` (the row's
+            given label) and ``loo_change``: the predicted change of the test
+            quantity if the row were removed, by one Newton step where that
+            is exact or cheap (the exact solver, up to 2000 parameters: see
+            ``table.attrs['loo_change_method']``), else first order. Rows are
+            the index labels of pandas input.
         """
         _check_method(method, [*_TOP_METHODS, "divine"])
         if not isinstance(k, Integral) or k < 1:
@@ -621,7 +645,80 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         else:
             relatif = _TOP_METHODS[method]
             top = backend.top_k(X_test, y_test, k=k, target=target, relatif=relatif)
-        return top.table(labels, self.train_index_, test_index)
+        extra = {}
+        if backend.supports("loo_change"):
+            loo_method = backend.preferred_loo_method(target)
+            extra["loo_change"] = backend.loo_change_of(
+                top.rows(), X_test, y_test, method=loo_method, target=target
+            )
+        table = top.table(labels, self.train_index_, test_index, extra)
+        if extra:
+            table.attrs["loo_change_method"] = loo_method
+        return table
+
+    def top_self_influence(self, k=10):
+        """The k training rows with the largest self-influence, as a table.
+
+        The rows the model bends most to fit: outliers and, for classifiers,
+        the likeliest label errors.
+
+        Parameters
+        ----------
+        k : int, default=10
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``rank``, ``train_row`` (index labels of pandas input),
+            ``self_influence``, ``label`` (the given label) and, for
+            classifiers, ``suggested_label``: the class the model predicts for
+            the row once it is held out (one Newton step without it, where
+            the backend has the dense inverse Hessian), else the full model's
+            prediction.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from skinfluence import InfluenceExplainer
+        >>> X, y = load_iris(return_X_y=True)
+        >>> y[0] = 2  # a setosa labelled virginica
+        >>> ex = InfluenceExplainer(LogisticRegression(max_iter=1000)).fit(X, y)
+        >>> top = ex.top_self_influence(k=3)
+        >>> int(top.train_row[0]), int(top.suggested_label[0])
+        (0, 0)
+        """
+        import pandas as pd
+
+        if not isinstance(k, Integral) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        scores = np.asarray(self.self_influence())
+        k = min(k, scores.shape[0])
+        order = np.argsort(-scores, kind="stable")[:k]
+        labels = self.backend_.training_data()[1]
+        index = self.train_index_
+        table = pd.DataFrame(
+            {
+                "rank": np.arange(1, k + 1),
+                "train_row": order if index is None else np.asarray(index)[order],
+                "self_influence": scores[order],
+                "label": np.asarray(labels)[order],
+            }
+        )
+        if getattr(self, "classes_", None) is not None:
+            table["suggested_label"] = self._held_out_predictions(order)
+        return table
+
+    def _held_out_predictions(self, rows):
+        backend = self.backend_
+        if backend.supports("training_problem"):
+            try:
+                eta = backend.loo_own_outputs()[rows]
+            except UnsupportedOperationError:
+                eta = backend.training_outputs()[rows]
+            index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
+            return np.asarray(self.classes_)[index]
+        return self.estimator_.predict(_safe_indexing(self.training_input(), rows))
 
     def influence_blocks(self, X_test, y_test=None, *, target="loss"):
         """The influence matrix in blocks of training rows, within working memory.
@@ -675,6 +772,94 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         X_test = self.validate_test_input(X_test)
         yield from self.backend_.influence_blocks(X_test, y_test, target=target)
+
+    # -- pandas output ------------------------------------------------------------
+    def set_output(self, *, transform=None):
+        """Choose the container of the per-row results, as scikit-learn does.
+
+        With ``transform="pandas"`` (or ``sklearn.set_config(
+        transform_output="pandas")``), ``influence``, ``loo_change`` and
+        ``relative_influence`` return DataFrames indexed by the test rows'
+        index labels with the training rows' labels as columns,
+        ``self_influence`` a Series and ``influence_params`` a DataFrame with
+        :meth:`parameter_names` as columns. Positions are used where the input
+        had no index. Lazy dask results stay dask arrays.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas"}, default=None
+            None leaves the setting unchanged.
+
+        Returns
+        -------
+        self : InfluenceExplainer
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_diabetes
+        >>> from sklearn.linear_model import Ridge
+        >>> from skinfluence import InfluenceExplainer
+        >>> X, y = load_diabetes(return_X_y=True, as_frame=True)
+        >>> ex = InfluenceExplainer(Ridge()).set_output(transform="pandas")
+        >>> ex.fit(X[:100], y[:100]).self_influence().index[:3].tolist()
+        [0, 1, 2]
+        """
+        if transform is None:
+            return self
+        if transform not in ("default", "pandas"):
+            raise ValueError(
+                f"transform must be 'default' or 'pandas', got {transform!r}."
+            )
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _pandas_output(self):
+        own = getattr(self, "_sklearn_output_config", {}).get("transform")
+        return (own or get_config()["transform_output"]) == "pandas"
+
+    def _train_labels(self):
+        import pandas as pd
+
+        index = self.train_index_
+        return pd.RangeIndex(self.n_train_) if index is None else index
+
+    def _test_by_train(self, out, test_index):
+        """``out`` as a DataFrame of test rows by training rows, if asked."""
+        if not self._pandas_output() or not isinstance(out, np.ndarray):
+            return out
+        import pandas as pd
+
+        index = pd.RangeIndex(out.shape[0]) if test_index is None else test_index
+        frame = pd.DataFrame(out, index=index, columns=self._train_labels())
+        frame.index.name, frame.columns.name = "test_row", "train_row"
+        return frame
+
+    def parameter_names(self):
+        """Names of the explained parameters, in ``objective_.theta``'s order.
+
+        For linear-output models ``<feature>`` and ``intercept`` per output,
+        prefixed by ``<class>__`` when there are several outputs; the features
+        are those the final estimator sees (a Pipeline prefix's
+        ``get_feature_names_out``). ``theta<j>`` otherwise.
+
+        Returns
+        -------
+        ndarray of str of shape (n_params,)
+        """
+        check_is_fitted(self)
+        obj = self.objective_
+        block = getattr(obj, "block_size", None)
+        if block is None or obj.feature_map is not None:
+            return np.array([f"theta{j}" for j in range(self.n_params_)], dtype=object)
+        names = list(model_feature_names(self, obj.n_features))
+        if obj.fit_intercept:
+            names.append("intercept")
+        K = obj.n_outputs
+        if K == 1:
+            return np.asarray(names, dtype=object)
+        classes = getattr(obj.family, "classes", None)
+        labels = classes if classes is not None else range(K)
+        return np.array([f"{c}__{n}" for c in labels for n in names], dtype=object)
 
     @property
     def n_train_(self):

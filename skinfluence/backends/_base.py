@@ -254,6 +254,14 @@ class InfluenceBackend:
             top.update(train_rows.start, scores, block)
         return StreamingTopK.stack([tops[start] for start in sorted(tops)])
 
+    def loo_change_of(self, rows, X, y, *, method="influence", target="loss"):
+        """``loo_change`` for the training rows ``rows`` only: (n_test, len(rows))."""
+        return self.loo_change(X, y, method=method, target=target)[:, rows]
+
+    def preferred_loo_method(self, target="loss"):
+        """The ``loo_change`` method shown in tables: first order by default."""
+        return "influence"
+
     def loo_ranking(self, X, y, predicted):
         """Training rows in the order a removal check takes them, largest first.
 

@@ -5,7 +5,6 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 
 from .. import __version__
 from . import _clean
@@ -81,8 +80,7 @@ def run_demo(noise=0.05, seed=0, out=None):
     pred = explainer.predict(X_test[t : t + 1])[0]
     say(f"1. Test image #{t} is a {y_test[t]}, but the model says {pred}.")
     table = explainer.top_influential(X_test[t : t + 1], y_test[t : t + 1], k=3)
-    loo = explainer.loo_change(X_test[t : t + 1], y_test[t : t + 1])[0]
-    table["loss change if removed"] = loo[table["train_row"].to_numpy()]
+    table["loss change if removed"] = table.pop("loo_change")
     table["given label"] = table.pop("label")
     table["flipped?"] = np.isin(table["train_row"], flipped)
     table["true label"] = y_train[table["train_row"]]
@@ -107,15 +105,11 @@ def run_demo(noise=0.05, seed=0, out=None):
         "\n2. Training rows ranked by self-influence (how much each row bends "
         "the model to fit itself):"
     )
-    top = pd.DataFrame(
-        {
-            "train_row": order[:10],
-            "self_influence": scores[order[:10]],
-            "given label": y_noisy[order[:10]],
-            "true label": y_train[order[:10]],
-            "flipped?": np.isin(order[:10], flipped),
-        }
-    )
+    top = explainer.top_self_influence(k=10).drop(columns="rank")
+    top["given label"] = top.pop("label")
+    top["suggested"] = top.pop("suggested_label")
+    top["true label"] = y_train[top["train_row"]]
+    top["flipped?"] = np.isin(top["train_row"], flipped)
     say(top.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     checked = int(0.1 * len(y_train))
     found = np.isin(order[:checked], flipped).sum()

@@ -63,13 +63,16 @@ def influence_matrix(objective, X_train, R_train, V):
     return M.T
 
 
-def loo_first_order(objective, X_train, R_train, weights, V):
+def loo_first_order(objective, X_train, R_train, weights, V, rows=None):
     """Predicted change of each test quantity when each row is removed.
 
-    ``(w_i g_t' H^-1 g_i + s_i g_t' H^-1 q) / W``: shape (n_test, n_train).
+    ``(w_i g_t' H^-1 g_i + s_i g_t' H^-1 q) / W``: shape (n_test, n_train),
+    or (n_test, len(rows)) for the training rows ``rows`` only.
     """
     s, q = objective.removal_term(weights)
-    M = objective.project(X_train, R_train * weights[:, None], V)
+    rows = slice(None) if rows is None else rows
+    w, s = weights[rows], s[rows]
+    M = objective.project(X_train[rows], R_train[rows] * w[:, None], V)
     if np.any(s):
         M += s[:, None] * (q @ V)[None, :]
     return M.T / weights.sum()
@@ -230,6 +233,18 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
     """
     A_inv, s, z = _newton_setup(objective, H_inv, weights)
     return _newton_rows(objective, A_inv, z, X, target, weights, s)
+
+
+def newton_parameter_changes_of(objective, H_inv, X, target, weights, rows):
+    """:func:`newton_parameter_changes` for the training rows ``rows`` only.
+
+    ``X``, ``target`` and ``weights`` are those of all training rows (the
+    sum of weights and any data-dependent penalty involve every row).
+    """
+    A_inv, s, z = _newton_setup(objective, H_inv, weights)
+    return _newton_rows(
+        objective, A_inv, z, X[rows], target[rows], weights[rows], s[rows]
+    )
 
 
 def _newton_setup(objective, H_inv, weights):

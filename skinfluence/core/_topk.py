@@ -59,10 +59,19 @@ class StreamingTopK:
                 np.take_along_axis(a, pick, axis=1) for a in (cols_, scores_, infl_)
             )
 
-    def table(self, labels, train_index=None, test_index=None):
-        """Long-format DataFrame (see :func:`top_k_table`)."""
+    def rows(self):
+        """Sorted positions of every training row kept, for either kind."""
+        return np.unique(np.concatenate([v[0].ravel() for v in self.kept.values()]))
+
+    def table(self, labels, train_index=None, test_index=None, extra=None):
+        """Long-format DataFrame (see :func:`top_k_table`).
+
+        ``extra``: ``{column: (n_test, n_rows) array}`` of per-pair values to
+        add, read at each kept row's position in :meth:`rows`.
+        """
         labels = np.asarray(labels)
         frames = []
+        kept_rows = self.rows() if extra else None
         for kind in ("helpful", "harmful"):
             cols, scores, infl = self.kept[kind]
             n_test, kk = cols.shape
@@ -82,6 +91,12 @@ class StreamingTopK:
                         "score": scores.ravel(),
                         "influence": infl.ravel(),
                         "label": labels[flat],
+                        **{
+                            name: np.take_along_axis(
+                                values, np.searchsorted(kept_rows, cols), axis=1
+                            ).ravel()
+                            for name, values in (extra or {}).items()
+                        },
                     }
                 )
             )

@@ -1,0 +1,130 @@
+"""set_output(transform='pandas'): results indexed by the rows' labels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.compose import make_column_transformer
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from skinfluence import InfluenceExplainer
+
+
+@pytest.fixture(scope="module")
+def wine():
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    X.index = y.index = X.index + 1000
+    return X[::2], y[::2], X[1::2][:3], y[1::2][:3]
+
+
+@pytest.fixture(scope="module")
+def explainer(wine):
+    X, y, _, _ = wine
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    ex = InfluenceExplainer(model).set_output(transform="pandas")
+    return ex.fit(X, y)
+
+
+@pytest.mark.parametrize("method", ["influence", "loo_change", "relative_influence"])
+def test_test_by_train_frames(explainer, wine, method):
+    X, _, X_test, y_test = wine
+    frame = getattr(explainer, method)(X_test, y_test)
+    assert isinstance(frame, pd.DataFrame)
+    pd.testing.assert_index_equal(frame.index, X_test.index, check_names=False)
+    pd.testing.assert_index_equal(frame.columns, X.index, check_names=False)
+    explainer.set_output(transform="default")
+    try:
+        plain = getattr(explainer, method)(X_test, y_test)
+    finally:
+        explainer.set_output(transform="pandas")
+    assert isinstance(plain, np.ndarray)
+    np.testing.assert_array_equal(frame.to_numpy(), plain)
+
+
+def test_self_influence_series_and_parameter_columns(explainer, wine):
+    X, _, _, _ = wine
+    series = explainer.self_influence()
+    assert isinstance(series, pd.Series) and series.name == "self_influence"
+    pd.testing.assert_index_equal(series.index, X.index, check_names=False)
+    params = explainer.influence_params()
+    assert params.shape == (len(X), explainer.n_params_)
+    classes = explainer.classes_
+    assert params.columns[0] == f"{classes[0]}__alcohol"
+    assert params.columns[len(X.columns)] == f"{classes[0]}__intercept"
+    assert params.columns[-1] == f"{classes[-1]}__intercept"
+
+
+def test_global_config_and_positions_without_index():
+    X, y = load_wine(return_X_y=True)
+    with sklearn.config_context(transform_output="pandas"):
+        ex = InfluenceExplainer(Ridge()).fit(X[:100], y[:100])
+        frame = ex.influence(X[100:102], y[100:102])
+    assert list(frame.index) == [0, 1] and list(frame.columns) == list(range(100))
+    assert list(ex.parameter_names()[-1:]) == ["intercept"]
+
+
+def test_column_transformer_parameter_names():
+    X = pd.DataFrame(
+        {"size": np.arange(40.0), "colour": ["red", "blue"] * 20},
+        index=np.arange(40) * 3,
+    )
+    y = (X["size"] + (X["colour"] == "red") * 5 > 22).astype(int)
+    prep = make_column_transformer(
+        (StandardScaler(), ["size"]), (OneHotEncoder(), ["colour"])
+    )
+    ex = InfluenceExplainer(make_pipeline(prep, LogisticRegression(C=0.1)))
+    ex.set_output(transform="pandas").fit(X, y)
+    assert list(ex.influence_params().columns) == [
+        "standardscaler__size",
+        "onehotencoder__colour_blue",
+        "onehotencoder__colour_red",
+        "intercept",
+    ]
+    table = ex.top_influential(X.iloc[[5]], y.iloc[[5]], k=2)
+    assert set(table.train_row) <= set(X.index)
+
+
+def test_bad_transform_value(explainer):
+    with pytest.raises(ValueError, match="'default' or 'pandas'"):
+        explainer.set_output(transform="polars")
+
+
+def test_top_influential_loo_change_is_newton_and_matches_refits():
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    ex = InfluenceExplainer(Ridge(alpha=1.0, solver="cholesky")).fit(X[:40], y[:40])
+    table = ex.top_influential(X[50:51], y[50:51], k=3)
+    assert table.attrs["loo_change_method"] == "newton"
+    for row, predicted in zip(table.train_row, table.loo_change):
+        keep = np.arange(40) != row
+        refit = Ridge(alpha=1.0, solver="cholesky").fit(X[:40][keep], y[:40][keep])
+        actual = (y[50] - refit.predict(X[50:51])[0]) ** 2 - ex.test_loss(
+            X[50:51], y[50:51]
+        )[0]
+        assert predicted == pytest.approx(actual, rel=1e-8)
+
+
+def test_top_self_influence_finds_a_flipped_label():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.index = y.index = X.index + 500
+    y = y.copy()
+    y.iloc[0] = 2  # a setosa labelled virginica
+    ex = InfluenceExplainer(LogisticRegression(max_iter=1000)).fit(X, y)
+    top = ex.top_self_influence(k=3)
+    assert list(top.columns) == [
+        "rank",
+        "train_row",
+        "self_influence",
+        "label",
+        "suggested_label",
+    ]
+    assert top.train_row[0] == 500 and top.label[0] == 2
+    assert top.suggested_label[0] == 0
+    assert top.self_influence.is_monotonic_decreasing
