@@ -13,13 +13,17 @@ def check_matplotlib(caller):
         ) from exc
 
 
-def new_axes(ax, figsize=None):
-    """``ax``, or the Axes of a new figure."""
+def new_axes(ax, figsize=None, layout="constrained"):
+    """``ax``, or the Axes of a new figure.
+
+    A new figure takes ``layout`` (constrained by default, so tick labels,
+    axis labels and titles stay inside it however long they are).
+    """
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots(figsize=figsize)
+    _, ax = plt.subplots(figsize=figsize, layout=layout)
     return ax
 
 
