@@ -459,6 +459,40 @@ def test_feature_display_from_predictions():
         FeatureInfluenceDisplay.from_predictions([1.0, 2.0, 3.0], ["a", "b"])
 
 
+def test_feature_display_title_and_names_from_a_dataframe():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = pd.DataFrame(scale(X), columns=X.columns)
+    explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10))
+    explainer.fit(X[:200], y[:200])
+    display = FeatureInfluenceDisplay.from_estimator(
+        explainer, X[300:310], y[300:310], max_features=8
+    )
+    ax = display.ax_
+    assert ax.get_title() == "Which features of the training rows drive the test loss"
+    assert ax.get_xlabel().startswith("How much moving this feature of the training")
+    assert "I_pert" not in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert set(labels) <= set(X.columns) and len(labels) == 8
+    top_first = [labels[i] for i in np.argsort([-b.get_y() for b in display.bars_])]
+    assert top_first == list(X.columns[display.shown_])
+    assert _inside_figure(display.figure_, _axes_texts(ax)) == []
+
+
+def test_feature_display_names_from_a_column_transformer():
+    X, y, explainer = _mixed_frame()
+    display = FeatureInfluenceDisplay.from_estimator(
+        explainer, X[200:260], y[200:260], aggregate="signed"
+    )
+    names = explainer.estimator_[0].get_feature_names_out()
+    assert list(display.feature_names) == list(names)
+    labels = [t.get_text() for t in display.ax_.get_yticklabels()]
+    assert sorted(labels) == sorted(names)  # 6 features, all shown
+    assert "cat__size_small" in labels and "num__mean radius" in labels
+    assert display.ax_.get_xlabel().startswith("How the test loss changes when")
+    assert display.ax_.get_title().startswith("Which features")
+    assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
+
+
 @pytest.mark.parametrize("name", ["_loo", "_influential", "_mislabel", "_features"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"skinfluence.plotting.{name}")
