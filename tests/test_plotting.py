@@ -375,7 +375,8 @@ def test_mislabel_from_estimator_matches_detectors():
     )
     assert display.ax_ is ax and display.chance_level_ is None
     is_flipped = noisy != y
-    for method, found in display.fraction_found.items():
+    for method in METHODS:
+        found = display.fraction_found[method]
         detector = MislabelDetector(method=method, n_rounds=1)
         scores = detector.fit(X, noisy).scores_
         ranked = is_flipped[np.argsort(-scores, kind="stable")]
@@ -408,6 +409,40 @@ def test_mislabel_errors():
         MislabelCurveDisplay.from_predictions([1.0, 2.0], [False, False])
     with pytest.raises(ValueError, match="inconsistent"):
         MislabelCurveDisplay.from_predictions([1.0, 2.0, 3.0], [True, False])
+
+
+def test_mislabel_curves_include_the_default_detector():
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:250], y[:250]
+    noisy = y.copy()
+    flip = np.random.default_rng(1).choice(250, 25, replace=False)
+    noisy[flip] = 1 - noisy[flip]
+    is_flipped = noisy != y
+    detector = MislabelDetector().fit(X, noisy)
+    assert detector.n_rounds == 3
+    ranked = is_flipped[np.argsort(-detector.scores_, kind="stable")]
+    expected = np.r_[0, np.cumsum(ranked)] / 25
+    display = MislabelCurveDisplay.from_estimator(
+        MislabelDetector(), X, noisy, y_true=y
+    )
+    assert list(display.lines_) == [*METHODS, "detector"]
+    xs, ys = display.lines_["detector"].get_data()
+    np.testing.assert_array_equal(xs, display.fraction_checked)
+    np.testing.assert_allclose(ys, expected)
+    label = display.lines_["detector"].get_label()
+    assert label.startswith(f"MislabelDetector ({detector.n_rounds_} rounds")
+    assert "found at 10% checked" in label
+    assert display.ax_.get_title().startswith("Finding the flipped labels")
+    assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
+    # A bare classifier gets the default detector too.
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, tol=1e-8, max_iter=5000)
+    )
+    bare = MislabelCurveDisplay.from_estimator(
+        model, X, noisy, is_flipped=is_flipped, methods=["detector"]
+    )
+    assert list(bare.lines_) == ["detector"]
+    np.testing.assert_allclose(bare.fraction_found["detector"], expected)
 
 
 # -- FeatureInfluenceDisplay ---------------------------------------------------
