@@ -9,7 +9,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ..utils._checks import model_feature_names
-from ._base import check_matplotlib, merged, new_axes
+from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
 
@@ -211,6 +211,7 @@ class InfluentialExamplesDisplay:
         ]
         ax.set_yticks(order, labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
+        compact_ticks(ax, "x")
         ax.set(
             xlabel="influence on the test loss (I_up,loss)\n< 0 helpful, > 0 harmful "
             "(upweighting the row raises the loss)",
