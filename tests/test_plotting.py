@@ -296,6 +296,11 @@ def test_influential_pipeline_default_draws_the_input_rows():
     np.testing.assert_array_equal(display.test_image_.get_array(), X[400].reshape(8, 8))
     # Raw pixels: 0 (white) to 16 (black) on one colour scale.
     assert display.images_[0, 0].get_clim() == (0.0, 16.0)
+    titles = [sub.title for sub in display.axes_.ravel()]
+    ylabels = [display.axes_[i, 0].yaxis.label for i in range(2)]
+    texts = [*titles, *ylabels, display.test_ax_.title]
+    assert _inside_figure(display.figure_, texts) == []
+    assert display.axes_[1, 0].get_ylabel() == "most harmful"
     # X_train= still overrides the default.
     override = InfluentialExamplesDisplay.from_estimator(
         explainer, X[[400]], y[[400]], k=3, X_train=X[:300] / 16, image_shape="auto"

@@ -89,7 +89,9 @@ class InfluentialExamplesDisplay:
     Rows that are images (``image_shape``) are drawn as images: the test row
     on the left, the most helpful rows on the top line and the most harmful
     below, each titled with its index, label and score. Other rows become a
-    horizontal bar chart of their scores. Create it with
+    horizontal bar chart of their scores. The rows are shown as ``fit``
+    received them (before any Pipeline prefix), so a digit stays a digit when
+    the model sees standardized pixels. Create it with
     :meth:`from_estimator` or :meth:`from_predictions`; all parameters are
     stored as attributes.
 
