@@ -110,7 +110,6 @@ def main(argv=None):
             "Training digits that helped (top) and hurt (bottom) the CNN's "
             "answer\n(score: influence on the test loss, I_up,loss)",
             fontsize=10,
-            y=1.08,
         )
         display.figure_.savefig(args.out, dpi=120, bbox_inches="tight")
         print(f"\nwrote {args.out}")

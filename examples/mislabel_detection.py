@@ -37,7 +37,7 @@ LABELS = {
     "loo_loss": "held-out loss (one Newton step)",
     "self_influence": "self-influence (Koh & Liang)",
     "training_loss": "training loss",
-    "default (3 rounds)": "default: 3 rounds (held-out loss)",
+    "default (3 rounds)": "MislabelDetector() (3 rounds)",
     "random": "random",
 }
 STYLE = {
@@ -132,6 +132,7 @@ def main(argv=None):
     MislabelCurveDisplay.from_predictions(
         scores,
         is_flipped,
+        labels=LABELS,
         curve_kwargs={m: STYLE[m] for m in scores},
         chance_level_kw=STYLE["random"],
         ax=left,

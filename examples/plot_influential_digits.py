@@ -6,7 +6,8 @@ draw the test image beside the five training images whose upweighting lowers
 its loss most (helpful) and the five that raise it most (harmful), with
 ``InfluentialExamplesDisplay``; the harmful ones are typically images of the
 wrongly predicted class that look like the test image, or mislabeled rows.
-The raw pixels are drawn (``X_train=``) although the model sees scaled ones.
+The images are drawn as the data came (raw pixels, 0 to 16), although the
+model sees standardized ones: the display shows the Pipeline's input.
 
 Run: ``python examples/plot_influential_digits.py [--out influential_digits.png]``
 """
@@ -57,7 +58,6 @@ def main(argv=None):
             X_te[[t]],
             y_te[[t]],
             k=args.k,
-            X_train=X_tr,
             image_shape=(8, 8),
             ax=ax,
         )
@@ -73,7 +73,8 @@ def main(argv=None):
     fig.suptitle(
         "Training images that helped (top line) and hurt (bottom line) two "
         "misclassified test images\n(score: influence on the test loss, "
-        "I_up,loss; standardized pixels, L2 logistic regression, C=0.1)",
+        "I_up,loss; raw pixels shown, the L2 logistic regression (C=0.1) sees them "
+        "standardized)",
         fontsize=10,
     )
     fig.savefig(args.out, dpi=120, bbox_inches="tight")

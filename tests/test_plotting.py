@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 from sklearn import config_context
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler, scale
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, scale
 
 from skinfluence import InfluenceExplainer, MislabelDetector
+from skinfluence.cleaning import METHODS
 from skinfluence.plotting import (
     FeatureInfluenceDisplay,
     InfluentialExamplesDisplay,
@@ -192,13 +194,12 @@ def test_influential_bars_pandas_index_and_pipeline():
     # Bars are ordered by score: the most harmful at the top.
     ys = np.array([bar.get_y() for bar in display.bars_])
     assert np.all(np.diff(ys[np.argsort(table.score.to_numpy())]) > 0)
-    # Without X_train: the final model's (standardized) input.
-    scaled = InfluentialExamplesDisplay.from_estimator(explainer, X_test, y_test, k=4)
-    positions = X.index.get_indexer(table.train_row)
-    np.testing.assert_allclose(scaled.rows, explainer.training_data()[0][positions])
-    np.testing.assert_allclose(
-        scaled.test_row, explainer.estimator_[0].transform(X_test)[0]
-    )
+    # Without X_train: the rows fit received, not the standardized ones (the
+    # model input is the fallback for rows that cannot be drawn, tested below).
+    raw = InfluentialExamplesDisplay.from_estimator(explainer, X_test, y_test, k=4)
+    np.testing.assert_array_equal(raw.rows, X.loc[table.train_row].to_numpy())
+    np.testing.assert_array_equal(raw.test_row, X_test.to_numpy()[0])
+    assert list(raw.feature_names) == list(X.columns)
 
 
 def test_influential_errors(cancer, digits):
@@ -229,6 +230,114 @@ def test_influential_from_predictions(digits):
         display.images_[1, 0].get_array(),
         X[table[table.kind == "harmful"].train_row.iloc[0]].reshape(8, 8),
     )
+
+
+def _mixed_frame():
+    """Breast cancer's first columns and a string one, through a ColumnTransformer."""
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.iloc[:, :4].copy()
+    X["size"] = np.where(X["mean area"] > 700, "large", "small")
+    prefix = ColumnTransformer(
+        [
+            ("num", StandardScaler(), list(X.columns[:4])),
+            ("cat", OneHotEncoder(), ["size"]),
+        ]
+    )
+    model = make_pipeline(prefix, LogisticRegression(tol=1e-10))
+    return X, y, InfluenceExplainer(model).fit(X[:200], y[:200])
+
+
+def _inside_figure(fig, texts):
+    """The texts (non-empty ones) whose drawn box leaves the figure."""
+    fig.canvas.draw()
+    box = fig.bbox
+    outside = []
+    for text in texts:
+        if not text.get_visible() or not text.get_text():
+            continue
+        ext = text.get_window_extent()
+        if (
+            ext.x0 < box.x0 - 1
+            or ext.x1 > box.x1 + 1
+            or ext.y0 < box.y0 - 1
+            or (ext.y1 > box.y1 + 1)
+        ):
+            outside.append(text.get_text())
+    return outside
+
+
+def _axes_texts(ax):
+    """The tick labels matplotlib draws (ticks in view), axis labels and title."""
+    texts = [ax.xaxis.label, ax.yaxis.label, ax.title, ax.xaxis.get_offset_text()]
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        slack = 1e-9 * (hi - lo)
+        for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels()):
+            if lo - slack <= loc <= hi + slack:
+                texts.append(label)
+    return texts
+
+
+def test_influential_pipeline_default_draws_the_input_rows():
+    X, y = load_digits(n_class=3, return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, tol=1e-10))
+    explainer = InfluenceExplainer(model).fit(X[:300], y[:300])
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[400]], y[[400]], k=3, image_shape="auto"
+    )
+    table = explainer.top_influential(X[[400]], y[[400]], k=3)
+    scaled = explainer.training_data()[0]
+    for i, kind in enumerate(("helpful", "harmful")):
+        part = table[table.kind == kind].sort_values("rank")
+        for j, row in enumerate(part.train_row):
+            drawn = display.images_[i, j].get_array()
+            np.testing.assert_array_equal(drawn, X[row].reshape(8, 8))
+            assert not np.allclose(drawn, scaled[row].reshape(8, 8))
+    np.testing.assert_array_equal(display.test_image_.get_array(), X[400].reshape(8, 8))
+    # Raw pixels: 0 (white) to 16 (black) on one colour scale.
+    assert display.images_[0, 0].get_clim() == (0.0, 16.0)
+    titles = [sub.title for sub in display.axes_.ravel()]
+    ylabels = [display.axes_[i, 0].yaxis.label for i in range(2)]
+    texts = [*titles, *ylabels, display.test_ax_.title]
+    assert _inside_figure(display.figure_, texts) == []
+    assert display.axes_[1, 0].get_ylabel() == "most harmful"
+    # X_train= still overrides the default.
+    override = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[400]], y[[400]], k=3, X_train=X[:300] / 16, image_shape="auto"
+    )
+    row = table[(table.kind == "helpful") & (table["rank"] == 1)].train_row.iloc[0]
+    np.testing.assert_array_equal(
+        override.images_[0, 0].get_array(), X[row].reshape(8, 8) / 16
+    )
+
+
+def test_influential_strings_fall_back_to_the_model_input():
+    X, y, explainer = _mixed_frame()
+    X_test, y_test = X.iloc[[250]], y.iloc[[250]]
+    display = InfluentialExamplesDisplay.from_estimator(explainer, X_test, y_test, k=3)
+    positions = X.index.get_indexer(display.table.train_row)
+    np.testing.assert_allclose(display.rows, explainer.training_data()[0][positions])
+    np.testing.assert_allclose(display.test_row, explainer.model_input(X_test)[0])
+    expected = explainer.estimator_[0].get_feature_names_out()
+    assert list(display.feature_names) == list(expected)
+    assert "cat__size_large" in display.feature_names
+    widths = [bar.get_width() for bar in display.bars_]
+    np.testing.assert_array_equal(widths, display.table.score)
+
+
+def test_influential_bar_labels_fit_in_the_figure():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.index = [f"patient-{i:06d}" for i in range(len(X))]  # long row labels
+    model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
+    explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X.iloc[[250]], y.iloc[[250]], k=4
+    )
+    labels = [t.get_text() for t in display.ax_.get_yticklabels()]
+    assert all(label.startswith("row patient-") for label in labels)
+    assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
+    assert "test row: label" in display.ax_.get_title()
+    assert "I_up,loss" in display.ax_.get_xlabel()
 
 
 # -- MislabelCurveDisplay ------------------------------------------------------
@@ -271,7 +380,8 @@ def test_mislabel_from_estimator_matches_detectors():
     )
     assert display.ax_ is ax and display.chance_level_ is None
     is_flipped = noisy != y
-    for method, found in display.fraction_found.items():
+    for method in METHODS:
+        found = display.fraction_found[method]
         detector = MislabelDetector(method=method, n_rounds=1)
         scores = detector.fit(X, noisy).scores_
         ranked = is_flipped[np.argsort(-scores, kind="stable")]
@@ -304,6 +414,40 @@ def test_mislabel_errors():
         MislabelCurveDisplay.from_predictions([1.0, 2.0], [False, False])
     with pytest.raises(ValueError, match="inconsistent"):
         MislabelCurveDisplay.from_predictions([1.0, 2.0, 3.0], [True, False])
+
+
+def test_mislabel_curves_include_the_default_detector():
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:250], y[:250]
+    noisy = y.copy()
+    flip = np.random.default_rng(1).choice(250, 25, replace=False)
+    noisy[flip] = 1 - noisy[flip]
+    is_flipped = noisy != y
+    detector = MislabelDetector().fit(X, noisy)
+    assert detector.n_rounds == 3
+    ranked = is_flipped[np.argsort(-detector.scores_, kind="stable")]
+    expected = np.r_[0, np.cumsum(ranked)] / 25
+    display = MislabelCurveDisplay.from_estimator(
+        MislabelDetector(), X, noisy, y_true=y
+    )
+    assert list(display.lines_) == [*METHODS, "detector"]
+    xs, ys = display.lines_["detector"].get_data()
+    np.testing.assert_array_equal(xs, display.fraction_checked)
+    np.testing.assert_allclose(ys, expected)
+    label = display.lines_["detector"].get_label()
+    assert label.startswith(f"MislabelDetector ({detector.n_rounds_} rounds")
+    assert "found at 10% checked" in label
+    assert display.ax_.get_title().startswith("Finding the flipped labels")
+    assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
+    # A bare classifier gets the default detector too.
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, tol=1e-8, max_iter=5000)
+    )
+    bare = MislabelCurveDisplay.from_estimator(
+        model, X, noisy, is_flipped=is_flipped, methods=["detector"]
+    )
+    assert list(bare.lines_) == ["detector"]
+    np.testing.assert_allclose(bare.fraction_found["detector"], expected)
 
 
 # -- FeatureInfluenceDisplay ---------------------------------------------------
@@ -353,6 +497,40 @@ def test_feature_display_from_predictions():
     assert list(display.feature_names) == ["a", "b", "c"]
     with pytest.raises(ValueError, match="2 feature names for 3 scores"):
         FeatureInfluenceDisplay.from_predictions([1.0, 2.0, 3.0], ["a", "b"])
+
+
+def test_feature_display_title_and_names_from_a_dataframe():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = pd.DataFrame(scale(X), columns=X.columns)
+    explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10))
+    explainer.fit(X[:200], y[:200])
+    display = FeatureInfluenceDisplay.from_estimator(
+        explainer, X[300:310], y[300:310], max_features=8
+    )
+    ax = display.ax_
+    assert ax.get_title() == "Which features of the training rows drive the test loss"
+    assert ax.get_xlabel().startswith("How much moving this feature of the training")
+    assert "I_pert" not in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert set(labels) <= set(X.columns) and len(labels) == 8
+    top_first = [labels[i] for i in np.argsort([-b.get_y() for b in display.bars_])]
+    assert top_first == list(X.columns[display.shown_])
+    assert _inside_figure(display.figure_, _axes_texts(ax)) == []
+
+
+def test_feature_display_names_from_a_column_transformer():
+    X, y, explainer = _mixed_frame()
+    display = FeatureInfluenceDisplay.from_estimator(
+        explainer, X[200:260], y[200:260], aggregate="signed"
+    )
+    names = explainer.estimator_[0].get_feature_names_out()
+    assert list(display.feature_names) == list(names)
+    labels = [t.get_text() for t in display.ax_.get_yticklabels()]
+    assert sorted(labels) == sorted(names)  # 6 features, all shown
+    assert "cat__size_small" in labels and "num__mean radius" in labels
+    assert display.ax_.get_xlabel().startswith("How the test loss changes when")
+    assert display.ax_.get_title().startswith("Which features")
+    assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
 
 
 @pytest.mark.parametrize("name", ["_loo", "_influential", "_mislabel", "_features"])

@@ -13,13 +13,17 @@ def check_matplotlib(caller):
         ) from exc
 
 
-def new_axes(ax, figsize=None):
-    """``ax``, or the Axes of a new figure."""
+def new_axes(ax, figsize=None, layout="constrained"):
+    """``ax``, or the Axes of a new figure.
+
+    A new figure takes ``layout`` (constrained by default, so tick labels,
+    axis labels and titles stay inside it however long they are).
+    """
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots(figsize=figsize)
+    _, ax = plt.subplots(figsize=figsize, layout=layout)
     return ax
 
 
@@ -44,3 +48,12 @@ def merged(defaults, kwargs):
             out.pop(long, None)
     out.update(kwargs)
     return out
+
+
+def compact_ticks(ax, axis="both"):
+    """Tick labels as short numbers: a shared power of ten below 1e-3 or above 1e4.
+
+    Influence values are often tiny (1e-5); matplotlib's default writes every
+    digit (-0.000025), and the labels run into one another.
+    """
+    ax.ticklabel_format(axis=axis, style="sci", scilimits=(-3, 4), useMathText=True)

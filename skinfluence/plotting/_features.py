@@ -6,9 +6,17 @@ from sklearn.utils import _safe_indexing, gen_batches
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from ..utils._checks import model_feature_names
-from ._base import check_matplotlib, merged, new_axes
+from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _AGGREGATES = ("abs", "signed")
+_TITLE = "Which features of the training rows drive the test loss"
+_AXIS_LABELS = {
+    "abs": "How much moving this feature of the training rows\n"
+    "changes the test loss (either way; mean over the test rows)",
+    "signed": "How the test loss changes when this feature of the training rows\n"
+    "rises (> 0: the loss rises, < 0: it falls; mean over the test rows)",
+    None: "How much moving this feature of the training rows\nchanges the test loss",
+}
 
 
 def feature_influence(
@@ -70,6 +78,18 @@ def feature_influence(
 class FeatureInfluenceDisplay:
     """Per-feature influence of the training rows on test losses, as bars.
 
+    Each bar is a feature of the training rows; its length says how much the
+    test loss changes when that feature moves in the (selected) training
+    rows. With ``aggregate='abs'`` (:func:`feature_influence`) it is
+
+        score[j] = mean over test rows t of sum over training rows i of
+                   |I_pert,loss(z_i, z_t)[j]|,
+
+    and with ``'signed'`` the same sum without the absolute value, where
+    ``I_pert,loss(z_i, z_t) = -grad_theta L(z_t)' H^-1 grad_x grad_theta
+    L(z_i)`` (Koh & Liang, 2017, eq. 5). The figure's title and axis say the
+    same in words.
+
     For domain-mismatch debugging (Koh & Liang, 2017, section 5.3): for the
     test rows the model gets wrong, ``I_pert,loss`` says which feature of
     which training rows moves their loss; summed over the training rows (all,
@@ -84,7 +104,9 @@ class FeatureInfluenceDisplay:
     feature_names : ndarray of str of shape (n_features,), default=None
         None: ``x0``, ``x1``, ...
     aggregate : {'abs', 'signed'} or None, default=None
-        How the scores were aggregated (sets the axis label).
+        How the scores were aggregated (sets the axis label and, for
+        'signed', red bars for features that raise the test loss, blue for
+        those that lower it).
 
     Attributes
     ----------
@@ -150,14 +172,10 @@ class FeatureInfluenceDisplay:
         y = np.arange(len(order))[::-1]  # the largest at the top
         self.bars_ = ax.barh(y, shown, **style)
         ax.set_yticks(y, [str(names[j]) for j in order], fontsize=8)
-        label = {
-            "abs": "mean over test rows of sum over training rows of |I_pert,loss|",
-            "signed": "mean over test rows of sum over training rows of "
-            "I_pert,loss\n(> 0: raising the feature in the training rows raises "
-            "the test loss)",
-        }.get(self.aggregate, "feature influence (I_pert,loss)")
-        ax.set_xlabel(label, fontsize=9)
+        ax.set_xlabel(_AXIS_LABELS.get(self.aggregate, _AXIS_LABELS[None]), fontsize=9)
+        ax.set_title(_TITLE, fontsize=10)
         ax.axvline(0, color="k", lw=0.8)
+        compact_ticks(ax, "x")
         ax.grid(axis="x", alpha=0.3)
         self.shown_ = order
         self.ax_ = ax

@@ -8,7 +8,8 @@ import scipy.sparse as sp
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._base import check_matplotlib, merged, new_axes
+from ..utils._checks import model_feature_names
+from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
 
@@ -17,7 +18,36 @@ def _dense_rows(X):
     """A float ndarray of rows, from dense, sparse or pandas input."""
     if sp.issparse(X):
         X = X.toarray()
+    if hasattr(X, "to_numpy"):  # pandas, nullable dtypes included
+        X = X.to_numpy(dtype=float, na_value=np.nan)
     return np.asarray(X, dtype=float).reshape(_num_samples(X), -1)
+
+
+def _drawable(X):
+    """Whether the rows of ``X`` are numbers (no strings, no mixed objects)."""
+    if sp.issparse(X):
+        return X.dtype.kind in "biuf"
+    if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # a DataFrame
+        return all(pd.api.types.is_numeric_dtype(d) for d in X.dtypes)
+    if hasattr(X, "dtype"):
+        return pd.api.types.is_numeric_dtype(X.dtype)
+    return np.asarray(X).dtype.kind in "biuf"
+
+
+def _rows_to_draw(explainer, X_test):
+    """``(training rows, test rows, feature names)`` the way to show them.
+
+    The rows ``fit`` received and ``X_test`` as passed (before any Pipeline
+    prefix: raw pixels, not standardized ones), unless they hold strings or
+    mixed types; then the final model's input, with its feature names.
+    """
+    X_input = explainer.training_input()
+    if _drawable(X_input) and _drawable(X_test):
+        names = getattr(explainer, "feature_names_in_", None)
+        return X_input, X_test, names
+    X_model = explainer.training_data()[0]
+    names = model_feature_names(explainer, X_model.shape[1])
+    return X_model, explainer.model_input(X_test), names
 
 
 def _positions(explainer, train_rows):
@@ -59,7 +89,9 @@ class InfluentialExamplesDisplay:
     Rows that are images (``image_shape``) are drawn as images: the test row
     on the left, the most helpful rows on the top line and the most harmful
     below, each titled with its index, label and score. Other rows become a
-    horizontal bar chart of their scores. Create it with
+    horizontal bar chart of their scores. The rows are shown as ``fit``
+    received them (before any Pipeline prefix), so a digit stays a digit when
+    the model sees standardized pixels. Create it with
     :meth:`from_estimator` or :meth:`from_predictions`; all parameters are
     stored as attributes.
 
@@ -77,6 +109,8 @@ class InfluentialExamplesDisplay:
         Its label.
     test_prediction : object, default=None
         The model's prediction for it.
+    feature_names : ndarray of str of shape (n_features,), default=None
+        Names of the columns of ``rows`` and ``test_row``.
 
     Attributes
     ----------
@@ -110,13 +144,21 @@ class InfluentialExamplesDisplay:
     """
 
     def __init__(
-        self, *, table, rows=None, test_row=None, test_label=None, test_prediction=None
+        self,
+        *,
+        table,
+        rows=None,
+        test_row=None,
+        test_label=None,
+        test_prediction=None,
+        feature_names=None,
     ):
         self.table = table
         self.rows = rows
         self.test_row = test_row
         self.test_label = test_label
         self.test_prediction = test_prediction
+        self.feature_names = feature_names
 
     def plot(self, ax=None, *, image_shape=None, **kwargs):
         """Draw the rows as images (``image_shape``) or their scores as bars.
@@ -171,9 +213,11 @@ class InfluentialExamplesDisplay:
         ]
         ax.set_yticks(order, labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
+        compact_ticks(ax, "x")
         ax.set(
-            xlabel="influence on the test loss (I_up,loss): < 0 helpful, > 0 harmful",
-            title=self._title(),
+            xlabel="influence on the test loss (I_up,loss)\n< 0 helpful, > 0 harmful "
+            "(upweighting the row raises the loss)",
+            title=f"Training rows that moved the test loss most\n{self._title()}",
         )
         ax.legend(
             handles=[Patch(color=c, label=kind) for kind, c in _COLOURS.items()],
@@ -189,18 +233,18 @@ class InfluentialExamplesDisplay:
         table = self.table.reset_index(drop=True)
         kinds = ("helpful", "harmful")
         k = int(max((table["kind"] == kind).sum() for kind in kinds))
-        ax = new_axes(ax, figsize=(1.45 * (k + 1) + 0.4, 4.4))
+        ax = new_axes(ax, figsize=(1.45 * (k + 1) + 0.4, 3.9))
         ax.set_axis_off()
         # The test row apart on the left, leaving room for the rows' labels.
         outer = ax.get_subplotspec().subgridspec(
             1, 2, width_ratios=[1, k], wspace=0.5 / (k + 1)
         )
-        grid = outer[0, 1].subgridspec(2, k, wspace=0.15, hspace=0.7)
+        grid = outer[0, 1].subgridspec(2, k, wspace=0.15, hspace=0.25)
         fig = ax.figure
         rows = np.asarray(self.rows, dtype=float)
         values = [rows] if self.test_row is None else [rows, self.test_row]
-        lo = min(np.min(v) for v in values)
-        hi = max(np.max(v) for v in values)
+        lo = min(np.nanmin(v) for v in values)
+        hi = max(np.nanmax(v) for v in values)
         style = merged(
             {"cmap": "gray_r", "vmin": lo, "vmax": hi, "interpolation": "nearest"},
             kwargs,
@@ -268,9 +312,13 @@ class InfluentialExamplesDisplay:
         k, method, target
             Passed to :meth:`InfluenceExplainer.top_influential`.
         X_train : array-like of shape (n_train, n_features), default=None
-            The training rows to draw, e.g. raw pixels when the explainer's
-            Pipeline rescales them (``X_test`` is then drawn as given). None:
-            the final model's input, and ``X_test`` transformed likewise.
+            The training rows to draw (``X_test`` is then drawn as given),
+            e.g. another view of the same rows. None: the rows ``fit``
+            received (:meth:`InfluenceExplainer.training_input`, before any
+            Pipeline prefix: raw pixels, not standardized ones) and
+            ``X_test`` as passed; when those hold strings or mixed types,
+            the final model's input (``X_test`` transformed likewise) and its
+            feature names.
         influence_kwargs : dict, default=None
             Further arguments of ``top_influential``.
         image_shape, ax, **kwargs
@@ -298,8 +346,7 @@ class InfluentialExamplesDisplay:
         )
         positions = _positions(explainer, table["train_row"])
         if X_train is None:
-            X_train = explainer.training_data()[0]
-            test_row = explainer.model_input(X_test)
+            X_train, test_row, names = _rows_to_draw(explainer, X_test)
         else:
             if _num_samples(X_train) != explainer.n_train_:
                 raise ValueError(
@@ -307,6 +354,7 @@ class InfluentialExamplesDisplay:
                     f"was fitted on {explainer.n_train_}."
                 )
             test_row = X_test
+            names = getattr(X_train, "columns", None)
         label = None if y_test is None else np.asarray(y_test).ravel()[0]
         prediction = None
         if hasattr(explainer, "classes_"):
@@ -317,6 +365,7 @@ class InfluentialExamplesDisplay:
             test_row=_dense_rows(test_row)[0],
             test_label=label,
             test_prediction=prediction,
+            feature_names=None if names is None else np.asarray(names, dtype=object),
         )
         return display.plot(ax=ax, image_shape=image_shape, **kwargs)
 
@@ -359,6 +408,7 @@ class InfluentialExamplesDisplay:
                 "table holds several test rows; select one, e.g. "
                 "table[table.test_row == i]."
             )
+        names = getattr(rows, "columns", None)
         if rows is not None:
             rows = _dense_rows(rows)
             if len(rows) != len(table):
@@ -370,7 +420,8 @@ class InfluentialExamplesDisplay:
                 drop=True
             ),
             rows=rows,
-            test_row=None if test_row is None else np.asarray(test_row).ravel(),
+            test_row=None if test_row is None else _dense_rows(test_row).ravel(),
             test_label=test_label,
+            feature_names=None if names is None else np.asarray(names, dtype=object),
         )
         return display.plot(ax=ax, image_shape=image_shape, **kwargs)

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ._base import check_matplotlib, merged, new_axes
+from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _SELECTION_LABELS = {
     "top": "largest predicted effect",
@@ -163,6 +163,7 @@ class LOOAgreementDisplay:
             ylabel="predicted change in test loss",
         )
         ax.set_aspect("equal", adjustable="datalim")
+        compact_ticks(ax)
         ax.grid(alpha=0.3)
         self.ax_ = ax
         self.figure_ = ax.figure

@@ -27,32 +27,60 @@ def found_curve(scores, is_flipped):
     return np.r_[0.0, np.cumsum(is_flipped[order])] / is_flipped.sum()
 
 
+def _detector_label(detector):
+    """Legend name of a fitted detector's own (multi-round) ranking."""
+    rounds = detector.n_rounds_
+    if rounds == 1:
+        return f"MislabelDetector (1 round, {_METHOD_LABELS[detector.method]})"
+    return f"MislabelDetector ({rounds} rounds, held-out loss)"
+
+
 def _scores_by_method(estimator, X, y, methods):
-    """Suspicion scores of every training row, one array per method."""
+    """``(scores, labels)``: suspicion scores of every row, by method.
+
+    ``'detector'`` is the ranking of a :class:`MislabelDetector` with its own
+    settings (three rounds by default); the other methods are one round's
+    scores of the model fitted on all rows.
+    """
     from ..cleaning import METHODS, MislabelDetector, score_rows
     from ..explainer import InfluenceExplainer
 
-    methods = list(METHODS if methods is None else methods)
-    unknown = set(methods) - set(METHODS)
+    known = [*METHODS, "detector"]
+    methods = list(known if methods is None else methods)
+    unknown = set(methods) - set(known)
     if unknown:
-        raise ValueError(
-            f"Unknown methods {sorted(unknown)}; choose among {list(METHODS)}."
-        )
+        raise ValueError(f"Unknown methods {sorted(unknown)}; choose among {known}.")
+    one_round = [m for m in methods if m != "detector"]
+    scores, labels = {}, {}
     if isinstance(estimator, InfluenceExplainer):
-        if not hasattr(estimator, "objective_"):
-            estimator = clone(estimator).fit(X, y)
-        elif estimator.n_train_ != len(y):
+        explainer = estimator
+        if one_round and not hasattr(explainer, "objective_"):
+            explainer = clone(explainer).fit(X, y)
+        elif one_round and explainer.n_train_ != len(y):
             raise ValueError(
-                f"The explainer was fitted on {estimator.n_train_} rows, but y "
+                f"The explainer was fitted on {explainer.n_train_} rows, but y "
                 f"has {len(y)}: pass its training data (or an unfitted explainer)."
             )
-        return {m: score_rows(estimator, m)[0] for m in methods}
-    if not isinstance(estimator, MislabelDetector):
-        estimator = MislabelDetector(estimator)
-    # The methods' own one-round scores: a second round ranks every method
-    # alike (by held-out loss). One fit serves every method.
-    fitted = clone(estimator).set_params(method=methods[0], n_rounds=1).fit(X, y)
-    return {m: score_rows(fitted.explainer_, m)[0] for m in methods}
+        detector = MislabelDetector(estimator.estimator, n_jobs=estimator.n_jobs)
+    else:
+        if not isinstance(estimator, MislabelDetector):
+            estimator = MislabelDetector(estimator)
+        detector = clone(estimator)
+        if "detector" not in methods:  # one round serves every method
+            detector.set_params(method=methods[0], n_rounds=1)
+        detector.fit(X, y)
+        explainer = detector.explainer_
+    # The detector's first round is the model fitted on all rows: its
+    # explainer gives every method's own one-round scores.
+    for m in methods:
+        if m == "detector":
+            if not hasattr(detector, "scores_"):
+                detector.fit(X, y)
+            scores[m] = detector.scores_
+            labels[m] = _detector_label(detector)
+        else:
+            scores[m] = score_rows(explainer, m)[0]
+    return scores, labels
 
 
 class MislabelCurveDisplay:
@@ -60,10 +88,12 @@ class MislabelCurveDisplay:
 
     Koh & Liang's (2017, Figure 6) protocol for label cleaning: with some
     labels known to be flipped, check the training rows from the most
-    suspicious down; a curve per scoring method shows how many flips the
-    first checks find. Checking in random order finds them in proportion
-    (the dotted diagonal). Create it with :meth:`from_estimator` or
-    :meth:`from_predictions`; all parameters are stored as attributes.
+    suspicious down; a curve per scoring method (each method's one-round
+    scores, and :class:`MislabelDetector`'s own ranking, three rounds by
+    default) shows how many flips the first checks find. Checking in random
+    order finds them in proportion (the dotted diagonal). Create it with
+    :meth:`from_estimator` or :meth:`from_predictions`; all parameters are
+    stored as attributes.
 
     Parameters
     ----------
@@ -74,6 +104,9 @@ class MislabelCurveDisplay:
         rows checked.
     flip_rate : float
         Share of the training rows that are flipped.
+    labels : dict of str to str, default=None
+        Legend name of a curve, by its key in ``fraction_found``; the
+        methods' own names otherwise.
 
     Attributes
     ----------
@@ -100,15 +133,16 @@ class MislabelCurveDisplay:
     >>> display = MislabelCurveDisplay.from_estimator(
     ...     MislabelDetector(), X, noisy, y_true=y)
     >>> sorted(display.lines_)
-    ['loo_loss', 'self_influence', 'training_loss']
+    ['detector', 'loo_loss', 'self_influence', 'training_loss']
     >>> bool(display.fraction_found["loo_loss"][57] > 0.7)  # 10% checked
     True
     """
 
-    def __init__(self, *, fraction_checked, fraction_found, flip_rate):
+    def __init__(self, *, fraction_checked, fraction_found, flip_rate, labels=None):
         self.fraction_checked = fraction_checked
         self.fraction_found = fraction_found
         self.flip_rate = flip_rate
+        self.labels = labels
 
     def plot(
         self,
@@ -140,15 +174,15 @@ class MislabelCurveDisplay:
         display : MislabelCurveDisplay
         """
         check_matplotlib(f"{type(self).__name__}.plot")
-        ax = new_axes(ax, figsize=(5.6, 4.4))
+        ax = new_axes(ax, figsize=(6.0, 4.6))
         x = np.asarray(self.fraction_checked)
         k = int(round(self.flip_rate * (len(x) - 1)))
         curve_kwargs = curve_kwargs or {}
+        names = {**_METHOD_LABELS, **(self.labels or {})}
         self.lines_ = {}
         for i, (name, found) in enumerate(self.fraction_found.items()):
             label = (
-                f"{_METHOD_LABELS.get(name, name)} "
-                f"({found[k]:.0%} found at {x[k]:.0%} checked)"
+                f"{names.get(name, name)} ({found[k]:.0%} found at {x[k]:.0%} checked)"
             )
             style = merged({"color": f"C{i}", "lw": 1.8}, kwargs)
             style = merged(style, curve_kwargs.get(name))
@@ -164,6 +198,11 @@ class MislabelCurveDisplay:
             ylim=(0, 1.02),
             xlabel="fraction of training data checked",
             ylabel="fraction of flipped labels found",
+        )
+        ax.set_title(
+            f"Finding the flipped labels\n({self.flip_rate:.0%} of {len(x) - 1} "
+            "training labels flipped; most suspicious rows checked first)",
+            fontsize=10,
         )
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(alpha=0.3)
@@ -192,11 +231,14 @@ class MislabelCurveDisplay:
         Parameters
         ----------
         estimator : MislabelDetector, InfluenceExplainer or classifier
-            A :class:`MislabelDetector` (its settings, refitted on ``(X, y)``
-            for one round: each curve is a method's own scores),
+            A :class:`MislabelDetector` (refitted on ``(X, y)`` with its
+            settings: its ranking is the ``'detector'`` curve, and the model
+            of its first round gives each method's own one-round scores),
             an :class:`InfluenceExplainer` (used as it is when fitted, on
-            these rows; else fitted) or a classifier the explainer supports
-            (wrapped in a detector).
+            these rows, else fitted, for the methods; the ``'detector'``
+            curve is a default :class:`MislabelDetector` of its estimator) or
+            a classifier the explainer supports (wrapped in a default
+            detector).
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             The labels as given, some flipped.
@@ -204,9 +246,12 @@ class MislabelCurveDisplay:
             Which labels are flipped. Give this or ``y_true``.
         y_true : array-like of shape (n_samples,), default=None
             The correct labels; ``is_flipped = y != y_true``.
-        methods : list of {'loo_loss', 'self_influence', 'training_loss'}, \
-                default=None
-            The scores to compare; None: all three.
+        methods : list of {'loo_loss', 'self_influence', 'training_loss', \
+                'detector'}, default=None
+            The scores to compare; None: all four. ``'detector'`` is the
+            detector's own ranking (three rounds by default, see
+            :class:`MislabelDetector`'s ``n_rounds``), the others one round
+            of each method's scores.
         ax, curve_kwargs, plot_chance_level, chance_level_kw, **kwargs
             Passed to :meth:`plot`.
 
@@ -220,10 +265,11 @@ class MislabelCurveDisplay:
         if is_flipped is None:
             check_consistent_length(y, y_true)
             is_flipped = np.asarray(y) != np.asarray(y_true)
-        scores = _scores_by_method(estimator, X, np.asarray(y), methods)
+        scores, labels = _scores_by_method(estimator, X, np.asarray(y), methods)
         return cls.from_predictions(
             scores,
             is_flipped,
+            labels=labels,
             ax=ax,
             curve_kwargs=curve_kwargs,
             plot_chance_level=plot_chance_level,
@@ -238,6 +284,7 @@ class MislabelCurveDisplay:
         is_flipped,
         *,
         name=None,
+        labels=None,
         ax=None,
         curve_kwargs=None,
         plot_chance_level=True,
@@ -254,6 +301,8 @@ class MislabelCurveDisplay:
         is_flipped : array-like of bool of shape (n_samples,)
         name : str, default=None
             The curve's name when ``scores`` is one array.
+        labels : dict of str to str, default=None
+            Legend names of the curves, by their keys in ``scores``.
         ax, curve_kwargs, plot_chance_level, chance_level_kw, **kwargs
             Passed to :meth:`plot`.
 
@@ -279,6 +328,7 @@ class MislabelCurveDisplay:
             fraction_checked=np.arange(n + 1) / n,
             fraction_found=found,
             flip_rate=float(is_flipped.mean()),
+            labels=labels,
         )
         return display.plot(
             ax=ax,
