@@ -24,6 +24,7 @@ from .core import _formulas
 from .exceptions import StationarityWarning
 from .solvers import HessianOperator, make_solver
 from .svm._newton import newton_minimize
+from .utils._progress import progress
 from .utils._checks import fit_params_for, split_model
 
 SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
@@ -332,6 +333,7 @@ def training_set_attack(
     selection="lookahead",
     random_state=None,
     n_jobs=None,
+    verbose=0,
 ):
     """Move a few training rows, within ``epsilon``, to flip each target.
 
@@ -391,6 +393,8 @@ def training_set_attack(
         For ``selection='random'``.
     n_jobs : int, default=None
         Targets attacked in parallel (joblib).
+    verbose : int, default=0
+        1 shows progress over the targets (a tqdm bar when tqdm is installed).
 
     Returns
     -------
@@ -465,7 +469,11 @@ def training_set_attack(
     params = (float(epsilon), lo, hi, step, max_iter, refit, fast)
     runs = Parallel(n_jobs=n_jobs)(
         delayed(_attack_one)(explainer, j, x, t, rows, params)
-        for j, (x, t, rows) in enumerate(zip(X_target, t_target, row_sets))
+        for j, (x, t, rows) in progress(
+            list(enumerate(zip(X_target, t_target, row_sets))),
+            desc="training_set_attack targets",
+            verbose=verbose,
+        )
     )
     flipped = np.array(
         [

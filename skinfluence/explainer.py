@@ -26,6 +26,7 @@ from .utils._checks import (
     pandas_index,
     split_model,
 )
+from .utils._progress import stage
 
 _LOO_METHODS = ("influence", "newton")
 _TOP_METHODS = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
@@ -87,6 +88,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         ``self_influence``, ``top_influential``, ``influence_blocks``. None
         means 1, -1 all cores. Chunks are sized so that those in flight take
         at most scikit-learn's ``working_memory`` together.
+    verbose : int, default=0
+        1 prints the stages of ``fit`` (fitting, the Hessian, the Newton steps
+        that finish the fit) to standard error.
     params : 'all', 'last' or list of str, default='all'
         Torch models only: the parameters explained (the others are held
         fixed): all, the last layer's (Koh & Liang's frozen-Inception
@@ -202,6 +206,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         "params": [StrOptions({"all", "last"}), list],
         "stationarity_tol": [Interval(Real, 0, None, closed="left")],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -213,6 +218,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         stationarity_tol=0.1,
         n_jobs=None,
         params="all",
+        verbose=0,
     ):
         self.estimator = estimator
         self.damping = damping
@@ -220,6 +226,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         self.stationarity_tol = stationarity_tol
         self.n_jobs = n_jobs
         self.params = params
+        self.verbose = verbose
 
     # -- fitting ----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -254,11 +261,18 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self, X, y, sample_weight, prefixed=self._has_prefix()
         )
         self.estimator_ = clone(self.estimator)
+        if not is_frozen(self.estimator):
+            stage(f"fitting {type(self.estimator).__name__}", self.verbose)
         self.estimator_.fit(X, y, **fit_params_for(self.estimator_, sample_weight))
         self._X_fit = X  # a reference, for training_input (no copy)
         prefix, model = split_model(self.estimator_)
         if getattr(model, "classes_", None) is not None:
             self.classes_ = np.asarray(model.classes_)
+        stage(
+            f"Hessian of {type(model).__name__}'s objective ({backend.name} "
+            "backend): building and factorizing",
+            self.verbose,
+        )
         self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
         self.n_polish_steps_ = 0
         if (
@@ -272,6 +286,11 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             self.n_polish_steps_ = backend.polish()
             if self.n_polish_steps_:
                 set_fitted_parameters(model, backend.objective_)
+                stage(
+                    f"finished the fit with {self.n_polish_steps_} Newton "
+                    f"step(s): stationarity {backend.stationarity_:.2g}",
+                    self.verbose,
+                )
         self.train_index_ = train_index
         if train_index is not None and not train_index.is_unique:
             warnings.warn(

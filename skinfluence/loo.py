@@ -8,6 +8,8 @@ import pandas as pd
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .utils._progress import progress
+
 
 @dataclass
 class LOOValidation:
@@ -41,6 +43,7 @@ def validate_loo(
     random_state=None,
     n_jobs=None,
     refit_options=None,
+    verbose=0,
 ):
     """Refit without influential (and random) rows; compare with the prediction.
 
@@ -68,6 +71,8 @@ def validate_loo(
     n_jobs : int, default=None
         Refits run in parallel through joblib (estimators refitted by
         scikit-learn).
+    verbose : int, default=0
+        1 shows progress over the refits (a tqdm bar when tqdm is installed).
     refit_options : dict, default=None
         Keyword arguments of the backend's refits (torch: ``max_iter`` and
         ``tol`` of L-BFGS, see :func:`skinfluence.torch.validate_loo`).
@@ -111,8 +116,11 @@ def validate_loo(
     rng = check_random_state(random_state)
     rand = rng.choice(rest, size=min(n_random, rest.size), replace=False)
     rows = np.concatenate([top, rand]).astype(int)
+    removals = progress(
+        [[i] for i in rows], desc="validate_loo refits", verbose=verbose
+    )
     actual = backend.refit_test_losses(
-        [[i] for i in rows], X_test, y_test, n_jobs=n_jobs, **(refit_options or {})
+        removals, X_test, y_test, n_jobs=n_jobs, **(refit_options or {})
     )
     pred = predicted[rows]
     index = explainer.train_index_

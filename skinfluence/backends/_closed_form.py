@@ -511,14 +511,15 @@ class ClosedFormBackend(InfluenceBackend):
         Xt, _, t = self.test_factors(X, y, "loss")
         base = self.objective_.loss(Xt, t).sum()
         X_in, labels, sw = self.X_input_, self.y_, self.sample_weight_
-        keeps = []
-        for rows in removals:
+
+        def without(rows):
             keep = np.ones(self.n_train_, dtype=bool)
             keep[rows] = False
-            keeps.append(keep)
+            return keep
+
         losses = Parallel(n_jobs=n_jobs)(
-            delayed(_refit_loss)(self.model_, X_in, labels, sw, keep, X_test, t)
-            for keep in keeps
+            delayed(_refit_loss)(self.model_, X_in, labels, sw, without(r), X_test, t)
+            for r in removals
         )
         return np.asarray(losses) - base
 

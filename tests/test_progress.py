@@ -1,0 +1,64 @@
+"""verbose=0 prints nothing; verbose=1 shows progress, with or without tqdm."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceExplainer, validate_loo
+from skinfluence.utils import _progress
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(params=["tqdm", "plain"])
+def bar(request, monkeypatch):
+    if request.param == "tqdm":
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setattr(_progress, "_tqdm", lambda: None)
+    return request.param
+
+
+def test_explainer_stages(data, capsys, bar):
+    X, y = data
+    InfluenceExplainer(LogisticRegression(), verbose=1).fit(X[:200], y[:200])
+    err = capsys.readouterr().err
+    assert "fitting LogisticRegression" in err
+    assert "Hessian of LogisticRegression's objective" in err
+    assert "Newton step" in err  # the default tol leaves a step to finish
+
+
+def test_validate_loo_progress(data, capsys, bar):
+    X, y = data
+    ex = InfluenceExplainer(LogisticRegression(tol=1e-10)).fit(X[:150], y[:150])
+    capsys.readouterr()
+    validate_loo(ex, X[200:201], y[200:201], n_remove=4, n_random=0, verbose=1)
+    err = capsys.readouterr().err
+    assert "validate_loo refits" in err
+    if bar == "plain":
+        assert "4/4" in err
+
+
+def test_silent_by_default(data, capsys):
+    X, y = data
+    ex = InfluenceExplainer(LogisticRegression()).fit(X[:150], y[:150])
+    validate_loo(ex, X[200:201], y[200:201], n_remove=3, n_random=0)
+    out = capsys.readouterr()
+    assert out.err == "" and out.out == ""
+
+
+def test_plain_lines_every_tenth(capsys):
+    items = list(_progress._lines(range(20), "work", 20))
+    assert items == list(range(20))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("[skinfluence] work: 20/20")
+    np.testing.assert_array_equal(
+        [int(line.split(": ")[1].split("/")[0]) for line in lines],
+        np.arange(2, 21, 2),
+    )
