@@ -396,7 +396,7 @@ def test_skorch_refuses_decoupled_decay_and_train_split():
 
 # -- Koh & Liang's Figure 2 on a CNN ---------------------------------------------
 def _bench_loo():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import bench_torch_loo
 
     return bench_torch_loo

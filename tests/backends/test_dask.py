@@ -89,6 +89,9 @@ def test_top_influential_is_a_reduction(multinomial, data, method):
     memory, on_dask = multinomial
     expected = memory.top_influential(X[:6], y[:6], k=4, method=method)
     got = on_dask.top_influential(X[:6], y[:6], k=4, method=method)
+    # The in-memory table also predicts each row's leave-one-out change,
+    # which the dask backend does not serve.
+    expected = expected.drop(columns="loo_change")
     pd.testing.assert_frame_equal(
         got.drop(columns=["score", "influence"]),
         expected.drop(columns=["score", "influence"]),
