@@ -1,4 +1,5 @@
 """Why did the CNN misread this digit? Influence on a small convolutional net.
+===========================================================================
 
 A softplus CNN (two conv-pool layers of 4 and 3 channels, 281 parameters) is
 fitted to 200 of scikit-learn's 8x8 digits in the recipe that influence
@@ -116,6 +117,10 @@ def main(argv=None):
         print(f"\nwrote {args.out}")
     print(f"({time.perf_counter() - start:.1f} s)")
 
+
+# %%
+# Fit the network, explain its worst test digit, and draw the most helpful
+# and harmful training digits when ``--out`` is given.
 
 if __name__ == "__main__":
     main()

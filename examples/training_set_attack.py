@@ -1,4 +1,5 @@
 """Training-set attack (Koh & Liang 2017, section 5.2) on digits 3 vs 8.
+=====================================================================
 
 For each correctly classified test image, one or two training images are
 changed by at most epsilon grey levels per pixel (of 0-16), labels kept,
@@ -72,6 +73,10 @@ def main(full):
         "epsilon=4: >= 20% and >= 60% (flip rates above, per selection rule)."
     )
 
+
+# %%
+# Attack every ninth correctly classified test image (``--full``: all of
+# them) with each row-selection rule and print the flip rates.
 
 if __name__ == "__main__":
     main(full="--full" in sys.argv[1:])
