@@ -61,13 +61,15 @@ def _ensure_env(extras, env=VENV):
 
 def _docs(rest):
     """Build the HTML docs with warnings as errors; see docs/conf.py."""
-    _ensure_env({"docs"}, env=DOCS_VENV)
     env = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                             "MKL_NUM_THREADS")}
     env["MPLBACKEND"] = "Agg"
-    if "--all-examples" in rest:
+    extras = {"docs"}
+    if "--all-examples" in rest:  # the slow examples too; the CNN needs torch
         rest = [a for a in rest if a != "--all-examples"]
         env["SKINFLUENCE_DOCS_ALL_EXAMPLES"] = "1"
+        extras.add("torch")
+    _ensure_env(extras, env=DOCS_VENV)
     out = ROOT / "docs" / "_build" / "html"
     return _run([str(_python(DOCS_VENV)), "-m", "sphinx", "-W", "--keep-going",
                  "-b", "html", *rest, str(ROOT / "docs"), str(out)], env=env)

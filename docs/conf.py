@@ -17,7 +17,6 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -91,8 +90,14 @@ html_sidebars = {"index": [], "benchmarks": []}
 
 
 # -- docstring fixes applied at build time -------------------------------------
-# Narrow work-arounds for docstrings in modules the docs do not own; each is
-# listed in docs/developers.rst so the module's owner can fix the source.
+# Narrow work-arounds for docstrings in modules the docs do not own, until
+# their sources are fixed:
+# - a type like ``ndarray of shape (n_features_in_,)`` ends in an underscore,
+#   which reST reads as a link (InfluenceExplainer, MislabelDetector);
+# - two cells of InfluenceExplainer's sign-convention table in its Notes are
+#   wider than their columns (``perturbation_influence``,
+#   ``(~ -w_i/W I_up,loss)``).
+# scikit-learn's generated set_*_request methods are left out of the pages.
 
 _SHAPE_WITH_ATTRIBUTE = re.compile(r"(of shape \()([A-Za-z_]\w*_)([,)])")
 

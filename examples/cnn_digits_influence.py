@@ -61,7 +61,7 @@ def fit(X, y, weight_decay, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--k", type=int, default=5)

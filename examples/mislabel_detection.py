@@ -61,7 +61,7 @@ def flip_labels(y, noise, rng):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--dataset", choices=DATASETS, default="digits")
     parser.add_argument("--noise", type=float, default=0.10)
     parser.add_argument("--seed", type=int, default=0)

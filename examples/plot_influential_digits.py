@@ -32,7 +32,7 @@ from skinfluence.plotting import InfluentialExamplesDisplay  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ PAPER_R = 0.99  # Koh & Liang (2017), Figure 2, logistic regression on MNIST
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--n-remove", type=int, default=30)
     parser.add_argument("--n-random", type=int, default=10)
