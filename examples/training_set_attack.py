@@ -69,8 +69,8 @@ def main(full):
                 flush=True,
             )
     print(
-        "\nTargets (the issue): epsilon=6: one row >= 50%, two rows >= 80%; "
-        "epsilon=4: >= 20% and >= 60% (flip rates above, per selection rule)."
+        "\nThe paper (Inception features, dog vs fish, epsilon=6): 57% of the "
+        "targets flipped with one changed training image, 77% with two."
     )
 
 
