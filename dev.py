@@ -72,7 +72,8 @@ def _docs(rest):
     _ensure_env(extras, env=DOCS_VENV)
     out = ROOT / "docs" / "_build" / "html"
     return _run([str(_python(DOCS_VENV)), "-m", "sphinx", "-W", "--keep-going",
-                 "-b", "html", *rest, str(ROOT / "docs"), str(out)], env=env)
+                 "-b", "html", "-d", str(out.parent / "doctrees"), *rest,
+                 str(ROOT / "docs"), str(out)], env=env)
 
 
 def _run(args, env=None):

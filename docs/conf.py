@@ -34,6 +34,8 @@ autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"members": True, "inherited-members": False}
 autodoc_typehints = "none"
+# The page table of contents lists "fit()", not "InfluenceExplainer.fit()".
+toc_object_entries_show_parents = "hide"
 # torch and skorch are optional extras; their names are documented without
 # importing them.
 autodoc_mock_imports = ["torch", "skorch"]
