@@ -137,7 +137,37 @@ def _widen_column(lines, column, token):
         lines[i] = line[:at] + fill * extra + line[at:]
 
 
+# Module constants have no docstring of their own; autodoc would show their
+# type's (int, float, dict). These say what each one is.
+_SUPPORTED = ("Names of the estimators with a built-in adapter "
+              "(:func:`skinfluence.adapters.register_adapter` adds one); a "
+              "Pipeline ending in one of them is supported too.")
+DATA_DOCS = {
+    "skinfluence.SUPPORTED_ESTIMATORS": _SUPPORTED,
+    "skinfluence.adapters.SUPPORTED": _SUPPORTED,
+    "skinfluence.solvers.SOLVERS": "The solver classes, by the names the "
+    "explainer's ``solver`` parameter accepts.",
+    "skinfluence.solvers.AUTO_EXACT_MAX_PARAMS": "``solver='auto'`` factorizes "
+    "the Hessian exactly up to this many parameters.",
+    "skinfluence.solvers.AUTO_WOODBURY_MAX_ROWS": "``solver='auto'`` considers "
+    "``'woodbury'`` only up to this many rows times outputs.",
+    "skinfluence.torch.AUTO_EXACT_MAX_PARAMS": "For torch models, "
+    "``solver='auto'`` forms the exact Hessian up to this many parameters.",
+    "skinfluence.objectives.HINGE_TEMPERATURE": "Temperature of the smooth "
+    "hinge through which hinge-loss models trained by scikit-learn "
+    "(``LinearSVC``, ``SVC``) are explained, the paper's choice. Their "
+    "parameters are the hinge optimum, so the result is an approximation.",
+    "skinfluence.objectives.PENALTY_SCALINGS": "How an estimator's penalty "
+    "moves when rows are removed or reweighted: ``'fixed'``, "
+    "``'weight_sum'`` or ``'n_samples'`` (see "
+    ":class:`~skinfluence.objectives.LinearObjective`).",
+}
+
+
 def _fix_docstring(app, what, name, obj, options, lines):
+    if what == "data" and name in DATA_DOCS:
+        lines[:] = [DATA_DOCS[name], ""]
+        return
     _quote_attribute_shapes(lines)
     if name.endswith("InfluenceExplainer"):
         # Two cells of the Notes table overflow their columns.
