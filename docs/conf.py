@@ -84,7 +84,13 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "header_links_before_dropdown": 6,
-    "secondary_sidebar_items": ["page-toc"],
+    # Pages with wide tables give the table of contents' width to the text.
+    "secondary_sidebar_items": {
+        "**": ["page-toc"],
+        "user_guide/influence": [],
+        "user_guide/cleaning": [],
+        "benchmarks": [],
+    },
     "footer_start": ["copyright"],
     "footer_end": [],
 }
