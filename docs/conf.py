@@ -23,9 +23,15 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py",
-                    "auto_examples/*.zip", "auto_examples/*.json",
-                    "auto_examples/*.md5", "sg_execution_times.rst"]
+exclude_patterns = [
+    "_build",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "auto_examples/*.zip",
+    "auto_examples/*.json",
+    "auto_examples/*.md5",
+    "sg_execution_times.rst",
+]
 default_role = "code"
 nitpicky = False
 
@@ -55,7 +61,8 @@ SLOW_EXAMPLES = ["training_set_attack", "cnn_digits_influence"]
 if os.environ.get("SKINFLUENCE_DOCS_ALL_EXAMPLES"):
     _run_pattern = r"/[^/]+\.py$"
 else:
-    _run_pattern = r"/(?!(%s)\.py$)[^/]+\.py$" % "|".join(map(re.escape, SLOW_EXAMPLES))
+    _slow = "|".join(map(re.escape, SLOW_EXAMPLES))
+    _run_pattern = rf"/(?!({_slow})\.py$)[^/]+\.py$"
 
 sphinx_gallery_conf = {
     # SKINFLUENCE_DOCS_NO_EXAMPLES=1 skips running every example (quick
@@ -128,8 +135,11 @@ def _widen_column(lines, column, token):
         return
     starts = [m.start() for m in re.finditer(r"=+", lines[borders[0]])]
     start, end = starts[column], starts[column + 1]
-    hits = [i for i in range(borders[0], borders[-1])
-            if (lines[i][start:] + " ").startswith(token + " ")]
+    hits = [
+        i
+        for i in range(borders[0], borders[-1])
+        if (lines[i][start:] + " ").startswith(token + " ")
+    ]
     if len(hits) != 1:
         return
     extra = len(token) + 1 - (end - start)
@@ -145,9 +155,11 @@ def _widen_column(lines, column, token):
 
 # Module constants have no docstring of their own; autodoc would show their
 # type's (int, float, dict). These say what each one is.
-_SUPPORTED = ("Names of the estimators with a built-in adapter "
-              "(:func:`skinfluence.adapters.register_adapter` adds one); a "
-              "Pipeline ending in one of them is supported too.")
+_SUPPORTED = (
+    "Names of the estimators with a built-in adapter "
+    "(:func:`skinfluence.adapters.register_adapter` adds one); a "
+    "Pipeline ending in one of them is supported too."
+)
 DATA_DOCS = {
     "skinfluence.SUPPORTED_ESTIMATORS": _SUPPORTED,
     "skinfluence.adapters.SUPPORTED": _SUPPORTED,
