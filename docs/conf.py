@@ -4,6 +4,7 @@ Build with ``python3 dev.py docs`` (its own environment, warnings as errors).
 No extension reaches the network: there is no intersphinx.
 """
 
+import importlib.util
 import os
 import re
 from importlib.metadata import version as _version
@@ -42,9 +43,12 @@ autodoc_default_options = {"members": True, "inherited-members": False}
 autodoc_typehints = "none"
 # The page table of contents lists "fit()", not "InfluenceExplainer.fit()".
 toc_object_entries_show_parents = "hide"
-# torch and skorch are optional extras; their names are documented without
-# importing them.
-autodoc_mock_imports = ["torch", "skorch"]
+# torch and skorch are optional extras: without them (the default docs
+# environment) skinfluence.torch is documented with them mocked. Where they
+# are installed (``--all-examples``) the real ones are used, so that the CNN
+# example runs.
+autodoc_mock_imports = [name for name in ("torch", "skorch")
+                        if importlib.util.find_spec(name) is None]
 
 # -- numpydoc ----------------------------------------------------------------
 numpydoc_show_class_members = False
