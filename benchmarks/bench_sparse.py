@@ -1,4 +1,4 @@
-"""Sparse bag-of-words logistic regression: skinfluence's woodbury against pyDVL's CG.
+"""Sparse bag-of-words logistic regression: skinfluence's CG against pyDVL's CG.
 
 n_train = 20,000 documents, d = 50,000 words, 1% density (500 distinct words
 per document, uniform vocabulary, tf = log1p(count), rows scaled to unit

@@ -2,7 +2,7 @@
 
 Test accuracy and fit time, side by side in one process, on bundled data
 (breast cancer, digits 3-vs-8, digits 10 classes) and on generated data at
-n=5,000 (the kernel-path timing target of issue 4).
+n=5,000.
 
 Fit times are single-threaded (``--threads``), as libsvm is.
 

@@ -1,4 +1,5 @@
 """Why did the CNN misread this digit? Influence on a small convolutional net.
+===========================================================================
 
 A softplus CNN (two conv-pool layers of 4 and 3 channels, 281 parameters) is
 fitted to 200 of scikit-learn's 8x8 digits in the recipe that influence
@@ -60,7 +61,7 @@ def fit(X, y, weight_decay, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--k", type=int, default=5)
@@ -115,6 +116,10 @@ def main(argv=None):
         print(f"\nwrote {args.out}")
     print(f"({time.perf_counter() - start:.1f} s)")
 
+
+# %%
+# Fit the network, explain its worst test digit, and draw the most helpful
+# and harmful training digits when ``--out`` is given.
 
 if __name__ == "__main__":
     main()

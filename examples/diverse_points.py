@@ -1,4 +1,5 @@
 """Diverse influential training rows (DIVINE, Bhatt et al. 2021) on digits.
+========================================================================
 
 The most helpful training images for a test image are often near-copies of
 one another. DIVINE picks k rows that maximise total influence plus gamma
@@ -59,6 +60,10 @@ def main():
                 f"{spread:>14.1f} {labels:>16.2f}"
             )
 
+
+# %%
+# Select 5 helpful training images per test image for several values of
+# ``gamma`` and print the influence kept and the spread of the chosen images.
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """Debugging a domain mismatch (Koh & Liang 2017, section 5.3), on generated data.
+===============================================================================
 
 The paper's hospital data: among 20K patients, 24 children; 20 healthy
 children were dropped from training, leaving 3 re-admitted and 1 healthy, so
@@ -120,6 +121,10 @@ def main():
         f"feature {one.features.feature.iloc[0]}"
     )
 
+
+# %%
+# Generate the patients, drop the healthy children from training, fit, and
+# let :func:`skinfluence.explain_errors` report rows, groups and features.
 
 if __name__ == "__main__":
     main()

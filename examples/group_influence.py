@@ -1,4 +1,5 @@
 """Group influence (Koh et al., 2019): removing a whole group of training rows.
+============================================================================
 
 Koh, Ang, Teo and Liang ("On the accuracy of influence functions for
 measuring group effects", NeurIPS 2019) found that the first-order sum of the
@@ -77,6 +78,10 @@ def main():
         f"\nridge, Newton vs refit: max abs error {np.max(np.abs(pred - actual)):.1e}"
     )
 
+
+# %%
+# Remove each group, refit, and compare the actual change of the total test
+# loss with the first-order sum and with one Newton step.
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """Predicted vs actual leave-one-out change: Koh & Liang's Figure 2, as a table.
+=============================================================================
 
 For three models on scikit-learn's bundled data, remove each of the training
 rows with the largest predicted effect on one test row's loss (plus some at
@@ -79,6 +80,10 @@ def main():
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
+
+# %%
+# Run :func:`skinfluence.validate_loo` on each model, first order and one
+# Newton step, and print the agreement with actual refits.
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """Which training images made the model say this? (Koh & Liang, Figures 1 and 4)
+=============================================================================
 
 An L2 logistic regression on scikit-learn's 8x8 digits (on standardized
 pixels, through a Pipeline) gets a few test images wrong. For one of them,
@@ -32,8 +33,8 @@ from skinfluence.plotting import InfluentialExamplesDisplay  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="influential_digits.png", help="PNG to write")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -77,9 +78,15 @@ def main(argv=None):
         "standardized)",
         fontsize=10,
     )
-    fig.savefig(args.out, dpi=120, bbox_inches="tight")
-    print(f"\nwrote {args.out} ({time.perf_counter() - start:.1f} s)")
+    if args.out:
+        fig.savefig(args.out, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.out}")
+    print(f"\n({time.perf_counter() - start:.1f} s)")
 
+
+# %%
+# Fit the model, pick two misclassified test images, and draw the training
+# images that helped and hurt each of them.
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """Influence matches leave-one-out retraining: Koh & Liang's Figure 2, drawn.
+==========================================================================
 
 10-class logistic regression on scikit-learn's digits (the paper uses MNIST).
 For one misclassified test image, remove each of the 30 training rows with the
@@ -33,8 +34,8 @@ PAPER_R = 0.99  # Koh & Liang (2017), Figure 2, logistic regression on MNIST
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="loo_agreement.png", help="PNG to write")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--out", default=None, help="PNG to write (optional)")
     parser.add_argument("--n-remove", type=int, default=30)
     parser.add_argument("--n-random", type=int, default=10)
     args = parser.parse_args(argv)
@@ -79,7 +80,9 @@ def main(argv=None):
         fontsize=11,
     )
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
+    if args.out:
+        fig.savefig(args.out, dpi=120)
+        print(f"wrote {args.out}")
 
     print(
         f"Predicted vs actual change of one test loss, {args.n_remove} top + "
@@ -89,8 +92,12 @@ def main(argv=None):
     print(f"{'paper (Figure 2, MNIST)':<40}{PAPER_R:>10.2f}{'':>8}")
     for display in (shown, newton):
         print(f"{display.name:<40}{display.pearson_r:>10.4f}{display.slope:>8.3f}")
-    print(f"wrote {args.out} ({time.perf_counter() - start:.1f} s)")
+    print(f"({time.perf_counter() - start:.1f} s)")
 
+
+# %%
+# Refit without each selected row and draw the actual change of the test
+# loss against both predictions.
 
 if __name__ == "__main__":
     main()

@@ -233,7 +233,7 @@ def greedy_select(scores, K, k, gamma, diversity, lazy=None):
 def diverse_top_k(pool, X, k, gamma, diversity, kernel):
     """Re-select k rows per test row and kind from a streamed candidate pool.
 
-    ``pool`` is a :class:`~skinfluence._selection.StreamingTopK` holding the
+    ``pool`` is a :class:`~skinfluence.core._topk.StreamingTopK` holding the
     most helpful and most harmful candidates per test row. Returns one that
     holds ``k`` rows per test row and kind, in greedy order: helpful rows
     maximise ``-influence``, harmful ones ``influence``, each plus diversity,

@@ -2,7 +2,7 @@
 
 Each family maps labels to an internal target with ``encode`` and gives the
 pointwise loss and its first two derivatives with respect to the linear
-outputs ``eta`` of shape (n, K) (see :mod:`skinfluence.objectives._base`).
+outputs ``eta`` of shape (n, K) (see :class:`skinfluence.objectives.LossFamily`).
 """
 
 import numpy as np

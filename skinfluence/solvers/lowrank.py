@@ -67,9 +67,9 @@ class LowRankSolver(BaseEstimator):
     ----------
     damping_ : float
         The damping used.
-    eigenvalues_ : ndarray of shape (rank_,)
+    eigenvalues_ : ndarray of shape (`rank_`,)
         Top eigenvalues of ``H`` (without damping), descending.
-    components_ : ndarray of shape (rank_, n_params)
+    components_ : ndarray of shape (`rank_`, n_params)
         The matching orthonormal eigenvectors, one per row.
     rank_ : int
         Eigenpairs kept.
