@@ -109,14 +109,10 @@ html_sidebars = {"index": [], "benchmarks": []}
 
 
 # -- docstring fixes applied at build time -------------------------------------
-# Narrow work-arounds for docstrings in modules the docs do not own, until
-# their sources are fixed:
-# - a type like ``ndarray of shape (n_features_in_,)`` ends in an underscore,
-#   which reST reads as a link (InfluenceExplainer, MislabelDetector);
-# - two cells of InfluenceExplainer's sign-convention table in its Notes are
-#   wider than their columns (``perturbation_influence``,
-#   ``(~ -w_i/W I_up,loss)``).
-# scikit-learn's generated set_*_request methods are left out of the pages.
+# numpydoc shapes name fitted attributes, as scikit-learn's do
+# (``ndarray of shape (n_features_in_,)``): the trailing underscore would be
+# a reST link, so it is quoted. scikit-learn's generated set_*_request methods
+# are left out of the pages.
 
 _SHAPE_WITH_ATTRIBUTE = re.compile(r"(of shape \()([A-Za-z_]\w*_)([,)])")
 
@@ -125,36 +121,6 @@ def _quote_attribute_shapes(lines):
     """``of shape (n_features_in_,)``: a trailing underscore is a reST link."""
     for i, line in enumerate(lines):
         lines[i] = _SHAPE_WITH_ATTRIBUTE.sub(r"\1`\2`\3", line)
-
-
-def _widen_column(lines, column, token):
-    """Widen column ``column`` of a simple table to fit ``token``, which overflows.
-
-    The row holding ``token`` already has the following column's text pushed
-    to the widened position; every other row gets spaces at the column's end.
-    """
-    border = re.compile(r" *=+( +=+)+")
-    borders = [i for i, line in enumerate(lines) if border.fullmatch(line)]
-    if len(borders) < 3:
-        return
-    starts = [m.start() for m in re.finditer(r"=+", lines[borders[0]])]
-    start, end = starts[column], starts[column + 1]
-    hits = [
-        i
-        for i in range(borders[0], borders[-1])
-        if (lines[i][start:] + " ").startswith(token + " ")
-    ]
-    if len(hits) != 1:
-        return
-    extra = len(token) + 1 - (end - start)
-    for i in range(borders[0], borders[-1] + 1):
-        line, at = lines[i], end - 1
-        if i == hits[0]:
-            if column + 2 >= len(starts) or len(line) <= starts[column + 2]:
-                continue
-            at = starts[column + 2] - 1
-        fill = "=" if i in borders else " "
-        lines[i] = line[:at] + fill * extra + line[at:]
 
 
 # Module constants have no docstring of their own; autodoc would show their
@@ -191,10 +157,6 @@ def _fix_docstring(app, what, name, obj, options, lines):
         lines[:] = [DATA_DOCS[name], ""]
         return
     _quote_attribute_shapes(lines)
-    if name.endswith("InfluenceExplainer"):
-        # Two cells of the Notes table overflow their columns.
-        _widen_column(lines, 0, "``perturbation_influence``")
-        _widen_column(lines, 1, "(``~ -w_i/W I_up,loss``)")
 
 
 def _skip_member(app, what, name, obj, skip, options):

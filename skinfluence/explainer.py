@@ -56,7 +56,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     Parameters
     ----------
     estimator : estimator object
-        A supported model (see ``skinfluence.objectives.SUPPORTED``), a
+        A supported model (see ``skinfluence.SUPPORTED_ESTIMATORS``), a
         :class:`~sklearn.pipeline.Pipeline` ending in one (earlier steps act as
         a fixed feature map: influence is with respect to their output), or an
         already-fitted model wrapped in :class:`~sklearn.frozen.FrozenEstimator`
@@ -131,33 +131,33 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     Sign and scale conventions, with ``W`` the sum of training weights (``n``
     without weights) and ``w_i`` row i's weight:
 
-    ======================== ======================= ==========================
-    method                   units                   a positive value means
-    ======================== ======================= ==========================
-    ``influence``            d test loss / d eps     upweighting the row raises
-                             (``I_up,loss``)         the test loss: harmful
-    ``loo_change``           change of test loss     removing the row raises
-                             when the row is removed the test loss: helpful
-                             (``~ -w_i/W I_up,loss``)
-    ``influence_params``     d theta / d eps         (a direction, no sign)
-    ``self_influence``       ``-I_up,loss(z_i,z_i)`` removing the row raises
-                                                     its own loss (always >= 0)
-    ``perturbation_influence`` d test loss / d x_i   moving x_i along that
-                             (``I_pert,loss``)       feature raises test loss
-    ======================== ======================= ==========================
+    ========================== ========================= ==========================
+    method                     units                     a positive value means
+    ========================== ========================= ==========================
+    ``influence``              d test loss / d eps       upweighting the row raises
+                               (``I_up,loss``)           the test loss: harmful
+    ``loo_change``             change of test loss       removing the row raises
+                               when the row is removed   the test loss: helpful
+                               (``~ -w_i/W I_up,loss``)
+    ``influence_params``       d theta / d eps           (a direction, no sign)
+    ``self_influence``         ``-I_up,loss(z_i,z_i)``   removing the row raises
+                                                         its own loss (always >= 0)
+    ``perturbation_influence`` d test loss / d x_i       moving x_i along that
+                               (``I_pert,loss``)         feature raises test loss
+    ========================== ========================= ==========================
 
     Memory: nothing of the size of ``X`` is copied. Per-row quantities
     (``self_influence``, ``top_influential``, ``influence_blocks``, the Hessian
     and its products) walk chunks of training (and test) rows whose
     temporaries fit in ``sklearn.get_config()['working_memory']`` (at most
-    16,384 rows each); only the methods that return a full
+    65,536 rows each); only the methods that return a full
     ``(n_test, n_train)`` or ``(n_train, n_params)`` array hold one.
 
     ``X`` may be a dask array (with ``estimator`` fitted beforehand and
     wrapped in :class:`~sklearn.frozen.FrozenEstimator`): the Hessian is then a
     reduction over its row chunks, ``influence`` and ``self_influence``
     return lazy dask arrays with one block per chunk, and ``top_influential``
-    merges per-chunk top-k tables (see ``skinfluence._dask``).
+    merges per-chunk top-k tables (see ``skinfluence.backends``).
 
     For estimators whose penalty is relative to the data size (GLMs, SGD),
     upweighting or removing a row also changes the penalty's relative weight;
@@ -761,7 +761,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         (``n_params`` numbers per test row, with the solver's temporaries) fit
         in scikit-learn's ``working_memory`` (``sklearn.set_config``, 1024 MiB
         by default); for each, the training rows follow in blocks that fit in
-        it too (at most 16,384 rows). The whole matrix is never held at once.
+        it too (at most 65,536 rows). The whole matrix is never held at once.
         Blocks come in order, test chunk by test chunk; with ``n_jobs`` the
         training blocks are computed in threads. On a dask-fitted explainer
         the blocks are the training array's chunks, computed one at a time.

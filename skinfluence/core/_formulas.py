@@ -10,7 +10,7 @@ Every matrix of shape (n_test, n_train) is computed as ``H^-1 G_test'`` once,
 followed by one product with the training rows that never forms their
 ``(n_train, n_params)`` gradient matrix. Quantities with one value per
 training row loop over chunks of rows sized by scikit-learn's
-``working_memory`` (:func:`skinfluence._checks.chunk_slices`), so their
+``working_memory`` (``skinfluence.utils._chunks.chunk_slices``), so their
 temporaries stay bounded however many rows there are; ``n_jobs`` runs the
 chunks in threads.
 """
