@@ -44,7 +44,7 @@ def from_smooth_hinge_svc(estimator, y, sample_weight):
     if estimator.kernel == "linear":
         coef = estimator.coef_
     elif estimator.kernel_features_ is not None:  # landmark (Nystroem) features
-        fmap, coef = estimator.kernel_features_, estimator._coef
+        fmap, coef = estimator.kernel_features_, estimator.feature_coef_
     else:
         fmap, coef = representer_features(
             estimator.kernel,
@@ -118,6 +118,8 @@ def from_svc(estimator, y, sample_weight):
         )
     fmap, beta = representer_features(
         estimator.kernel,
+        # The gamma libsvm used ('scale' and 'auto' resolved): scikit-learn
+        # keeps it only in this attribute.
         estimator._gamma,
         estimator.degree,
         estimator.coef0,

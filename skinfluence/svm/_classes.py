@@ -95,6 +95,10 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         Exact kernel only: the training rows (the Gram matrix if precomputed).
     kernel_features_ : object or None
         With ``n_components``: the landmark feature map.
+    feature_coef_ : ndarray of shape (1 or n_classes, n_model_features)
+        Linear kernel or ``n_components``: the weights of the features the
+        decision function is linear in (the input columns, or
+        ``kernel_features_.transform(X)``).
     landmarks_ : ndarray of shape (n_landmarks, n_features)
         With ``n_components``: the rows chosen by pivoted Cholesky.
     intercept_ : ndarray of shape (1 or n_classes,)
@@ -208,12 +212,12 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
         if linear or self.n_components is not None:
             Phi = X if linear else self._fit_landmarks(X)
             coef, intercept = self._fit_primal(Phi, signs, weights, start)
-            self._coef = coef
+            self._coef = self.feature_coef_ = coef
             scores = np.asarray(Phi @ coef.T) + intercept
             if not linear:
                 self.dual_coef_ = self.kernel_features_.coefficients(coef)
         else:
-            self.kernel_features_ = None
+            self.kernel_features_ = self.feature_coef_ = None
             self.X_fit_ = X
             K = self._gram(X)
             self.dual_coef_, intercept = self._fit_representer(K, signs, weights, start)
