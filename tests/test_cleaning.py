@@ -130,8 +130,13 @@ def test_fit_resample_drop(noisy_wine):
     assert_equal(X_out, X[keep])
     assert_equal(y_out, y_noisy[keep])
     assert 0 < len(y_noisy) - len(y_out) < 0.3 * len(y_noisy)
-    # 'auto' flags exactly the rows whose held-out prediction disagrees.
-    assert_equal(detector.label_issues_, detector.suggested_labels_ != y_noisy)
+    # 'auto' flags exactly the rows whose held-out prediction disagrees and
+    # whose label the noise model finds wrong at odds of 4 to 1 or more.
+    assert_equal(
+        detector.label_issues_,
+        (detector.suggested_labels_ != y_noisy)
+        & (detector.mislabel_probability_ >= 0.8),
+    )
 
 
 def test_fit_resample_relabel(noisy_wine):
@@ -208,6 +213,8 @@ def test_get_label_issues_sorted(noisy_wine):
         "suggested_label",
         "score",
         "rank",
+        "mislabel_probability",
+        "reason",
     ]
     assert len(report) == detector.label_issues_.sum()
     assert report["score"].is_monotonic_decreasing
