@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import optimize
+from scipy.special import expit
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -75,13 +76,38 @@ def score_rows(explainer, method):
     return scores, eta_loo
 
 
-def fit_noise_model(eta, t, max_rate=0.5):
+def _given_label_probability(eta, t):
+    """``f(a) -> (s, ds/da)``: each row's probability of its given label under
+    ``softmax(a * eta)`` (a sigmoid of the given label's log-odds for one
+    output), and its derivative in the temperature ``a``."""
+    if eta.shape[1] == 1:
+        z = np.where(t == 1, eta[:, 0], -eta[:, 0])
+
+        def binary(a):
+            s = expit(a * z)
+            return s, s * (1.0 - s) * z
+
+        return binary
+    Z = eta - eta.max(axis=1, keepdims=True)  # a * Z <= 0: exp never overflows
+    rows = np.arange(len(t))
+    z_given = Z[rows, t]
+
+    def softmax(a):
+        E = np.exp(a * Z)
+        total = E.sum(axis=1)
+        s = E[rows, t] / total
+        return s, s * (z_given - (E * Z).sum(axis=1) / total)
+
+    return softmax
+
+
+def fit_noise_model(eta, t, max_rate=0.5, start=None):
     """Fit symmetric label noise on top of recalibrated held-out outputs.
 
     Each given label is modelled as drawn from ``softmax(temperature * eta)``
     with probability ``1 - rate``, else uniformly from the other classes;
     ``rate`` and ``temperature`` maximize the likelihood of the given labels
-    (L-BFGS-B from two starts, analytic gradient).
+    (L-BFGS-B, analytic gradient).
 
     Parameters
     ----------
@@ -91,6 +117,9 @@ def fit_noise_model(eta, t, max_rate=0.5):
         Position of each row's given label among the classes.
     max_rate : float, default=0.5
         Upper bound of ``rate``.
+    start : NoiseModel, default=None
+        A previous fit to start from (later rounds); None: temperature 1,
+        rate 0.05.
 
     Returns
     -------
@@ -99,37 +128,26 @@ def fit_noise_model(eta, t, max_rate=0.5):
         ``posterior`` of shape (n_samples,): each row's probability that its
         label is wrong under the fitted model.
     """
-    n = len(t)
-    Z = np.c_[np.zeros(n), eta[:, 0]] if eta.shape[1] == 1 else eta
-    Z = Z - Z.max(axis=1, keepdims=True)  # a * Z <= 0: exp never overflows
-    K, rows = Z.shape[1], np.arange(n)
-    z_given = Z[rows, t]
-
-    def parts(v):
-        a, r = v
-        E = np.exp(a * Z)
-        total = E.sum(axis=1)
-        s = E[rows, t] / total
-        c, floor = 1.0 - r * K / (K - 1), r / (K - 1)
-        return s, c * s + floor, c, total, E
+    K = max(eta.shape[1], 2)
+    given = _given_label_probability(eta, t)
 
     def nll(v):
-        s, m, c, total, E = parts(v)
-        ds_da = s * (z_given - (E * Z).sum(axis=1) / total)
+        a, r = v
+        s, ds_da = given(a)
+        c = 1.0 - r * K / (K - 1)
+        m = c * s + r / (K - 1)
         grad_a = -np.sum(c * ds_da / m)
         grad_r = -np.sum((1.0 - K * s) / ((K - 1) * m))
         return -np.log(m).sum(), np.array([grad_a, grad_r])
 
     bounds = [(1e-3, 1e3), (1e-9, max(max_rate, 1e-9))]
-    fits = [
-        optimize.minimize(nll, [1.0, r0], jac=True, method="L-BFGS-B", bounds=bounds)
-        for r0 in np.clip([0.01, 0.2], *bounds[1])
-    ]
-    best = min(fits, key=lambda fit: fit.fun)
-    s, m, _, _, _ = parts(best.x)
-    rate = best.x[1]
-    posterior = rate / (K - 1) * (1.0 - s) / m
-    return NoiseModel(float(rate), float(best.x[0]), posterior)
+    x0 = [1.0, 0.05] if start is None else [start.temperature, start.rate]
+    x0 = np.clip(x0, *zip(*bounds))
+    fit = optimize.minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=bounds)
+    (a, rate), (s, _) = fit.x, given(fit.x[0])
+    floor = rate / (K - 1)
+    posterior = floor * (1.0 - s) / ((1.0 - rate * K / (K - 1)) * s + floor)
+    return NoiseModel(float(rate), float(a), posterior)
 
 
 class MislabelDetector(BaseEstimator):
@@ -429,7 +447,7 @@ class MislabelDetector(BaseEstimator):
             eta = backend.training_outputs(refitted)
             eta[keep] += loo_shift[keep]
             scores = backend.training_losses(eta)
-            noise = fit_noise_model(eta, t, max_rate=first_rate)
+            noise = fit_noise_model(eta, t, max_rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
             if np.array_equal(flags, previous):
                 break
