@@ -7,7 +7,6 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import optimize
 from scipy.special import expit
 from sklearn.base import (
     BaseEstimator,
@@ -77,15 +76,17 @@ def score_rows(explainer, method):
 
 
 def _given_label_probability(eta, t):
-    """``f(a) -> (s, ds/da)``: each row's probability of its given label under
-    ``softmax(a * eta)`` (a sigmoid of the given label's log-odds for one
-    output), and its derivative in the temperature ``a``."""
+    """``f(a) -> (s, ds/da, d2s/da2)``: each row's probability of its given
+    label under ``softmax(a * eta)`` (for one output, a sigmoid of the given
+    label's log-odds) and its first two derivatives in the temperature ``a``.
+    """
     if eta.shape[1] == 1:
         z = np.where(t == 1, eta[:, 0], -eta[:, 0])
 
         def binary(a):
             s = expit(a * z)
-            return s, s * (1.0 - s) * z
+            ds = s * (1.0 - s) * z
+            return s, ds, ds * (1.0 - 2.0 * s) * z
 
         return binary
     Z = eta - eta.max(axis=1, keepdims=True)  # a * Z <= 0: exp never overflows
@@ -94,11 +95,64 @@ def _given_label_probability(eta, t):
 
     def softmax(a):
         E = np.exp(a * Z)
-        total = E.sum(axis=1)
-        s = E[rows, t] / total
-        return s, s * (z_given - (E * Z).sum(axis=1) / total)
+        E /= E.sum(axis=1, keepdims=True)
+        s, mean = E[rows, t], (E * Z).sum(axis=1)
+        spread = (E * Z**2).sum(axis=1) - mean**2
+        ds = s * (z_given - mean)
+        return s, ds, ds * (z_given - mean) - s * spread
 
     return softmax
+
+
+def _noise_likelihood(given, K):
+    """``f(a, r) -> (log-likelihood, gradient, Hessian)`` of the noise model."""
+    kappa = K / (K - 1)
+
+    def f(a, r):
+        s, ds, d2s = given(a)
+        c = 1.0 - r * kappa
+        m = c * s + r / (K - 1)
+        m_a, m_r = c * ds / m, (1.0 / (K - 1) - kappa * s) / m
+        grad = np.array([m_a.sum(), m_r.sum()])
+        h_aa = np.sum(c * d2s / m - m_a**2)
+        h_ar = np.sum(-kappa * ds / m - m_a * m_r)
+        hess = np.array([[h_aa, h_ar], [h_ar, -np.sum(m_r**2)]])
+        return np.log(m).sum(), grad, hess
+
+    return f
+
+
+def _maximize(f, x, lower, upper, max_iter=100):
+    """Projected Newton ascent with backtracking, for the two noise parameters.
+
+    Where the Hessian is not negative definite, a gradient step scaled by its
+    diagonal; a parameter at a bound its gradient pushes against stays there.
+    """
+    value, grad, hess = f(*x)
+    for _ in range(max_iter):
+        free = ~(((x <= lower) & (grad < 0)) | ((x >= upper) & (grad > 0)))
+        if not free.any():
+            break
+        H = hess[np.ix_(free, free)]
+        step = np.zeros(2)
+        try:
+            np.linalg.cholesky(-H)
+            step[free] = np.linalg.solve(-H, grad[free])
+        except np.linalg.LinAlgError:
+            step[free] = grad[free] / np.maximum(np.abs(np.diag(H)), 1e-12)
+        for _ in range(40):
+            new = np.clip(x + step, lower, upper)
+            new_value, new_grad, new_hess = f(*new)
+            if new_value >= value + 1e-4 * grad @ (new - x):
+                break
+            step /= 2
+        else:
+            break
+        done = abs(new_value - value) <= 1e-10 * (1 + abs(value))
+        x, value, grad, hess = new, new_value, new_grad, new_hess
+        if done:
+            break
+    return x
 
 
 def fit_noise_model(eta, t, max_rate=0.5, start=None):
@@ -107,7 +161,7 @@ def fit_noise_model(eta, t, max_rate=0.5, start=None):
     Each given label is modelled as drawn from ``softmax(temperature * eta)``
     with probability ``1 - rate``, else uniformly from the other classes;
     ``rate`` and ``temperature`` maximize the likelihood of the given labels
-    (L-BFGS-B, analytic gradient).
+    (projected Newton steps on the two parameters, analytic derivatives).
 
     Parameters
     ----------
@@ -130,22 +184,12 @@ def fit_noise_model(eta, t, max_rate=0.5, start=None):
     """
     K = max(eta.shape[1], 2)
     given = _given_label_probability(eta, t)
-
-    def nll(v):
-        a, r = v
-        s, ds_da = given(a)
-        c = 1.0 - r * K / (K - 1)
-        m = c * s + r / (K - 1)
-        grad_a = -np.sum(c * ds_da / m)
-        grad_r = -np.sum((1.0 - K * s) / ((K - 1) * m))
-        return -np.log(m).sum(), np.array([grad_a, grad_r])
-
-    bounds = [(1e-3, 1e3), (1e-9, max(max_rate, 1e-9))]
+    lower, upper = np.array([1e-3, 1e-9]), np.array([1e3, max(max_rate, 1e-9)])
     x0 = [1.0, 0.05] if start is None else [start.temperature, start.rate]
-    x0 = np.clip(x0, *zip(*bounds))
-    fit = optimize.minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=bounds)
-    (a, rate), (s, _) = fit.x, given(fit.x[0])
-    floor = rate / (K - 1)
+    a, rate = _maximize(
+        _noise_likelihood(given, K), np.clip(x0, lower, upper), lower, upper
+    )
+    s, floor = given(a)[0], rate / (K - 1)
     posterior = floor * (1.0 - s) / ((1.0 - rate * K / (K - 1)) * s + floor)
     return NoiseModel(float(rate), float(a), posterior)
 
