@@ -9,7 +9,7 @@ scikit-learn's default 1e-4, what users run):
 
 * skinfluence: ``MislabelDetector(model).fit(X, y_noisy)`` (up to three
   rounds); flagged set ``label_issues_`` (``contamination='auto'``: the rows
-  its label-noise model finds wrong at odds of 4 to 1), ``noise_rate_``;
+  its label-noise model finds wrong at odds of 2 to 1), ``noise_rate_``;
   ranking ``ranking_``. The time includes fitting the model;
 * skinfluence, one round: ``n_rounds=1``;
 * cleanlab on skinfluence's held-out probabilities:
@@ -71,7 +71,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skinfluence
-from skinfluence import MislabelDetector
+from skinfluence import MislabelDetector, StationarityWarning
 from skinfluence.cleaning import score_rows
 
 try:
@@ -370,6 +370,9 @@ def main(argv=None):
         parser.error(f"unknown datasets {unknown}; choose from {list(DATASETS)}")
     tols = [float(t) for t in args.tols.split(",")]
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # At tol=1e-4 the fit stops short of its optimum and the detector says so
+    # once per fit; the table measures what it flags anyway.
+    warnings.filterwarnings("ignore", category=StationarityWarning)
     print(header(args.seeds), flush=True)
     summaries = []
     for name in names:

@@ -32,8 +32,8 @@ from .utils._labels import encode_labels
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 
-#: 'auto' flags a row once the odds that its label is wrong reach 4 to 1.
-MIN_POSTERIOR = 0.8
+#: 'auto' flags a row once the odds that its label is wrong reach 2 to 1.
+MIN_POSTERIOR = 2 / 3
 
 #: The label-noise model fitted to held-out outputs (see :func:`fit_noise_model`).
 NoiseModel = namedtuple("NoiseModel", ["rate", "temperature", "posterior"])
@@ -221,8 +221,8 @@ class MislabelDetector(BaseEstimator):
     method : {'loo_loss', 'self_influence', 'training_loss'}, default='loo_loss'
     contamination : 'auto' or float in (0, 0.5], default='auto'
         Share of rows to flag. 'auto': the rows whose held-out prediction is
-        another class and whose ``mislabel_probability_`` is at least 0.8
-        (odds of 4 to 1 that the label is wrong), under a label-noise model
+        another class and whose ``mislabel_probability_`` is at least 2/3
+        (odds of 2 to 1 that the label is wrong), under a label-noise model
         fitted to the held-out outputs (see Notes); ``noise_rate_`` is that
         model's estimate of the share of wrong labels.
     threshold : float, default=None
@@ -300,7 +300,7 @@ class MislabelDetector(BaseEstimator):
     where a calibrated model makes few mistakes. Each row's posterior
     probability of a wrong label follows from Bayes' rule. A row the model
     finds hard (held-out probability of its label near 1/2) never reaches
-    odds of 4 to 1, so a model that cannot tell errors from hard rows flags
+    odds of 2 to 1, so a model that cannot tell errors from hard rows flags
     few rows. The uniform model is the benchmark's flips; class-dependent
     noise is fitted as its average. When the linear model is misspecified
     (heavier tails than logistic), some hard rows look like errors, and
@@ -619,7 +619,7 @@ class MislabelDetector(BaseEstimator):
         if self.threshold is not None:
             rule = f"score above threshold={self.threshold:g}"
         elif self.contamination == "auto":
-            rule = f"mislabel_probability >= {MIN_POSTERIOR:g}"
+            rule = "mislabel_probability >= 2/3"
         else:
             rule = f"in the top {self.contamination:.1%} by score"
         other = self.suggested_labels_[order] != self._y[order]

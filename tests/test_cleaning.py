@@ -29,6 +29,7 @@ from skinfluence import (
 )
 from skinfluence.cleaning import (
     METHODS,
+    MIN_POSTERIOR,
     OverCleaningWarning,
     default_estimator,
     fit_noise_model,
@@ -142,11 +143,11 @@ def test_fit_resample_drop(noisy_wine):
     assert_equal(y_out, y_noisy[keep])
     assert 0 < len(y_noisy) - len(y_out) < 0.3 * len(y_noisy)
     # 'auto' flags exactly the rows whose held-out prediction disagrees and
-    # whose label the noise model finds wrong at odds of 4 to 1 or more.
+    # whose label the noise model finds wrong at odds of 2 to 1 or more.
     assert_equal(
         detector.label_issues_,
         (detector.suggested_labels_ != y_noisy)
-        & (detector.mislabel_probability_ >= 0.8),
+        & (detector.mislabel_probability_ >= MIN_POSTERIOR),
     )
 
 
@@ -588,18 +589,19 @@ def test_fit_noise_model_recovers_its_parameters():
     noise = fit_noise_model(eta, t)
     assert abs(noise.rate - rate) < 0.01, noise.rate
     assert abs(noise.temperature - temperature) < 0.15, noise.temperature
-    # Rows it calls wrong at 4 to 1 are wrong about that often, or more.
-    sure = noise.posterior >= 0.8
-    assert flip[sure].mean() >= 0.8
+    # Rows it calls wrong at 2 to 1 are wrong about that often, or more.
+    sure = noise.posterior >= MIN_POSTERIOR
+    assert flip[sure].mean() >= MIN_POSTERIOR
     # Calibrated labels without noise: no noise found.
     clean = fit_noise_model(eta, (P.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1))
-    assert clean.rate < 0.01 and np.mean(clean.posterior >= 0.8) < 0.002
+    assert clean.rate < 0.01 and np.mean(clean.posterior >= MIN_POSTERIOR) < 0.005
 
 
 def test_auto_on_a_hard_task_flags_little_and_warns():
     """On a task the model gets ~70% right, without noise, 'auto' flags a few
-    percent (the former rule: every misclassified row, ~30%), and dropping a
-    fifth of the rows warns that the estimate does not support it."""
+    percent (the former rule: every misclassified row, ~30%; cleanlab ~24%),
+    and dropping a fifth of the rows warns that the estimate does not
+    support it."""
     X, y_noisy, _ = _hard_task(0.0)
     detector = MislabelDetector(action="drop")
     with warnings.catch_warnings():
@@ -607,8 +609,8 @@ def test_auto_on_a_hard_task_flags_little_and_warns():
         X_out, _ = detector.fit_resample(X, y_noisy)
     accuracy = np.mean(detector.suggested_labels_ == y_noisy)
     assert 0.65 < accuracy < 0.75, accuracy
-    assert detector.label_issues_.mean() <= 0.03
-    assert len(X_out) >= 0.97 * len(X)
+    assert detector.label_issues_.mean() <= 0.05
+    assert len(X_out) >= 0.95 * len(X)
     with pytest.warns(OverCleaningWarning, match="noise_rate_"):
         MislabelDetector(contamination=0.2).fit_resample(X, y_noisy)
     with pytest.warns(OverCleaningWarning, match="Relabeling"):
@@ -677,7 +679,7 @@ def test_no_flagged_row_keeps_its_label(name, params):
     assert not np.any(detector.suggested_labels_[flags] == y_noisy[flags])
     report = detector.get_label_issues()
     assert report["reason"].str.contains("predicts another class").all()
-    assert (report["mislabel_probability"] >= 0.8).all()
+    assert (report["mislabel_probability"] >= MIN_POSTERIOR).all()
 
     wide = clone(detector).set_params(contamination=0.3).fit(X, y_noisy)
     report = wide.get_label_issues()
@@ -702,4 +704,4 @@ def test_imblearn_pipeline_warns_when_cleaning_too_much():
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverCleaningWarning)
         pipe.fit(X, y_noisy)
-    assert pipe.named_steps["clean"].sample_indices_.size >= 0.97 * len(X)
+    assert pipe.named_steps["clean"].sample_indices_.size >= 0.95 * len(X)
