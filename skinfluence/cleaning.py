@@ -466,6 +466,7 @@ class MislabelDetector(BaseEstimator):
         whitening, loo_shift = None, None
         scores, eta, theta = self.scores_, eta_loo, None
         flags = self._refit_flags(t, eta_loo, noise)
+        shown = noise.posterior >= MIN_POSTERIOR
         first_rate = noise.rate
         for _ in range(self.n_rounds - 1):
             keep, flagged = np.flatnonzero(~flags), np.flatnonzero(flags)
@@ -493,7 +494,11 @@ class MislabelDetector(BaseEstimator):
             scores = backend.training_losses(eta)
             noise = fit_noise_model(eta, t, max_rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
-            if np.array_equal(flags, previous):
+            reported, shown = shown, noise.posterior >= MIN_POSTERIOR
+            # Another refit would change the scores, not what 'auto' reports.
+            if np.array_equal(flags, previous) or np.array_equal(
+                flags & shown, previous & reported
+            ):
                 break
         return scores, eta, noise
 
