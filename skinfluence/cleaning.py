@@ -301,7 +301,10 @@ class MislabelDetector(BaseEstimator):
     probability of a wrong label follows from Bayes' rule. A row the model
     finds hard (held-out probability of its label near 1/2) never reaches
     odds of 2 to 1, so a model that cannot tell errors from hard rows flags
-    few rows. The uniform model is the benchmark's flips; class-dependent
+    few rows. Odds of 2 to 1 rather than even: on the benchmark's hard task
+    (a model 70% right, no flips) even odds flag about 6% of the rows, 2 to 1
+    about 3%, and the flagged sets of the easy datasets barely change. The
+    uniform model is the benchmark's flips; class-dependent
     noise is fitted as its average. When the linear model is misspecified
     (heavier tails than logistic), some hard rows look like errors, and
     ``noise_rate_`` is then an overestimate. For hinge models the outputs are
@@ -453,14 +456,14 @@ class MislabelDetector(BaseEstimator):
     def _later_rounds(self, t, eta_loo, noise):
         """Rescore every row by a model that never saw the previous flags.
 
-        Each round refits without the rows the previous one flagged by the
-        'auto' rule (see ``contamination``), then scores each flagged row by
-        its loss under that model, and each kept row by its held-out loss
+        Each round refits without the rows the previous one found more likely
+        mislabeled than not (:meth:`_refit_flags`), then scores each of them
+        by its loss under that model, and each kept row by its held-out loss
         under it (its first-round leave-one-out change added to its new
         output), and refits the noise model to these outputs. Mislabeled rows
-        nearby no longer mask a flagged one. Rounds stop once the flags
-        repeat, when nothing is flagged, or when too few rows of a class would
-        remain.
+        nearby no longer mask a flagged one. Rounds stop once the refit set
+        or the rows 'auto' reports repeat, when nothing is flagged, or when
+        too few rows of a class would remain.
         """
         backend = self.explainer_.backend_
         whitening, loo_shift = None, None
