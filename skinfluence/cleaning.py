@@ -606,24 +606,42 @@ class MislabelDetector(BaseEstimator):
             y_out = pd.Series(y_out, index=y.index[keep], name=y.name)
         return X_out, y_out
 
-    def get_label_issues(self):
-        """The flagged rows, most suspicious first, and why each is flagged.
+    def get_label_issues(self, *, reasons=False):
+        """The flagged rows, most suspicious first.
+
+        Parameters
+        ----------
+        reasons : bool, default=False
+            Add the columns ``mislabel_probability`` (see
+            ``mislabel_probability_``) and ``reason``, which says by which rule
+            each row is flagged and whether the held-out model predicts another
+            class: a row flagged by a ``contamination`` share or a
+            ``threshold`` may keep its given label as the suggestion ('auto'
+            never flags those).
 
         Returns
         -------
         pandas.DataFrame
             Columns ``row``, ``given_label``, ``suggested_label``, ``score``,
-            ``rank`` (1 = most suspicious), ``mislabel_probability`` (see
-            ``mislabel_probability_``) and ``reason``; ``row`` is the pandas
-            index label when ``X`` was a DataFrame. A row flagged by a
-            ``contamination`` share or a ``threshold`` may keep its given label
-            as the suggestion: its ``reason`` says so.
+            ``rank`` (1 = most suspicious), then those of ``reasons``; ``row``
+            is the pandas index label when ``X`` was a DataFrame.
         """
         check_is_fitted(self)
         order = self.ranking_[self.label_issues_[self.ranking_]]
         rank = np.empty(len(self.ranking_), dtype=int)
         rank[self.ranking_] = np.arange(1, len(self.ranking_) + 1)
         rows = order if self._index is None else np.asarray(self._index)[order]
+        report = pd.DataFrame(
+            {
+                "row": rows,
+                "given_label": self._y[order],
+                "suggested_label": self.suggested_labels_[order],
+                "score": self.scores_[order],
+                "rank": rank[order],
+            }
+        )
+        if not reasons:
+            return report
         if self.threshold is not None:
             rule = f"score above threshold={self.threshold:g}"
         elif self.contamination == "auto":
@@ -636,17 +654,9 @@ class MislabelDetector(BaseEstimator):
             f"{rule}; the held-out model predicts another class",
             f"{rule}; the held-out model predicts the given label",
         )
-        return pd.DataFrame(
-            {
-                "row": rows,
-                "given_label": self._y[order],
-                "suggested_label": self.suggested_labels_[order],
-                "score": self.scores_[order],
-                "rank": rank[order],
-                "mislabel_probability": self.mislabel_probability_[order],
-                "reason": reason,
-            }
-        )
+        report["mislabel_probability"] = self.mislabel_probability_[order]
+        report["reason"] = reason
+        return report
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -225,8 +225,6 @@ def test_get_label_issues_sorted(noisy_wine):
         "suggested_label",
         "score",
         "rank",
-        "mislabel_probability",
-        "reason",
     ]
     assert len(report) == detector.label_issues_.sum()
     assert report["score"].is_monotonic_decreasing
@@ -677,12 +675,13 @@ def test_no_flagged_row_keeps_its_label(name, params):
     flags = detector.label_issues_
     assert flags.any()
     assert not np.any(detector.suggested_labels_[flags] == y_noisy[flags])
-    report = detector.get_label_issues()
+    report = detector.get_label_issues(reasons=True)
+    assert list(report.columns[-2:]) == ["mislabel_probability", "reason"]
     assert report["reason"].str.contains("predicts another class").all()
     assert (report["mislabel_probability"] >= MIN_POSTERIOR).all()
 
     wide = clone(detector).set_params(contamination=0.3).fit(X, y_noisy)
-    report = wide.get_label_issues()
+    report = wide.get_label_issues(reasons=True)
     same = (report["suggested_label"] == report["given_label"]).to_numpy()
     assert same.any()
     assert report["reason"][same].str.contains("predicts the given label").all()
