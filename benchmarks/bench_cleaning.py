@@ -2,36 +2,40 @@
 """Mislabel detection: skinfluence's MislabelDetector vs cleanlab, side by side.
 
 For each dataset and seed, 10% of the labels are flipped uniformly to another
-class, and in one process, with the same base model (the detector's default:
-``StandardScaler`` + ``LogisticRegression(C=1, tol=1e-8, max_iter=5000)``):
+class (the hard task: 0% and 3%), and in one process, with the same base model
+``StandardScaler`` + ``LogisticRegression(C=1, max_iter=5000)`` at two
+tolerances (``--tols``: 1e-8, the detector's default model, and
+scikit-learn's default 1e-4, what users run):
 
-* skinfluence, default: ``MislabelDetector().fit(X, y_noisy)`` (up to three
-  rounds: held-out loss, then refits without the rows the previous round
-  flags, every row rescored by a model that never saw it); the time includes
-  fitting the model;
-* skinfluence, one round: ``MislabelDetector(method=m, n_rounds=1)`` for every
-  method (``loo_loss``, ``self_influence``, ``training_loss``).
-  Ranking: ``ranking_``; flagged set: ``label_issues_``
-  (``contamination='auto'``: the rows whose held-out prediction is another
-  class);
-* cleanlab: ``cross_val_predict(model, X, y_noisy, cv=5,
+* skinfluence: ``MislabelDetector(model).fit(X, y_noisy)`` (up to three
+  rounds); flagged set ``label_issues_`` (``contamination='auto'``: the rows
+  its label-noise model finds wrong at odds of 2 to 1), ``noise_rate_``;
+  ranking ``ranking_``. The time includes fitting the model;
+* skinfluence, one round: ``n_rounds=1``;
+* cleanlab on skinfluence's held-out probabilities:
+  ``cleanlab.filter.find_label_issues`` on the softmax/sigmoid of the
+  detector's first-round leave-one-out outputs (the same held-out
+  probabilities; not timed);
+* cleanlab, its usual protocol: ``cross_val_predict(model, X, y_noisy, cv=5,
   method='predict_proba')``, then ``cleanlab.rank.get_label_quality_scores``
-  (the ranking) and ``cleanlab.filter.find_label_issues`` (the flagged set,
-  ``n_jobs=1``: its multiprocessing only adds start-up time on data this size);
-  the time covers the cross-validation and both cleanlab calls. A second
-  cleanlab row uses scikit-learn's default ``tol=1e-4`` (faster, not the same
-  model) so that the speed-up is not an artefact of the tight tolerance;
-* random: checking rows in random order finds, in expectation, the share of
-  rows checked.
+  (the ranking) and ``find_label_issues`` (``n_jobs=1``: its multiprocessing
+  only adds start-up time on data this size); the time covers the
+  cross-validation and both calls. It is the speed reference.
+
+Datasets: breast cancer, wine, iris, digits (10 classes), digits 1 vs 7,
+two synthetic sets (``make_classification``, well separated), and the hard
+task: 5,000 rows, 20 features, two heavily overlapping classes
+(``class_sep=0.4``, no ``flip_y``), on which the model is about 70% right:
+most of its mistakes are honest ambiguity, not label noise.
 
 Everything runs with one BLAS thread (``--threads``): on a shared 2-core
 machine, spinning BLAS threads made single fits swing by 10x.
 
-Reported per dataset, averaged over the seeds: recall of the flipped labels
-among the top 10% of the ranking (the paper's Figure 4 read at 10%), size,
-precision and recall of the flagged set, seconds (best of a few calls) and the
-speed-up over cleanlab (same model). The table is printed and written to
-``benchmarks/results/bench_cleaning.md``.
+Reported per dataset and tolerance, averaged over the seeds: recall of the
+flipped labels among the top 10% of the ranking, the flagged share, precision,
+recall and F1 of the flagged set, the noise rate estimate, seconds (best of a
+few calls) and the speed-up over cleanlab's 5-fold protocol. The tables are
+printed and written to ``benchmarks/results/bench_cleaning.md``.
 
 Usage::
 
@@ -53,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn
+from scipy.special import expit, softmax
 from sklearn.datasets import (
     load_breast_cancer,
     load_digits,
@@ -66,8 +71,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skinfluence
-from skinfluence import MislabelDetector
-from skinfluence.cleaning import METHODS, default_estimator
+from skinfluence import MislabelDetector, StationarityWarning
+from skinfluence.cleaning import score_rows
 
 try:
     import cleanlab
@@ -81,12 +86,15 @@ except ImportError:  # pragma: no cover - message for the user
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "bench_cleaning.md"
-NOISE = 0.10
 CHECKED = 0.10
-DEFAULT = "skinfluence default (3 rounds)"
+TOLS = (1e-8, 1e-4)
+DEFAULT = "skinfluence (3 rounds)"
+ONE = "skinfluence (1 round)"
+SAME = "cleanlab, skinfluence's held-out proba"
+CV = "cleanlab, 5-fold CV proba"
 
 
-def _synthetic(n, d, k, seed=0):
+def _synthetic(n, d, k, sep=1.5, seed=0):
     return make_classification(
         n_samples=n,
         n_features=d,
@@ -94,20 +102,36 @@ def _synthetic(n, d, k, seed=0):
         n_redundant=0,
         n_classes=k,
         n_clusters_per_class=1,
-        class_sep=1.5,
+        class_sep=sep,
         flip_y=0.0,
         random_state=seed,
     )
 
 
+def _digits_1_vs_7():
+    X, y = load_digits(return_X_y=True)
+    keep = np.isin(y, (1, 7))
+    return X[keep], (y[keep] == 7).astype(int)
+
+
+#: name: (loader, share of labels flipped)
 DATASETS = {
-    "breast_cancer": lambda: load_breast_cancer(return_X_y=True),
-    "wine": lambda: load_wine(return_X_y=True),
-    "iris": lambda: load_iris(return_X_y=True),
-    "digits": lambda: load_digits(return_X_y=True),
-    "synthetic-4class": lambda: _synthetic(3000, 20, 4),
-    "synthetic-binary-20k": lambda: _synthetic(20000, 40, 2),
+    "breast_cancer": (lambda: load_breast_cancer(return_X_y=True), 0.10),
+    "wine": (lambda: load_wine(return_X_y=True), 0.10),
+    "iris": (lambda: load_iris(return_X_y=True), 0.10),
+    "digits": (lambda: load_digits(return_X_y=True), 0.10),
+    "digits-1-vs-7": (_digits_1_vs_7, 0.10),
+    "synthetic-4class": (lambda: _synthetic(3000, 20, 4), 0.10),
+    "synthetic-binary-20k": (lambda: _synthetic(20000, 40, 2), 0.10),
+    "hard-0%": (lambda: _synthetic(5000, 20, 2, sep=0.4), 0.0),
+    "hard-3%": (lambda: _synthetic(5000, 20, 2, sep=0.4), 0.03),
 }
+
+
+def model_at(tol):
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, tol=tol, max_iter=5000)
+    )
 
 
 def flip_labels(y, noise, rng):
@@ -134,32 +158,29 @@ def timed(fn, min_calls=1, budget_s=1.0, max_calls=5):
 
 
 def recall_at(ranking, flipped, checked=CHECKED):
+    if not len(flipped):
+        return np.nan
     k = int(np.ceil(checked * len(ranking)))
     return np.isin(ranking[:k], flipped).sum() / len(flipped)
 
 
-def flagged_stats(mask, flipped):
-    n_flag = int(mask.sum())
-    hits = int(mask[flipped].sum())
-    return n_flag, hits / max(n_flag, 1), hits / len(flipped)
+def flag_stats(mask, flipped):
+    """Flagged share, precision, recall and F1 of the flagged set."""
+    n_flag, hits = int(mask.sum()), int(mask[flipped].sum())
+    if not len(flipped):
+        return mask.mean(), np.nan, np.nan, np.nan
+    precision, recall = hits / max(n_flag, 1), hits / len(flipped)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return mask.mean(), precision, recall, f1
 
 
-def run_skinfluence(X, y, method):
-    def fit():
-        return MislabelDetector(method=method, n_rounds=1).fit(X, y)
-
-    seconds, det = timed(fit)
-    return seconds, det.ranking_, det.label_issues_
-
-
-def run_default(X, y):
-    """``MislabelDetector()``: up to 3 rounds (clean, refit, rescore every row)."""
-
-    def fit():
-        return MislabelDetector().fit(X, y)
-
-    seconds, det = timed(fit)
-    return seconds, det.ranking_, det.label_issues_
+def held_out_proba(detector):
+    """The softmax/sigmoid of the detector's first-round held-out outputs."""
+    _, eta = score_rows(detector.explainer_, "loo_loss")
+    if eta.shape[1] == 1:
+        p = expit(eta[:, 0])
+        return np.c_[1 - p, p]
+    return softmax(eta, axis=1)
 
 
 def run_cleanlab(X, y, model):
@@ -173,81 +194,70 @@ def run_cleanlab(X, y, model):
     return seconds, np.argsort(quality, kind="stable"), issues
 
 
-def bench_dataset(name, seeds):
-    X, y = DATASETS[name]()
+def bench_seed(X, y_noisy, flipped, model):
+    """``(method, (recall@10%, share, precision, recall, F1, rate, seconds))``."""
+    out = []
+
+    def add(method, seconds, ranking, flags, rate=np.nan):
+        ranked = np.nan if ranking is None else recall_at(ranking, flipped)
+        out.append((method, (ranked, *flag_stats(flags, flipped), rate, seconds)))
+
+    for label, rounds in ((DEFAULT, 3), (ONE, 1)):
+
+        def fit(rounds=rounds):
+            return MislabelDetector(model, n_rounds=rounds).fit(X, y_noisy)
+
+        seconds, det = timed(fit)
+        add(label, seconds, det.ranking_, det.label_issues_, det.noise_rate_)
+    proba = held_out_proba(det)
+    add(SAME, np.nan, None, cleanlab.filter.find_label_issues(y_noisy, proba))
+    add(CV, *run_cleanlab(X, y_noisy, model))
+    return out
+
+
+def bench_dataset(name, seeds, tols):
+    loader, noise = DATASETS[name]
+    X, y = loader()
     X = np.asarray(X, dtype=float)
+    y = np.unique(y, return_inverse=True)[1]
     rows = []
-    for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        y_noisy, flipped = flip_labels(y, NOISE, rng)
-        for method in METHODS:
-            seconds, ranking, flags = run_skinfluence(X, y_noisy, method)
-            rows.append(
-                (
-                    f"skinfluence {method}, one round",
-                    seed,
-                    recall_at(ranking, flipped),
-                    *flagged_stats(flags, flipped),
-                    seconds,
-                )
-            )
-        seconds, ranking, flags = run_default(X, y_noisy)
-        rows.append(
-            (
-                DEFAULT,
-                seed,
-                recall_at(ranking, flipped),
-                *flagged_stats(flags, flipped),
-                seconds,
-            )
-        )
-        for label, model in (
-            ("cleanlab (same model)", default_estimator()),
-            (
-                "cleanlab (tol=1e-4)",
-                make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
-            ),
-        ):
-            seconds, ranking, flags = run_cleanlab(X, y_noisy, model)
-            rows.append(
-                (
-                    label,
-                    seed,
-                    recall_at(ranking, flipped),
-                    *flagged_stats(flags, flipped),
-                    seconds,
-                )
-            )
-        k = int(np.ceil(CHECKED * len(y)))
-        rows.append(("random", seed, k / len(y), np.nan, np.nan, np.nan, np.nan))
+    for tol in tols:
+        model = model_at(tol)
+        for seed in range(seeds):
+            y_noisy, flipped = flip_labels(y, noise, np.random.default_rng(seed))
+            found = bench_seed(X, y_noisy, flipped, model)
+            rows += [(tol, method, seed, *values) for method, values in found]
     table = pd.DataFrame(
         rows,
         columns=[
+            "tol",
             "method",
             "seed",
             "recall@10%",
-            "flagged",
-            "flagged precision",
-            "flagged recall",
+            "flagged share",
+            "precision",
+            "recall",
+            "F1",
+            "noise_rate_",
             "seconds",
         ],
     )
-    summary = table.groupby("method", sort=False).mean(numeric_only=True)
-    summary = summary.drop(columns="seed")
-    reference = summary.loc["cleanlab (same model)", "seconds"]
-    summary["speed-up vs cleanlab"] = reference / summary["seconds"]
+    summary = table.groupby(["tol", "method"], sort=False).mean(numeric_only=True)
+    summary = summary.drop(columns="seed").reset_index()
+    reference = summary[summary["method"] == CV].set_index("tol")["seconds"]
+    summary["speed-up vs cleanlab"] = summary["tol"].map(reference) / summary["seconds"]
     n, d = X.shape
-    summary = summary.reset_index()
-    summary.insert(0, "dataset", f"{name} ({n}x{d}, {len(np.unique(y))} classes)")
+    label = f"{name} ({n}x{d}, {len(np.unique(y))} classes, {noise:.0%} flipped)"
+    summary.insert(0, "dataset", label)
     return summary, table
 
 
 def to_markdown(summary):
     def fmt(col, v):
-        if pd.isna(v):
+        if isinstance(v, float) and np.isnan(v):
             return ""
-        if col == "flagged":
-            return f"{v:.0f}"
+        if col == "tol":
+            return f"{v:g}"
         if col == "seconds":
             return f"{v:.3f}"
         if col == "speed-up vs cleanlab":
@@ -264,46 +274,42 @@ def to_markdown(summary):
 
 
 def verdict(summaries):
-    """Per dataset: recall@10% of loo_loss >= cleanlab's, and the speed-up."""
-    out, ok_recall, ok_speed = [], True, True
+    """Per dataset and tol: F1 >= cleanlab's, flagged share, speed-up >= 2x."""
+    out, ok_f1, ok_speed, ok_hard = [], True, True, True
     for s in summaries:
-        s = s.set_index("method")
         name = s["dataset"].iloc[0]
-        ours = s.loc[DEFAULT]
-        ref = s.loc["cleanlab (same model)"]
-        best = s.loc[[m for m in s.index if m.startswith("skinfluence")]]
-        best = best.drop(index=DEFAULT)
-        r_ok = ours["recall@10%"] >= ref["recall@10%"] - 1e-12
-        v_ok = ours["speed-up vs cleanlab"] >= 2
-        ok_recall &= r_ok
-        ok_speed &= v_ok
-        out.append(
-            f"- {name}: recall@10% {ours['recall@10%']:.3f} vs cleanlab "
-            f"{ref['recall@10%']:.3f} ({'met' if r_ok else 'NOT met'}); "
-            f"{ours['speed-up vs cleanlab']:.1f}x faster "
-            f"({'met' if v_ok else 'NOT met'}); best one-round method here: "
-            f"{best['recall@10%'].idxmax().split()[1].rstrip(',')}"
-        )
-    both = pd.concat(summaries)
-    means = both.groupby("method", sort=False)["recall@10%"].mean()
+        for tol, part in s.groupby("tol", sort=False):
+            part = part.set_index("method")
+            ours = part.loc[DEFAULT]
+            speed = ours["speed-up vs cleanlab"]
+            v_ok = speed >= 2
+            ok_speed &= v_ok
+            line = (
+                f"- {name}, tol={tol:g}: flagged {ours['flagged share']:.1%}"
+                f" (cleanlab {part.loc[SAME, 'flagged share']:.1%} on the same "
+                f"proba, {part.loc[CV, 'flagged share']:.1%} by 5-fold CV); "
+            )
+            if np.isnan(ours["F1"]):  # no flips: every flag is a false alarm
+                ok_hard &= ours["flagged share"] <= 0.05
+            else:
+                best = max(part.loc[SAME, "F1"], part.loc[CV, "F1"])
+                f_ok = ours["F1"] >= best - 1e-12
+                ok_f1 &= f_ok
+                line += (
+                    f"F1 {ours['F1']:.3f} vs cleanlab {part.loc[SAME, 'F1']:.3f} "
+                    f"/ {part.loc[CV, 'F1']:.3f} ({'met' if f_ok else 'NOT met'}); "
+                )
+                if name.startswith("hard"):
+                    flips = float(name.split("-")[1].split("%")[0]) / 100
+                    ok_hard &= ours["flagged share"] <= 3 * flips + 1e-12
+            line += f"{speed:.1f}x faster ({'met' if v_ok else 'NOT met'})"
+            out.append(line)
     out.append(
-        "\nMean recall@10% over the datasets: "
-        + ", ".join(f"{m} {v:.3f}" for m, v in means.items() if m != "random")
-    )
-    recall = both.pivot(index="dataset", columns="method", values="recall@10%")
-    wins = recall.ge(recall["cleanlab (same model)"] - 1e-12, axis=0).sum()
-    out.append(
-        "Datasets where recall@10% >= cleanlab's: "
-        + ", ".join(
-            f"{m} {wins[m]}/{len(summaries)}"
-            for m in means.index
-            if m.startswith("skinfluence")
-        )
-    )
-    out.append(
-        f"\nTargets (the default detector vs cleanlab, same model): recall@10% "
-        f">= cleanlab's on every dataset: {'MET' if ok_recall else 'NOT MET'}; "
-        f">= 2x faster on every dataset: {'MET' if ok_speed else 'NOT MET'}."
+        "\nTargets (the default detector): F1 >= cleanlab's (both protocols) "
+        f"on every dataset with flips: {'MET' if ok_f1 else 'NOT MET'}; hard "
+        "task flagged share <= 3x the flipped share (<= 5% without flips): "
+        f"{'MET' if ok_hard else 'NOT MET'}; >= 2x faster than cleanlab's "
+        f"5-fold protocol at every tol: {'MET' if ok_speed else 'NOT MET'}."
     )
     return "\n".join(out)
 
@@ -322,11 +328,13 @@ def header(seeds):
         f"skinfluence {skinfluence.__version__}, cleanlab {cleanlab.__version__}, "
         f"scikit-learn {sklearn.__version__}, numpy {np.__version__}, "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs; {blas}.\n"
-        f"{NOISE:.0%} of labels flipped uniformly to another class, {seeds} seeds "
-        "(means shown); recall@10% = share of the flipped labels among the 10% "
-        "top-ranked rows; flagged = skinfluence contamination='auto' / "
-        "cleanlab.filter.find_label_issues; seconds: best of up to 5 calls, "
-        "model fitting included."
+        f"Labels flipped uniformly to another class, {seeds} seeds (means "
+        "shown); recall@10% = share of the flipped labels among the 10% "
+        "top-ranked rows; flagged: skinfluence contamination='auto' / "
+        "cleanlab.filter.find_label_issues; precision, recall, F1 of the "
+        "flagged set (empty without flips); seconds: best of up to 5 calls, "
+        "model fitting included; speed-up over cleanlab's 5-fold protocol at "
+        "the same tol."
     )
 
 
@@ -337,6 +345,11 @@ def main(argv=None):
         "--datasets",
         default=",".join(DATASETS),
         help=f"comma-separated subset of {', '.join(DATASETS)}",
+    )
+    parser.add_argument(
+        "--tols",
+        default=",".join(f"{t:g}" for t in TOLS),
+        help="LogisticRegression tol values (default 1e-8,0.0001)",
     )
     parser.add_argument(
         "--threads",
@@ -355,12 +368,16 @@ def main(argv=None):
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         parser.error(f"unknown datasets {unknown}; choose from {list(DATASETS)}")
+    tols = [float(t) for t in args.tols.split(",")]
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # At tol=1e-4 the fit stops short of its optimum and the detector says so
+    # once per fit; the table measures what it flags anyway.
+    warnings.filterwarnings("ignore", category=StationarityWarning)
     print(header(args.seeds), flush=True)
     summaries = []
     for name in names:
         t0 = time.perf_counter()
-        summary, _ = bench_dataset(name, args.seeds)
+        summary, _ = bench_dataset(name, args.seeds, tols)
         summaries.append(summary)
         print(f"\n{to_markdown(summary)}", flush=True)
         print(f"({name}: {time.perf_counter() - t0:.1f} s)", file=sys.stderr)

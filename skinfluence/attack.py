@@ -24,8 +24,8 @@ from .core import _formulas
 from .exceptions import StationarityWarning
 from .solvers import HessianOperator, make_solver
 from .svm._newton import newton_minimize
-from .utils._progress import progress
 from .utils._checks import fit_params_for, split_model
+from .utils._progress import progress
 
 SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
 

@@ -80,7 +80,7 @@ class FeatureInfluenceDisplay:
 
     Each bar is a feature of the training rows; its length says how much the
     test loss changes when that feature moves in the (selected) training
-    rows. With ``aggregate='abs'`` (:func:`feature_influence`) it is
+    rows. With ``aggregate='abs'`` (:func:`feature_influence`) it is::
 
         score[j] = mean over test rows t of sum over training rows i of
                    |I_pert,loss(z_i, z_t)[j]|,

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_digits,
+    load_iris,
+    load_wine,
+    make_classification,
+)
 from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -21,7 +27,13 @@ from skinfluence import (
     SmoothHingeSVC,
     StationarityWarning,
 )
-from skinfluence.cleaning import METHODS, default_estimator
+from skinfluence.cleaning import (
+    METHODS,
+    MIN_POSTERIOR,
+    OverCleaningWarning,
+    default_estimator,
+    fit_noise_model,
+)
 
 NOISE = 0.10
 
@@ -130,8 +142,13 @@ def test_fit_resample_drop(noisy_wine):
     assert_equal(X_out, X[keep])
     assert_equal(y_out, y_noisy[keep])
     assert 0 < len(y_noisy) - len(y_out) < 0.3 * len(y_noisy)
-    # 'auto' flags exactly the rows whose held-out prediction disagrees.
-    assert_equal(detector.label_issues_, detector.suggested_labels_ != y_noisy)
+    # 'auto' flags exactly the rows whose held-out prediction disagrees and
+    # whose label the noise model finds wrong at odds of 2 to 1 or more.
+    assert_equal(
+        detector.label_issues_,
+        (detector.suggested_labels_ != y_noisy)
+        & (detector.mislabel_probability_ >= MIN_POSTERIOR),
+    )
 
 
 def test_fit_resample_relabel(noisy_wine):
@@ -243,7 +260,9 @@ def test_no_class_is_emptied():
     # Two rows labeled 'odd' that look like any other class-0 wine.
     y[[0, 1]] = "odd"
     y = np.array([str(v) for v in y], dtype=object)
-    detector = MislabelDetector(action="drop")
+    # A class of two rows is no evidence of noise to 'auto' (noise_rate_ ~ 0):
+    # flag the top 5%, which holds both.
+    detector = MislabelDetector(action="drop", contamination=0.05)
     with pytest.warns(UserWarning, match="no class disappears"):
         _, y_out = detector.fit_resample(X, y)
     assert detector.label_issues_[[0, 1]].all()
@@ -522,3 +541,166 @@ def test_rounds_with_every_objective(case):
     assert three.n_rounds_ >= 2
     assert recall_at(three.ranking_, flipped) >= recall_at(one.ranking_, flipped)
     assert recall_at(three.ranking_, flipped) >= 0.8
+
+
+# -- 'auto': the label-noise model -----------------------------------------------------
+def _hard_task(noise, seed=0):
+    """Two heavily overlapping classes: the model gets about 70% right."""
+    X, y = make_classification(
+        n_samples=5000,
+        n_features=20,
+        n_informative=10,
+        n_redundant=0,
+        n_clusters_per_class=1,
+        class_sep=0.4,
+        random_state=seed,
+    )
+    y_noisy, flipped = flip_labels(y, np.random.default_rng(seed), noise)
+    return X, y_noisy, flipped
+
+
+def _easy_task(noise, seed=0):
+    X, y = make_classification(
+        n_samples=2000,
+        n_features=20,
+        n_informative=10,
+        n_redundant=0,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        random_state=0,
+    )
+    y_noisy, flipped = flip_labels(y, np.random.default_rng(seed), noise)
+    return X, y_noisy, flipped
+
+
+def test_fit_noise_model_recovers_its_parameters():
+    """Labels drawn from the model itself: the fit finds its rate and temperature."""
+    rng = np.random.default_rng(0)
+    n, rate, temperature = 20_000, 0.1, 2.0
+    eta = rng.normal(scale=2.0, size=(n, 3))
+    P = np.exp(temperature * eta)
+    P /= P.sum(axis=1, keepdims=True)
+    t = (P.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1)
+    flip = rng.random(n) < rate
+    t[flip] = (t[flip] + rng.integers(1, 3, flip.sum())) % 3
+    noise = fit_noise_model(eta, t)
+    assert abs(noise.rate - rate) < 0.01, noise.rate
+    assert abs(noise.temperature - temperature) < 0.15, noise.temperature
+    # Rows it calls wrong at 2 to 1 are wrong about that often, or more.
+    sure = noise.posterior >= MIN_POSTERIOR
+    assert flip[sure].mean() >= MIN_POSTERIOR
+    # Calibrated labels without noise: no noise found.
+    clean = fit_noise_model(eta, (P.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1))
+    assert clean.rate < 0.01 and np.mean(clean.posterior >= MIN_POSTERIOR) < 0.005
+
+
+def test_auto_on_a_hard_task_flags_little_and_warns():
+    """On a task the model gets ~70% right, without noise, 'auto' flags a few
+    percent (the former rule: every misclassified row, ~30%; cleanlab ~24%),
+    and dropping a fifth of the rows warns that the estimate does not
+    support it."""
+    X, y_noisy, _ = _hard_task(0.0)
+    detector = MislabelDetector(action="drop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverCleaningWarning)
+        X_out, _ = detector.fit_resample(X, y_noisy)
+    accuracy = np.mean(detector.suggested_labels_ == y_noisy)
+    assert 0.65 < accuracy < 0.75, accuracy
+    assert detector.label_issues_.mean() <= 0.05
+    assert len(X_out) >= 0.95 * len(X)
+    with pytest.warns(OverCleaningWarning, match="noise_rate_"):
+        MislabelDetector(contamination=0.2).fit_resample(X, y_noisy)
+    with pytest.warns(OverCleaningWarning, match="Relabeling"):
+        MislabelDetector(contamination=0.2, action="relabel").fit_resample(X, y_noisy)
+    with warnings.catch_warnings():  # only reported, nothing dropped
+        warnings.simplefilter("error", OverCleaningWarning)
+        MislabelDetector(contamination=0.2, action="flag").fit_resample(X, y_noisy)
+
+
+def test_auto_on_a_hard_task_with_flips_flags_at_most_three_times_them():
+    X, y_noisy, flipped = _hard_task(0.03)
+    detector = MislabelDetector().fit(X, y_noisy)
+    assert detector.label_issues_.mean() <= 3 * 0.03
+    flagged = np.flatnonzero(detector.label_issues_)
+    # Far better than chance (0.03) among the flagged rows.
+    assert np.isin(flagged, flipped).mean() > 0.1
+
+
+@pytest.mark.parametrize("name", ["wine", "iris", "breast_cancer", "synthetic"])
+def test_auto_finds_most_flips_on_an_easy_dataset(name):
+    if name == "synthetic":
+        X, y_noisy, flipped = _easy_task(NOISE)
+    else:
+        X, y = load_iris(return_X_y=True) if name == "iris" else DATASETS[name]()
+        y_noisy, flipped = flip_labels(y, np.random.default_rng(0))
+    detector = MislabelDetector().fit(X, y_noisy)
+    flagged = np.flatnonzero(detector.label_issues_)
+    assert detector.label_issues_[flipped].mean() >= 0.8
+    assert np.isin(flagged, flipped).mean() >= 0.85
+
+
+@pytest.mark.parametrize("noise", [0.05, 0.10, 0.20])
+def test_noise_rate_is_near_the_flip_rate(noise):
+    """Within 0.02: three binomial standard deviations of the flipped share at
+    10% on 2,000 rows (0.0067), which the estimate cannot beat."""
+    rates = [
+        MislabelDetector().fit(*_easy_task(noise, seed)[:2]).noise_rate_
+        for seed in range(2)
+    ]
+    assert np.all(np.abs(np.array(rates) - noise) < 0.02), rates
+    clean = MislabelDetector().fit(*_easy_task(0.0)[:2])
+    assert clean.noise_rate_ < 0.02 and clean.label_issues_.mean() < 0.01
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("wine", {}),
+        ("digits", {}),
+        ("wine", {"n_rounds": 1}),
+        ("hard", {}),
+        ("hard", {"method": "self_influence", "n_rounds": 1}),
+    ],
+)
+def test_no_flagged_row_keeps_its_label(name, params):
+    """'auto' flags only rows whose held-out prediction is another class; a
+    share or threshold may flag others, and the report then says so."""
+    if name == "hard":
+        X, y_noisy, _ = _hard_task(0.03)
+    else:
+        X, y = DATASETS[name]()
+        y_noisy, _ = flip_labels(y, np.random.default_rng(0))
+    detector = MislabelDetector(**params).fit(X, y_noisy)
+    flags = detector.label_issues_
+    assert flags.any()
+    assert not np.any(detector.suggested_labels_[flags] == y_noisy[flags])
+    report = detector.get_label_issues(reasons=True)
+    assert list(report.columns[-2:]) == ["mislabel_probability", "reason"]
+    assert report["reason"].str.contains("predicts another class").all()
+    assert (report["mislabel_probability"] >= MIN_POSTERIOR).all()
+
+    wide = clone(detector).set_params(contamination=0.3).fit(X, y_noisy)
+    report = wide.get_label_issues(reasons=True)
+    same = (report["suggested_label"] == report["given_label"]).to_numpy()
+    assert same.any()
+    assert report["reason"][same].str.contains("predicts the given label").all()
+    assert report["reason"].str.startswith("in the top 30.0% by score").all()
+
+
+def test_imblearn_pipeline_warns_when_cleaning_too_much():
+    imblearn_pipeline = pytest.importorskip("imblearn.pipeline")
+    X, y_noisy, _ = _hard_task(0.0)
+    pipe = imblearn_pipeline.Pipeline(
+        [
+            ("clean", MislabelDetector(contamination=0.2)),
+            ("model", LogisticRegression(max_iter=5000)),
+        ]
+    )
+    with pytest.warns(OverCleaningWarning, match="Dropping 1000 of 5000 rows"):
+        pipe.fit(X, y_noisy)
+    pipe.set_params(clean__contamination="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverCleaningWarning)
+        pipe.fit(X, y_noisy)
+    assert pipe.named_steps["clean"].sample_indices_.size >= 0.95 * len(X)
