@@ -7,6 +7,7 @@ from .debugging import ErrorExplanation, explain_errors
 from .diverse import select_diverse
 from .exceptions import (
     NegativeCurvatureWarning,
+    OverCleaningWarning,
     SingularHessianError,
     StationarityWarning,
     UnsupportedOperationError,
@@ -34,6 +35,7 @@ __all__ = [
     "MislabelCurveDisplay",
     "MislabelDetector",
     "NegativeCurvatureWarning",
+    "OverCleaningWarning",
     "SUPPORTED_ESTIMATORS",
     "InfluenceExplainer",
     "LOOValidation",

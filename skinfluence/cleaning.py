@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .exceptions import UnsupportedOperationError
+from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import pandas_index
 from .utils._labels import encode_labels
@@ -37,10 +37,6 @@ MIN_POSTERIOR = 2 / 3
 
 #: The label-noise model fitted to held-out outputs (see :func:`fit_noise_model`).
 NoiseModel = namedtuple("NoiseModel", ["rate", "temperature", "posterior"])
-
-
-class OverCleaningWarning(UserWarning):
-    """More rows dropped or relabeled than the estimated number of wrong labels."""
 
 
 def default_estimator(sparse=False):

@@ -24,6 +24,10 @@ class NegativeCurvatureWarning(UserWarning):
     """The Hessian at the fitted parameters has negative eigenvalues."""
 
 
+class OverCleaningWarning(UserWarning):
+    """More rows dropped or relabeled than the estimated number of wrong labels."""
+
+
 class UnsupportedOperationError(NotImplementedError, ValueError):
     """The explainer's backend cannot compute the requested quantity.
 
@@ -35,6 +39,7 @@ class UnsupportedOperationError(NotImplementedError, ValueError):
 
 __all__ = [
     "NegativeCurvatureWarning",
+    "OverCleaningWarning",
     "SingularHessianError",
     "StationarityWarning",
     "UnsupportedOperationError",

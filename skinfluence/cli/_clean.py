@@ -57,9 +57,11 @@ note and listed in REPORT instead (--keep-column, --no-detect-ids).
 
 A model is fitted once; each row is then scored by the loss it would have
 under the model fitted without it (one exact Newton step per row, no refits),
-or by the method you choose. Rows are flagged when the model fitted without
-them predicts another class ('--contamination auto'), or the given share of
-top-scoring rows.
+or by the method you choose. With '--contamination auto' a row is flagged
+when the model fitted without it predicts another class and a label-noise
+model fitted to those held-out predictions gives its label at least 2:1 odds
+of being wrong (so hard but honest rows are kept); or give the share of
+top-scoring rows to flag.
 """
 
 EPILOG = """\
@@ -154,7 +156,8 @@ def add_parser(subparsers):
         default="auto",
         metavar="auto|FLOAT",
         help="share of rows to flag, in (0, 0.5]; 'auto' (default): the rows "
-        "whose held-out prediction is another class",
+        "whose held-out prediction is another class and whose label is at "
+        "least twice as likely wrong as right under a fitted noise model",
     )
     p.add_argument(
         "--threshold",
