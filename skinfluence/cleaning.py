@@ -29,6 +29,7 @@ from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import pandas_index
 from .utils._labels import encode_labels
+from .utils._progress import progress, stage
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 
@@ -254,6 +255,9 @@ class MislabelDetector(BaseEstimator):
     n_jobs : int, default=None
         Threads for the loops over chunks of rows (the explainer's
         ``n_jobs``); None means 1.
+    verbose : int, default=0
+        1 shows progress on standard error: the model's fit, the held-out
+        scores and a bar over the refit rounds (tqdm when installed).
 
     Attributes
     ----------
@@ -331,6 +335,7 @@ class MislabelDetector(BaseEstimator):
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -344,6 +349,7 @@ class MislabelDetector(BaseEstimator):
         n_rounds=3,
         tol=1e-3,
         n_jobs=None,
+        verbose=0,
     ):
         self.estimator = estimator
         self.method = method
@@ -353,6 +359,7 @@ class MislabelDetector(BaseEstimator):
         self.tol = tol
         self.action = action
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None):
@@ -407,9 +414,9 @@ class MislabelDetector(BaseEstimator):
             if self.estimator is None
             else self.estimator
         )
-        self.explainer_ = InfluenceExplainer(estimator, n_jobs=self.n_jobs).fit(
-            X, y_arr, sample_weight
-        )
+        self.explainer_ = InfluenceExplainer(
+            estimator, n_jobs=self.n_jobs, verbose=self.verbose
+        ).fit(X, y_arr, sample_weight)
         family = self.explainer_.objective_.family
         if getattr(family, "classes", None) is None:
             raise ValueError(
@@ -420,6 +427,7 @@ class MislabelDetector(BaseEstimator):
         self.n_features_in_ = self.explainer_.n_features_in_
         if hasattr(self.explainer_, "feature_names_in_"):
             self.feature_names_in_ = self.explainer_.feature_names_in_
+        stage(f"round 1: held-out scores ({self.method})", self.verbose)
         self.scores_, eta_loo = score_rows(self.explainer_, self.method)
         self.n_rounds_ = 1
         t = encode_labels(y_arr, self.classes_)
@@ -467,7 +475,12 @@ class MislabelDetector(BaseEstimator):
         flags = self._refit_flags(t, eta_loo, noise)
         shown = noise.posterior >= MIN_POSTERIOR
         first_rate = noise.rate
-        for _ in range(self.n_rounds - 1):
+        rounds = progress(
+            range(2, self.n_rounds + 1),
+            desc="refit rounds without the flagged rows",
+            verbose=self.verbose,
+        )
+        for _ in rounds:
             keep, flagged = np.flatnonzero(~flags), np.flatnonzero(flags)
             counts = np.bincount(t[keep], minlength=len(self.classes_))
             if not flags.any() or counts.min() < 2:

@@ -917,6 +917,8 @@ def _fit_and_score(X, y_values, numeric, categorical, args, stages):
         contamination=args.contamination,
         threshold=args.threshold,
         action=args.action,
+        # A bar over the rounds in a terminal; logs keep the stage lines only.
+        verbose=int(sys.stderr.isatty()),
     )
     try:
         with warnings.catch_warnings(record=True) as caught:

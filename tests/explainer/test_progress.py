@@ -62,3 +62,17 @@ def test_plain_lines_every_tenth(capsys):
         [int(line.split(": ")[1].split("/")[0]) for line in lines],
         np.arange(2, 21, 2),
     )
+
+
+def test_detector_progress_and_silence(data, capsys, bar):
+    from skinfluence import MislabelDetector
+
+    X, y = data
+    y = y.copy()
+    y[:20] = 1 - y[:20]
+    MislabelDetector(verbose=1).fit(X, y)
+    err = capsys.readouterr().err
+    assert "round 1: held-out scores (loo_loss)" in err
+    assert "refit rounds without the flagged rows" in err
+    MislabelDetector().fit(X, y)
+    assert capsys.readouterr().err == ""
