@@ -6,6 +6,7 @@ from .cleaning import CleanLabelsClassifier, MislabelDetector
 from .debugging import ErrorExplanation, explain_errors
 from .diverse import select_diverse
 from .exceptions import (
+    FlatLossWarning,
     NegativeCurvatureWarning,
     OverCleaningWarning,
     SingularHessianError,
@@ -30,6 +31,7 @@ __all__ = [
     "CleanLabelsClassifier",
     "ErrorExplanation",
     "FeatureInfluenceDisplay",
+    "FlatLossWarning",
     "InfluentialExamplesDisplay",
     "LOOAgreementDisplay",
     "MislabelCurveDisplay",

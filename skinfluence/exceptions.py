@@ -24,6 +24,15 @@ class NegativeCurvatureWarning(UserWarning):
     """The Hessian at the fitted parameters has negative eigenvalues."""
 
 
+class FlatLossWarning(UserWarning):
+    """The test loss is flat at some test rows, so influence on it is zero.
+
+    Hinge-type models (SVMs) have zero loss, and a zero gradient, at every
+    row outside the margin: ``target='decision_function'`` then says which
+    training rows move the prediction.
+    """
+
+
 class OverCleaningWarning(UserWarning):
     """More rows dropped or relabeled than the estimated number of wrong labels."""
 
@@ -38,6 +47,7 @@ class UnsupportedOperationError(NotImplementedError, ValueError):
 
 
 __all__ = [
+    "FlatLossWarning",
     "NegativeCurvatureWarning",
     "OverCleaningWarning",
     "SingularHessianError",

@@ -407,7 +407,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             Required for ``target='loss'``; for classifier predictions it
             picks the class (default: the predicted class).
         target : {'loss', 'decision_function', 'predict_proba', 'predict'}
-            The test quantity differentiated.
+            The test quantity differentiated. The default stays 'loss' for
+            every estimator, so that the numbers mean the same thing
+            everywhere (the paper's ``I_up,loss``). A hinge-type model (SVMs)
+            has zero loss, and zero influence on it, at every test row outside
+            its margin: a :class:`~skinfluence.exceptions.FlatLossWarning`
+            then names ``target='decision_function'``, which says which rows
+            move the prediction.
 
         Returns
         -------

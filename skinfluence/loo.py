@@ -132,6 +132,16 @@ def validate_loo(
             "actual": actual,
         }
     )
-    r = float(np.corrcoef(pred, actual)[0, 1]) if len(rows) > 1 else np.nan
-    slope = float(np.polyfit(actual, pred, 1)[0]) if len(rows) > 1 else np.nan
+    r = slope = np.nan
+    if len(rows) > 1 and np.ptp(pred) > 0 and np.ptp(actual) > 0:
+        r = float(np.corrcoef(pred, actual)[0, 1])
+        slope = float(np.polyfit(actual, pred, 1)[0])
+    elif len(rows) > 1:
+        warnings.warn(
+            "The predicted or the actual changes are all equal (a flat test "
+            "loss?), so their correlation and slope are undefined (NaN). For "
+            "hinge-type models pass test rows inside the margin.",
+            UserWarning,
+            stacklevel=2,
+        )
     return LOOValidation(table, r, slope)

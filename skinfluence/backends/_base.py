@@ -22,6 +22,8 @@ What a backend cannot compute it says through :meth:`supports`, and
 naming the alternatives.
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import (
@@ -32,7 +34,7 @@ from sklearn.utils.validation import (
 )
 
 from ..core._topk import StreamingTopK
-from ..exceptions import UnsupportedOperationError
+from ..exceptions import FlatLossWarning, UnsupportedOperationError
 
 TARGETS = ("loss", "decision_function", "predict_proba", "predict")
 RELATIF_KINDS = ("theta", "l")
@@ -120,6 +122,26 @@ def check_sample_weight_values(sample_weight):
             f"sample_weight must be finite and non-negative; rows "
             f"{bad[:5].tolist()} hold {sample_weight[bad[:5]].tolist()}. "
             "Drop those rows, or give them weight 0."
+        )
+
+
+# A test row whose loss gradient (w.r.t. the outputs) is below this is flat:
+# a hinge outside its margin, where the smooth hinge leaves ~1e-200.
+_FLAT = 1e-12
+
+
+def warn_if_flat(output_gradients):
+    """Warn when some test rows' loss is flat (zero influence on them)."""
+    flat = np.max(np.abs(output_gradients), axis=1) < _FLAT
+    if flat.any():
+        warnings.warn(
+            f"The test loss is flat at {int(flat.sum())} of {flat.size} test "
+            f"rows (e.g. row {int(np.flatnonzero(flat)[0])}): its gradient is "
+            "zero there (a hinge-type loss outside the margin), so every "
+            "influence on it is zero. Pass target='decision_function' to see "
+            "which training rows move the prediction.",
+            FlatLossWarning,
+            stacklevel=4,
         )
 
 

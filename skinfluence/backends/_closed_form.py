@@ -33,6 +33,7 @@ from ._base import (
     check_magnitude,
     check_target,
     check_test_labels,
+    warn_if_flat,
 )
 
 #: ``polish`` stops once the Newton step left is this share of a typical row's
@@ -210,7 +211,9 @@ class ClosedFormBackend(InfluenceBackend):
                     f"y_test holds NaN or infinite targets at rows {bad}: drop "
                     "those test rows (there is no loss to differentiate)."
                 )
-            return Xt, family.gradient(t, eta), t
+            F = family.gradient(t, eta)
+            warn_if_flat(F)
+            return Xt, F, t
         classifier = family.classes is not None
         if target == "predict_proba" and not classifier:
             raise ValueError(

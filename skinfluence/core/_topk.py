@@ -101,11 +101,16 @@ class StreamingTopK:
                 )
             )
         table = pd.concat(frames, ignore_index=True)
+        # A row helps only with a negative influence and harms only with a
+        # positive one: zeros (a flat test loss) and the other sign's rows,
+        # which fill a side when k exceeds them, are listed on neither.
+        sign = np.where(table["kind"] == "helpful", -1.0, 1.0)
+        table = table[sign * table["influence"].to_numpy() > 0]
         table["kind"] = pd.Categorical(table["kind"], ["helpful", "harmful"])
         table = table.sort_values(
             ["_position", "kind", "rank"], kind="stable", ignore_index=True
         )
-        return table.drop(columns="_position")
+        return table.drop(columns="_position").reset_index(drop=True)
 
 
 def top_k_table(scores, influence, k, labels, train_index=None, test_index=None):

@@ -297,8 +297,10 @@ def test_peak_memory_stays_below_a_copy_of_X(solver):
             # refit's losses and residuals), a 40th of X each here.
             detector = MislabelDetector(est)
             assert _peak_bytes(lambda: detector.fit(X, y)) < bound + 16 * 8 * n
+            # One round fits the label-noise model, whose Newton steps hold a
+            # few length-n vectors too.
             one = MislabelDetector(est, n_rounds=1)
-            assert _peak_bytes(lambda: one.fit(X, y)) < bound
+            assert _peak_bytes(lambda: one.fit(X, y)) < bound + 16 * 8 * n
     # The unchunked gradient matrix, for scale: what the loops avoid.
     grads = _peak_bytes(
         lambda: explainer.objective_.expand(X, explainer.backend_.residuals_)

@@ -54,9 +54,12 @@ def test_k_larger_than_training_set_is_clamped(cancer_frame):
     ex = InfluenceExplainer(_logreg()).fit(X[:30], y[:30])
     with pytest.warns(UserWarning, match="exceeds the 30 training rows"):
         table = ex.top_influential(X.iloc[[300]], y.iloc[[300]], k=50)
-    for kind in ("helpful", "harmful"):
-        rows = table.loc[table.kind == kind, "train_row"]
-        assert len(rows) == 30 and rows.is_unique
+    helpful = table.loc[table.kind == "helpful"]
+    harmful = table.loc[table.kind == "harmful"]
+    assert (helpful.influence < 0).all() and (harmful.influence > 0).all()
+    # Every training row with a nonzero influence, each on one side only.
+    assert len(helpful) + len(harmful) == 30
+    assert not set(helpful.train_row) & set(harmful.train_row)
 
 
 def test_n_remove_larger_than_training_set_is_clamped():
@@ -175,3 +178,29 @@ def test_non_smooth_penalties_are_refused_before_fitting(model, monkeypatch):
     monkeypatch.setattr(type(model), "fit", never)
     with pytest.raises(ValueError, match="not twice differentiable"):
         InfluenceExplainer(model).fit(X, y)
+
+
+def test_svm_rows_outside_the_margin_are_flat_not_mislisted():
+    from sklearn.svm import SVC
+
+    from skinfluence import FlatLossWarning, SmoothHingeSVC
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    for model in (SVC(kernel="linear", C=1.0), SmoothHingeSVC(C=1.0)):
+        ex = InfluenceExplainer(model).fit(X[:300], y[:300])
+        margin = y[300:] * 2 - 1
+        outside = np.flatnonzero(margin * ex.decision_function(X[300:]) > 2)[:3]
+        X_out, y_out = X[300:][outside], y[300:][outside]
+        with pytest.warns(FlatLossWarning, match="target='decision_function'"):
+            table = ex.top_influential(X_out, y_out, k=5)
+        both = table.groupby("test_row").train_row.apply(
+            lambda rows: rows.duplicated().any()
+        )
+        assert not both.any()
+        assert (np.abs(table.influence) > 0).all()
+        by_output = ex.top_influential(X_out, y_out, k=5, target="decision_function")
+        assert len(by_output) == 2 * 5 * len(outside)
+        with pytest.warns(UserWarning):  # flat: r and slope undefined, no crash
+            result = validate_loo(ex, X_out[:1], y_out[:1], n_remove=5, n_random=0)
+        assert np.isnan(result.pearson_r) or np.isfinite(result.pearson_r)
