@@ -24,6 +24,7 @@ from ..objectives import (
     OneVsRestLogistic,
     multinomial_null_space,
 )
+from ..utils._compat import BALANCED_COUNTS_SAMPLE_WEIGHT
 from ..utils._labels import class_weights
 
 
@@ -90,7 +91,13 @@ def from_logistic_regression(estimator, y, sample_weight):
     if kind is None:
         C = np.inf
     classes = estimator.classes_
-    w = class_weights(estimator.class_weight, classes, y, sample_weight)
+    w = class_weights(
+        estimator.class_weight,
+        classes,
+        y,
+        sample_weight,
+        balance_weighted=BALANCED_COUNTS_SAMPLE_WEIGHT,
+    )
     W = w.sum()
     coef, fit_intercept = estimator.coef_, estimator.fit_intercept
     binary = len(classes) == 2

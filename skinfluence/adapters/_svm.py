@@ -21,6 +21,7 @@ from ..objectives import (
     SmoothHinge,
     SquaredHinge,
 )
+from ..utils._compat import BALANCED_COUNTS_SAMPLE_WEIGHT
 from ..utils._labels import class_weights
 from ._kernel import representer_features
 
@@ -78,7 +79,13 @@ def from_linear_svc(estimator, y, sample_weight):
             "use the default one-vs-rest."
         )
     classes = estimator.classes_
-    w = class_weights(estimator.class_weight, classes, y, sample_weight)
+    w = class_weights(
+        estimator.class_weight,
+        classes,
+        y,
+        sample_weight,
+        balance_weighted=BALANCED_COUNTS_SAMPLE_WEIGHT,
+    )
     family = (
         SquaredHinge(classes)
         if estimator.loss == "squared_hinge"

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import linalg
 
 from ..exceptions import SingularHessianError
+from ..utils._compat import triangular_rcond
 from ._spectrum import damping_from_spectrum, resolve_damping
 
 # Below this reciprocal condition number Cholesky of H loses more than 12 of
@@ -118,8 +119,7 @@ def _qr_factor(operator, damping, shift, p):
     if R.shape[0] < p:  # fewer rows than parameters: singular
         return None
     R *= np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
-    rcond, _ = linalg.lapack.dtrcon(R, norm="1", uplo="U", diag="N")
-    return (np.asfortranarray(R.T), True), float(rcond)
+    return (np.asfortranarray(R.T), True), triangular_rcond(R)
 
 
 class ExactSolver:

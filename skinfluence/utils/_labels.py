@@ -22,9 +22,10 @@ def class_weights(class_weight, classes, y, sample_weight, balance_weighted=True
     """Sample weights times class weights, as the estimator computes them.
 
     ``balance_weighted``: whether 'balanced' counts rows by their sample weight
-    (LogisticRegression, liblinear) or one each (SGDClassifier).
+    (SmoothHingeSVC; LogisticRegression and liblinear from scikit-learn 1.7:
+    ``_compat.BALANCED_COUNTS_SAMPLE_WEIGHT``) or one each (SGDClassifier).
     """
-    from sklearn.utils.class_weight import compute_class_weight
+    from ._compat import compute_class_weight
 
     w = np.asarray(sample_weight, dtype=np.float64)
     if class_weight is None:

@@ -141,7 +141,14 @@ CASES = {
     "sgd-regressor": (lambda: SGDRegressor(), "positive"),
 }
 
+_NEEDS_LEGACY_ATTRIBUTES = pytest.mark.skipif(
+    "use_legacy_attributes" not in LogisticRegressionCV().get_params(),
+    reason="LogisticRegressionCV(use_legacy_attributes=...) needs scikit-learn>=1.8",
+)
+
 _MARKS = {
+    "logregcv-binary": _NEEDS_LEGACY_ATTRIBUTES,
+    "logregcv-multi": _NEEDS_LEGACY_ATTRIBUTES,
     "sgd-classifier": pytest.mark.skip(
         reason="SGD stops short of its optimum: refits are not differentiable"
     ),

@@ -12,6 +12,7 @@ sample weights) and its adapter is checked against
 """
 
 import functools
+import inspect
 import types
 import warnings
 
@@ -89,6 +90,22 @@ def _data(name):
 
 
 # -- estimator configurations ---------------------------------------------------
+
+# Parameters of scikit-learn >= 1.8 that 1.6 and 1.7 lack: tests of them are
+# skipped there. LogisticRegressionCV(use_legacy_attributes=...), and l1_ratio
+# choosing the penalty by itself (before 1.8 penalty='l2' is the default and
+# l1_ratio is ignored unless penalty='elasticnet').
+_HAS_LEGACY_ATTRIBUTES = "use_legacy_attributes" in LogisticRegressionCV().get_params()
+_L1_RATIO_SETS_PENALTY = LogisticRegression().penalty == "deprecated"
+_NEEDS_LEGACY_ATTRIBUTES = pytest.mark.skipif(
+    not _HAS_LEGACY_ATTRIBUTES,
+    reason="LogisticRegressionCV(use_legacy_attributes=...) needs scikit-learn>=1.8",
+)
+_NEEDS_L1_RATIO_PENALTY = pytest.mark.skipif(
+    not _L1_RATIO_SETS_PENALTY,
+    reason="before scikit-learn 1.8, l1_ratio without penalty='elasticnet' is "
+    "ignored: the model has the smooth default penalty='l2'",
+)
 
 _LR = dict(tol=1e-10, max_iter=10_000)
 _CV = dict(Cs=[0.1, 1.0, 10.0], cv=3, l1_ratios=(0.0,), scoring="neg_log_loss")
@@ -230,8 +247,14 @@ CASES = {
 }
 
 
+_MARKS = {
+    "logregcv-binary": _NEEDS_LEGACY_ATTRIBUTES,
+    "logregcv-multi": _NEEDS_LEGACY_ATTRIBUTES,
+}
+
+
 def _params(cases):
-    return list(cases)
+    return [pytest.param(c, marks=_MARKS.get(c, ())) for c in cases]
 
 
 SGD_CASES = [c for c in CASES if c.startswith("sgd")]
@@ -374,8 +397,14 @@ def _expected_weights(est, y, sw):
     if getattr(est, "class_weight", None) is None:
         return sw
     classes = est.classes_
+    # 'balanced' counts rows by their sample weight from scikit-learn 1.7, which
+    # added sample_weight to compute_class_weight; before, each row once.
+    weighted = "sample_weight" in inspect.signature(compute_class_weight).parameters
     per_class = compute_class_weight(
-        est.class_weight, classes=classes, y=y, sample_weight=sw
+        est.class_weight,
+        classes=classes,
+        y=y,
+        **({"sample_weight": sw} if weighted else {}),
     )
     return sw * per_class[np.searchsorted(classes, y)]
 
@@ -666,15 +695,24 @@ def test_null_space_is_exactly_the_flat_directions(case, rng):
         lambda: LogisticRegression(penalty="l1", solver="liblinear"),
         lambda: LogisticRegression(penalty="l1", solver="saga"),
         lambda: LogisticRegression(penalty="elasticnet", l1_ratio=0.5, solver="saga"),
-        lambda: LogisticRegression(l1_ratio=1.0, solver="saga"),
-        lambda: LogisticRegression(l1_ratio=0.5, solver="saga"),
-        lambda: LogisticRegressionCV(
-            Cs=[1.0],
-            cv=2,
-            l1_ratios=(0.5,),
-            solver="saga",
-            scoring="neg_log_loss",
-            use_legacy_attributes=False,
+        pytest.param(
+            lambda: LogisticRegression(l1_ratio=1.0, solver="saga"),
+            marks=_NEEDS_L1_RATIO_PENALTY,
+        ),
+        pytest.param(
+            lambda: LogisticRegression(l1_ratio=0.5, solver="saga"),
+            marks=_NEEDS_L1_RATIO_PENALTY,
+        ),
+        pytest.param(
+            lambda: LogisticRegressionCV(
+                Cs=[1.0],
+                cv=2,
+                l1_ratios=(0.5,),
+                solver="saga",
+                scoring="neg_log_loss",
+                use_legacy_attributes=False,
+            ),
+            marks=[_NEEDS_L1_RATIO_PENALTY, _NEEDS_LEGACY_ATTRIBUTES],
         ),
         lambda: SGDClassifier(loss="log_loss", penalty="l1"),
         lambda: SGDClassifier(loss="log_loss", penalty="elasticnet"),
@@ -752,6 +790,7 @@ def test_multiclass_sgd_with_class_weight_is_rejected():
         build_objective(est, y, sw)
 
 
+@_NEEDS_LEGACY_ATTRIBUTES
 def test_logistic_regression_cv_without_refit_is_rejected():
     X, y, sw = _data("cancer")
     est = LogisticRegressionCV(
