@@ -48,9 +48,9 @@ PYTHONS = ("3.11", "3.10")
 
 SUBSET = [
     "--ignore=tests/test_examples.py",
-    "--ignore=tests/test_torch.py",
-    "--ignore=tests/test_applications_backends.py",
-    "--ignore=tests/test_dask.py",
+    "--ignore=tests/backends/test_torch.py",
+    "--ignore=tests/applications/test_applications_backends.py",
+    "--ignore=tests/backends/test_dask.py",
     "--deselect=tests/test_docs.py::test_other_readme_examples_run",
 ]
 
