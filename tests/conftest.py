@@ -2,6 +2,12 @@ import numpy as np
 import pytest
 
 
+def pytest_configure(config):
+    # numpy >= 1.25 moved RankWarning to numpy.exceptions; older ones lack it.
+    where = "numpy.exceptions" if hasattr(np, "exceptions") else "numpy"
+    config.addinivalue_line("filterwarnings", f"error::{where}.RankWarning")
+
+
 @pytest.fixture(scope="session")
 def logistic_pair():
     """LogisticRegression and the same model as a one-layer torch net.
