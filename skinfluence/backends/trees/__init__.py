@@ -1,0 +1,13 @@
+"""Influence for gradient-boosted trees (BoostIn, LeafInfluence, LeafRefit)."""
+
+from ._backend import TREE_METHODS, TreeBackend, check_tree_model
+from ._structure import TreeEnsemble, is_tree_model, read_ensemble
+
+__all__ = [
+    "TREE_METHODS",
+    "TreeBackend",
+    "TreeEnsemble",
+    "check_tree_model",
+    "is_tree_model",
+    "read_ensemble",
+]

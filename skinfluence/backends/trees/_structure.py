@@ -1,0 +1,192 @@
+"""Fitted boosted trees of each library, read into one array form.
+
+An ensemble of ``R`` rounds with ``K`` trees each (one per output) is held as
+``T = R K`` trees in boosting order, tree ``t`` belonging to round ``t // K``
+and output ``t % K``. Every leaf of every tree has one *global* position:
+tree ``t``'s leaves are ``leaf_offsets[t]:leaf_offsets[t + 1]``. A row's
+leaves form one int32 row of the ``(n, T)`` matrix :meth:`TreeEnsemble.apply`
+returns, so per-leaf sums over rows are one ``np.bincount`` for all trees.
+
+Leaf values are contributions to the raw output, shrinkage included, and the
+boosting fitted each as a Newton step with the structure fixed::
+
+    value = -scale * G / (H + l2),  G = sum_i w_i g_i,  H = sum_i w_i h_i
+
+over the rows in the leaf, with ``g, h`` the loss's derivatives at the raw
+outputs before that round (:mod:`._losses`). ``scale`` is the learning rate
+(times ``(K - 1) / K`` for scikit-learn's multiclass GradientBoosting);
+``l2`` is HistGradientBoosting's ``l2_regularization`` (plus its ``1e-15``
+guard) and 0 for GradientBoosting, which instead sets a leaf with
+``H < 1e-150`` to 0.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...exceptions import UnsupportedOperationError
+
+HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
+#: Class names served, by module prefix.
+SUPPORTED = {"sklearn.ensemble": HGB + GB}
+#: Leaf sums of hessians below this give a zero leaf (GradientBoosting's guard).
+TINY_HESSIAN = 1e-150
+
+
+@dataclass
+class TreeEnsemble:
+    """The trees of a fitted ensemble, in boosting order (see the module).
+
+    Attributes
+    ----------
+    n_rounds, n_outputs : int
+        ``R`` and ``K``.
+    leaf_offsets : ndarray of shape (T + 1,)
+    leaf_values : ndarray of shape (n_leaves,)
+        Contribution of each leaf to its output's raw value.
+    scale, l2 : float
+        The leaf-value formula's constants.
+    """
+
+    n_rounds: int
+    n_outputs: int
+    leaf_offsets: np.ndarray
+    leaf_values: np.ndarray
+    scale: float
+    l2: float
+    apply_fn: object  # X -> (n, T) local leaf positions
+
+    @property
+    def n_trees(self):
+        return self.n_rounds * self.n_outputs
+
+    @property
+    def n_leaves(self):
+        return int(self.leaf_offsets[-1])
+
+    def tree_outputs(self):
+        """The output (class) of each tree, shape (T,)."""
+        return np.tile(np.arange(self.n_outputs), self.n_rounds)
+
+    def apply(self, X):
+        """Global leaf positions of each row, int32 of shape (n, T)."""
+        local = self.apply_fn(X)
+        return (local + self.leaf_offsets[:-1]).astype(np.int32)
+
+    def raw_sum(self, leaves):
+        """Sum of the leaf values per row and output, shape (n, K)."""
+        n = leaves.shape[0]
+        vals = self.leaf_values[leaves].reshape(n, self.n_rounds, self.n_outputs)
+        return vals.sum(axis=1)
+
+    def leaf_value(self, G, H):
+        """The Newton leaf value ``-scale G / (H + l2)``, 0 where H is tiny."""
+        denom = H + self.l2
+        safe = np.abs(denom) >= TINY_HESSIAN
+        return np.where(safe, -self.scale * G / np.where(safe, denom, 1.0), 0.0)
+
+
+def is_tree_model(model):
+    """Whether ``model`` is an ensemble this backend reads (by class name)."""
+    cls = type(model)
+    names = SUPPORTED.get(".".join(cls.__module__.split(".")[:2]), ())
+    return cls.__name__ in names
+
+
+def read_ensemble(model):
+    """The :class:`TreeEnsemble` of a fitted supported ``model``."""
+    name = type(model).__name__
+    if name in HGB:
+        return _read_hgb(model)
+    if name in GB:
+        return _read_gb(model)
+    raise TypeError(f"{name} is not a supported tree ensemble ({HGB + GB}).")
+
+
+def _compact(is_leaf):
+    """Node id -> position among the tree's leaves (-1 for split nodes)."""
+    local = np.full(is_leaf.shape[0], -1, dtype=np.int64)
+    local[is_leaf] = np.arange(int(is_leaf.sum()))
+    return local
+
+
+def _read_hgb(model):
+    trees = [p.nodes for rnd in model._predictors for p in rnd]
+    K = len(model._predictors[0])
+    if any(np.any(nodes["is_categorical"]) for nodes in trees):
+        raise UnsupportedOperationError(
+            f"{type(model).__name__} has categorical splits (bitsets); the tree "
+            "backend reads numerical splits only. One-hot or ordinal-encode the "
+            "categorical features in a Pipeline step instead."
+        )
+    leaf_pos = [_compact(nodes["is_leaf"].astype(bool)) for nodes in trees]
+    counts = [int(nodes["is_leaf"].sum()) for nodes in trees]
+    values = np.concatenate(
+        [nodes["value"][nodes["is_leaf"].astype(bool)] for nodes in trees]
+    )
+
+    def apply_fn(X):
+        X = np.asarray(X, dtype=np.float64)
+        return np.stack(
+            [pos[_walk(nodes, X)] for nodes, pos in zip(trees, leaf_pos)], axis=1
+        )
+
+    return TreeEnsemble(
+        n_rounds=len(model._predictors),
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        leaf_values=values.astype(np.float64),
+        scale=float(model.learning_rate),
+        l2=float(model.l2_regularization) + 1e-15,
+        apply_fn=apply_fn,
+    )
+
+
+def _walk(nodes, X):
+    """Leaf node of every row: one vectorised step per depth level.
+
+    As HistGradientBoosting's predictor on raw input: NaN follows
+    ``missing_go_to_left``, otherwise ``x <= num_threshold`` goes left.
+    """
+    node = np.zeros(X.shape[0], dtype=np.int64)
+    active = np.flatnonzero(~nodes["is_leaf"][node].astype(bool))
+    while active.size:
+        cur = node[active]
+        x = X[active, nodes["feature_idx"][cur]]
+        left = np.where(
+            np.isnan(x),
+            nodes["missing_go_to_left"][cur].astype(bool),
+            x <= nodes["num_threshold"][cur],
+        )
+        node[active] = np.where(left, nodes["left"][cur], nodes["right"][cur])
+        active = active[~nodes["is_leaf"][node[active]].astype(bool)]
+    return node
+
+
+def _read_gb(model):
+    est = model.estimators_  # (R, K) regression trees
+    R, K = est.shape
+    trees = [est[r, k].tree_ for r in range(R) for k in range(K)]
+    is_leaf = [tree.children_left == -1 for tree in trees]
+    leaf_pos = np.concatenate([_compact(mask) for mask in is_leaf])
+    node_offsets = np.concatenate([[0], np.cumsum([t.node_count for t in trees])])
+    lr = float(model.learning_rate)
+    values = np.concatenate(
+        [lr * tree.value[mask, 0, 0] for tree, mask in zip(trees, is_leaf)]
+    )
+    scale = lr * ((K - 1) / K if K > 2 else 1.0)
+
+    def apply_fn(X):
+        nodes = np.asarray(model.apply(X), dtype=np.int64).reshape(X.shape[0], -1)
+        return leaf_pos[nodes + node_offsets[:-1]]
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum([m.sum() for m in is_leaf])]),
+        leaf_values=values,
+        scale=scale,
+        l2=0.0,
+        apply_fn=apply_fn,
+    )
