@@ -137,11 +137,36 @@ def test_leaf_influence_matches_leaf_refit(fitted, lib, kind):
     exact = lr[0].loo_change(lr[1], lr[2])
     assert np.corrcoef(pred.sum(0), exact.sum(0))[0, 1] >= 0.99
     assert np.corrcoef(pred.ravel(), exact.ravel())[0, 1] >= 0.99
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_boostin_ranks_correlate_with_leaf_refit(fitted, lib, kind):
+    """Per test row, BoostIn orders the rows as their replayed removal does.
+
+    BoostIn weighs each tree by the test gradient at its round and drops the
+    later trees' response, so it ranks (weakly: most pairs share few leaves)
+    rather than equals.
+    """
     boostin = fitted[lib, kind, "boostin"]
+    refit = fitted[lib, kind, "leaf_refit"]
     bi = boostin[0].loo_change(boostin[1], boostin[2])
-    # BoostIn drops the later trees' response, so it ranks, not equals.
-    assert spearmanr(bi.sum(0), exact.sum(0))[0] >= 0.5
-    assert np.corrcoef(bi.sum(0), exact.sum(0))[0, 1] >= 0.8
+    exact = refit[0].loo_change(refit[1], refit[2])
+    rho = [spearmanr(a, b)[0] for a, b in zip(bi, exact)]
+    assert np.mean(rho) >= 0.25
+
+
+def test_boostin_matches_a_loop_over_trees(fitted):
+    """The sparse product against its definition, tree by tree."""
+    explainer, Xt, yt = fitted["gb", "multiclass", "boostin"]
+    backend = explainer.backend_
+    ens = backend.ensemble_
+    leaves, _, A = backend._test_factors(Xt[:4], yt[:4], "loss", per_round=True)
+    D = np.zeros((4, backend.n_train_))
+    for t in range(ens.n_trees):
+        same = leaves[:, t][:, None] == backend.leaves_[:, t][None, :]
+        D += A[:, t][:, None] * same * backend.derivatives_[:, t][None, :]
+    W = backend.weights_.sum()
+    np.testing.assert_allclose(explainer.influence(Xt[:4], yt[:4]), W * D)
 
 
 @pytest.mark.parametrize("method", ["boostin", "leaf_influence"])

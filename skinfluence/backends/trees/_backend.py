@@ -272,8 +272,13 @@ class TreeBackend(InfluenceBackend):
         raw = _raw(self.model_, Xm)
         return leaves, raw - self.ensemble_.raw_sum(leaves), raw
 
-    def _test_factors(self, X, y, target):
-        """``(leaves, baseline, d quantity / d F)`` of test rows."""
+    def _test_factors(self, X, y, target, per_round=False):
+        """``(leaves, baseline, d quantity / d F)`` of test rows.
+
+        The gradient has shape (n_test, K) at the fitted outputs, or with
+        ``per_round`` shape (n_test, T): tree t's output at the outputs before
+        its round (BoostIn's checkpoints).
+        """
         check_target(target)
         leaves, base, F = self._test_side(X)
         loss = self.loss_
@@ -282,19 +287,36 @@ class TreeBackend(InfluenceBackend):
             if y is None:
                 raise ValueError("y_test is required when target='loss'.")
             t = loss.encode(check_test_labels(y, F.shape[0]))
-            return leaves, base, loss.gradient_hessian(t, F)[0]
-        if target == "predict_proba" and not classifier:
-            raise ValueError(
-                "target='predict_proba' needs a classifier; use target='predict' "
-                "for a regressor."
-            )
-        if target == "predict" and classifier:
-            raise ValueError(
-                "target='predict' is for regressors; use 'predict_proba' or "
-                "'decision_function'."
-            )
-        cls = self._test_classes(y, F)
-        return leaves, base, loss.output_gradient(F, target, cls)
+
+            def gradient(F):
+                return loss.gradient_hessian(t, F)[0]
+
+        else:
+            if target == "predict_proba" and not classifier:
+                raise ValueError(
+                    "target='predict_proba' needs a classifier; use "
+                    "target='predict' for a regressor."
+                )
+            if target == "predict" and classifier:
+                raise ValueError(
+                    "target='predict' is for regressors; use 'predict_proba' or "
+                    "'decision_function'."
+                )
+            cls = self._test_classes(y, F)
+
+            def gradient(F):
+                return loss.output_gradient(F, target, cls)
+
+        if not per_round:
+            return leaves, base, gradient(F)
+        ens, K = self.ensemble_, self.ensemble_.n_outputs
+        A = np.empty(leaves.shape)
+        F = base.copy()
+        for r in range(ens.n_rounds):
+            cols = slice(r * K, (r + 1) * K)
+            A[:, cols] = gradient(F)
+            F += ens.leaf_values[leaves[:, cols]]
+        return leaves, base, A
 
     # -- D, the derivative with respect to the rows' weights ----------------------
     def _test_chunks(self, n_test):
@@ -306,18 +328,19 @@ class TreeBackend(InfluenceBackend):
 
     def _derivative_blocks(self, X, y, target):
         """Yield ``(test_rows, train_rows, D block)`` for the first-order methods."""
-        leaves, _, A = self._test_factors(X, y, target)
-        ens, outputs = self.ensemble_, self.ensemble_.tree_outputs()
+        ens = self.ensemble_
         if self.method == "boostin":
+            leaves, _, A = self._test_factors(X, y, target, per_round=True)
             train = _boostin.leaf_matrix(self.leaves_, self.derivatives_, ens.n_leaves)
             for test_rows in self._test_chunks(leaves.shape[0]):
                 test = _boostin.leaf_matrix(
-                    leaves[test_rows], A[test_rows][:, outputs], ens.n_leaves
+                    leaves[test_rows], A[test_rows], ens.n_leaves
                 )
                 chunks = self._train_chunks(test.shape[0])
                 for rows, block in _boostin.boostin_blocks(test, train, chunks):
                     yield test_rows, rows, block
             return
+        leaves, _, A = self._test_factors(X, y, target)
         for test_rows in self._test_chunks(leaves.shape[0]):
             D = leaf_influence(
                 ens,
@@ -485,11 +508,8 @@ class TreeBackend(InfluenceBackend):
     def self_influence(self):
         w, W = self.weights_, self.weights_.sum()
         if self.method == "boostin":
-            own = self.loss_.gradient_hessian(self.target_, self.replay_.outputs)[0]
-            D = _boostin.self_derivatives(
-                self.derivatives_, own, self.ensemble_.tree_outputs()
-            )
-            return -W * D
+            # The row's own gradient at each round: the replay's g.
+            return -W * (self.replay_.g * self.derivatives_).sum(axis=1)
         if self.method == "leaf_refit":
             change = self._own_loss_change()
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -9,10 +9,12 @@ weight in the summed objective becomes ``w_i + delta``) moves that value by
 
 ``g_it, h_it`` the row's derivatives at the raw outputs before round ``r``.
 BoostIn holds every tree's structure *and every other leaf value* fixed, and
-sums the leaf derivatives the test row shares with the training row, times
-the test quantity's gradient ``a_tk = d Q_t / d F_k``::
+sums, over the trees, the leaf derivatives the test row shares with the
+training row times the test quantity's gradient at that tree's round (the
+test row's raw outputs before the round, TracIn's checkpoints):
+``a_tr = d Q_t / d F_k (F_t^(r))``::
 
-    D[t, i] = sum_trees a_{t, k(tree)} [leaf(x_t) = leaf(x_i)] d v / d delta_i.
+    D[t, i] = sum_trees a_{t, tree} [leaf(x_t) = leaf(x_i)] d v / d delta_i.
 
 ``D`` is the derivative of the test quantity with respect to row ``i``'s
 weight; :class:`TreeBackend` scales it to the explainer's units.
@@ -100,11 +102,6 @@ def boostin_blocks(test_weights, train_weights, chunks):
     """
     for rows in chunks:
         yield rows, (test_weights @ train_weights[rows].T).toarray()
-
-
-def self_derivatives(derivatives, own_gradients, tree_outputs):
-    """``D[i, i]``: a row's own final gradient times its leaf derivatives."""
-    return (own_gradients[:, tree_outputs] * derivatives).sum(axis=1)
 
 
 def own_output_derivatives(derivatives, n_rounds, n_outputs):
