@@ -18,6 +18,11 @@ from skinfluence.backends.trees import TreeBackend
 from skinfluence.backends.trees._leaf_refit import refit_outputs
 from skinfluence.exceptions import UnsupportedOperationError
 
+try:
+    import lightgbm
+except ImportError:  # the optional `trees` extra
+    lightgbm = None
+
 
 def _data(kind):
     if kind == "binary":
@@ -31,6 +36,19 @@ def _data(kind):
 
 
 def _model(library, kind):
+    if library == "lgbm":
+        cls = lightgbm.LGBMRegressor
+        if kind != "regression":
+            cls = lightgbm.LGBMClassifier
+        return cls(
+            n_estimators=20 if kind == "multiclass" else 30,
+            num_leaves=6 if kind == "multiclass" else 8,
+            min_child_samples=10 if kind == "multiclass" else 20,
+            reg_lambda=1.0,
+            learning_rate=0.15,
+            n_jobs=1,
+            verbose=-1,
+        )
     if library == "hgb":
         cls = HistGradientBoostingRegressor
         if kind != "regression":
@@ -55,10 +73,9 @@ def _model(library, kind):
     )
 
 
+LIBRARIES = ("hgb", "gb") + (() if lightgbm is None else ("lgbm",))
 CASES = [
-    (lib, kind)
-    for lib in ("hgb", "gb")
-    for kind in ("binary", "multiclass", "regression")
+    (lib, kind) for lib in LIBRARIES for kind in ("binary", "multiclass", "regression")
 ]
 
 
@@ -80,8 +97,9 @@ def test_leaf_values_recomputed_from_gradients(fitted, lib, kind):
     backend = fitted[lib, kind, "boostin"][0].backend_
     values = backend.ensemble_.leaf_values
     recomputed = backend.recomputed_leaf_values()
-    # HistGradientBoosting sums float32 gradients; GradientBoosting float64.
-    rtol = 1e-6 if lib == "hgb" else 1e-12
+    # HistGradientBoosting and LightGBM sum float32 gradients; GradientBoosting
+    # float64.
+    rtol = 1e-12 if lib == "gb" else 1e-6
     assert np.max(np.abs(recomputed - values)) <= rtol * np.max(np.abs(values))
     # The baseline recovered from the model's outputs is one constant.
     assert np.ptp(backend.baseline_, axis=0).max() < 1e-10
@@ -313,6 +331,25 @@ def test_unknown_method_is_refused():
     X, y, _, _ = _data("binary")
     with pytest.raises(ValueError, match="boostin"):
         InfluenceExplainer(_model("hgb", "binary"), solver="cg").fit(X, y)
+
+
+@pytest.mark.skipif(lightgbm is None, reason="lightgbm (the trees extra) missing")
+def test_lightgbm_weights_and_baseline(rng):
+    """LightGBM's baseline comes out of its first trees; weights enter G and H."""
+    X, y, Xt, yt = _data("binary")
+    sw = rng.uniform(0.5, 2.0, size=len(y))
+    model = lightgbm.LGBMClassifier(
+        n_estimators=10, num_leaves=8, class_weight="balanced", verbose=-1, n_jobs=1
+    )
+    explainer = InfluenceExplainer(model, solver="leaf_influence").fit(
+        X, y, sample_weight=sw
+    )
+    backend = explainer.backend_
+    values = backend.ensemble_.leaf_values
+    assert np.max(np.abs(backend.recomputed_leaf_values() - values)) < 1e-6
+    assert np.ptp(backend.baseline_) < 1e-10
+    with pytest.raises(TypeError, match="boosting_type"):
+        InfluenceExplainer(lightgbm.LGBMClassifier(boosting_type="dart")).fit(X, y)
 
 
 def test_mislabel_detector_with_boosted_trees(rng):

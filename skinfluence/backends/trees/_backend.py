@@ -27,7 +27,15 @@ from . import _boostin
 from ._leaf_influence import leaf_influence
 from ._leaf_refit import refit_outputs
 from ._losses import TreeLoss
-from ._structure import GB, HGB, is_tree_model, read_ensemble
+from ._structure import (
+    GB,
+    HGB,
+    LGBM,
+    hessian_scale,
+    is_tree_model,
+    raw_outputs,
+    read_ensemble,
+)
 
 TREE_METHODS = ("boostin", "leaf_influence", "leaf_refit")
 #: The fitted ensemble and its loss, as ``objective_`` (``family`` the loss).
@@ -48,7 +56,11 @@ def check_tree_model(model):
         "HistGradientBoostingRegressor": ("squared_error",),
         "GradientBoostingClassifier": ("log_loss",),
         "GradientBoostingRegressor": ("squared_error",),
+        "LGBMClassifier": (None, "binary", "multiclass", "softmax"),
+        "LGBMRegressor": (None, "regression", "l2", "mse", "mean_squared_error"),
     }[name]
+    if name in LGBM:
+        loss = params.get("objective")
     if loss not in supported:
         raise TypeError(
             f"{name}(loss={loss!r}) is not supported by the tree backend; "
@@ -70,6 +82,8 @@ def check_tree_model(model):
                 "early_stopping=False, or validation_fraction=None (early "
                 "stopping on the training loss; n_iter_ rounds are read)."
             )
+    if name in LGBM:
+        _check_lgbm(name, params)
     if name in GB:
         if params["subsample"] < 1.0:
             raise TypeError(
@@ -85,18 +99,47 @@ def check_tree_model(model):
             raise TypeError(f"{name}(init=...) is not supported; use the default.")
 
 
+def _check_lgbm(name, params):
+    """LightGBM settings whose leaf values are not the plain Newton steps."""
+    if params.get("boosting_type", "gbdt") != "gbdt":
+        raise TypeError(
+            f"{name}(boosting_type={params['boosting_type']!r}) is not supported; "
+            "use 'gbdt' (GOSS, DART and random forests reweight or drop rows)."
+        )
+    if params.get("subsample", 1.0) < 1.0 and params.get("subsample_freq", 0) > 0:
+        raise TypeError(
+            f"{name} with bagging (subsample < 1, subsample_freq > 0) fits each "
+            "tree on an unrecorded subset; use subsample=1.0."
+        )
+    changed = {
+        key: params[key]
+        for key, default in [
+            ("reg_alpha", 0.0),
+            ("max_delta_step", 0.0),
+            ("path_smooth", 0.0),
+            ("linear_tree", False),
+            ("is_unbalance", False),
+            ("scale_pos_weight", 1.0),
+        ]
+        if key in params and params[key] not in (None, default)
+    }
+    if changed:
+        raise TypeError(
+            f"{name} with {changed} has leaf values other than "
+            "-lr G / (H + reg_lambda); leave these at their defaults "
+            "(class_weight and sample_weight are supported)."
+        )
+
+
 def _loss_of(model):
     classes = getattr(model, "classes_", None)
     if classes is None:
         return TreeLoss("squared_error")
     name = "binomial" if len(classes) == 2 else "multinomial"
-    return TreeLoss(name, classes)
+    return TreeLoss(name, classes, hessian_scale(model))
 
 
-def _raw(model, X):
-    """The model's raw outputs (log-odds, or the prediction), shape (n, K)."""
-    out = model.decision_function(X) if hasattr(model, "classes_") else model.predict(X)
-    return np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+_raw = raw_outputs
 
 
 class TreeBackend(InfluenceBackend):
@@ -233,7 +276,6 @@ class TreeBackend(InfluenceBackend):
         self.model_ = model
         X = self.model_input(X)
         self.X_input_ = X
-        self.ensemble_ = ens = read_ensemble(model)
         self.loss_ = loss = _loss_of(model)
         self.y_ = np.asarray(y)
         self.target_ = loss.encode(self.y_)
@@ -244,6 +286,7 @@ class TreeBackend(InfluenceBackend):
         self.weights_ = sw * (
             1.0 if class_weight is None else compute_sample_weight(class_weight, y)
         )
+        self.ensemble_ = ens = read_ensemble(model, self.target_, self.weights_)
         self.leaves_ = ens.apply(X)
         self.baseline_ = _raw(model, X) - ens.raw_sum(self.leaves_)
         self.replay_ = _boostin.replay(

@@ -39,10 +39,13 @@ class TreeLoss:
     name : {'squared_error', 'binomial', 'multinomial'}
     classes : ndarray or None
         The classifier's classes (None for a regressor).
+    hessian_scale : float, default=1.0
+        Factor of the multinomial hessian (LightGBM uses ``K / (K - 1)``).
     """
 
-    def __init__(self, name, classes=None):
+    def __init__(self, name, classes=None, hessian_scale=1.0):
         self.name = name
+        self.hessian_scale = hessian_scale
         self.classes = None if classes is None else np.asarray(classes)
         self.n_outputs = len(classes) if name == "multinomial" else 1
 
@@ -89,7 +92,7 @@ class TreeLoss:
         else:
             onehot = np.arange(F.shape[1]).reshape((1, -1) + (1,) * (F.ndim - 2))
             g = p - (self._target(t, F) == onehot)
-        return g, p * (1 - p)
+        return g, self.hessian_scale * p * (1 - p)
 
     def loss(self, t, F):
         """Per-row loss of the table, of shape ``F.shape[:1] + F.shape[2:]``."""
@@ -138,7 +141,7 @@ class TreeLoss:
             return
         pk = P[:, k][:, None]
         # dg_k/dF_j = p_k ([k=j] - p_j); dh_k/dF_j = (1 - 2 p_k) dg_k/dF_j.
-        c = weights[:, None] * pk * (G_bar + H_bar * (1 - 2 * pk))
+        c = weights[:, None] * pk * (G_bar + self.hessian_scale * H_bar * (1 - 2 * pk))
         if self.name == "binomial":
             dF[0] += c * (1 - pk)
             return

@@ -16,8 +16,10 @@ over the rows in the leaf, with ``g, h`` the loss's derivatives at the raw
 outputs before that round (:mod:`._losses`). ``scale`` is the learning rate
 (times ``(K - 1) / K`` for scikit-learn's multiclass GradientBoosting);
 ``l2`` is HistGradientBoosting's ``l2_regularization`` (plus its ``1e-15``
-guard) and 0 for GradientBoosting, which instead sets a leaf with
-``H < 1e-150`` to 0.
+guard), LightGBM's ``reg_lambda``, and 0 for GradientBoosting, which instead
+sets a leaf with ``H < 1e-150`` to 0. LightGBM folds its baseline
+(``boost_from_average``) into the first round's leaves; it is taken out here
+so that the first round's values are Newton steps too.
 """
 
 from dataclasses import dataclass
@@ -28,8 +30,10 @@ from ...exceptions import UnsupportedOperationError
 
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
-#: Class names served, by module prefix.
-SUPPORTED = {"sklearn.ensemble": HGB + GB}
+LGBM = ("LGBMClassifier", "LGBMRegressor")
+#: Class names served, by module prefix (the optional libraries are known by
+#: the module of the class, never imported to check).
+SUPPORTED = {"sklearn.ensemble": HGB + GB, "lightgbm.sklearn": LGBM}
 #: Leaf sums of hessians below this give a zero leaf (GradientBoosting's guard).
 TINY_HESSIAN = 1e-150
 
@@ -94,14 +98,89 @@ def is_tree_model(model):
     return cls.__name__ in names
 
 
-def read_ensemble(model):
-    """The :class:`TreeEnsemble` of a fitted supported ``model``."""
+def read_ensemble(model, target=None, weights=None):
+    """The :class:`TreeEnsemble` of a fitted supported ``model``.
+
+    ``target`` (encoded) and ``weights``: the training rows', for LightGBM's
+    baseline, which it computes from them.
+    """
     name = type(model).__name__
     if name in HGB:
         return _read_hgb(model)
     if name in GB:
         return _read_gb(model)
-    raise TypeError(f"{name} is not a supported tree ensemble ({HGB + GB}).")
+    if name in LGBM:
+        return _read_lgbm(model, target, weights)
+    raise TypeError(f"{name} is not a supported tree ensemble ({HGB + GB + LGBM}).")
+
+
+def raw_outputs(model, X):
+    """The model's raw outputs (log-odds, or the prediction), shape (n, K)."""
+    if type(model).__name__ in LGBM:
+        out = model.predict(X, raw_score=True)
+    elif hasattr(model, "classes_"):
+        out = model.decision_function(X)
+    else:
+        out = model.predict(X)
+    return np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+
+
+def hessian_scale(model):
+    """LightGBM's multiclass hessian is ``K / (K - 1) p (1 - p)``; else 1."""
+    classes = getattr(model, "classes_", None)
+    if type(model).__name__ in LGBM and classes is not None and len(classes) > 2:
+        return len(classes) / (len(classes) - 1)
+    return 1.0
+
+
+def _lgbm_baseline(model, target, weights):
+    """LightGBM's ``boost_from_average`` start, per output (0 when off)."""
+    booster = model.booster_
+    K = booster.num_model_per_iteration()
+    if not booster.params.get("boost_from_average", True):
+        return np.zeros(K)
+    W = weights.sum()
+    if not hasattr(model, "classes_"):
+        return np.array([np.dot(weights, target) / W])
+    if K == 1:
+        p = np.dot(weights, target) / W
+        return np.array([np.log(p / (1 - p))])
+    prior = np.bincount(target, weights, minlength=K) / W
+    return np.log(np.maximum(prior, np.finfo(float).eps))
+
+
+def _read_lgbm(model, target, weights):
+    booster = model.booster_
+    K = booster.num_model_per_iteration()
+    best = getattr(model, "best_iteration_", None)
+    R = best if best else booster.current_iteration()
+    dump = booster.dump_model(num_iteration=R)["tree_info"]
+    counts = [tree["num_leaves"] for tree in dump]
+    values = np.concatenate(
+        [
+            [booster.get_leaf_output(t, leaf) for leaf in range(c)]
+            for t, c in enumerate(counts)
+        ]
+    ).astype(np.float64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    base = _lgbm_baseline(model, target, weights)
+    for k in range(K):  # take the baseline out of the first round's leaves
+        values[offsets[k] : offsets[k + 1]] -= base[k]
+
+    def apply_fn(X):
+        return np.asarray(
+            booster.predict(X, pred_leaf=True, num_iteration=R), dtype=np.int64
+        ).reshape(X.shape[0], -1)
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=offsets,
+        leaf_values=values,
+        scale=float(model.learning_rate),
+        l2=float(model.reg_lambda),
+        apply_fn=apply_fn,
+    )
 
 
 def _compact(is_leaf):
