@@ -84,6 +84,13 @@ CHILD = textwrap.dedent(
 
     for name in ("torch", "torch.nn", "torch.optim", "torch.autograd"):
         del sys.modules[name]  # scipy checks sys.modules for a real torch
+    from tree_influence.explainers.parsers import util
+    from sklearn.preprocessing import OneHotEncoder
+
+    def one_hot(*args, sparse=False, **kwargs):  # sparse= is sparse_output= now
+        return OneHotEncoder(*args, sparse_output=sparse, **kwargs)
+
+    util.OneHotEncoder = one_hot
 
     with open(sys.argv[1], "rb") as f:
         job = pickle.load(f)
@@ -95,7 +102,7 @@ CHILD = textwrap.dedent(
     if hasattr(model, "_predictors"):
         if model.loss == "squared_error":
             model.loss = "least_squares"
-    else:
+    elif hasattr(model, "estimators_"):
         model.loss = {"squared_error": "ls", "log_loss": "deviance"}[model.loss]
     base = getattr(model, "_baseline_prediction", None)
     if base is not None and np.size(base) == 1:
@@ -191,6 +198,41 @@ def section_a(args):
             y[300:330],
         ),
     ]
+    try:
+        import lightgbm
+    except ImportError:
+        print("(a) lightgbm missing: LightGBM cases skipped (pip install lightgbm)")
+    else:
+        Xw, yw = load_wine(return_X_y=True)
+        lgbm = dict(num_leaves=8, reg_lambda=1.0, verbose=-1, n_jobs=1)
+        cases += [
+            (
+                "LightGBM binary (breast_cancer)",
+                lightgbm.LGBMClassifier(n_estimators=30, **lgbm),
+                X[:300],
+                y[:300],
+                X[300:330],
+                y[300:330],
+            ),
+            (
+                "LightGBM regression (diabetes)",
+                lightgbm.LGBMRegressor(n_estimators=30, **lgbm),
+                Xd[:300],
+                yd[:300],
+                Xd[300:330],
+                yd[300:330],
+            ),
+            (
+                "LightGBM multiclass (wine)",
+                lightgbm.LGBMClassifier(
+                    n_estimators=20, **dict(lgbm, num_leaves=6, min_child_samples=10)
+                ),
+                Xw[::2],
+                yw[::2],
+                Xw[1::2],
+                yw[1::2],
+            ),
+        ]
     rows = []
     for name, model, Xtr, ytr, Xt, yt in cases:
         exp = {
