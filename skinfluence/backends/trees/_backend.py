@@ -176,6 +176,30 @@ class TreeBackend(InfluenceBackend):
     n_jobs : int, default=None
         Parallel refits in :meth:`refit_test_losses`.
 
+    Notes
+    -----
+    The explainer's ``solver`` chooses ``method``
+    (:func:`skinfluence.backends.make_backend`): ``'auto'`` is 'boostin',
+    and 'boostin', 'leaf_influence', 'leaf_refit' select themselves, e.g.
+    ``InfluenceExplainer(HistGradientBoostingClassifier(), solver='leaf_refit')``.
+
+    Costs, with ``n`` training rows, ``T`` trees and ``m`` test rows:
+    'boostin' ``influence`` is one sparse product (work proportional to the
+    (test, train, tree) triples sharing a leaf) and ``self_influence`` is
+    ``O(n T)``; 'leaf_influence' is ``O(n K T)`` per test row, and its
+    ``self_influence`` treats every training row as a test row
+    (``O(n^2 K T)``); 'leaf_refit' is ``O(n K T)`` per removed row, whatever
+    ``m``.
+
+    :func:`skinfluence.validate_loo` retrains the estimator (same parameters,
+    same ``random_state``), so splits may change; pass
+    ``refit_options={'fixed_structure': True}`` to compare against LeafRefit
+    instead (the structure-fixed reference). Not served: perturbation
+    influence (the outputs are piecewise constant in ``x``), Newton
+    leave-one-out steps and ``influence_params``. Test rows with NaN: the
+    explainer's test-input validation refuses them, although the trees route
+    them.
+
     References
     ----------
     Brophy, J., Hammoudeh, Z. and Lowd, D. (2023). Adapting and Evaluating
