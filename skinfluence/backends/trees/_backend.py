@@ -31,6 +31,7 @@ from ._structure import (
     GB,
     HGB,
     LGBM,
+    XGB,
     hessian_scale,
     is_tree_model,
     raw_outputs,
@@ -58,8 +59,10 @@ def check_tree_model(model):
         "GradientBoostingRegressor": ("squared_error",),
         "LGBMClassifier": (None, "binary", "multiclass", "softmax"),
         "LGBMRegressor": (None, "regression", "l2", "mse", "mean_squared_error"),
+        "XGBClassifier": ("binary:logistic", "multi:softprob", "multi:softmax"),
+        "XGBRegressor": ("reg:squarederror",),
     }[name]
-    if name in LGBM:
+    if name in LGBM + XGB:
         loss = params.get("objective")
     if loss not in supported:
         raise TypeError(
@@ -84,6 +87,8 @@ def check_tree_model(model):
             )
     if name in LGBM:
         _check_lgbm(name, params)
+    if name in XGB:
+        _check_xgb(name, params)
     if name in GB:
         if params["subsample"] < 1.0:
             raise TypeError(
@@ -128,6 +133,30 @@ def _check_lgbm(name, params):
             f"{name} with {changed} has leaf values other than "
             "-lr G / (H + reg_lambda); leave these at their defaults "
             "(class_weight and sample_weight are supported)."
+        )
+
+
+def _check_xgb(name, params):
+    """XGBoost settings whose leaf values are not the plain Newton steps."""
+    changed = {
+        key: params[key]
+        for key, default in [
+            ("booster", "gbtree"),
+            ("reg_alpha", 0.0),
+            ("max_delta_step", 0.0),
+            ("subsample", 1.0),
+            ("num_parallel_tree", 1),
+            ("scale_pos_weight", 1.0),
+            ("multi_strategy", "one_output_per_tree"),
+            ("monotone_constraints", None),
+        ]
+        if params.get(key) not in (None, default)
+    }
+    if changed:
+        raise TypeError(
+            f"{name} with {changed} is not supported: its leaf values are then "
+            "not -eta G / (H + reg_lambda) over all the rows; leave these at "
+            "their defaults."
         )
 
 

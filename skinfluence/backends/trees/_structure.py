@@ -31,9 +31,14 @@ from ...exceptions import UnsupportedOperationError
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
 LGBM = ("LGBMClassifier", "LGBMRegressor")
+XGB = ("XGBClassifier", "XGBRegressor")
 #: Class names served, by module prefix (the optional libraries are known by
 #: the module of the class, never imported to check).
-SUPPORTED = {"sklearn.ensemble": HGB + GB, "lightgbm.sklearn": LGBM}
+SUPPORTED = {
+    "sklearn.ensemble": HGB + GB,
+    "lightgbm.sklearn": LGBM,
+    "xgboost.sklearn": XGB,
+}
 #: Leaf sums of hessians below this give a zero leaf (GradientBoosting's guard).
 TINY_HESSIAN = 1e-150
 
@@ -111,13 +116,19 @@ def read_ensemble(model, target=None, weights=None):
         return _read_gb(model)
     if name in LGBM:
         return _read_lgbm(model, target, weights)
-    raise TypeError(f"{name} is not a supported tree ensemble ({HGB + GB + LGBM}).")
+    if name in XGB:
+        return _read_xgb(model)
+    raise TypeError(
+        f"{name} is not a supported tree ensemble ({HGB + GB + LGBM + XGB})."
+    )
 
 
 def raw_outputs(model, X):
     """The model's raw outputs (log-odds, or the prediction), shape (n, K)."""
     if type(model).__name__ in LGBM:
         out = model.predict(X, raw_score=True)
+    elif type(model).__name__ in XGB:
+        out = model.predict(X, output_margin=True)
     elif hasattr(model, "classes_"):
         out = model.decision_function(X)
     else:
@@ -126,11 +137,24 @@ def raw_outputs(model, X):
 
 
 def hessian_scale(model):
-    """LightGBM's multiclass hessian is ``K / (K - 1) p (1 - p)``; else 1."""
+    """Factor of the multiclass hessian ``p (1 - p)``: LightGBM ``K / (K - 1)``,
+    XGBoost 2; else 1."""
     classes = getattr(model, "classes_", None)
-    if type(model).__name__ in LGBM and classes is not None and len(classes) > 2:
+    if classes is None or len(classes) <= 2:
+        return 1.0
+    if type(model).__name__ in LGBM:
         return len(classes) / (len(classes) - 1)
+    if type(model).__name__ in XGB:
+        return 2.0
     return 1.0
+
+
+def xgb_train_params(model):
+    """XGBoost's resolved training parameters (its sklearn defaults are None)."""
+    import json
+
+    config = json.loads(model.get_booster().save_config())
+    return config["learner"]["gradient_booster"]["tree_train_param"]
 
 
 def _lgbm_baseline(model, target, weights):
@@ -267,5 +291,55 @@ def _read_gb(model):
         leaf_values=values,
         scale=scale,
         l2=0.0,
+        apply_fn=apply_fn,
+    )
+
+
+def _xgb_leaves(node, out):
+    """``{node id: leaf value}`` of one tree of XGBoost's JSON dump."""
+    if "leaf" in node:
+        out[node["nodeid"]] = node["leaf"]
+    for child in node.get("children", ()):
+        _xgb_leaves(child, out)
+    return out
+
+
+def _read_xgb(model):
+    import json
+
+    booster = model.get_booster()
+    best = getattr(model, "best_iteration", None)
+    dumps = [json.loads(t) for t in booster.get_dump(dump_format="json")]
+    n_classes = len(getattr(model, "classes_", ()))
+    K = n_classes if n_classes > 2 else 1
+    R = len(dumps) // K if best is None else best + 1
+    dumps = dumps[: R * K]
+    leaf_maps = [_xgb_leaves(tree, {}) for tree in dumps]
+    size = max(max(m) for m in leaf_maps) + 1
+    local = np.full((len(dumps), size), -1, dtype=np.int64)
+    values = []
+    for t, leaves in enumerate(leaf_maps):
+        ids = np.array(sorted(leaves))
+        local[t, ids] = np.arange(len(ids))
+        values.append([leaves[i] for i in ids])
+    counts = [len(v) for v in values]
+    params = xgb_train_params(model)
+
+    def apply_fn(X):
+        import xgboost
+
+        nodes = booster.predict(
+            xgboost.DMatrix(X, missing=np.nan), pred_leaf=True, iteration_range=(0, R)
+        )
+        nodes = np.asarray(nodes, dtype=np.int64).reshape(X.shape[0], -1)
+        return local[np.arange(nodes.shape[1]), nodes]
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        leaf_values=np.concatenate(values).astype(np.float64),
+        scale=float(params["eta"]),
+        l2=float(params["lambda"]),
         apply_fn=apply_fn,
     )
