@@ -1,6 +1,7 @@
 """Influence for gradient-boosted trees (BoostIn, LeafInfluence, LeafRefit)."""
 
-from ._backend import TREE_METHODS, TreeBackend, check_tree_model
+from ._backend import TREE_METHODS, TreeBackend
+from ._checks import check_tree_model
 from ._structure import TreeEnsemble, is_tree_model, read_ensemble
 
 __all__ = [
