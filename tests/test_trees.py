@@ -349,6 +349,14 @@ def test_unsupported_settings_are_refused(model, match):
         InfluenceExplainer(model).fit(X, y)
 
 
+def test_tree_methods_are_refused_for_other_models():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _, _ = _data("binary")
+    with pytest.raises(ValueError, match="boosted tree ensembles"):
+        InfluenceExplainer(LogisticRegression(), solver="boostin").fit(X, y)
+
+
 def test_unknown_method_is_refused():
     X, y, _, _ = _data("binary")
     with pytest.raises(ValueError, match="boostin"):

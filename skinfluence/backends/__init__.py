@@ -8,7 +8,8 @@ in-memory  numpy arrays, scipy.sparse        every estimator of
 dask       a dask array of training rows     the same, fitted beforehand
 torch      numpy arrays                      skorch nets, ``TorchModel``
 trees      numpy arrays (NaN allowed)        HistGradientBoosting*,
-                                             GradientBoosting* (scikit-learn)
+                                             GradientBoosting* (scikit-learn),
+                                             LGBM*, XGB* (extra ``trees``)
 ========== ================================= ==================================
 
 For tree ensembles the explainer's ``solver`` names the method:
@@ -63,6 +64,15 @@ def make_backend(
                 f"solver={solver!r}, damping={damping!r}, params={params!r}."
             )
         return TreeBackend(method=method, n_jobs=n_jobs)
+    from .trees import TREE_METHODS
+
+    if isinstance(solver, str) and solver in TREE_METHODS:
+        raise ValueError(
+            f"solver={solver!r} is a method for boosted tree ensembles "
+            f"(HistGradientBoosting*, GradientBoosting*, LGBM*, XGB*), not for "
+            f"{type(split_model(estimator)[1]).__name__}; its solvers are "
+            f"{_NUMPY_SOLVERS}."
+        )
     if is_torch_model(estimator):
         from ..torch import TorchInfluence
 
