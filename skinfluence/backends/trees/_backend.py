@@ -297,7 +297,10 @@ class TreeBackend(InfluenceBackend):
 
     # -- D, the derivative with respect to the rows' weights ----------------------
     def _test_chunks(self, n_test):
-        row_bytes = 8 * self.n_train_ * (2 * self.ensemble_.n_outputs + 3)
+        # LeafInfluence's adjoints (n K + n per test row), or BoostIn's dense
+        # test column over every leaf and its output row.
+        ens = self.ensemble_
+        row_bytes = 8 * (self.n_train_ * (2 * ens.n_outputs + 3) + ens.n_leaves)
         return chunk_slices(n_test, row_bytes)
 
     def _train_chunks(self, n_test):

@@ -59,12 +59,13 @@ def replay(ensemble, loss, leaves, target, weights, baseline):
     g = np.empty((n, T))
     h = np.empty((n, T))
     p = None if loss.classes is None else np.empty((n, T))
+    by_tree = np.asfortranarray(leaves)  # contiguous columns for the rounds
     for r in range(ensemble.n_rounds):
         cols = slice(r * K, (r + 1) * K)
         g[:, cols], h[:, cols] = loss.gradient_hessian(target, F)
         if p is not None:
             p[:, cols] = loss.proba(F)
-        F += ensemble.leaf_values[leaves[:, cols]]
+        F += ensemble.leaf_values[by_tree[:, cols]]
     flat = leaves.ravel()
     size = ensemble.n_leaves
     G = np.bincount(flat, (weights[:, None] * g).ravel(), minlength=size)
@@ -79,11 +80,14 @@ def recomputed_leaf_values(ensemble, state):
 
 def leaf_derivatives(ensemble, state, leaves):
     """``d v / d delta_i`` of each row's leaf in every tree, shape (n, T)."""
-    v = ensemble.leaf_values[leaves]
-    denom = state.H[leaves] + ensemble.l2
+    denom = state.H + ensemble.l2
     safe = np.abs(denom) >= 1e-150
-    num = ensemble.scale * state.g + v * state.h
-    return np.where(safe, -num / np.where(safe, denom, 1.0), 0.0)
+    inv = np.where(safe, 1.0 / np.where(safe, denom, 1.0), 0.0)
+    out = ensemble.leaf_values[leaves]
+    out *= state.h
+    out += ensemble.scale * state.g
+    out *= -inv[leaves]
+    return out
 
 
 def leaf_matrix(leaves, values, n_leaves):
@@ -97,11 +101,15 @@ def boostin_blocks(test_weights, train_weights, chunks):
     """Yield ``(train_rows, D[:, train_rows])`` for chunks of training rows.
 
     ``test_weights``: CSR of the test rows' ``a`` at their leaves;
-    ``train_weights``: CSR of the training rows' leaf derivatives. Each block is
-    one sparse product: work proportional to the pairs sharing a leaf.
+    ``train_weights``: CSR of the training rows' leaf derivatives. Each block
+    is a sparse training block times the dense ``(n_leaves, n_test)`` test
+    side: ``n T`` axpys of length ``n_test``. A sparse-sparse product would do
+    one operation per (test, train, tree) triple sharing a leaf, which on big
+    leaves is more (and its sparse output costs more to build).
     """
+    dense = np.ascontiguousarray(test_weights.T.toarray())
     for rows in chunks:
-        yield rows, (test_weights @ train_weights[rows].T).toarray()
+        yield rows, (train_weights[rows] @ dense).T
 
 
 def own_output_derivatives(derivatives, n_rounds, n_outputs):

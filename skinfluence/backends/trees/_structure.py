@@ -230,9 +230,11 @@ def _read_hgb(model):
     )
 
     def apply_fn(X):
-        X = np.asarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        has_nan = bool(np.isnan(X).any())
         return np.stack(
-            [pos[_walk(nodes, X)] for nodes, pos in zip(trees, leaf_pos)], axis=1
+            [pos[_walk(nodes, X, has_nan)] for nodes, pos in zip(trees, leaf_pos)],
+            axis=1,
         )
 
     return TreeEnsemble(
@@ -246,24 +248,32 @@ def _read_hgb(model):
     )
 
 
-def _walk(nodes, X):
+def _walk(nodes, X, has_nan=True):
     """Leaf node of every row: one vectorised step per depth level.
 
     As HistGradientBoosting's predictor on raw input: NaN follows
-    ``missing_go_to_left``, otherwise ``x <= num_threshold`` goes left.
+    ``missing_go_to_left``, otherwise ``x <= num_threshold`` goes left. Rows
+    at a leaf stay there (a leaf is its own child here).
     """
-    node = np.zeros(X.shape[0], dtype=np.int64)
-    active = np.flatnonzero(~nodes["is_leaf"][node].astype(bool))
-    while active.size:
-        cur = node[active]
-        x = X[active, nodes["feature_idx"][cur]]
-        left = np.where(
-            np.isnan(x),
-            nodes["missing_go_to_left"][cur].astype(bool),
-            x <= nodes["num_threshold"][cur],
-        )
-        node[active] = np.where(left, nodes["left"][cur], nodes["right"][cur])
-        active = active[~nodes["is_leaf"][node[active]].astype(bool)]
+    is_leaf = nodes["is_leaf"].astype(bool)
+    ids = np.arange(len(nodes))
+    feature = np.where(is_leaf, 0, nodes["feature_idx"]).astype(np.intp)
+    threshold = np.where(is_leaf, np.inf, nodes["num_threshold"])
+    missing_left = nodes["missing_go_to_left"].astype(bool)
+    # children[node, 1] is the left child, children[node, 0] the right one.
+    children = np.stack(
+        [np.where(is_leaf, ids, nodes["right"]), np.where(is_leaf, ids, nodes["left"])],
+        axis=1,
+    ).astype(np.intp)
+    flat = X.ravel()
+    offsets = np.arange(X.shape[0]) * X.shape[1]
+    node = np.zeros(X.shape[0], dtype=np.intp)
+    for _ in range(int(nodes["depth"].max())):  # the deepest leaf's depth
+        x = flat[offsets + feature[node]]
+        go_left = x <= threshold[node]
+        if has_nan:
+            go_left = np.where(np.isnan(x), missing_left[node], go_left)
+        node = children[node, go_left.astype(np.intp)]
     return node
 
 
