@@ -108,8 +108,11 @@ def boostin_blocks(test_weights, train_weights, chunks):
     leaves is more (and its sparse output costs more to build).
     """
     dense = np.ascontiguousarray(test_weights.T.toarray())
+    n = train_weights.shape[0]
     for rows in chunks:
-        yield rows, (train_weights[rows] @ dense).T
+        whole = rows.start == 0 and rows.stop == n  # no copy of the CSR
+        block = train_weights if whole else train_weights[rows]
+        yield rows, (block @ dense).T
 
 
 def own_output_derivatives(derivatives, n_rounds, n_outputs):
