@@ -246,6 +246,34 @@ def section_a(args):
                 yw[1::2],
             ),
         ]
+    try:
+        import xgboost
+    except ImportError:
+        print("(a) xgboost missing: XGBoost cases skipped (pip install xgboost)")
+    else:
+        # tree-influence takes XGBoost's baseline from base_score (0 margin for
+        # classifiers): set it, rather than let XGBoost >= 2 estimate it.
+        xgb = dict(max_depth=3, reg_lambda=1.0, learning_rate=0.1, n_jobs=1)
+        cases += [
+            (
+                "XGBoost binary (breast_cancer)",
+                xgboost.XGBClassifier(n_estimators=30, base_score=0.5, **xgb),
+                X[:300],
+                y[:300],
+                X[300:330],
+                y[300:330],
+            ),
+            (
+                "XGBoost regression (diabetes)",
+                xgboost.XGBRegressor(
+                    n_estimators=30, base_score=float(yd[:300].mean()), **xgb
+                ),
+                Xd[:300],
+                yd[:300],
+                Xd[300:330],
+                yd[300:330],
+            ),
+        ]
     rows = []
     for name, model, Xtr, ytr, Xt, yt in cases:
         exp = {
