@@ -56,7 +56,8 @@ def score_rows(explainer, method):
     never held.
     """
     backend = explainer.backend_
-    backend.require("training_problem", "MislabelDetector")
+    if not backend.supports("training_problem"):  # else: held-out outputs served
+        backend.require("held_out_outputs", "MislabelDetector")
     try:
         eta_loo = backend.loo_own_outputs()
     except UnsupportedOperationError:

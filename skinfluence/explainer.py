@@ -68,7 +68,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         only when the Hessian is singular. 'auto' picks it from the Hessian's
         extreme eigenvalues (:func:`skinfluence.solvers.auto_damping`).
     solver : {'auto', 'exact', 'cg', 'lissa', 'lowrank', 'arnoldi', 'ekfac', \
-            'woodbury'} or solver object, default='auto'
+            'woodbury', 'boostin', 'leaf_influence', 'leaf_refit'} or solver \
+            object, default='auto'
         Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
         'exact' (one Cholesky) up to 5000 parameters, else 'woodbury' (exact,
         through an ``(n K, n K)`` factor) for wide penalized linear models with
@@ -78,7 +79,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         held-out scores of :class:`MislabelDetector` need 'exact'.
         'arnoldi' is 'lowrank' (Lanczos is Arnoldi for a symmetric matrix);
         'ekfac' (torch models only) is :class:`skinfluence.torch.EkfacSolver`.
-        For torch models 'auto' is 'exact' up to 2000 parameters.
+        For torch models 'auto' is 'exact' up to 2000 parameters. For boosted
+        trees the solver is the method: 'auto' or 'boostin', 'leaf_influence',
+        'leaf_refit' (see :class:`skinfluence.backends.trees.TreeBackend`).
     stationarity_tol : float, default=0.1
         Warn with :class:`StationarityWarning` when the Newton step still left
         at the fitted parameters exceeds this fraction of a typical row's
@@ -199,6 +202,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
                     "arnoldi",
                     "ekfac",
                     "woodbury",
+                    "boostin",
+                    "leaf_influence",
+                    "leaf_refit",
                 }
             ),
             HasMethods(["fit", "solve"]),

@@ -48,6 +48,8 @@ def test_other_readme_examples_run(capsys):
 def test_docstring_examples(name):
     if name.split(".")[:2] == ["skinfluence", "torch"]:
         pytest.importorskip("torch")
+    if name == "skinfluence.backends._dask":
+        pytest.importorskip("dask")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

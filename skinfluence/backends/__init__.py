@@ -7,7 +7,14 @@ in-memory  numpy arrays, scipy.sparse        every estimator of
                                              ``skinfluence.adapters``
 dask       a dask array of training rows     the same, fitted beforehand
 torch      numpy arrays                      skorch nets, ``TorchModel``
+trees      numpy arrays (NaN allowed)        HistGradientBoosting*,
+                                             GradientBoosting* (scikit-learn),
+                                             LGBM*, XGB* (extra ``trees``)
 ========== ================================= ==================================
+
+For tree ensembles the explainer's ``solver`` names the method:
+'auto' is 'boostin', or one of 'boostin', 'leaf_influence', 'leaf_refit'
+(see :class:`skinfluence.backends.trees.TreeBackend`).
 
 :func:`make_backend` is the one place that chooses; detection never imports
 the optional libraries (a dask collection is known by ``__dask_graph__``, a
@@ -35,10 +42,37 @@ def is_torch_model(estimator):
     )
 
 
+def is_tree_ensemble(estimator):
+    """A boosted tree ensemble the tree backend reads (checked by class name)."""
+    from .trees._structure import is_tree_model
+
+    return is_tree_model(split_model(estimator)[1])
+
+
 def make_backend(
     estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None
 ):
     """The unfitted backend that serves ``estimator`` on training data ``X``."""
+    if is_tree_ensemble(estimator):
+        from .trees import TREE_METHODS, TreeBackend
+
+        method = "boostin" if isinstance(solver, str) and solver == "auto" else solver
+        if method not in TREE_METHODS or params != "all" or damping not in (0, 0.0):
+            raise ValueError(
+                f"Tree ensembles take solver='auto' (BoostIn) or one of "
+                f"{list(TREE_METHODS)}, with damping=0 and params='all'; got "
+                f"solver={solver!r}, damping={damping!r}, params={params!r}."
+            )
+        return TreeBackend(method=method, n_jobs=n_jobs)
+    from .trees import TREE_METHODS
+
+    if isinstance(solver, str) and solver in TREE_METHODS:
+        raise ValueError(
+            f"solver={solver!r} is a method for boosted tree ensembles "
+            f"(HistGradientBoosting*, GradientBoosting*, LGBM*, XGB*), not for "
+            f"{type(split_model(estimator)[1]).__name__}; its solvers are "
+            f"{_NUMPY_SOLVERS}."
+        )
     if is_torch_model(estimator):
         from ..torch import TorchInfluence
 
@@ -65,5 +99,6 @@ __all__ = [
     "TrainingProblem",
     "is_dask",
     "is_torch_model",
+    "is_tree_ensemble",
     "make_backend",
 ]

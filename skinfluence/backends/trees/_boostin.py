@@ -1,0 +1,121 @@
+"""Replay of the boosting sequence, and BoostIn (Brophy et al., 2023).
+
+Notation (see :mod:`._structure`): tree ``t`` of round ``r`` and output ``k``
+puts training row ``i`` (weight ``w_i``) in leaf ``l``, whose value is
+``v_l = -s G_l / (H_l + lambda)``. *Upweighting* row ``i`` by ``delta`` (its
+weight in the summed objective becomes ``w_i + delta``) moves that value by
+
+    d v_l / d delta = -(s g_it + v_l h_it) / (H_l + lambda),
+
+``g_it, h_it`` the row's derivatives at the raw outputs before round ``r``.
+BoostIn holds every tree's structure *and every other leaf value* fixed, and
+sums, over the trees, the leaf derivatives the test row shares with the
+training row times the test quantity's gradient at that tree's round (the
+test row's raw outputs before the round, TracIn's checkpoints):
+``a_tr = d Q_t / d F_k (F_t^(r))``::
+
+    D[t, i] = sum_trees a_{t, tree} [leaf(x_t) = leaf(x_i)] d v / d delta_i.
+
+``D`` is the derivative of the test quantity with respect to row ``i``'s
+weight; :class:`TreeBackend` scales it to the explainer's units.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class Replay:
+    """What the boosting saw at each tree, for the training rows.
+
+    Attributes
+    ----------
+    g, h : ndarray of shape (n, T)
+        Each row's gradient and hessian for tree ``t``'s output, at the raw
+        outputs before its round (unweighted).
+    p : ndarray of shape (n, T) or None
+        ``p`` of that output at that round (classifiers).
+    G, H : ndarray of shape (n_leaves,)
+        Weighted leaf sums ``sum w g`` and ``sum w h``.
+    outputs : ndarray of shape (n, K)
+        The fitted raw outputs.
+    """
+
+    g: np.ndarray
+    h: np.ndarray
+    p: np.ndarray
+    G: np.ndarray
+    H: np.ndarray
+    outputs: np.ndarray
+
+
+def replay(ensemble, loss, leaves, target, weights, baseline):
+    """:class:`Replay` of the fitted trees on the training rows (a loop on rounds)."""
+    n, T = leaves.shape
+    K = ensemble.n_outputs
+    F = np.array(baseline, dtype=np.float64)
+    g = np.empty((n, T))
+    h = np.empty((n, T))
+    p = None if loss.classes is None else np.empty((n, T))
+    by_tree = np.asfortranarray(leaves)  # contiguous columns for the rounds
+    for r in range(ensemble.n_rounds):
+        cols = slice(r * K, (r + 1) * K)
+        g[:, cols], h[:, cols] = loss.gradient_hessian(target, F)
+        if p is not None:
+            p[:, cols] = loss.proba(F)
+        F += ensemble.leaf_values[by_tree[:, cols]]
+    flat = leaves.ravel()
+    size = ensemble.n_leaves
+    G = np.bincount(flat, (weights[:, None] * g).ravel(), minlength=size)
+    H = np.bincount(flat, (weights[:, None] * h).ravel(), minlength=size)
+    return Replay(g, h, p, G, H, F)
+
+
+def recomputed_leaf_values(ensemble, state):
+    """Leaf values from the replayed sums (equal to the fitted ones)."""
+    return ensemble.leaf_value(state.G, state.H)
+
+
+def leaf_derivatives(ensemble, state, leaves):
+    """``d v / d delta_i`` of each row's leaf in every tree, shape (n, T)."""
+    denom = state.H + ensemble.l2
+    safe = np.abs(denom) >= 1e-150
+    inv = np.where(safe, 1.0 / np.where(safe, denom, 1.0), 0.0)
+    out = ensemble.leaf_values[leaves]
+    out *= state.h
+    out += ensemble.scale * state.g
+    out *= -inv[leaves]
+    return out
+
+
+def leaf_matrix(leaves, values, n_leaves):
+    """CSR ``(n, n_leaves)`` with ``values[i, t]`` at row i's leaf of tree t."""
+    n, T = leaves.shape
+    indptr = np.arange(0, n * T + 1, T, dtype=np.int64)
+    return sp.csr_matrix((values.ravel(), leaves.ravel(), indptr), shape=(n, n_leaves))
+
+
+def boostin_blocks(test_weights, train_weights, chunks):
+    """Yield ``(train_rows, D[:, train_rows])`` for chunks of training rows.
+
+    ``test_weights``: CSR of the test rows' ``a`` at their leaves;
+    ``train_weights``: CSR of the training rows' leaf derivatives. Each block
+    is a sparse training block times the dense ``(n_leaves, n_test)`` test
+    side: ``n T`` axpys of length ``n_test``. A sparse-sparse product would do
+    one operation per (test, train, tree) triple sharing a leaf, which on big
+    leaves is more (and its sparse output costs more to build).
+    """
+    dense = np.ascontiguousarray(test_weights.T.toarray())
+    n = train_weights.shape[0]
+    for rows in chunks:
+        whole = rows.start == 0 and rows.stop == n  # no copy of the CSR
+        block = train_weights if whole else train_weights[rows]
+        yield rows, (block @ dense).T
+
+
+def own_output_derivatives(derivatives, n_rounds, n_outputs):
+    """``d F_i / d delta_i`` per output, shape (n, K), other leaves fixed."""
+    n = derivatives.shape[0]
+    return derivatives.reshape(n, n_rounds, n_outputs).sum(axis=1)

@@ -1,0 +1,355 @@
+"""Fitted boosted trees of each library, read into one array form.
+
+An ensemble of ``R`` rounds with ``K`` trees each (one per output) is held as
+``T = R K`` trees in boosting order, tree ``t`` belonging to round ``t // K``
+and output ``t % K``. Every leaf of every tree has one *global* position:
+tree ``t``'s leaves are ``leaf_offsets[t]:leaf_offsets[t + 1]``. A row's
+leaves form one int32 row of the ``(n, T)`` matrix :meth:`TreeEnsemble.apply`
+returns, so per-leaf sums over rows are one ``np.bincount`` for all trees.
+
+Leaf values are contributions to the raw output, shrinkage included, and the
+boosting fitted each as a Newton step with the structure fixed::
+
+    value = -scale * G / (H + l2),  G = sum_i w_i g_i,  H = sum_i w_i h_i
+
+over the rows in the leaf, with ``g, h`` the loss's derivatives at the raw
+outputs before that round (:mod:`._losses`). ``scale`` is the learning rate
+(times ``(K - 1) / K`` for scikit-learn's multiclass GradientBoosting);
+``l2`` is HistGradientBoosting's ``l2_regularization`` (plus its ``1e-15``
+guard), LightGBM's ``reg_lambda``, and 0 for GradientBoosting, which instead
+sets a leaf with ``H < 1e-150`` to 0. LightGBM folds its baseline
+(``boost_from_average``) into the first round's leaves; it is taken out here
+so that the first round's values are Newton steps too.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...exceptions import UnsupportedOperationError
+
+HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
+LGBM = ("LGBMClassifier", "LGBMRegressor")
+XGB = ("XGBClassifier", "XGBRegressor")
+#: Class names served, by module prefix (the optional libraries are known by
+#: the module of the class, never imported to check).
+SUPPORTED = {
+    "sklearn.ensemble": HGB + GB,
+    "lightgbm.sklearn": LGBM,
+    "xgboost.sklearn": XGB,
+}
+#: Leaf sums of hessians below this give a zero leaf (GradientBoosting's guard).
+TINY_HESSIAN = 1e-150
+
+
+@dataclass
+class TreeEnsemble:
+    """The trees of a fitted ensemble, in boosting order (see the module).
+
+    Attributes
+    ----------
+    n_rounds, n_outputs : int
+        ``R`` and ``K``.
+    leaf_offsets : ndarray of shape (T + 1,)
+    leaf_values : ndarray of shape (n_leaves,)
+        Contribution of each leaf to its output's raw value.
+    scale, l2 : float
+        The leaf-value formula's constants.
+    """
+
+    n_rounds: int
+    n_outputs: int
+    leaf_offsets: np.ndarray
+    leaf_values: np.ndarray
+    scale: float
+    l2: float
+    apply_fn: object  # X -> (n, T) local leaf positions
+
+    @property
+    def n_trees(self):
+        return self.n_rounds * self.n_outputs
+
+    @property
+    def n_leaves(self):
+        return int(self.leaf_offsets[-1])
+
+    def tree_outputs(self):
+        """The output (class) of each tree, shape (T,)."""
+        return np.tile(np.arange(self.n_outputs), self.n_rounds)
+
+    def apply(self, X):
+        """Global leaf positions of each row, int32 of shape (n, T)."""
+        local = self.apply_fn(X)
+        return (local + self.leaf_offsets[:-1]).astype(np.int32)
+
+    def raw_sum(self, leaves):
+        """Sum of the leaf values per row and output, shape (n, K)."""
+        n = leaves.shape[0]
+        vals = self.leaf_values[leaves].reshape(n, self.n_rounds, self.n_outputs)
+        return vals.sum(axis=1)
+
+    def leaf_value(self, G, H):
+        """The Newton leaf value ``-scale G / (H + l2)``, 0 where H is tiny."""
+        denom = H + self.l2
+        safe = np.abs(denom) >= TINY_HESSIAN
+        return np.where(safe, -self.scale * G / np.where(safe, denom, 1.0), 0.0)
+
+
+def is_tree_model(model):
+    """Whether ``model`` is an ensemble this backend reads (by class name)."""
+    cls = type(model)
+    names = SUPPORTED.get(".".join(cls.__module__.split(".")[:2]), ())
+    return cls.__name__ in names
+
+
+def read_ensemble(model, target=None, weights=None):
+    """The :class:`TreeEnsemble` of a fitted supported ``model``.
+
+    ``target`` (encoded) and ``weights``: the training rows', for LightGBM's
+    baseline, which it computes from them.
+    """
+    name = type(model).__name__
+    if name in HGB:
+        return _read_hgb(model)
+    if name in GB:
+        return _read_gb(model)
+    if name in LGBM:
+        return _read_lgbm(model, target, weights)
+    if name in XGB:
+        return _read_xgb(model)
+    raise TypeError(
+        f"{name} is not a supported tree ensemble ({HGB + GB + LGBM + XGB})."
+    )
+
+
+def raw_outputs(model, X):
+    """The model's raw outputs (log-odds, or the prediction), shape (n, K)."""
+    if type(model).__name__ in LGBM:
+        out = model.predict(X, raw_score=True)
+    elif type(model).__name__ in XGB:
+        out = model.predict(X, output_margin=True)
+    elif hasattr(model, "classes_"):
+        out = model.decision_function(X)
+    else:
+        out = model.predict(X)
+    return np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+
+
+def hessian_scale(model):
+    """Factor of the multiclass hessian ``p (1 - p)``: LightGBM ``K / (K - 1)``,
+    XGBoost 2; else 1."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or len(classes) <= 2:
+        return 1.0
+    if type(model).__name__ in LGBM:
+        return len(classes) / (len(classes) - 1)
+    if type(model).__name__ in XGB:
+        return 2.0
+    return 1.0
+
+
+def xgb_train_params(model):
+    """XGBoost's resolved training parameters (its sklearn defaults are None)."""
+    import json
+
+    config = json.loads(model.get_booster().save_config())
+    return config["learner"]["gradient_booster"]["tree_train_param"]
+
+
+def _lgbm_baseline(model, target, weights):
+    """LightGBM's ``boost_from_average`` start, per output (0 when off)."""
+    booster = model.booster_
+    K = booster.num_model_per_iteration()
+    if not booster.params.get("boost_from_average", True):
+        return np.zeros(K)
+    W = weights.sum()
+    if not hasattr(model, "classes_"):
+        return np.array([np.dot(weights, target) / W])
+    if K == 1:
+        p = np.dot(weights, target) / W
+        return np.array([np.log(p / (1 - p))])
+    prior = np.bincount(target, weights, minlength=K) / W
+    return np.log(np.maximum(prior, np.finfo(float).eps))
+
+
+def _read_lgbm(model, target, weights):
+    booster = model.booster_
+    K = booster.num_model_per_iteration()
+    best = getattr(model, "best_iteration_", None)
+    R = best if best else booster.current_iteration()
+    dump = booster.dump_model(num_iteration=R)["tree_info"]
+    counts = [tree["num_leaves"] for tree in dump]
+    values = np.concatenate(
+        [
+            [booster.get_leaf_output(t, leaf) for leaf in range(c)]
+            for t, c in enumerate(counts)
+        ]
+    ).astype(np.float64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    base = _lgbm_baseline(model, target, weights)
+    for k in range(K):  # take the baseline out of the first round's leaves
+        values[offsets[k] : offsets[k + 1]] -= base[k]
+
+    def apply_fn(X):
+        return np.asarray(
+            booster.predict(X, pred_leaf=True, num_iteration=R), dtype=np.int64
+        ).reshape(X.shape[0], -1)
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=offsets,
+        leaf_values=values,
+        scale=float(model.learning_rate),
+        l2=float(model.reg_lambda),
+        apply_fn=apply_fn,
+    )
+
+
+def _compact(is_leaf):
+    """Node id -> position among the tree's leaves (-1 for split nodes)."""
+    local = np.full(is_leaf.shape[0], -1, dtype=np.int64)
+    local[is_leaf] = np.arange(int(is_leaf.sum()))
+    return local
+
+
+def _read_hgb(model):
+    trees = [p.nodes for rnd in model._predictors for p in rnd]
+    K = len(model._predictors[0])
+    if any(np.any(nodes["is_categorical"]) for nodes in trees):
+        raise UnsupportedOperationError(
+            f"{type(model).__name__} has categorical splits (bitsets); the tree "
+            "backend reads numerical splits only. One-hot or ordinal-encode the "
+            "categorical features in a Pipeline step instead."
+        )
+    leaf_pos = [_compact(nodes["is_leaf"].astype(bool)) for nodes in trees]
+    counts = [int(nodes["is_leaf"].sum()) for nodes in trees]
+    values = np.concatenate(
+        [nodes["value"][nodes["is_leaf"].astype(bool)] for nodes in trees]
+    )
+
+    def apply_fn(X):
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        has_nan = bool(np.isnan(X).any())
+        return np.stack(
+            [pos[_walk(nodes, X, has_nan)] for nodes, pos in zip(trees, leaf_pos)],
+            axis=1,
+        )
+
+    return TreeEnsemble(
+        n_rounds=len(model._predictors),
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        leaf_values=values.astype(np.float64),
+        scale=float(model.learning_rate),
+        l2=float(model.l2_regularization) + 1e-15,
+        apply_fn=apply_fn,
+    )
+
+
+def _walk(nodes, X, has_nan=True):
+    """Leaf node of every row: one vectorised step per depth level.
+
+    As HistGradientBoosting's predictor on raw input: NaN follows
+    ``missing_go_to_left``, otherwise ``x <= num_threshold`` goes left. Rows
+    at a leaf stay there (a leaf is its own child here).
+    """
+    is_leaf = nodes["is_leaf"].astype(bool)
+    ids = np.arange(len(nodes))
+    feature = np.where(is_leaf, 0, nodes["feature_idx"]).astype(np.intp)
+    threshold = np.where(is_leaf, np.inf, nodes["num_threshold"])
+    missing_left = nodes["missing_go_to_left"].astype(bool)
+    # children[node, 1] is the left child, children[node, 0] the right one.
+    children = np.stack(
+        [np.where(is_leaf, ids, nodes["right"]), np.where(is_leaf, ids, nodes["left"])],
+        axis=1,
+    ).astype(np.intp)
+    flat = X.ravel()
+    offsets = np.arange(X.shape[0]) * X.shape[1]
+    node = np.zeros(X.shape[0], dtype=np.intp)
+    for _ in range(int(nodes["depth"].max())):  # the deepest leaf's depth
+        x = flat[offsets + feature[node]]
+        go_left = x <= threshold[node]
+        if has_nan:
+            go_left = np.where(np.isnan(x), missing_left[node], go_left)
+        node = children[node, go_left.astype(np.intp)]
+    return node
+
+
+def _read_gb(model):
+    est = model.estimators_  # (R, K) regression trees
+    R, K = est.shape
+    trees = [est[r, k].tree_ for r in range(R) for k in range(K)]
+    is_leaf = [tree.children_left == -1 for tree in trees]
+    leaf_pos = np.concatenate([_compact(mask) for mask in is_leaf])
+    node_offsets = np.concatenate([[0], np.cumsum([t.node_count for t in trees])])
+    lr = float(model.learning_rate)
+    values = np.concatenate(
+        [lr * tree.value[mask, 0, 0] for tree, mask in zip(trees, is_leaf)]
+    )
+    scale = lr * ((K - 1) / K if K > 2 else 1.0)
+
+    def apply_fn(X):
+        nodes = np.asarray(model.apply(X), dtype=np.int64).reshape(X.shape[0], -1)
+        return leaf_pos[nodes + node_offsets[:-1]]
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum([m.sum() for m in is_leaf])]),
+        leaf_values=values,
+        scale=scale,
+        l2=0.0,
+        apply_fn=apply_fn,
+    )
+
+
+def _xgb_leaves(node, out):
+    """``{node id: leaf value}`` of one tree of XGBoost's JSON dump."""
+    if "leaf" in node:
+        out[node["nodeid"]] = node["leaf"]
+    for child in node.get("children", ()):
+        _xgb_leaves(child, out)
+    return out
+
+
+def _read_xgb(model):
+    import json
+
+    booster = model.get_booster()
+    best = getattr(model, "best_iteration", None)
+    dumps = [json.loads(t) for t in booster.get_dump(dump_format="json")]
+    n_classes = len(getattr(model, "classes_", ()))
+    K = n_classes if n_classes > 2 else 1
+    R = len(dumps) // K if best is None else best + 1
+    dumps = dumps[: R * K]
+    leaf_maps = [_xgb_leaves(tree, {}) for tree in dumps]
+    size = max(max(m) for m in leaf_maps) + 1
+    local = np.full((len(dumps), size), -1, dtype=np.int64)
+    values = []
+    for t, leaves in enumerate(leaf_maps):
+        ids = np.array(sorted(leaves))
+        local[t, ids] = np.arange(len(ids))
+        values.append([leaves[i] for i in ids])
+    counts = [len(v) for v in values]
+    params = xgb_train_params(model)
+
+    def apply_fn(X):
+        import xgboost
+
+        nodes = booster.predict(
+            xgboost.DMatrix(X, missing=np.nan), pred_leaf=True, iteration_range=(0, R)
+        )
+        nodes = np.asarray(nodes, dtype=np.int64).reshape(X.shape[0], -1)
+        return local[np.arange(nodes.shape[1]), nodes]
+
+    return TreeEnsemble(
+        n_rounds=R,
+        n_outputs=K,
+        leaf_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        leaf_values=np.concatenate(values).astype(np.float64),
+        scale=float(params["eta"]),
+        l2=float(params["lambda"]),
+        apply_fn=apply_fn,
+    )

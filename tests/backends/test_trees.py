@@ -1,0 +1,397 @@
+"""The tree backend: leaf values, LeafInfluence against LeafRefit, explainer API."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceExplainer, MislabelDetector, validate_loo
+from skinfluence.backends.trees import TreeBackend
+from skinfluence.backends.trees._leaf_refit import refit_outputs
+from skinfluence.exceptions import UnsupportedOperationError
+
+try:
+    import lightgbm
+except ImportError:  # the optional `trees` extra
+    lightgbm = None
+try:
+    import xgboost
+except ImportError:
+    xgboost = None
+
+
+def _data(kind):
+    if kind == "binary":
+        X, y = load_breast_cancer(return_X_y=True)
+        return X[:300], y[:300], X[300:400], y[300:400]
+    if kind == "multiclass":
+        X, y = load_wine(return_X_y=True)
+        return X[::2], y[::2], X[1::2], y[1::2]
+    X, y = load_diabetes(return_X_y=True)
+    return X[:300], y[:300], X[300:], y[300:]
+
+
+def _model(library, kind):
+    if library == "xgb":
+        cls = xgboost.XGBRegressor
+        if kind != "regression":
+            cls = xgboost.XGBClassifier
+        return cls(
+            n_estimators=20 if kind == "multiclass" else 30,
+            max_depth=2 if kind == "multiclass" else 3,
+            min_child_weight=2.0,
+            reg_lambda=1.0,
+            learning_rate=0.15,
+            n_jobs=1,
+        )
+    if library == "lgbm":
+        cls = lightgbm.LGBMRegressor
+        if kind != "regression":
+            cls = lightgbm.LGBMClassifier
+        return cls(
+            n_estimators=20 if kind == "multiclass" else 30,
+            num_leaves=6 if kind == "multiclass" else 8,
+            min_child_samples=10 if kind == "multiclass" else 20,
+            reg_lambda=1.0,
+            learning_rate=0.15,
+            n_jobs=1,
+            verbose=-1,
+        )
+    if library == "hgb":
+        cls = HistGradientBoostingRegressor
+        if kind != "regression":
+            cls = HistGradientBoostingClassifier
+        leaf = 10 if kind == "multiclass" else 20
+        return cls(
+            max_iter=20 if kind == "multiclass" else 30,
+            max_leaf_nodes=6 if kind == "multiclass" else 8,
+            l2_regularization=1.0,
+            learning_rate=0.15,
+            min_samples_leaf=leaf,
+        )
+    cls = GradientBoostingRegressor
+    if kind != "regression":
+        cls = GradientBoostingClassifier
+    return cls(
+        n_estimators=20 if kind == "multiclass" else 30,
+        max_depth=2 if kind == "multiclass" else 3,
+        min_samples_leaf=10 if kind == "multiclass" else 20,
+        learning_rate=0.15,
+        random_state=0,
+    )
+
+
+LIBRARIES = (
+    ("hgb", "gb")
+    + (() if lightgbm is None else ("lgbm",))
+    + (() if xgboost is None else ("xgb",))
+)
+CASES = [
+    (lib, kind) for lib in LIBRARIES for kind in ("binary", "multiclass", "regression")
+]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Explainers of every case and method, fitted once."""
+    out = {}
+    for lib, kind in CASES:
+        X, y, Xt, yt = _data(kind)
+        for method in ("boostin", "leaf_influence", "leaf_refit"):
+            explainer = InfluenceExplainer(_model(lib, kind), solver=method)
+            out[lib, kind, method] = explainer.fit(X, y), Xt, yt
+    return out
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_leaf_values_recomputed_from_gradients(fitted, lib, kind):
+    """``-s G / (H + l2)`` from the replayed gradients is every fitted leaf."""
+    backend = fitted[lib, kind, "boostin"][0].backend_
+    values = backend.ensemble_.leaf_values
+    recomputed = backend.recomputed_leaf_values()
+    # HistGradientBoosting and LightGBM sum float32 gradients; GradientBoosting
+    # float64.
+    rtol = 1e-12 if lib == "gb" else 1e-6
+    assert np.max(np.abs(recomputed - values)) <= rtol * np.max(np.abs(values))
+    # The baseline recovered from the model's outputs is one constant (XGBoost
+    # returns float32 margins).
+    spread = np.ptp(backend.baseline_, axis=0).max()
+    assert spread < 1e-5 * max(1.0, np.abs(backend.training_outputs()).max())
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_leaf_refit_with_all_rows_reproduces_the_fit(fitted, lib, kind):
+    backend = fitted[lib, kind, "boostin"][0].backend_
+    F, _ = refit_outputs(
+        backend.ensemble_,
+        backend.loss_,
+        backend.leaves_,
+        backend.target_,
+        backend.baseline_,
+        backend.weights_[:, None],
+        [],
+    )
+    scale = np.max(np.abs(backend.training_outputs()))
+    assert np.max(np.abs(F[:, :, 0] - backend.training_outputs())) < 1e-6 * scale
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_leaf_influence_is_the_derivative_of_leaf_refit(fitted, lib, kind):
+    """LeafInfluence against a finite difference of LeafRefit in a row's weight."""
+    explainer, Xt, yt = fitted[lib, kind, "leaf_influence"]
+    backend = explainer.backend_
+    D = explainer.influence(Xt[:5], yt[:5]).sum(0) / backend.weights_.sum()
+    rows = np.arange(0, backend.n_train_, 7)
+    eps = 1e-5
+    W = np.repeat(backend.weights_[:, None], len(rows) + 1, axis=1)
+    W[rows, np.arange(len(rows))] += eps
+    leaves, base, _ = backend._test_side(Xt[:5])
+    _, (F,) = refit_outputs(
+        backend.ensemble_,
+        backend.loss_,
+        backend.leaves_,
+        backend.target_,
+        backend.baseline_,
+        W,
+        [(leaves, base)],
+    )
+    loss = backend.loss_.loss(backend.loss_.encode(yt[:5]), F).sum(0)
+    fd = (loss[:-1] - loss[-1]) / eps
+    np.testing.assert_allclose(D[rows], fd, rtol=1e-3, atol=1e-4 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_leaf_influence_matches_leaf_refit(fitted, lib, kind):
+    """Removal predicted to first order vs replayed: Pearson R >= 0.99."""
+    li = fitted[lib, kind, "leaf_influence"]
+    lr = fitted[lib, kind, "leaf_refit"]
+    pred = li[0].loo_change(li[1], li[2])
+    exact = lr[0].loo_change(lr[1], lr[2])
+    assert np.corrcoef(pred.sum(0), exact.sum(0))[0, 1] >= 0.99
+    assert np.corrcoef(pred.ravel(), exact.ravel())[0, 1] >= 0.99
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_boostin_ranks_correlate_with_leaf_refit(fitted, lib, kind):
+    """Per test row, BoostIn orders the rows as their replayed removal does.
+
+    BoostIn weighs each tree by the test gradient at its round and drops the
+    later trees' response, so it ranks (weakly: most pairs share few leaves)
+    rather than equals.
+    """
+    boostin = fitted[lib, kind, "boostin"]
+    refit = fitted[lib, kind, "leaf_refit"]
+    bi = boostin[0].loo_change(boostin[1], boostin[2])
+    exact = refit[0].loo_change(refit[1], refit[2])
+    rho = [spearmanr(a, b)[0] for a, b in zip(bi, exact)]
+    assert np.mean(rho) >= 0.25
+
+
+def test_boostin_matches_a_loop_over_trees(fitted):
+    """The sparse product against its definition, tree by tree."""
+    explainer, Xt, yt = fitted["gb", "multiclass", "boostin"]
+    backend = explainer.backend_
+    ens = backend.ensemble_
+    leaves, _, A = backend._test_factors(Xt[:4], yt[:4], "loss", per_round=True)
+    D = np.zeros((4, backend.n_train_))
+    for t in range(ens.n_trees):
+        same = leaves[:, t][:, None] == backend.leaves_[:, t][None, :]
+        D += A[:, t][:, None] * same * backend.derivatives_[:, t][None, :]
+    W = backend.weights_.sum()
+    np.testing.assert_allclose(explainer.influence(Xt[:4], yt[:4]), W * D)
+
+
+@pytest.mark.parametrize("method", ["boostin", "leaf_influence"])
+def test_removing_harmful_rows_lowers_the_test_loss(fitted, method):
+    """Signs: the rows with the largest influence (harmful) help once removed."""
+    explainer, Xt, yt = fitted["hgb", "binary", method]
+    refit = fitted["hgb", "binary", "leaf_refit"][0]
+    harm = explainer.influence(Xt, yt).sum(0)
+    worst = np.argsort(-harm)[:10]
+    best = np.argsort(harm)[:10]
+    change = refit.backend_.refit_test_losses(
+        [worst, best], Xt, yt, fixed_structure=True
+    )
+    assert change[0] < 0 < change[1]
+    # loo_change has the opposite sign of influence, scaled by w_i / W.
+    loo = explainer.loo_change(Xt, yt).sum(0)
+    n = explainer.n_train_
+    np.testing.assert_allclose(loo, -harm / n, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["boostin", "leaf_influence", "leaf_refit"])
+def test_explainer_methods_run(fitted, method):
+    explainer, Xt, yt = fitted["hgb", "binary", method]
+    n = explainer.n_train_
+    infl = explainer.influence(Xt[:4], yt[:4])
+    assert infl.shape == (4, n) and np.all(np.isfinite(infl))
+    blocks = np.zeros_like(infl)
+    for test_rows, train_rows, block in explainer.influence_blocks(Xt[:4], yt[:4]):
+        blocks[test_rows, train_rows] = block
+    np.testing.assert_allclose(blocks, infl)
+    top = explainer.top_influential(Xt[:2], yt[:2], k=3)
+    assert len(top) == 12
+    harmful = top[(top.kind == "harmful") & (top.test_row == 0)]
+    assert harmful.train_row.iloc[0] == infl[0].argmax()
+    self_infl = explainer.self_influence()
+    assert self_infl.shape == (n,) and np.all(np.isfinite(self_infl))
+    for target in ("decision_function", "predict_proba"):
+        assert explainer.influence(Xt[:2], target=target).shape == (2, n)
+    groups = [np.arange(5), np.arange(5, 20)]
+    assert explainer.group_influence(groups, Xt[:3], yt[:3]).shape == (3, 2)
+    assert explainer.relative_influence(Xt[:2], yt[:2]).shape == (2, n)
+    with pytest.raises(UnsupportedOperationError, match="piecewise constant"):
+        explainer.perturbation_influence(Xt[:2], yt[:2])
+    with pytest.raises(UnsupportedOperationError, match="Hessian"):
+        explainer.loo_change(Xt[:2], yt[:2], method="newton")
+
+
+def test_self_influence_is_mostly_nonnegative(fitted):
+    for method in ("boostin", "leaf_influence", "leaf_refit"):
+        s = fitted["hgb", "binary", method][0].self_influence()
+        assert np.mean(s >= 0) > 0.9, method
+
+
+def test_predict_proba_target_matches_leaf_refit(fitted):
+    li = fitted["gb", "multiclass", "leaf_influence"]
+    lr = fitted["gb", "multiclass", "leaf_refit"]
+    a = li[0].loo_change(li[1], li[2], target="predict_proba").sum(0)
+    b = lr[0].loo_change(lr[1], lr[2], target="predict_proba").sum(0)
+    assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+def test_validate_loo_retrains(fitted):
+    explainer, Xt, yt = fitted["gb", "regression", "leaf_influence"]
+    result = validate_loo(explainer, Xt, yt, n_remove=6, n_random=2, random_state=0)
+    assert len(result.table) == 8 and np.isfinite(result.pearson_r)
+    fixed = validate_loo(
+        explainer,
+        Xt,
+        yt,
+        n_remove=10,
+        n_random=0,
+        refit_options={"fixed_structure": True},
+    )
+    assert fixed.pearson_r > 0.99
+
+
+def test_sample_and_class_weights(rng):
+    X, y, Xt, yt = _data("binary")
+    sw = rng.uniform(0.5, 2.0, size=len(y))
+    model = HistGradientBoostingClassifier(
+        max_iter=15, max_leaf_nodes=6, class_weight="balanced", l2_regularization=1.0
+    )
+    explainer = InfluenceExplainer(model, solver="leaf_influence").fit(
+        X, y, sample_weight=sw
+    )
+    backend = explainer.backend_
+    values = backend.ensemble_.leaf_values
+    assert np.allclose(backend.recomputed_leaf_values(), values, atol=1e-7)
+    refit = InfluenceExplainer(model, solver="leaf_refit").fit(X, y, sample_weight=sw)
+    pred = explainer.loo_change(Xt, yt).sum(0)
+    exact = refit.loo_change(Xt, yt).sum(0)
+    assert np.corrcoef(pred, exact)[0, 1] > 0.99
+
+
+def test_early_stopping_rounds_and_missing_values(rng):
+    X, y, Xt, yt = _data("regression")
+    X = X.copy()
+    X[rng.random(X.shape) < 0.1] = np.nan
+    model = HistGradientBoostingRegressor(
+        max_iter=500,
+        early_stopping=True,
+        validation_fraction=None,
+        n_iter_no_change=3,
+        tol=10.0,
+    )
+    explainer = InfluenceExplainer(model).fit(X, y)
+    backend = explainer.backend_
+    assert backend.ensemble_.n_rounds == explainer.estimator_.n_iter_ < 500
+    assert np.allclose(
+        backend.recomputed_leaf_values(), backend.ensemble_.leaf_values, atol=1e-6
+    )
+
+
+def test_pipeline_prefix():
+    X, y, Xt, yt = _data("binary")
+    model = make_pipeline(StandardScaler(), _model("gb", "binary"))
+    explainer = InfluenceExplainer(model).fit(X, y)
+    assert isinstance(explainer.backend_, TreeBackend)
+    assert explainer.influence(Xt[:3], yt[:3]).shape == (3, len(y))
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (HistGradientBoostingRegressor(loss="poisson"), "supported losses"),
+        (GradientBoostingClassifier(loss="exponential"), "supported losses"),
+        (GradientBoostingRegressor(subsample=0.5), "subsample"),
+        (
+            HistGradientBoostingClassifier(early_stopping=True),
+            "validation split",
+        ),
+        (HistGradientBoostingRegressor(monotonic_cst=[1] + [0] * 9), "monotonic"),
+    ],
+)
+def test_unsupported_settings_are_refused(model, match):
+    X, y, _, _ = _data("regression")
+    if hasattr(model, "predict_proba"):
+        y = (y > np.median(y)).astype(int)
+    with pytest.raises(TypeError, match=match):
+        InfluenceExplainer(model).fit(X, y)
+
+
+def test_tree_methods_are_refused_for_other_models():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _, _ = _data("binary")
+    with pytest.raises(ValueError, match="boosted tree ensembles"):
+        InfluenceExplainer(LogisticRegression(), solver="boostin").fit(X, y)
+
+
+def test_unknown_method_is_refused():
+    X, y, _, _ = _data("binary")
+    with pytest.raises(ValueError, match="boostin"):
+        InfluenceExplainer(_model("hgb", "binary"), solver="cg").fit(X, y)
+
+
+@pytest.mark.skipif(lightgbm is None, reason="lightgbm (the trees extra) missing")
+def test_lightgbm_weights_and_baseline(rng):
+    """LightGBM's baseline comes out of its first trees; weights enter G and H."""
+    X, y, Xt, yt = _data("binary")
+    sw = rng.uniform(0.5, 2.0, size=len(y))
+    model = lightgbm.LGBMClassifier(
+        n_estimators=10, num_leaves=8, class_weight="balanced", verbose=-1, n_jobs=1
+    )
+    explainer = InfluenceExplainer(model, solver="leaf_influence").fit(
+        X, y, sample_weight=sw
+    )
+    backend = explainer.backend_
+    values = backend.ensemble_.leaf_values
+    assert np.max(np.abs(backend.recomputed_leaf_values() - values)) < 1e-6
+    assert np.ptp(backend.baseline_) < 1e-10
+    with pytest.raises(TypeError, match="boosting_type"):
+        InfluenceExplainer(lightgbm.LGBMClassifier(boosting_type="dart")).fit(X, y)
+
+
+def test_mislabel_detector_with_boosted_trees(rng):
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:400], y[:400].copy()
+    flipped = rng.choice(len(y), size=40, replace=False)
+    y[flipped] = 1 - y[flipped]
+    model = HistGradientBoostingClassifier(
+        max_iter=30, max_leaf_nodes=8, l2_regularization=1.0, random_state=0
+    )
+    detector = MislabelDetector(model, contamination=0.1).fit(X, y)
+    found = np.isin(detector.ranking_[:40], flipped).mean()
+    assert found > 0.3  # random ranking: 0.1
+    one_round = MislabelDetector(model, contamination=0.1, n_rounds=1).fit(X, y)
+    assert np.isin(one_round.ranking_[:40], flipped).mean() > 0.3
