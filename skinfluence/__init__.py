@@ -12,10 +12,12 @@ from .exceptions import (
     UnsupportedOperationError,
 )
 from .explainer import InfluenceExplainer
+from .lds import LDSValidation, validate_lds
 from .loo import LOOValidation, validate_loo
 from .plotting import (  # matplotlib is imported only when drawing
     FeatureInfluenceDisplay,
     InfluentialExamplesDisplay,
+    LDSDisplay,
     LOOAgreementDisplay,
     MislabelCurveDisplay,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "ErrorExplanation",
     "FeatureInfluenceDisplay",
     "InfluentialExamplesDisplay",
+    "LDSDisplay",
+    "LDSValidation",
     "LOOAgreementDisplay",
     "MislabelCurveDisplay",
     "MislabelDetector",
@@ -43,5 +47,6 @@ __all__ = [
     "explain_errors",
     "select_diverse",
     "training_set_attack",
+    "validate_lds",
     "validate_loo",
 ]
