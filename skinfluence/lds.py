@@ -168,7 +168,7 @@ def validate_lds(
     >>> from skinfluence import InfluenceExplainer, validate_lds
     >>> X, y = load_breast_cancer(return_X_y=True)
     >>> X = scale(X)
-    >>> explainer = InfluenceExplainer(LogisticRegression(C=0.1)).fit(
+    >>> explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10)).fit(
     ...     X[:300], y[:300])
     >>> result = validate_lds(explainer, X[300:320], y[300:320], n_subsets=20,
     ...                       method=["influence", "gradient_similarity"],

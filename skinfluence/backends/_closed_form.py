@@ -530,7 +530,7 @@ class ClosedFormBackend(InfluenceBackend):
         batches = chunk_slices(len(masks), subset_bytes, n_jobs, max_rows=_BATCH)
 
         def one(batch):
-            thetas, converged = _refit_subsets(
+            thetas, stop = _refit_subsets(
                 obj,
                 whitening,
                 self.X_,
@@ -544,21 +544,24 @@ class ClosedFormBackend(InfluenceBackend):
                 _output_values(obj.with_theta(theta), Xt, target, cls)
                 for theta in thetas
             ]
-            return values, converged
+            return values, stop
 
-        out, failed = [], 0
-        for values, converged in map_chunks(one, batches, n_jobs):
+        out, failed, reasons = [], 0, set()
+        for values, stop in map_chunks(one, batches, n_jobs):
             out.extend(values)
-            failed += (not converged) * len(values)
+            if stop is not None:
+                failed += len(values)
+                reasons.add(stop)
             for _ in values:
                 if progress is not None:
                     progress()
         if failed:
             warnings.warn(
-                f"Refits of {failed} of {len(masks)} subsets stopped after "
-                f"max_iter={max_iter} L-BFGS iterations before reaching "
-                f"gtol={gtol:g}; their outputs come from the last iterate. "
-                "Raise max_iter or gtol, or strengthen the penalty.",
+                f"Refits of {failed} of {len(masks)} subsets stopped before "
+                f"every whitened gradient component fell below gtol={gtol:g} "
+                f"(L-BFGS: {'; '.join(sorted(reasons))}); their outputs come "
+                "from the last iterate. Raise max_iter or gtol, or strengthen "
+                "the penalty.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -628,7 +631,8 @@ def _refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_it
     (:func:`~skinfluence.core._refit.objective_without`). Stops when every
     whitened gradient component of every subset is below ``gtol``.
 
-    Returns ``(thetas of shape (n_subsets, n_params), converged)``.
+    Returns ``(thetas of shape (n_subsets, n_params), stop)``: ``stop`` is
+    None when converged, else why L-BFGS stopped.
     """
     S, n = masks.shape
     family, K, b, d = (
@@ -694,7 +698,8 @@ def _refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_it
         options={"gtol": gtol, "maxiter": max_iter, "ftol": 0.0},
     )
     converged = bool(np.abs(result.jac).max() <= gtol)
-    return to_theta(result.x.reshape(S, -1)), converged
+    stop = None if converged else f"{result.message} after {result.nit} iterations"
+    return to_theta(result.x.reshape(S, -1)), stop
 
 
 def _output_values(objective, Xt, target, cls):

@@ -59,7 +59,7 @@ class LDSDisplay:
     >>> from skinfluence.plotting import LDSDisplay
     >>> X, y = load_breast_cancer(return_X_y=True)
     >>> X = scale(X)
-    >>> explainer = InfluenceExplainer(LogisticRegression(C=0.1)).fit(
+    >>> explainer = InfluenceExplainer(LogisticRegression(C=0.1, tol=1e-10)).fit(
     ...     X[:300], y[:300])
     >>> display = LDSDisplay.from_estimator(
     ...     explainer, X[300:310], y[300:310], n_subsets=20, random_state=0)
