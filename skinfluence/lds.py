@@ -117,7 +117,8 @@ def validate_lds(
         Refits run in threads.
     verbose : int, default=0
         0: silent; 1: progress over the refits on stderr (a tqdm bar when
-        tqdm is installed, else one line per 10%).
+        tqdm is installed, else one line per 10%). The in-memory backend
+        refits subsets in batches, and reports as each batch finishes.
     refit_options : dict, default=None
         Keyword arguments of the backend's ``refit_outputs`` (in memory:
         ``gtol`` and ``max_iter`` of the whitened L-BFGS; torch: ``max_iter``

@@ -501,7 +501,10 @@ class ClosedFormBackend(InfluenceBackend):
         (:func:`skinfluence.core._refit.refit_without`: its penalty follows
         the estimator's own rule, ``C`` fixed or ``alpha`` relative to the
         data), by L-BFGS from the fitted parameters in coordinates whitened by
-        the full model's Hessian. Earlier Pipeline steps stay fixed.
+        the full model's Hessian. Up to 25 subsets are refitted together, as
+        one L-BFGS over the sum of their objectives, so that each iteration
+        reads the training rows once for all of them. Earlier Pipeline steps
+        stay fixed.
 
         Parameters
         ----------
@@ -510,7 +513,7 @@ class ClosedFormBackend(InfluenceBackend):
         n_jobs : int, default=None
             Refits in threads.
         progress : callable, default=None
-            Called after each refit.
+            Called once per subset, as its batch of refits finishes.
         gtol : float, default=1e-5
             Gradient tolerance in whitened coordinates (see ``refit_without``).
         max_iter : int, default=500
