@@ -330,7 +330,7 @@ def main(argv=None):
     parser.add_argument("--peer-timeout", type=float, default=600)
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--tasks", default="digits,mnist-shaped")
+    parser.add_argument("--tasks", default="speed,digits,mnist-shaped")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
 
@@ -338,6 +338,8 @@ def main(argv=None):
 
     from skinfluence import validate_lds
 
+    if "speed" in args.tasks.split(","):
+        _time_validate_lds(validate_lds)
     rows = []
     for task, X, y, X_test, y_test, C in _tasks(args.quick):
         if task not in args.tasks.split(","):
@@ -431,6 +433,38 @@ def main(argv=None):
         _print(rows, task)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+
+
+def _time_validate_lds(validate_lds):
+    """validate_lds on a 5,000-row binary logistic model, 100 subsets."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+
+    from skinfluence import InfluenceExplainer
+    from skinfluence.lds import METHODS
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5100, 784))
+    y = (X @ rng.normal(size=784) / 28 * 3 + rng.logistic(size=5100) > 0).astype(int)
+    model = LogisticRegression(C=0.02, tol=1e-8, max_iter=2000).fit(X[:5000], y[:5000])
+    start = time.perf_counter()
+    explainer = InfluenceExplainer(FrozenEstimator(model)).fit(X[:5000], y[:5000])
+    result = validate_lds(
+        explainer,
+        X[5000:],
+        y[5000:],
+        n_subsets=100,
+        method=list(METHODS),
+        random_state=0,
+    )
+    seconds = time.perf_counter() - start
+    scores = ", ".join(f"{m} {v:.3f}" for m, v in result.mean.items())
+    print(
+        f"[speed] binary logistic, 5000 x 784, 100 test rows: explainer fit and "
+        f"validate_lds over 100 subsets, {len(METHODS)} methods: {seconds:.1f} s "
+        f"(LDS: {scores})",
+        flush=True,
+    )
 
 
 def _print(rows, task):
