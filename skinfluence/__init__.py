@@ -14,10 +14,12 @@ from .exceptions import (
     UnsupportedOperationError,
 )
 from .explainer import InfluenceExplainer
+from .lds import LDSValidation, validate_lds
 from .loo import LOOValidation, validate_loo
 from .plotting import (  # matplotlib is imported only when drawing
     FeatureInfluenceDisplay,
     InfluentialExamplesDisplay,
+    LDSDisplay,
     LOOAgreementDisplay,
     MislabelCurveDisplay,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "FeatureInfluenceDisplay",
     "FlatLossWarning",
     "InfluentialExamplesDisplay",
+    "LDSDisplay",
+    "LDSValidation",
     "LOOAgreementDisplay",
     "MislabelCurveDisplay",
     "MislabelDetector",
@@ -49,5 +53,6 @@ __all__ = [
     "refine",
     "select_diverse",
     "training_set_attack",
+    "validate_lds",
     "validate_loo",
 ]

@@ -294,3 +294,62 @@ class InfluenceBackend:
     def candidate_pool(self, X, y, *, size, target="loss"):
         """The ``size`` most helpful and most harmful rows per test row."""
         return self.top_k(X, y, k=size, target=target)
+
+    # -- optional operations with a default refusal -------------------------------
+    def test_outputs(self, X, y=None, *, target="loss"):
+        """Each test row's quantity ``target`` at the fitted parameters, (n_test,)."""
+        raise UnsupportedOperationError(
+            f"test_outputs is not available on the {self.name} backend."
+        )
+
+    def gradient_similarity(self, X, y=None, *, target="loss"):
+        """``g_t' g_i``: test gradients against training gradients, no Hessian.
+
+        Shape (n_test, n_train); ``g_t`` is the gradient of the test quantity
+        ``target``, ``g_i`` that of training row i's loss.
+        """
+        raise UnsupportedOperationError(
+            f"gradient_similarity is not available on the {self.name} backend; "
+            "the in-memory and torch backends serve it."
+        )
+
+    def refit_outputs(
+        self, keep_masks, X, y=None, *, target="loss", n_jobs=None, progress=None
+    ):
+        """Actual test quantities after refitting on each subset of the rows.
+
+        Parameters
+        ----------
+        keep_masks : ndarray of bool of shape (n_subsets, n_train)
+            Row ``s`` marks the training rows the ``s``-th refit keeps.
+        X, y, target : test rows, their labels and the quantity evaluated.
+        n_jobs : int, default=None
+            Refits run in threads.
+        progress : callable, default=None
+            Called with no argument after each refit (progress bars).
+
+        Returns
+        -------
+        ndarray of shape (n_subsets, n_test)
+        """
+        raise UnsupportedOperationError(
+            f"refit_outputs (refitting on subsets of the rows) is not available "
+            f"on the {self.name} backend; the in-memory and torch backends "
+            "serve it."
+        )
+
+    def check_keep_masks(self, keep_masks):
+        """``keep_masks`` as a (n_subsets, n_train) boolean array; no row empty."""
+        masks = np.asarray(keep_masks)
+        if masks.ndim != 2 or masks.shape[1] != self.n_train_ or masks.dtype != bool:
+            raise ValueError(
+                f"keep_masks must be a boolean array of shape (n_subsets, "
+                f"{self.n_train_}), got {masks.dtype} of shape {masks.shape}."
+            )
+        empty = np.flatnonzero(~masks.any(axis=1))
+        if empty.size:
+            raise ValueError(
+                f"keep_masks rows {empty[:5].tolist()} keep no training row: "
+                "there is nothing to refit on."
+            )
+        return masks

@@ -8,22 +8,31 @@ over chunks of rows within scikit-learn's ``working_memory``. Nothing of the
 size of ``X`` is copied.
 """
 
+import warnings
 from collections import namedtuple
 
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from scipy import linalg, optimize
+from scipy.special import expit, softmax
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array
 
 from ..adapters import build_objective, check_before_fit, is_supported
 from ..core import _formulas
 from ..core._formulas import half_factor
-from ..core._refit import refit_without
+from ..core._refit import objective_without, refit_without
 from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
 from ..exceptions import UnsupportedOperationError
-from ..objectives import HessianOperator
+from ..objectives import (
+    BinaryLogistic,
+    HessianOperator,
+    Multinomial,
+    OneVsRestLogistic,
+)
 from ..solvers import make_solver
 from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
@@ -526,6 +535,118 @@ class ClosedFormBackend(InfluenceBackend):
         )
         return np.asarray(losses) - base
 
+    def test_outputs(self, X, y=None, *, target="loss", objective=None):
+        """Each test row's quantity ``target`` under ``objective`` (default: fit).
+
+        The value whose derivative :meth:`test_factors` gives: the loss, the
+        decision function (of ``y``'s class, or the predicted one), the
+        probability of that class, or a regressor's prediction.
+        """
+        Xt, _, cls = self.test_factors(X, y, target)
+        return _output_values(objective or self.objective_, Xt, target, cls)
+
+    def gradient_similarity(self, X, y=None, *, target="loss"):
+        """``g_t' g_i`` of shape (n_test, n_train): gradients, no Hessian.
+
+        With ``g_i = r_i kron xt_i`` and ``g_t = f_t kron xt_t``, the product
+        is ``(f_t . r_i) (xt_t . xt_i)``: one projection of the training rows.
+        """
+        Xt, F, _ = self.test_factors(X, y, target)
+        check_result_size(
+            (Xt.shape[0], self.n_train_),
+            "The gradient-similarity matrix",
+            "Pass fewer test rows at a time.",
+        )
+        G_test = self.objective_.expand(Xt, F).T
+        return self.objective_.project(self.X_, self.residuals_, G_test).T
+
+    def refit_outputs(
+        self,
+        keep_masks,
+        X,
+        y=None,
+        *,
+        target="loss",
+        n_jobs=None,
+        progress=None,
+        gtol=1e-5,
+        max_iter=500,
+    ):
+        """Test quantities after refitting on each subset of the training rows.
+
+        Each refit minimises the objective without the other rows
+        (:func:`skinfluence.core._refit.refit_without`: its penalty follows
+        the estimator's own rule, ``C`` fixed or ``alpha`` relative to the
+        data), by L-BFGS from the fitted parameters in coordinates whitened by
+        the full model's Hessian. Up to 25 subsets are refitted together, as
+        one L-BFGS over the sum of their objectives, so that each iteration
+        reads the training rows once for all of them. Earlier Pipeline steps
+        stay fixed.
+
+        Parameters
+        ----------
+        keep_masks : ndarray of bool of shape (n_subsets, n_train)
+        X, y, target : test rows, labels and quantity (see :meth:`test_outputs`).
+        n_jobs : int, default=None
+            Refits in threads.
+        progress : callable, default=None
+            Called once per subset, as its batch of refits finishes.
+        gtol : float, default=1e-5
+            Gradient tolerance in whitened coordinates (see ``refit_without``).
+        max_iter : int, default=500
+            L-BFGS iterations per refit.
+
+        Returns
+        -------
+        ndarray of shape (n_subsets, n_test)
+        """
+        masks = self.check_keep_masks(keep_masks)
+        Xt, _, cls = self.test_factors(X, y, target)
+        whitening = self.whitening()
+        obj = self.objective_
+        # Per subset: eta, the loss's gradient and their temporaries over the
+        # rows, and L-BFGS's history of the parameters.
+        subset_bytes = 8 * (4 * self.n_train_ * obj.n_outputs + 25 * obj.n_params)
+        batches = chunk_slices(len(masks), subset_bytes, n_jobs, max_rows=_BATCH)
+
+        def one(batch):
+            thetas, stop = _refit_subsets(
+                obj,
+                whitening,
+                self.X_,
+                self.target_,
+                self.weights_,
+                masks[batch],
+                gtol=gtol,
+                max_iter=max_iter,
+            )
+            values = [
+                _output_values(obj.with_theta(theta), Xt, target, cls)
+                for theta in thetas
+            ]
+            return values, stop
+
+        out, failed, reasons = [], 0, set()
+        for values, stop in map_chunks(one, batches, n_jobs):
+            out.extend(values)
+            if stop is not None:
+                failed += len(values)
+                reasons.add(stop)
+            for _ in values:
+                if progress is not None:
+                    progress()
+        if failed:
+            warnings.warn(
+                f"Refits of {failed} of {len(masks)} subsets stopped before "
+                f"every whitened gradient component fell below gtol={gtol:g} "
+                f"(L-BFGS: {'; '.join(sorted(reasons))}); their outputs come "
+                "from the last iterate. Raise max_iter or gtol, or strengthen "
+                "the penalty.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return np.asarray(out).reshape(len(masks), Xt.shape[0])
+
     def training_outputs(self, objective=None):
         """Linear outputs of the training rows under ``objective`` (default: fit)."""
         return (objective or self.objective_).linear_predictor(self.X_)
@@ -572,6 +693,122 @@ def _refit_loss(model, X, y, sw, keep, X_test, t_test):
     fmap = objective.feature_map
     features = X_test if fmap is None else fmap.transform(X_test)
     return objective.loss(features, t_test).sum()
+
+
+#: Subsets refitted together at most: one product of X with all their
+#: coefficients per iteration, and a progress report per batch.
+_BATCH = 25
+
+
+def _refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_iter):
+    """Parameters minimising the objective on each subset ``masks[s]`` of rows.
+
+    ``refit_without`` for several subsets at once: their objectives are
+    summed (a separable problem: the joint minimiser is each one's) and
+    minimised by one L-BFGS in coordinates whitened by ``factor``, from the
+    fitted optimum, so that X passes through memory once per iteration for
+    all of them. Each subset's penalty follows the estimator's rule
+    (:func:`~skinfluence.core._refit.objective_without`). Stops when every
+    whitened gradient component of every subset is below ``gtol``.
+
+    Returns ``(thetas of shape (n_subsets, n_params), stop)``: ``stop`` is
+    None when converged, else why L-BFGS stopped.
+    """
+    S, n = masks.shape
+    family, K, b, d = (
+        objective.family,
+        objective.n_outputs,
+        objective.block_size,
+        objective.n_features,
+    )
+    lam = np.stack(
+        [
+            objective_without(objective, weights, np.flatnonzero(~m)).penalty
+            for m in masks
+        ]
+    )
+    share = masks * np.asarray(weights, dtype=np.float64)
+    share /= share.sum(axis=1, keepdims=True)
+    targets = np.tile(target, S)
+    origin = objective.theta
+    if factor.ndim == 1:
+
+        def to_theta(U):
+            return origin + U / factor
+
+        def whiten(G):
+            return G / factor
+
+    else:  # rows of U are L' (theta - origin)
+
+        def to_theta(U):
+            return (
+                origin + linalg.solve_triangular(factor, U.T, lower=True, trans="T").T
+            )
+
+        def whiten(G):
+            return linalg.solve_triangular(factor, G.T, lower=True).T
+
+    def value_and_gradient(u):
+        theta = to_theta(u.reshape(S, -1))
+        blocks = theta.reshape(S, K, b)
+        eta = np.asarray(X @ blocks[:, :, :d].reshape(S * K, d).T)  # (n, S K)
+        if objective.fit_intercept:
+            eta += blocks[:, :, d].ravel()
+        eta = eta.reshape(n, S, K).transpose(1, 0, 2).reshape(S * n, K)
+        if hasattr(family, "loss_gradient"):
+            loss, R = family.loss_gradient(targets, eta)
+        else:
+            loss, R = family.loss(targets, eta), family.gradient(targets, eta)
+        value = (share * loss.reshape(S, n)).sum() + 0.5 * (lam * theta**2).sum()
+        R = R.reshape(S, n, K) * share[:, :, None]
+        g = np.empty((S, K, b))
+        R_rows = R.transpose(1, 0, 2).reshape(n, S * K)
+        g[:, :, :d] = np.asarray(X.T @ R_rows).T.reshape(S, K, d)
+        if objective.fit_intercept:
+            g[:, :, d] = R.sum(axis=1)
+        g = g.reshape(S, -1) + lam * theta
+        return value, whiten(g).ravel()
+
+    result = optimize.minimize(
+        value_and_gradient,
+        np.zeros(S * objective.n_params),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": gtol, "maxiter": max_iter, "ftol": 0.0},
+    )
+    converged = bool(np.abs(result.jac).max() <= gtol)
+    stop = None if converged else f"{result.message} after {result.nit} iterations"
+    return to_theta(result.x.reshape(S, -1)), stop
+
+
+def _output_values(objective, Xt, target, cls):
+    """The test quantity ``target`` of rows ``Xt`` (linear features) at ``objective``.
+
+    ``cls``: the encoded labels for 'loss', else each row's class index.
+    """
+    eta = objective.linear_predictor(Xt)
+    family = objective.family
+    rows = np.arange(eta.shape[0])
+    if target == "loss":
+        return family.loss(cls, eta)
+    if target == "decision_function":
+        return eta[rows, cls] if eta.shape[1] > 1 else eta[:, 0]
+    if target == "predict":
+        log_link = getattr(family, "link", None) == "log"
+        return np.exp(eta[:, 0]) if log_link else eta[:, 0]
+    if isinstance(family, BinaryLogistic):
+        p = expit(eta[:, 0])
+        return np.where(cls == 1, p, 1.0 - p)
+    if isinstance(family, Multinomial):
+        return softmax(eta, axis=1)[rows, cls]
+    if isinstance(family, OneVsRestLogistic):
+        S = expit(eta)  # predict_proba normalises the K sigmoids
+        return S[rows, cls] / S.sum(axis=1)
+    raise UnsupportedOperationError(
+        f"target='predict_proba' has no closed form for {type(family).__name__}; "
+        "use 'decision_function' or 'loss'."
+    )
 
 
 def _check_newton_target(target):

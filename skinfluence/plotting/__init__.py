@@ -8,12 +8,14 @@ matplotlib; drawing does.
 
 from ._features import FeatureInfluenceDisplay, feature_influence
 from ._influential import InfluentialExamplesDisplay
+from ._lds import LDSDisplay
 from ._loo import LOOAgreementDisplay
 from ._mislabel import MislabelCurveDisplay
 
 __all__ = [
     "FeatureInfluenceDisplay",
     "InfluentialExamplesDisplay",
+    "LDSDisplay",
     "LOOAgreementDisplay",
     "MislabelCurveDisplay",
     "feature_influence",

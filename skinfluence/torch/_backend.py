@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from sklearn import get_config
 from sklearn.utils.validation import check_array, validate_data
+from torch.func import vmap
 
 from ..backends._base import (
     InfluenceBackend,
@@ -240,6 +241,11 @@ class TorchInfluence(InfluenceBackend):
         )
 
     def _test_gradients(self, X, y, target):
+        Xt, t = self._test_targets(X, y, target)
+        return self.objective_.test_gradients(Xt, t, target)
+
+    def _test_targets(self, X, y, target):
+        """``(inputs, t)`` of the test rows: encoded labels or class indices."""
         check_target(target)
         obj, spec = self.objective_, self.objective_.spec
         Xt = self._tensor(self.model_input(X), spec)
@@ -269,7 +275,7 @@ class TorchInfluence(InfluenceBackend):
                 "'predict_proba'/'decision_function' for classifiers, 'predict' "
                 "for regressors."
             )
-        return obj.test_gradients(Xt, t, target)
+        return Xt, t
 
     def _directions(self, X, y, target):
         return self._solve(self._test_gradients(X, y, target))
@@ -362,14 +368,7 @@ class TorchInfluence(InfluenceBackend):
         )
         with torch.no_grad():
             before = float(obj.losses(obj.theta, Xt, t).sum())
-        basis = None
-        if obj.n_params <= 5000:
-            H = self.hessian_
-            H = obj.hessian() if H is None else torch.as_tensor(H, device=obj.device)
-            L = torch.linalg.cholesky_ex(H.to(obj.dtype))[0]
-            if torch.isfinite(L).all():
-                eye = torch.eye(obj.n_params, dtype=H.dtype, device=H.device)
-                basis = torch.linalg.solve_triangular(L.T, eye, upper=True)
+        basis = self._whitening_basis()
         actual = []
         for rows in removals:
             keep = np.setdiff1d(np.arange(obj.n_samples), rows)
@@ -380,6 +379,75 @@ class TorchInfluence(InfluenceBackend):
             with torch.no_grad():
                 actual.append(float(obj.losses(theta, Xt, t).sum()) - before)
         return np.asarray(actual)
+
+    def _whitening_basis(self):
+        """``L^-T`` of the Hessian's Cholesky factor, up to 5000 parameters, or None."""
+        obj = self.objective_
+        if obj.n_params > 5000:
+            return None
+        H = self.hessian_
+        H = obj.hessian() if H is None else torch.as_tensor(H, device=obj.device)
+        L = torch.linalg.cholesky_ex(H.to(obj.dtype))[0]
+        if not torch.isfinite(L).all():
+            return None
+        eye = torch.eye(obj.n_params, dtype=L.dtype, device=L.device)
+        return torch.linalg.solve_triangular(L.T, eye, upper=True)
+
+    def _quantities(self, theta, Xt, t, target):
+        fn = vmap(self.objective_.quantity(target), in_dims=(None, 0, 0))
+        with torch.no_grad():
+            return fn(theta, Xt, t).cpu().numpy().astype(np.float64)
+
+    def test_outputs(self, X, y=None, *, target="loss"):
+        """Each test row's quantity ``target`` at the fitted parameters."""
+        Xt, t = self._test_targets(X, y, target)
+        return self._quantities(self.objective_.theta, Xt, t, target)
+
+    def gradient_similarity(self, X, y=None, *, target="loss"):
+        """``g_t' g_i`` of shape (n_test, n_train): gradients, no Hessian."""
+        Gt = self._test_gradients(X, y, target)
+        out = np.empty((Gt.shape[0], self.objective_.n_samples))
+        for rows, _, GV in self._blocks(Gt.T):
+            out[:, rows] = GV.T.cpu().numpy()
+        return out
+
+    def refit_outputs(
+        self,
+        keep_masks,
+        X,
+        y=None,
+        *,
+        target="loss",
+        n_jobs=None,
+        progress=None,
+        max_iter=500,
+        tol=1e-10,
+    ):
+        """Test quantities after retraining on each subset of the training rows.
+
+        Each retrains the explained parameters from the fitted ones with
+        full-batch L-BFGS (:func:`skinfluence.torch.minimise`) on the kept
+        rows, whitened as in :meth:`refit_test_losses`; the decay stays fixed.
+        ``n_jobs`` is unused (torch threads its own products).
+
+        Returns
+        -------
+        ndarray of shape (n_subsets, n_test)
+        """
+        masks = self.check_keep_masks(keep_masks)
+        obj = self.objective_
+        Xt, t = self._test_targets(X, y, target)
+        basis = self._whitening_basis()
+        out = []
+        for keep in masks:
+            rows = torch.as_tensor(np.flatnonzero(keep), device=obj.device)
+            theta = minimise(
+                obj, obj.theta, rows, max_iter=max_iter, tol=tol, basis=basis
+            )
+            out.append(self._quantities(theta, Xt, t, target))
+            if progress is not None:
+                progress()
+        return np.asarray(out).reshape(len(masks), Xt.shape[0])
 
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         V = self._directions(X_test, y_test, target)
