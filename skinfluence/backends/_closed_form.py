@@ -14,16 +14,14 @@ from collections import namedtuple
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from scipy import linalg, optimize
 from scipy.special import expit, softmax
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array
 
 from ..adapters import build_objective, check_before_fit, is_supported
 from ..core import _formulas
 from ..core._formulas import half_factor
-from ..core._refit import objective_without, refit_without
+from ..core._refit import refit_subsets, refit_without
 from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
 from ..exceptions import UnsupportedOperationError
@@ -44,6 +42,7 @@ from ._base import (
     check_test_labels,
     warn_if_flat,
 )
+from ._estimator_refits import refit_loss
 
 #: ``polish`` stops once the Newton step left is this share of a typical row's
 #: leave-one-out effect on the parameters: far below what influence resolves.
@@ -530,7 +529,7 @@ class ClosedFormBackend(InfluenceBackend):
             return keep
 
         losses = Parallel(n_jobs=n_jobs)(
-            delayed(_refit_loss)(self.model_, X_in, labels, sw, without(r), X_test, t)
+            delayed(refit_loss)(self.model_, X_in, labels, sw, without(r), X_test, t)
             for r in removals
         )
         return np.asarray(losses) - base
@@ -610,7 +609,7 @@ class ClosedFormBackend(InfluenceBackend):
         batches = chunk_slices(len(masks), subset_bytes, n_jobs, max_rows=_BATCH)
 
         def one(batch):
-            thetas, stop = _refit_subsets(
+            thetas, stop = refit_subsets(
                 obj,
                 whitening,
                 self.X_,
@@ -657,129 +656,9 @@ class ClosedFormBackend(InfluenceBackend):
         return self.objective_.family.loss(self.target_, eta)
 
 
-def _warm_clone(model):
-    """A clone that starts from the fitted parameters, where the model allows.
-
-    As in Koh & Liang's protocol, this lands the refit on the same optimum
-    faster; it does not change that optimum.
-    """
-    refit = clone(model)
-    params = refit.get_params()
-    if "warm_start" not in params:
-        return refit
-    if type(model).__name__ == "HuberRegressor" and not params["fit_intercept"]:
-        # Its warm start restarts from [coef_, intercept_, scale_] whether or
-        # not it fits an intercept, and so fits one.
-        return refit
-    # A frozen model clones to itself: never write into it.
-    if refit is model or not hasattr(model, "intercept_"):
-        return refit
-    try:
-        state = {
-            k: np.copy(v)
-            for k, v in vars(model).items()
-            if k.endswith("_") and not k.startswith("__")
-        }
-    except TypeError:  # pragma: no cover - unusual fitted attributes
-        return refit
-    refit.set_params(warm_start=True)
-    vars(refit).update(state)
-    return refit
-
-
-def _refit_loss(model, X, y, sw, keep, X_test, t_test):
-    refit = _warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
-    objective, _ = build_objective(refit, y[keep], sw[keep])
-    fmap = objective.feature_map
-    features = X_test if fmap is None else fmap.transform(X_test)
-    return objective.loss(features, t_test).sum()
-
-
 #: Subsets refitted together at most: one product of X with all their
 #: coefficients per iteration, and a progress report per batch.
 _BATCH = 25
-
-
-def _refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_iter):
-    """Parameters minimising the objective on each subset ``masks[s]`` of rows.
-
-    ``refit_without`` for several subsets at once: their objectives are
-    summed (a separable problem: the joint minimiser is each one's) and
-    minimised by one L-BFGS in coordinates whitened by ``factor``, from the
-    fitted optimum, so that X passes through memory once per iteration for
-    all of them. Each subset's penalty follows the estimator's rule
-    (:func:`~skinfluence.core._refit.objective_without`). Stops when every
-    whitened gradient component of every subset is below ``gtol``.
-
-    Returns ``(thetas of shape (n_subsets, n_params), stop)``: ``stop`` is
-    None when converged, else why L-BFGS stopped.
-    """
-    S, n = masks.shape
-    family, K, b, d = (
-        objective.family,
-        objective.n_outputs,
-        objective.block_size,
-        objective.n_features,
-    )
-    lam = np.stack(
-        [
-            objective_without(objective, weights, np.flatnonzero(~m)).penalty
-            for m in masks
-        ]
-    )
-    share = masks * np.asarray(weights, dtype=np.float64)
-    share /= share.sum(axis=1, keepdims=True)
-    targets = np.tile(target, S)
-    origin = objective.theta
-    if factor.ndim == 1:
-
-        def to_theta(U):
-            return origin + U / factor
-
-        def whiten(G):
-            return G / factor
-
-    else:  # rows of U are L' (theta - origin)
-
-        def to_theta(U):
-            return (
-                origin + linalg.solve_triangular(factor, U.T, lower=True, trans="T").T
-            )
-
-        def whiten(G):
-            return linalg.solve_triangular(factor, G.T, lower=True).T
-
-    def value_and_gradient(u):
-        theta = to_theta(u.reshape(S, -1))
-        blocks = theta.reshape(S, K, b)
-        eta = np.asarray(X @ blocks[:, :, :d].reshape(S * K, d).T)  # (n, S K)
-        if objective.fit_intercept:
-            eta += blocks[:, :, d].ravel()
-        eta = eta.reshape(n, S, K).transpose(1, 0, 2).reshape(S * n, K)
-        if hasattr(family, "loss_gradient"):
-            loss, R = family.loss_gradient(targets, eta)
-        else:
-            loss, R = family.loss(targets, eta), family.gradient(targets, eta)
-        value = (share * loss.reshape(S, n)).sum() + 0.5 * (lam * theta**2).sum()
-        R = R.reshape(S, n, K) * share[:, :, None]
-        g = np.empty((S, K, b))
-        R_rows = R.transpose(1, 0, 2).reshape(n, S * K)
-        g[:, :, :d] = np.asarray(X.T @ R_rows).T.reshape(S, K, d)
-        if objective.fit_intercept:
-            g[:, :, d] = R.sum(axis=1)
-        g = g.reshape(S, -1) + lam * theta
-        return value, whiten(g).ravel()
-
-    result = optimize.minimize(
-        value_and_gradient,
-        np.zeros(S * objective.n_params),
-        jac=True,
-        method="L-BFGS-B",
-        options={"gtol": gtol, "maxiter": max_iter, "ftol": 0.0},
-    )
-    converged = bool(np.abs(result.jac).max() <= gtol)
-    stop = None if converged else f"{result.message} after {result.nit} iterations"
-    return to_theta(result.x.reshape(S, -1)), stop
 
 
 def _output_values(objective, Xt, target, cls):

@@ -127,3 +127,85 @@ def refit_without(
     )
     converged = bool(np.abs(result.jac).max() <= gtol)
     return refitted.with_theta(to_theta(result.x)), converged
+
+
+def refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_iter):
+    """Parameters minimising the objective on each subset ``masks[s]`` of rows.
+
+    ``refit_without`` for several subsets at once: their objectives are
+    summed (a separable problem: the joint minimiser is each one's) and
+    minimised by one L-BFGS in coordinates whitened by ``factor``, from the
+    fitted optimum, so that X passes through memory once per iteration for
+    all of them. Each subset's penalty follows the estimator's rule
+    (:func:`~skinfluence.core._refit.objective_without`). Stops when every
+    whitened gradient component of every subset is below ``gtol``.
+
+    Returns ``(thetas of shape (n_subsets, n_params), stop)``: ``stop`` is
+    None when converged, else why L-BFGS stopped.
+    """
+    S, n = masks.shape
+    family, K, b, d = (
+        objective.family,
+        objective.n_outputs,
+        objective.block_size,
+        objective.n_features,
+    )
+    lam = np.stack(
+        [
+            objective_without(objective, weights, np.flatnonzero(~m)).penalty
+            for m in masks
+        ]
+    )
+    share = masks * np.asarray(weights, dtype=np.float64)
+    share /= share.sum(axis=1, keepdims=True)
+    targets = np.tile(target, S)
+    origin = objective.theta
+    if factor.ndim == 1:
+
+        def to_theta(U):
+            return origin + U / factor
+
+        def whiten(G):
+            return G / factor
+
+    else:  # rows of U are L' (theta - origin)
+
+        def to_theta(U):
+            return (
+                origin + linalg.solve_triangular(factor, U.T, lower=True, trans="T").T
+            )
+
+        def whiten(G):
+            return linalg.solve_triangular(factor, G.T, lower=True).T
+
+    def value_and_gradient(u):
+        theta = to_theta(u.reshape(S, -1))
+        blocks = theta.reshape(S, K, b)
+        eta = np.asarray(X @ blocks[:, :, :d].reshape(S * K, d).T)  # (n, S K)
+        if objective.fit_intercept:
+            eta += blocks[:, :, d].ravel()
+        eta = eta.reshape(n, S, K).transpose(1, 0, 2).reshape(S * n, K)
+        if hasattr(family, "loss_gradient"):
+            loss, R = family.loss_gradient(targets, eta)
+        else:
+            loss, R = family.loss(targets, eta), family.gradient(targets, eta)
+        value = (share * loss.reshape(S, n)).sum() + 0.5 * (lam * theta**2).sum()
+        R = R.reshape(S, n, K) * share[:, :, None]
+        g = np.empty((S, K, b))
+        R_rows = R.transpose(1, 0, 2).reshape(n, S * K)
+        g[:, :, :d] = np.asarray(X.T @ R_rows).T.reshape(S, K, d)
+        if objective.fit_intercept:
+            g[:, :, d] = R.sum(axis=1)
+        g = g.reshape(S, -1) + lam * theta
+        return value, whiten(g).ravel()
+
+    result = optimize.minimize(
+        value_and_gradient,
+        np.zeros(S * objective.n_params),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": gtol, "maxiter": max_iter, "ftol": 0.0},
+    )
+    converged = bool(np.abs(result.jac).max() <= gtol)
+    stop = None if converged else f"{result.message} after {result.nit} iterations"
+    return to_theta(result.x.reshape(S, -1)), stop
