@@ -181,6 +181,7 @@ class LOOAgreementDisplay:
         method="influence",
         random_state=None,
         n_jobs=None,
+        verbose=0,
         name=None,
         ax=None,
         line_kwargs=None,
@@ -194,8 +195,9 @@ class LOOAgreementDisplay:
         X_test, y_test : test rows and labels
             The plotted quantity is their total loss (pass one row for the
             paper's plot).
-        n_remove, n_random, method, random_state, n_jobs
-            Passed to :func:`skinfluence.validate_loo`.
+        n_remove, n_random, method, random_state, n_jobs, verbose
+            Passed to :func:`skinfluence.validate_loo` (``verbose=1``: a
+            progress bar over the refits).
         name : str, default=None
             Shown in the legend's title.
         ax, line_kwargs, **kwargs
@@ -217,6 +219,7 @@ class LOOAgreementDisplay:
             method=method,
             random_state=random_state,
             n_jobs=n_jobs,
+            verbose=verbose,
         )
         table = result.table
         display = cls(
