@@ -264,7 +264,12 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         backend.check_estimator(self.estimator)
         train_index = pandas_index(X)
         X, y, weights = backend.validate_training_input(
-            self, X, y, sample_weight, prefixed=self._has_prefix()
+            self,
+            X,
+            y,
+            sample_weight,
+            prefixed=self._has_prefix(),
+            frozen=is_frozen(self.estimator),
         )
         self.estimator_ = clone(self.estimator)
         if not is_frozen(self.estimator):
@@ -357,15 +362,24 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         return split_model(self.estimator)[0] is not None
 
     def _validate_test_X(self, X, name="X_test"):
-        if not self._has_prefix():
-            check_finite_input(X, name)
         if self._has_prefix():
             X = check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             return X
-        return validate_data(
-            self, X, reset=False, accept_sparse=["csr", "csc"], dtype=np.float64
-        )
+        # Tree ensembles route missing values: NaN is input there.
+        finite = "allow-nan" if getattr(self.backend_, "allow_nan", False) else True
+        try:
+            return validate_data(
+                self,
+                X,
+                reset=False,
+                accept_sparse=["csr", "csc"],
+                dtype=np.float64,
+                ensure_all_finite=finite,
+            )
+        except ValueError:
+            check_finite_input(X, name)  # the clearer message, if that was it
+            raise
 
     def validate_test_input(self, X):
         """``X`` checked against the training input, ready for ``backend_``.

@@ -192,6 +192,8 @@ class InfluenceBackend:
     name = "backend"
     #: dtypes the backend takes training input in (the explainer validates).
     input_dtypes = (np.float64,)
+    #: Whether missing values (NaN) are valid input (tree ensembles).
+    allow_nan = False
 
     def supports(self, capability):
         """Whether this backend serves ``capability`` (see :attr:`capabilities`)."""
@@ -215,27 +217,35 @@ class InfluenceBackend:
     def check_estimator(self, estimator):
         """Raise a TypeError naming what is supported, before any fitting."""
 
-    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+    def validate_training_input(
+        self, explainer, X, y, sample_weight, prefixed, frozen=False
+    ):
         """``(X, y, sample_weight)`` checked, recording the explainer's features.
 
         ``prefixed``: the estimator is a Pipeline whose earlier steps validate
-        (and may take strings in) X themselves.
+        (and may take strings in) X themselves. ``frozen``: the model was
+        fitted before, so X is not fitted on here (its scale is checked only
+        if the Hessian overflows).
         """
         if prefixed:
             X = check_2d(X)
             validate_data(explainer, X, skip_check_array=True)
             y = column_or_1d(y, warn=True)
         else:
-            check_finite_input(X, "X")
-            check_magnitude(X, "X")
-            X, y = validate_data(
-                explainer,
-                X,
-                y,
-                accept_sparse=["csr", "csc"],
-                dtype=self.input_dtypes[0],
-                y_numeric=False,
-            )
+            try:
+                X, y = validate_data(
+                    explainer,
+                    X,
+                    y,
+                    accept_sparse=["csr", "csc"],
+                    dtype=self.input_dtypes[0],
+                    y_numeric=False,
+                )
+            except ValueError:
+                check_finite_input(X, "X")  # the clearer message, if that was it
+                raise
+            if not frozen:  # before the estimator is fitted on it
+                check_magnitude(X, "X")
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         check_sample_weight_values(sample_weight)
         return X, y, sample_weight

@@ -123,13 +123,17 @@ class ClosedFormBackend(InfluenceBackend):
         operator = HessianOperator(
             self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
         )
-        self.solver_ = make_solver(
-            self.solver,
-            self.damping,
-            n_params=self.n_params_,
-            n_samples=self.n_train_,
-            objective=self.objective_,
-        ).fit(operator)
+        try:
+            self.solver_ = make_solver(
+                self.solver,
+                self.damping,
+                n_params=self.n_params_,
+                n_samples=self.n_train_,
+                objective=self.objective_,
+            ).fit(operator)
+        except ValueError:
+            check_magnitude(self.X_, "X")  # an overflowing Hessian, if that was it
+            raise
         self.residuals_, self.gradient_ = operator.residuals_and_gradient()
         operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
         self.stationarity_ = self._stationarity(self.gradient_)
@@ -193,9 +197,11 @@ class ClosedFormBackend(InfluenceBackend):
             X = X.tocsr() if sp.issparse(X) else X
         else:
             X = self.prefix_.transform(X)
-            check_finite_input(X, name, prefixed=True)
-            X = check_array(X, accept_sparse="csr", dtype=np.float64)
-        check_magnitude(X, name)
+            try:
+                X = check_array(X, accept_sparse="csr", dtype=np.float64)
+            except ValueError:
+                check_finite_input(X, name, prefixed=True)
+                raise
         return X
 
     def _linear_features(self, X):

@@ -216,7 +216,9 @@ class DaskBackend(ClosedFormBackend):
             )
         super().check_estimator(estimator)
 
-    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+    def validate_training_input(
+        self, explainer, X, y, sample_weight, prefixed, frozen=False
+    ):
         X = _check_X(X)
         n = X.shape[0]
         y = _gather(y)

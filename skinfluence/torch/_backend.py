@@ -122,7 +122,9 @@ class TorchInfluence(InfluenceBackend):
             return "A torch model's training loss is an unweighted mean."
         return super().alternatives(capability)
 
-    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+    def validate_training_input(
+        self, explainer, X, y, sample_weight, prefixed, frozen=False
+    ):
         if sample_weight is not None:
             self.require("sample_weight", "sample_weight")
         if prefixed:

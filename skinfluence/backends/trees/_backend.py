@@ -120,6 +120,8 @@ class TreeBackend(InfluenceBackend):
     ICML.
     """
 
+    allow_nan = True
+
     capabilities = frozenset(
         {
             "loo_change",
@@ -167,10 +169,12 @@ class TreeBackend(InfluenceBackend):
             )
         check_tree_model(split_model(estimator)[1])
 
-    def validate_training_input(self, explainer, X, y, sample_weight, prefixed):
+    def validate_training_input(
+        self, explainer, X, y, sample_weight, prefixed, frozen=False
+    ):
         if prefixed:
             return super().validate_training_input(
-                explainer, X, y, sample_weight, prefixed
+                explainer, X, y, sample_weight, prefixed, frozen
             )
         # Boosted trees route missing values: NaN is valid input.
         X, y = validate_data(
