@@ -118,16 +118,10 @@ def from_logistic_regression(estimator, y, sample_weight):
 
 def from_sgd_classifier(estimator, y, sample_weight):
     """Objective of a fitted ``SGDClassifier(loss='log_loss')``."""
-
-    if estimator.loss != "log_loss":
-        raise ValueError(
-            f"SGDClassifier(loss={estimator.loss!r}) is not twice differentiable; "
-            "influence is supported for loss='log_loss'."
-        )
+    check_sgd_classifier(estimator)
     kind = estimator.penalty
     if kind == "elasticnet":
         kind = _penalty_kind(kind, estimator.l1_ratio)
-    _reject_non_smooth(estimator, kind)
     classes = estimator.classes_
     binary = len(classes) == 2
     if estimator.class_weight is not None and not binary:
