@@ -105,15 +105,17 @@ def child_memory(args):
             t_fit, _ = _timed(partial(explainer.fit, X, y))
             t_self, s = _timed(explainer.self_influence)
             runs.append((t_fit, t_self))
-    assert np.shares_memory(explainer._X, X)
+    assert np.shares_memory(explainer.backend_.X_, X)
     t_fit, t_self = min(runs, key=sum)  # noise on a shared machine only adds
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     p = d + 1
     flops = 2 * n * p * p + p**3 / 3
     # A check of the values on a few rows: g_i' H^-1 g_i from scratch.
     rows = np.arange(0, n, n // 7)[:7]
-    G = explainer.objective_.expand(X[rows], explainer._R[rows])
-    H = explainer.objective_.hessian(X, explainer._target, explainer._weights)
+    G = explainer.objective_.expand(X[rows], explainer.backend_.residuals_[rows])
+    H = explainer.objective_.hessian(
+        X, explainer.backend_.target_, explainer.backend_.weights_
+    )
     check = np.einsum("ij,ji->i", G, np.linalg.solve(H, G.T))
     print(
         json.dumps(

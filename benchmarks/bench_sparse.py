@@ -118,7 +118,7 @@ def certified_bound(model, X, explainer, values, V, G_test):
     resid = np.linalg.norm(hessian_product(model, X, V) - G_test.T, axis=0)
     lam = 1.0 / (model.C * X.shape[0])
     g_train = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel()) * np.abs(
-        explainer._R[:, 0]
+        explainer.backend_.residuals_[:, 0]
     )
     return g_train.max() * (resid / lam).max() / np.abs(values).max()
 
