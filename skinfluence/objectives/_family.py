@@ -68,6 +68,17 @@ class LossFamily:
         return np.ones_like(eta)
 
 
+def encode_single_target(y):
+    """One regression target as a float64 vector, refusing several."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 1:
+        raise ValueError(
+            f"y must be 1-dimensional (one target), got shape {y.shape}. "
+            "Explain one target at a time."
+        )
+    return y
+
+
 def diagonal_hessian(diag):
     """``(n, K, K)`` Hessians with ``diag`` of shape (n, K) on their diagonals."""
     D = np.zeros(diag.shape + (diag.shape[1],))

@@ -22,7 +22,7 @@ exactly the row's term of the estimator's objective.
 
 import numpy as np
 
-from ._family import LossFamily
+from ._family import LossFamily, encode_single_target
 
 
 class Huber(LossFamily):
@@ -44,13 +44,7 @@ class Huber(LossFamily):
         self.scale = scale
 
     def encode(self, y):
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be 1-dimensional (one target), got shape {y.shape}. "
-                "Explain one target at a time."
-            )
-        return y
+        return encode_single_target(y)
 
     def _z(self, y, eta):
         """Standardized residuals ``(y - eta) / sigma``, shape (n,)."""

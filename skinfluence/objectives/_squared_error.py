@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._family import LossFamily
+from ._family import LossFamily, encode_single_target
 
 
 class SquaredError(LossFamily):
@@ -15,13 +15,7 @@ class SquaredError(LossFamily):
         self.scale = scale
 
     def encode(self, y):
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(
-                f"y must be 1-dimensional (one target), got shape {y.shape}. "
-                "Explain one target at a time."
-            )
-        return y
+        return encode_single_target(y)
 
     def loss(self, y, eta):
         return self.scale * (y - eta[:, 0]) ** 2
