@@ -118,7 +118,9 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     n_polish_steps_ : int
         Newton steps the explainer took to finish its own clone's fit (0 when
         already stationary, or for a frozen model, which is explained as it
-        is). The steps use the exact Hessian it factorizes anyway, stop once
+        is). The steps use the exact Hessian it factorizes anyway (one
+        factorization serves several steps while they converge quickly; the
+        kept one is at the final parameters), stop once
         ``stationarity_ <= 1e-3``, and are written back to ``estimator_``, so
         its predictions follow the polished parameters. Estimators whose
         parameters are not the objective's own (kernel models, hinge models)

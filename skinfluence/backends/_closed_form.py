@@ -47,6 +47,12 @@ from ._estimator_refits import refit_loss
 #: ``polish`` stops once the Newton step left is this share of a typical row's
 #: leave-one-out effect on the parameters: far below what influence resolves.
 POLISH_TOL = 1e-3
+#: Steps with a Hessian factorized at an earlier iterate go on to this share of
+#: ``tol`` (they cost a gradient each), so that the exact stationarity at the
+#: final factorization is below ``tol``; and are kept while each shrinks the
+#: Newton step left by at least ``CONTRACTION``.
+STALE_MARGIN = 1e-2
+CONTRACTION = 0.25
 
 #: The training objective's data, as the backend holds it (see
 #: :meth:`ClosedFormBackend.training_problem`).
@@ -141,31 +147,66 @@ class ClosedFormBackend(InfluenceBackend):
     def polish(self, *, tol=POLISH_TOL, max_steps=20):
         """Newton steps on the objective until the fit is stationary.
 
-        Each step ``-H^-1 grad`` reuses the fitted solver, backtracks (Armijo)
-        until the objective decreases, and refactorizes the Hessian at the
-        new parameters. Stops once ``stationarity_ <= tol``. Returns the
+        Each step ``-H^-1 grad`` backtracks (Armijo) until the objective
+        decreases. Steps reuse the factorized Hessian while they contract
+        the Newton step left by at least a factor of four (near an optimum
+        the Hessian barely moves, so a factorization serves several steps);
+        the Hessian is refactorized when they stop doing so, and once at
+        the final parameters, so ``solver_`` and ``stationarity_`` are
+        exact there. Stops once ``stationarity_ <= tol``. Returns the
         number of steps taken (the objective, solver and residuals are
         updated).
         """
         if getattr(self.objective_, "approximate", False):
             return 0
-        args = (self.X_, self.target_, self.weights_)
-        steps = 0
-        while self.stationarity_ > tol and steps < max_steps:
-            step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
-            value, slope = self.objective_.objective(*args), self.gradient_ @ step
-            theta, rate = self.objective_.theta, 1.0
-            for _ in range(30):
-                trial = self.objective_.with_theta(theta + rate * step)
-                if trial.objective(*args) <= value + 1e-4 * rate * slope:
+        steps, stale = 0, False  # stale: solver_ factorized at an earlier iterate
+        while steps < max_steps:
+            if self.stationarity_ <= (tol * STALE_MARGIN if stale else tol):
+                if not stale:
                     break
-                rate /= 2
-            else:
-                break  # no decrease along the Newton direction: rounding floor
-            self.objective_ = trial
-            self._factorize()
+                self._factorize()
+                stale = False
+                continue
+            previous = self.stationarity_
+            if not self._newton_step():
+                if not stale:
+                    break  # no decrease along the Newton direction: rounding floor
+                self._factorize()
+                stale = False
+                continue
             steps += 1
+            stale = True
+            if self.stationarity_ > CONTRACTION * previous:
+                self._factorize()
+                stale = False
+        if stale:
+            self._factorize()
         return steps
+
+    def _newton_step(self):
+        """One backtracking step along ``-solver_^-1 grad``; False if none helps.
+
+        Updates the objective, residuals, gradient and ``stationarity_``
+        (measured with the solver at hand).
+        """
+        args = (self.X_, self.target_, self.weights_)
+        step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+        value, slope = self.objective_.objective(*args), self.gradient_ @ step
+        if not slope < 0:
+            return False
+        theta, rate = self.objective_.theta, 1.0
+        for _ in range(30):
+            trial = self.objective_.with_theta(theta + rate * step)
+            if trial.objective(*args) <= value + 1e-4 * rate * slope:
+                break
+            rate /= 2
+        else:
+            return False
+        self.objective_ = trial
+        self.residuals_ = trial.residuals(self.X_, self.target_)
+        self.gradient_ = trial.mean_gradient(*args, self.residuals_)
+        self.stationarity_ = self._stationarity(self.gradient_)
+        return True
 
     def _stationarity(self, gradient):
         rows = stationarity_rows(self.n_train_)

@@ -81,6 +81,22 @@ def test_sgd_is_polished_to_its_own_objective(cancer):
     assert np.linalg.norm(gradient) < 1e-6
 
 
+def test_polished_hessian_is_the_one_at_the_final_parameters():
+    # Polishing steps may reuse a Hessian factorized at an earlier iterate;
+    # what the explainer keeps must be the Hessian at the parameters it ends at.
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(C=3.0, tol=1e-2, fit_intercept=False)
+    ex = InfluenceExplainer(model).fit(X, y)
+    assert ex.n_polish_steps_ > 1
+    b = ex.backend_
+    H = b.objective_.hessian(b.X_, b.target_, b.weights_)
+    np.testing.assert_allclose(b.solver_.solve(H), np.eye(len(H)), atol=1e-9)
+    gradient = b.objective_.mean_gradient(b.X_, b.target_, b.weights_)
+    np.testing.assert_allclose(b.gradient_, gradient, rtol=0, atol=1e-15)
+    assert ex.stationarity_ <= 1e-3
+
+
 def test_converged_fit_takes_no_step(cancer):
     X, y = cancer
     ex = InfluenceExplainer(LogisticRegression(tol=1e-12, max_iter=10_000)).fit(X, y)
