@@ -171,12 +171,18 @@ def refit_subsets(objective, factor, X, target, weights, masks, *, gtol, max_ite
     else:  # rows of U are L' (theta - origin)
 
         def to_theta(U):
+            # L-BFGS's iterates are finite: no check (it reads all of L).
             return (
-                origin + linalg.solve_triangular(factor, U.T, lower=True, trans="T").T
+                origin
+                + linalg.solve_triangular(
+                    factor, U.T, lower=True, trans="T", check_finite=False
+                ).T
             )
 
         def whiten(G):
-            return linalg.solve_triangular(factor, G.T, lower=True).T
+            return linalg.solve_triangular(
+                factor, G.T, lower=True, check_finite=False
+            ).T
 
     def value_and_gradient(u):
         theta = to_theta(u.reshape(S, -1))
