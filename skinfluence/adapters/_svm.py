@@ -22,7 +22,7 @@ from ..objectives import (
     SquaredHinge,
 )
 from ..utils._compat import BALANCED_COUNTS_SAMPLE_WEIGHT
-from ..utils._labels import class_weights
+from ..utils._labels import class_weights, encode_labels
 from ._kernel import representer_features
 
 
@@ -133,7 +133,12 @@ def from_svc(estimator, y, sample_weight):
         estimator.support_vectors_,
         estimator.dual_coef_,
     )
-    w = class_weights(estimator.class_weight, classes, y, sample_weight)
+    # libsvm's own per-class weights ('balanced' counts rows, not their
+    # sample weights): read back rather than recomputed.
+    w = (
+        np.asarray(sample_weight, dtype=np.float64)
+        * estimator.class_weight_[encode_labels(y, classes)]
+    )
     lam = _svm_penalty(estimator.C, w, 1, beta.shape[1], True)
     family = SmoothHinge(classes, HINGE_TEMPERATURE)
     objective = LinearObjective(

@@ -30,6 +30,7 @@ from sklearn.datasets import (
     load_iris,
 )
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.metrics.pairwise import pairwise_kernels, rbf_kernel
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -829,3 +830,16 @@ def test_precomputed_kernel_has_no_perturbation_influence():
     explainer = InfluenceExplainer(SmoothHingeSVC(kernel="precomputed")).fit(X, y)
     with pytest.raises(ValueError, match="kernel's gradient"):
         explainer.perturbation_influence(X[:1], y[:1])
+
+
+def test_svc_balanced_class_weight_counts_rows_as_libsvm_does():
+    # SVC's 'balanced' counts each class's rows, not their sample weights: the
+    # objective's row weights are sample_weight times SVC's own class_weight_.
+    X, y, _ = _fit_data("cancer")
+    sw = _weights(len(y))
+    svc = SVC(C=2.0, gamma=0.02, class_weight="balanced").fit(X, y, sample_weight=sw)
+    ex = InfluenceExplainer(FrozenEstimator(svc)).fit(X, y, sample_weight=sw)
+    expected = sw * svc.class_weight_[np.searchsorted(svc.classes_, y)]
+    np.testing.assert_allclose(ex.backend_.weights_, expected, rtol=1e-12)
+    # (what SVC computed: rows counted once each, whatever their weights)
+    np.testing.assert_allclose(svc.class_weight_, len(y) / (2.0 * np.bincount(y)))
