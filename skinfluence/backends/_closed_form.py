@@ -406,7 +406,7 @@ class ClosedFormBackend(InfluenceBackend):
             "The Newton parameter changes",
             "Use method='influence'.",
         )
-        H_inv, args = self.inverse_hessian(), (self.X_, self.target_, self.weights_)
+        H_inv, args = self.newton_inverse(), (self.X_, self.target_, self.weights_)
         if train_rows is None:
             delta = _formulas.newton_parameter_changes(obj, H_inv, *args)
         else:
@@ -509,6 +509,17 @@ class ClosedFormBackend(InfluenceBackend):
                 f"{type(self.solver_).__name__} does not form; use "
                 "solver='exact' (or method='influence')."
             ) from exc
+
+    def newton_inverse(self):
+        """What the Newton leave-one-out changes multiply by: ``H^-1`` or its factor.
+
+        On the QR path (a Hessian too ill-conditioned for Cholesky), the
+        solver's triangular solves, which stay accurate where products with
+        the explicit inverse lose about ``cond(H) eps``; else the dense inverse.
+        """
+        if getattr(self.solver_, "method_", None) == "qr":
+            return self.solver_
+        return self.inverse_hessian()
 
     def training_data(self):
         """``(X, y, weights)``: the final model's input, labels, effective weights."""

@@ -223,16 +223,17 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
 
     Parameters
     ----------
-    H_inv : ndarray of shape (n_params, n_params)
-        Inverse of the mean-form Hessian (with damping, if any).
+    H_inv : ndarray of shape (n_params, n_params) or fitted solver
+        Inverse of the mean-form Hessian (with damping, if any), or a solver
+        holding its triangular factor (see :func:`_inverse_columns`).
 
     Returns
     -------
     ndarray of shape (n_train, n_params)
         ``theta_without_i - theta`` predicted for each row.
     """
-    A_inv, s, z = _newton_setup(objective, H_inv, weights)
-    return _newton_rows(objective, A_inv, z, X, target, weights, s)
+    columns, s, z = _inverse_columns(objective, H_inv, weights)
+    return _newton_rows(objective, columns, z, X, target, weights, s)
 
 
 def newton_parameter_changes_of(objective, H_inv, X, target, weights, rows):
@@ -241,9 +242,9 @@ def newton_parameter_changes_of(objective, H_inv, X, target, weights, rows):
     ``X``, ``target`` and ``weights`` are those of all training rows (the
     sum of weights and any data-dependent penalty involve every row).
     """
-    A_inv, s, z = _newton_setup(objective, H_inv, weights)
+    columns, s, z = _inverse_columns(objective, H_inv, weights)
     return _newton_rows(
-        objective, A_inv, z, X[rows], target[rows], weights[rows], s[rows]
+        objective, columns, z, X[rows], target[rows], weights[rows], s[rows]
     )
 
 
@@ -252,6 +253,42 @@ def _newton_setup(objective, H_inv, weights):
     A_inv = H_inv / weights.sum()  # inverse of the sum-form Hessian
     s, q = objective.removal_term(weights)
     return A_inv, s, A_inv @ q
+
+
+def _inverse_columns(objective, inverse, weights):
+    """``f(X) -> [A^-1 (e_j kron xt_i) for each row, for j < K]`` and ``A^-1 q``.
+
+    ``inverse``: the dense ``H^-1``, or a solver whose ``solve`` goes through
+    a triangular factor. Products with an explicit inverse carry about
+    ``cond(H) eps`` of its norm; two triangular solves stay accurate on an
+    ill-conditioned Hessian (the QR path of least squares), at K times the
+    flops for K outputs.
+    """
+    K, b, d = objective.n_outputs, objective.block_size, objective.n_features
+    fi = objective.fit_intercept
+    if isinstance(inverse, np.ndarray):
+        A_inv, s, z = _newton_setup(objective, inverse, weights)
+
+        def columns(X):
+            return [
+                _rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)
+            ]
+
+        return columns, s, z
+    W = weights.sum()
+    s, q = objective.removal_term(weights)
+
+    def columns(X):
+        out = []
+        for j in range(K):
+            B = np.zeros((X.shape[0], K * b))
+            B[:, j * b : j * b + d] = X.toarray() if sp.issparse(X) else X
+            if fi:
+                B[:, j * b + d] = 1.0
+            out.append(np.asarray(inverse.solve(B.T)).T / W)
+        return out
+
+    return columns, s, np.asarray(inverse.solve(q)).ravel() / W
 
 
 def _leverages(objective, A_inv, X):
@@ -303,14 +340,14 @@ def _newton_coefficients(objective, z, X, target, weights, s, M):
     return eta, Uz, a
 
 
-def _newton_rows(objective, A_inv, z, X, target, weights, s):
+def _newton_rows(objective, columns, z, X, target, weights, s):
     """:func:`newton_parameter_changes` for some rows, given the shared terms."""
     K, b = objective.n_outputs, objective.block_size
     fi = objective.fit_intercept
     n = X.shape[0]
     # cols[j][i] = A^-1[:, block j] xt_i, shape (n, K*b); the leverages are
     # their dot products with the rows.
-    cols = [_rows_times(X, A_inv[:, j * b : (j + 1) * b].T, fi) for j in range(K)]
+    cols = columns(X)
     M = np.empty((n, K, K))
     for j in range(K):
         blocks = cols[j].reshape(n, K, b)
