@@ -93,7 +93,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         at most scikit-learn's ``working_memory`` together.
     verbose : int, default=0
         1 prints the stages of ``fit`` (fitting, the Hessian, the Newton steps
-        that finish the fit) to standard error.
+        that finish the fit) to standard error, and shows the work of the
+        solvers named by ``solver``: a transient bar over each iterative
+        solve ('cg': iterations, with the largest residual left; 'lissa':
+        recursion steps), here and in the methods that solve (tqdm when
+        installed, else one line per solve). For torch models also each
+        retraining's L-BFGS (``validate_loo``). A solver object keeps its
+        own ``verbose``; a skorch net its own epoch log.
     params : 'all', 'last' or list of str, default='all'
         Torch models only: the parameters explained (the others are held
         fixed): all, the last layer's (Koh & Liang's frozen-Inception
@@ -260,6 +266,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             damping=self.damping,
             params=self.params,
             n_jobs=self.n_jobs,
+            verbose=self.verbose,
         )
         backend.check_estimator(self.estimator)
         train_index = pandas_index(X)

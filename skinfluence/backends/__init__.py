@@ -50,9 +50,12 @@ def is_tree_ensemble(estimator):
 
 
 def make_backend(
-    estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None
+    estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None, verbose=0
 ):
-    """The unfitted backend that serves ``estimator`` on training data ``X``."""
+    """The unfitted backend that serves ``estimator`` on training data ``X``.
+
+    ``verbose`` reaches the solver (iterative solves).
+    """
     if is_tree_ensemble(estimator):
         from .trees import TREE_METHODS, TreeBackend
 
@@ -88,8 +91,12 @@ def make_backend(
     if is_dask(X):
         from ._dask import DaskBackend
 
-        return DaskBackend(solver=solver, damping=damping, n_jobs=n_jobs)
-    return ClosedFormBackend(solver=solver, damping=damping, n_jobs=n_jobs)
+        return DaskBackend(
+            solver=solver, damping=damping, n_jobs=n_jobs, verbose=verbose
+        )
+    return ClosedFormBackend(
+        solver=solver, damping=damping, n_jobs=n_jobs, verbose=verbose
+    )
 
 
 __all__ = [
