@@ -54,7 +54,8 @@ def make_backend(
 ):
     """The unfitted backend that serves ``estimator`` on training data ``X``.
 
-    ``verbose`` reaches the solver (iterative solves).
+    ``verbose`` reaches the solver (iterative solves) and the torch backend's
+    L-BFGS refits.
     """
     if is_tree_ensemble(estimator):
         from .trees import TREE_METHODS, TreeBackend
@@ -79,7 +80,9 @@ def make_backend(
     if is_torch_model(estimator):
         from ..torch import TorchInfluence
 
-        return TorchInfluence(params=params, solver=solver, damping=damping)
+        return TorchInfluence(
+            params=params, solver=solver, damping=damping, verbose=verbose
+        )
     if params != "all" or (isinstance(solver, str) and solver == "ekfac"):
         raise ValueError(
             f"params={params!r} and solver='ekfac' are for torch models; "
