@@ -29,7 +29,7 @@ from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import pandas_index
 from .utils._labels import encode_labels
-from .utils._progress import progress, stage
+from .utils._progress import progress_bar, stage
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 
@@ -257,8 +257,11 @@ class MislabelDetector(BaseEstimator):
         Threads for the loops over chunks of rows (the explainer's
         ``n_jobs``); None means 1.
     verbose : int, default=0
-        1 shows progress on standard error: the model's fit, the held-out
-        scores and a bar over the refit rounds (tqdm when installed).
+        1 shows progress on standard error: the model's fit, then a bar over
+        the ``n_rounds`` rounds with a line per round (the held-out scores,
+        each refit). When the rounds stop early the bar ends at the rounds
+        run (``n_rounds_``) and says why. tqdm draws the bar when installed,
+        else plain lines.
 
     Attributes
     ----------
@@ -428,13 +431,20 @@ class MislabelDetector(BaseEstimator):
         self.n_features_in_ = self.explainer_.n_features_in_
         if hasattr(self.explainer_, "feature_names_in_"):
             self.feature_names_in_ = self.explainer_.feature_names_in_
-        stage(f"round 1: held-out scores ({self.method})", self.verbose)
-        self.scores_, eta_loo = score_rows(self.explainer_, self.method)
-        self.n_rounds_ = 1
         t = encode_labels(y_arr, self.classes_)
-        noise = fit_noise_model(eta_loo, t)
-        if self.n_rounds > 1:
-            self.scores_, eta_loo, noise = self._later_rounds(t, eta_loo, noise)
+        rounds = progress_bar(
+            "MislabelDetector rounds", total=self.n_rounds, verbose=self.verbose
+        )
+        with rounds:
+            stage(f"round 1: held-out scores ({self.method})", self.verbose)
+            self.scores_, eta_loo = score_rows(self.explainer_, self.method)
+            self.n_rounds_ = 1
+            noise = fit_noise_model(eta_loo, t)
+            rounds.update()
+            if self.n_rounds > 1:
+                self.scores_, eta_loo, noise = self._later_rounds(
+                    t, eta_loo, noise, rounds
+                )
         self.suggested_labels_ = self._suggest(eta_loo)
         self.noise_rate_ = noise.rate
         self.mislabel_probability_ = noise.posterior
@@ -458,7 +468,7 @@ class MislabelDetector(BaseEstimator):
         index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
         return self.classes_[index]
 
-    def _later_rounds(self, t, eta_loo, noise):
+    def _later_rounds(self, t, eta_loo, noise, bar):
         """Rescore every row by a model that never saw the previous flags.
 
         Each round refits without the rows the previous one found more likely
@@ -468,7 +478,8 @@ class MislabelDetector(BaseEstimator):
         output), and refits the noise model to these outputs. Mislabeled rows
         nearby no longer mask a flagged one. Rounds stop once the refit set
         or the rows 'auto' reports repeat, when nothing is flagged, or when
-        too few rows of a class would remain.
+        too few rows of a class would remain; ``bar`` counts the rounds run
+        and notes why they stopped early.
         """
         backend = self.explainer_.backend_
         whitening, loo_shift = None, None
@@ -476,16 +487,20 @@ class MislabelDetector(BaseEstimator):
         flags = self._refit_flags(t, eta_loo, noise)
         shown = noise.posterior >= MIN_POSTERIOR
         first_rate = noise.rate
-        rounds = progress(
-            range(2, self.n_rounds + 1),
-            desc="refit rounds without the flagged rows",
-            verbose=self.verbose,
-        )
-        for _ in rounds:
+        for _ in range(2, self.n_rounds + 1):
             keep, flagged = np.flatnonzero(~flags), np.flatnonzero(flags)
             counts = np.bincount(t[keep], minlength=len(self.classes_))
             if not flags.any() or counts.min() < 2:
+                bar.note(
+                    "stopped: no row to refit without"
+                    if not flags.any()
+                    else "stopped: a class would keep fewer than 2 rows"
+                )
                 break
+            stage(
+                f"round {self.n_rounds_ + 1}: refit without {flagged.size} rows",
+                self.verbose,
+            )
             self.n_rounds_ += 1
             if whitening is None:  # first refit: the shared terms, once
                 whitening = backend.whitening()
@@ -508,10 +523,13 @@ class MislabelDetector(BaseEstimator):
             noise = fit_noise_model(eta, t, max_rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
             reported, shown = shown, noise.posterior >= MIN_POSTERIOR
+            bar.update()
             # Another refit would change the scores, not what 'auto' reports.
             if np.array_equal(flags, previous) or np.array_equal(
                 flags & shown, previous & reported
             ):
+                if self.n_rounds_ < self.n_rounds:
+                    bar.note("stopped: the flags repeat")
                 break
         return scores, eta, noise
 

@@ -51,6 +51,6 @@ def test_detector_progress_and_silence(data, capsys, bar):
     MislabelDetector(verbose=1).fit(X, y)
     err = capsys.readouterr().err
     assert "round 1: held-out scores (loo_loss)" in err
-    assert "refit rounds without the flagged rows" in err
+    assert "MislabelDetector rounds" in err
     MislabelDetector().fit(X, y)
     assert capsys.readouterr().err == ""
