@@ -29,7 +29,8 @@ from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import pandas_index
 from .utils._labels import encode_labels
-from .utils._progress import progress, stage
+from .utils._output import PandasOutputMixin
+from .utils._progress import progress_bar, stage
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 
@@ -67,7 +68,7 @@ def score_rows(explainer, method):
     if method == "loo_loss":
         scores = backend.training_losses(eta_loo)
     elif method == "self_influence":
-        scores = explainer.self_influence()
+        scores = np.asarray(explainer.self_influence())  # an array in any output
     else:
         scores = backend.training_losses()
     return scores, eta_loo
@@ -192,7 +193,17 @@ def fit_noise_model(eta, t, max_rate=0.5, start=None):
     return NoiseModel(float(rate), float(a), posterior)
 
 
-class MislabelDetector(BaseEstimator):
+def _per_row_attribute(name, label):
+    """A fitted per-row array, returned through :meth:`_per_row` (pandas output)."""
+
+    def get(self):
+        check_is_fitted(self)
+        return self._per_row(getattr(self, name), self._index, label)
+
+    return property(get)
+
+
+class MislabelDetector(PandasOutputMixin, BaseEstimator):
     """Find training rows whose label is probably wrong, and clean them.
 
     Fits an :class:`InfluenceExplainer` on the data and scores every row:
@@ -257,29 +268,42 @@ class MislabelDetector(BaseEstimator):
         Threads for the loops over chunks of rows (the explainer's
         ``n_jobs``); None means 1.
     verbose : int, default=0
-        1 shows progress on standard error: the model's fit, the held-out
-        scores and a bar over the refit rounds (tqdm when installed).
+        1 shows progress on standard error: the model's fit, then a bar over
+        the ``n_rounds`` rounds with a line per round (the held-out scores,
+        each refit). When the rounds stop early the bar ends at the rounds
+        run (``n_rounds_``) and says why. tqdm draws the bar when installed,
+        else plain lines.
 
     Attributes
     ----------
     explainer_ : InfluenceExplainer
     n_rounds_ : int
         Rounds run (fewer than ``n_rounds`` when the flags repeated).
-    scores_ : ndarray of shape (n_samples,)
+    scores_ : ndarray or Series of shape (n_samples,)
         Higher means more likely mislabeled.
     ranking_ : ndarray of shape (n_samples,)
         Row positions sorted from most to least suspicious.
-    label_issues_ : ndarray of bool, shape (n_samples,)
-    suggested_labels_ : ndarray of shape (n_samples,)
+    label_issues_ : ndarray or Series of bool, shape (n_samples,)
+    suggested_labels_ : ndarray or Series of shape (n_samples,)
         The class the model fitted without each row predicts for it.
     noise_rate_ : float
         Estimated share of wrong labels (the noise model's rate, see Notes).
         Dropping or relabeling clearly more rows than ``noise_rate_ *
         n_samples`` raises an :class:`OverCleaningWarning`.
-    mislabel_probability_ : ndarray of shape (n_samples,)
+    mislabel_probability_ : ndarray or Series of shape (n_samples,)
         Each row's probability that its label is wrong under the noise model.
     sample_indices_ : ndarray
         Positions of the rows ``fit_resample`` returned.
+
+    With :meth:`set_output` ``(transform="pandas")`` (or
+    ``sklearn.set_config(transform_output="pandas")``), the four per-row
+    attributes ``scores_``, ``label_issues_``, ``suggested_labels_`` and
+    ``mislabel_probability_`` are Series indexed by the training rows' index
+    labels (positions when ``X`` had no index), named ``score``,
+    ``label_issue``, ``suggested_label`` and ``mislabel_probability`` as the
+    columns of :meth:`get_label_issues`; the setting is read when the
+    attribute is read. ``ranking_`` and ``sample_indices_`` hold positions
+    and stay arrays.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -325,6 +349,16 @@ class MislabelDetector(BaseEstimator):
     0.09
     >>> int(detector.label_issues_.sum()), int(detector.label_issues_[flipped].sum())
     (51, 47)
+
+    Per-row results indexed by the rows' labels:
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame(X).set_axis([f"patient{i}" for i in range(len(X))])
+    >>> _ = detector.set_output(transform="pandas").fit(frame, noisy)
+    >>> detector.scores_.nlargest(2).round(1)
+    patient461    59.4
+    patient265    32.5
+    Name: score, dtype: float64
     """
 
     _parameter_constraints = {
@@ -428,21 +462,35 @@ class MislabelDetector(BaseEstimator):
         self.n_features_in_ = self.explainer_.n_features_in_
         if hasattr(self.explainer_, "feature_names_in_"):
             self.feature_names_in_ = self.explainer_.feature_names_in_
-        stage(f"round 1: held-out scores ({self.method})", self.verbose)
-        self.scores_, eta_loo = score_rows(self.explainer_, self.method)
-        self.n_rounds_ = 1
         t = encode_labels(y_arr, self.classes_)
-        noise = fit_noise_model(eta_loo, t)
-        if self.n_rounds > 1:
-            self.scores_, eta_loo, noise = self._later_rounds(t, eta_loo, noise)
-        self.suggested_labels_ = self._suggest(eta_loo)
+        rounds = progress_bar(
+            "MislabelDetector rounds", total=self.n_rounds, verbose=self.verbose
+        )
+        with rounds:
+            stage(f"round 1: held-out scores ({self.method})", self.verbose)
+            self._scores, eta_loo = score_rows(self.explainer_, self.method)
+            self.n_rounds_ = 1
+            noise = fit_noise_model(eta_loo, t)
+            rounds.update()
+            if self.n_rounds > 1:
+                self._scores, eta_loo, noise = self._later_rounds(
+                    t, eta_loo, noise, rounds
+                )
+        self._suggested_labels = self._suggest(eta_loo)
         self.noise_rate_ = noise.rate
-        self.mislabel_probability_ = noise.posterior
-        self.ranking_ = np.argsort(-self.scores_, kind="stable")
+        self._mislabel_probability = noise.posterior
+        self.ranking_ = np.argsort(-self._scores, kind="stable")
         self._y = y_arr
-        self.label_issues_ = self._flag(y_arr)
+        self._label_issues = self._flag(y_arr)
         self._index = pandas_index(X)
         return self
+
+    scores_ = _per_row_attribute("_scores", "score")
+    label_issues_ = _per_row_attribute("_label_issues", "label_issue")
+    suggested_labels_ = _per_row_attribute("_suggested_labels", "suggested_label")
+    mislabel_probability_ = _per_row_attribute(
+        "_mislabel_probability", "mislabel_probability"
+    )
 
     def _refit_flags(self, t, eta, noise):
         """Rows more likely mislabeled than not, held-out prediction another class.
@@ -458,7 +506,7 @@ class MislabelDetector(BaseEstimator):
         index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
         return self.classes_[index]
 
-    def _later_rounds(self, t, eta_loo, noise):
+    def _later_rounds(self, t, eta_loo, noise, bar):
         """Rescore every row by a model that never saw the previous flags.
 
         Each round refits without the rows the previous one found more likely
@@ -468,24 +516,29 @@ class MislabelDetector(BaseEstimator):
         output), and refits the noise model to these outputs. Mislabeled rows
         nearby no longer mask a flagged one. Rounds stop once the refit set
         or the rows 'auto' reports repeat, when nothing is flagged, or when
-        too few rows of a class would remain.
+        too few rows of a class would remain; ``bar`` counts the rounds run
+        and notes why they stopped early.
         """
         backend = self.explainer_.backend_
         whitening, loo_shift = None, None
-        scores, eta, theta = self.scores_, eta_loo, None
+        scores, eta, theta = self._scores, eta_loo, None
         flags = self._refit_flags(t, eta_loo, noise)
         shown = noise.posterior >= MIN_POSTERIOR
         first_rate = noise.rate
-        rounds = progress(
-            range(2, self.n_rounds + 1),
-            desc="refit rounds without the flagged rows",
-            verbose=self.verbose,
-        )
-        for _ in rounds:
+        for _ in range(2, self.n_rounds + 1):
             keep, flagged = np.flatnonzero(~flags), np.flatnonzero(flags)
             counts = np.bincount(t[keep], minlength=len(self.classes_))
             if not flags.any() or counts.min() < 2:
+                bar.note(
+                    "stopped: no row to refit without"
+                    if not flags.any()
+                    else "stopped: a class would keep fewer than 2 rows"
+                )
                 break
+            stage(
+                f"round {self.n_rounds_ + 1}: refit without {flagged.size} rows",
+                self.verbose,
+            )
             self.n_rounds_ += 1
             if whitening is None:  # first refit: the shared terms, once
                 whitening = backend.whitening()
@@ -508,20 +561,23 @@ class MislabelDetector(BaseEstimator):
             noise = fit_noise_model(eta, t, max_rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
             reported, shown = shown, noise.posterior >= MIN_POSTERIOR
+            bar.update()
             # Another refit would change the scores, not what 'auto' reports.
             if np.array_equal(flags, previous) or np.array_equal(
                 flags & shown, previous & reported
             ):
+                if self.n_rounds_ < self.n_rounds:
+                    bar.note("stopped: the flags repeat")
                 break
         return scores, eta, noise
 
     def _flag(self, y):
         n = len(y)
         if self.threshold is not None:
-            return self.scores_ > self.threshold
+            return self._scores > self.threshold
         if self.contamination == "auto":
-            return (self.mislabel_probability_ >= MIN_POSTERIOR) & (
-                self.suggested_labels_ != y
+            return (self._mislabel_probability >= MIN_POSTERIOR) & (
+                self._suggested_labels != y
             )
         flags = np.zeros(n, dtype=bool)
         flags[self.ranking_[: max(1, int(round(self.contamination * n)))]] = True
@@ -539,15 +595,15 @@ class MislabelDetector(BaseEstimator):
             return flags
         flags = flags.copy()
         if self.action == "relabel":
-            flags &= self.suggested_labels_ != self._y
+            flags &= self._suggested_labels != self._y
         emptied = []
         for c in self.classes_:
             rows = np.flatnonzero(self._y == c)
             if not rows.size or not flags[rows].all():
                 continue
-            if self.action == "relabel" and np.any(self.suggested_labels_[flags] == c):
+            if self.action == "relabel" and np.any(self._suggested_labels[flags] == c):
                 continue  # other rows become c
-            flags[rows[np.argmin(self.scores_[rows])]] = False
+            flags[rows[np.argmin(self._scores[rows])]] = False
             emptied.append(c.item() if hasattr(c, "item") else c)
         if emptied:
             warnings.warn(
@@ -597,13 +653,13 @@ class MislabelDetector(BaseEstimator):
         self.fit(X, y, sample_weight)
         keep = np.arange(len(self._y))
         y_new = self._y
-        changed = self._protect_classes(self.label_issues_)
+        changed = self._protect_classes(self._label_issues)
         if self.action != "flag":
             self._warn_over_cleaning(int(changed.sum()))
         if self.action == "drop":
             keep = np.flatnonzero(~changed)
         elif self.action == "relabel":
-            y_new = np.where(changed, self.suggested_labels_, self._y)
+            y_new = np.where(changed, self._suggested_labels, self._y)
         self.sample_indices_ = keep
         if sp.issparse(X):
             if X.format not in ("csr", "csc"):  # coo, dia, bsr: no row indexing
@@ -637,7 +693,7 @@ class MislabelDetector(BaseEstimator):
             is the pandas index label when ``X`` was a DataFrame.
         """
         check_is_fitted(self)
-        order = self.ranking_[self.label_issues_[self.ranking_]]
+        order = self.ranking_[self._label_issues[self.ranking_]]
         rank = np.empty(len(self.ranking_), dtype=int)
         rank[self.ranking_] = np.arange(1, len(self.ranking_) + 1)
         rows = order if self._index is None else np.asarray(self._index)[order]
@@ -645,8 +701,8 @@ class MislabelDetector(BaseEstimator):
             {
                 "row": rows,
                 "given_label": self._y[order],
-                "suggested_label": self.suggested_labels_[order],
-                "score": self.scores_[order],
+                "suggested_label": self._suggested_labels[order],
+                "score": self._scores[order],
                 "rank": rank[order],
             }
         )
@@ -658,13 +714,13 @@ class MislabelDetector(BaseEstimator):
             rule = "mislabel_probability >= 2/3"
         else:
             rule = f"in the top {self.contamination:.1%} by score"
-        other = self.suggested_labels_[order] != self._y[order]
+        other = self._suggested_labels[order] != self._y[order]
         reason = np.where(
             other,
             f"{rule}; the held-out model predicts another class",
             f"{rule}; the held-out model predicts the given label",
         )
-        report["mislabel_probability"] = self.mislabel_probability_[order]
+        report["mislabel_probability"] = self._mislabel_probability[order]
         report["reason"] = reason
         return report
 

@@ -4,7 +4,6 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -26,6 +25,7 @@ from .utils._checks import (
     pandas_index,
     split_model,
 )
+from .utils._output import PandasOutputMixin, row_labels
 from .utils._progress import stage
 
 _LOO_METHODS = ("influence", "newton")
@@ -45,7 +45,7 @@ def _check_method(method, allowed):
         raise ValueError(f"method must be one of {list(allowed)}, got {method!r}.")
 
 
-class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
+class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     """Influence functions (Koh & Liang, 2017) of a convex scikit-learn model.
 
     Fits (or wraps) the estimator, then builds the per-sample gradients and the
@@ -93,7 +93,13 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         at most scikit-learn's ``working_memory`` together.
     verbose : int, default=0
         1 prints the stages of ``fit`` (fitting, the Hessian, the Newton steps
-        that finish the fit) to standard error.
+        that finish the fit) to standard error, and shows the work of the
+        solvers named by ``solver``: a transient bar over each iterative
+        solve ('cg': iterations, with the largest residual left; 'lissa':
+        recursion steps), here and in the methods that solve (tqdm when
+        installed, else one line per solve). For torch models also each
+        retraining's L-BFGS (``validate_loo``). A solver object keeps its
+        own ``verbose``; a skorch net its own epoch log.
     params : 'all', 'last' or list of str, default='all'
         Torch models only: the parameters explained (the others are held
         fixed): all, the last layer's (Koh & Liang's frozen-Inception
@@ -169,6 +175,14 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     ``influence`` and ``loo_change`` include that term, so they match
     refitting. For the others they are exactly the paper's formulas.
 
+    pandas output: with :meth:`set_output` ``(transform="pandas")`` (or
+    ``sklearn.set_config(transform_output="pandas")``), ``influence``,
+    ``loo_change`` and ``relative_influence`` return DataFrames indexed by
+    the test rows' index labels with the training rows' labels as columns,
+    ``self_influence`` a Series and ``influence_params`` a DataFrame with
+    :meth:`parameter_names` as columns. Positions are used where the input
+    had no index. Lazy dask results stay dask arrays.
+
     References
     ----------
     Koh, P. W. and Liang, P. (2017). Understanding Black-box Predictions via
@@ -188,6 +202,15 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
     (3, 400)
     >>> explainer.self_influence().shape
     (400,)
+
+    Results indexed by the rows' labels:
+
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import Ridge
+    >>> X, y = load_diabetes(return_X_y=True, as_frame=True)
+    >>> ex = InfluenceExplainer(Ridge()).set_output(transform="pandas")
+    >>> ex.fit(X[:100], y[:100]).self_influence().index[:3].tolist()
+    [0, 1, 2]
     """
 
     _parameter_constraints = {
@@ -262,6 +285,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             damping=self.damping,
             params=self.params,
             n_jobs=self.n_jobs,
+            verbose=self.verbose,
         )
         backend.check_estimator(self.estimator)
         train_index = pandas_index(X)
@@ -582,11 +606,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         out = self.backend_.self_influence()
-        if not self._pandas_output() or not isinstance(out, np.ndarray):
-            return out
-        import pandas as pd
-
-        return pd.Series(out, index=self._train_labels(), name="self_influence")
+        return self._per_row(out, self.train_index_, "self_influence")
 
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
@@ -821,54 +841,8 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
         yield from self.backend_.influence_blocks(X_test, y_test, target=target)
 
     # -- pandas output ------------------------------------------------------------
-    def set_output(self, *, transform=None):
-        """Choose the container of the per-row results, as scikit-learn does.
-
-        With ``transform="pandas"`` (or ``sklearn.set_config(
-        transform_output="pandas")``), ``influence``, ``loo_change`` and
-        ``relative_influence`` return DataFrames indexed by the test rows'
-        index labels with the training rows' labels as columns,
-        ``self_influence`` a Series and ``influence_params`` a DataFrame with
-        :meth:`parameter_names` as columns. Positions are used where the input
-        had no index. Lazy dask results stay dask arrays.
-
-        Parameters
-        ----------
-        transform : {"default", "pandas"}, default=None
-            None leaves the setting unchanged.
-
-        Returns
-        -------
-        self : InfluenceExplainer
-
-        Examples
-        --------
-        >>> from sklearn.datasets import load_diabetes
-        >>> from sklearn.linear_model import Ridge
-        >>> from skinfluence import InfluenceExplainer
-        >>> X, y = load_diabetes(return_X_y=True, as_frame=True)
-        >>> ex = InfluenceExplainer(Ridge()).set_output(transform="pandas")
-        >>> ex.fit(X[:100], y[:100]).self_influence().index[:3].tolist()
-        [0, 1, 2]
-        """
-        if transform is None:
-            return self
-        if transform not in ("default", "pandas"):
-            raise ValueError(
-                f"transform must be 'default' or 'pandas', got {transform!r}."
-            )
-        self._sklearn_output_config = {"transform": transform}
-        return self
-
-    def _pandas_output(self):
-        own = getattr(self, "_sklearn_output_config", {}).get("transform")
-        return (own or get_config()["transform_output"]) == "pandas"
-
     def _train_labels(self):
-        import pandas as pd
-
-        index = self.train_index_
-        return pd.RangeIndex(self.n_train_) if index is None else index
+        return row_labels(self.train_index_, self.n_train_)
 
     def _test_by_train(self, out, test_index):
         """``out`` as a DataFrame of test rows by training rows, if asked."""
@@ -876,7 +850,7 @@ class InfluenceExplainer(MetaEstimatorMixin, BaseEstimator):
             return out
         import pandas as pd
 
-        index = pd.RangeIndex(out.shape[0]) if test_index is None else test_index
+        index = row_labels(test_index, out.shape[0])
         frame = pd.DataFrame(out, index=index, columns=self._train_labels())
         frame.index.name, frame.columns.name = "test_row", "train_row"
         return frame

@@ -8,6 +8,18 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", f"error::{where}.RankWarning")
 
 
+@pytest.fixture(params=["tqdm", "plain"])
+def bar(request, monkeypatch):
+    """Progress drawn by tqdm, or (tqdm hidden) as plain lines."""
+    if request.param == "tqdm":
+        pytest.importorskip("tqdm")
+    else:
+        from skinfluence.utils import _progress
+
+        monkeypatch.setattr(_progress, "_tqdm", lambda: None)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def logistic_pair():
     """LogisticRegression and the same model as a one-layer torch net.

@@ -50,9 +50,13 @@ def is_tree_ensemble(estimator):
 
 
 def make_backend(
-    estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None
+    estimator, X, *, solver="auto", damping=0.0, params="all", n_jobs=None, verbose=0
 ):
-    """The unfitted backend that serves ``estimator`` on training data ``X``."""
+    """The unfitted backend that serves ``estimator`` on training data ``X``.
+
+    ``verbose`` reaches the solver (iterative solves) and the torch backend's
+    L-BFGS refits.
+    """
     if is_tree_ensemble(estimator):
         from .trees import TREE_METHODS, TreeBackend
 
@@ -76,7 +80,9 @@ def make_backend(
     if is_torch_model(estimator):
         from ..torch import TorchInfluence
 
-        return TorchInfluence(params=params, solver=solver, damping=damping)
+        return TorchInfluence(
+            params=params, solver=solver, damping=damping, verbose=verbose
+        )
     if params != "all" or (isinstance(solver, str) and solver == "ekfac"):
         raise ValueError(
             f"params={params!r} and solver='ekfac' are for torch models; "
@@ -88,8 +94,12 @@ def make_backend(
     if is_dask(X):
         from ._dask import DaskBackend
 
-        return DaskBackend(solver=solver, damping=damping, n_jobs=n_jobs)
-    return ClosedFormBackend(solver=solver, damping=damping, n_jobs=n_jobs)
+        return DaskBackend(
+            solver=solver, damping=damping, n_jobs=n_jobs, verbose=verbose
+        )
+    return ClosedFormBackend(
+        solver=solver, damping=damping, n_jobs=n_jobs, verbose=verbose
+    )
 
 
 __all__ = [

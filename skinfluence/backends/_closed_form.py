@@ -69,6 +69,8 @@ class ClosedFormBackend(InfluenceBackend):
     solver, damping : as :class:`~skinfluence.InfluenceExplainer`.
     n_jobs : int, default=None
         Threads for the loops over chunks of rows.
+    verbose : int, default=0
+        Given to the solver it names (progress of the iterative solves).
     """
 
     capabilities = frozenset(
@@ -89,10 +91,11 @@ class ClosedFormBackend(InfluenceBackend):
     )
     name = "in-memory"
 
-    def __init__(self, solver="auto", damping=0.0, n_jobs=None):
+    def __init__(self, solver="auto", damping=0.0, n_jobs=None, verbose=0):
         self.solver = solver
         self.damping = damping
         self.n_jobs = n_jobs
+        self.verbose = verbose
 
     def check_estimator(self, estimator):
         _, model = split_model(estimator)
@@ -136,6 +139,7 @@ class ClosedFormBackend(InfluenceBackend):
                 n_params=self.n_params_,
                 n_samples=self.n_train_,
                 objective=self.objective_,
+                verbose=self.verbose,
             ).fit(operator)
         except ValueError:
             check_magnitude(self.X_, "X")  # an overflowing Hessian, if that was it

@@ -250,7 +250,11 @@ class DaskBackend(ClosedFormBackend):
             _row_aligned(self.weights_, self.X_),
         )
         solver = make_solver(
-            self.solver, self.damping, n_params=self.n_params_, n_samples=n
+            self.solver,
+            self.damping,
+            n_params=self.n_params_,
+            n_samples=n,
+            verbose=self.verbose,
         )
         if isinstance(solver, LissaSolver) and solver.batch_size is not None:
             raise ValueError(

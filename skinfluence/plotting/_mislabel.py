@@ -76,7 +76,7 @@ def _scores_by_method(estimator, X, y, methods):
         if m == "detector":
             if not hasattr(detector, "scores_"):
                 detector.fit(X, y)
-            scores[m] = detector.scores_
+            scores[m] = np.asarray(detector.scores_)
             labels[m] = _detector_label(detector)
         else:
             scores[m] = score_rows(explainer, m)[0]

@@ -15,6 +15,7 @@ Hessian's extreme eigenvalues, see :func:`auto_damping`).
 """
 
 import copy
+import inspect
 
 from sklearn.base import BaseEstimator, clone
 
@@ -71,7 +72,9 @@ def choose_solver(n_params, n_samples=None, objective=None):
     return "cg"
 
 
-def make_solver(solver, damping, n_params=None, n_samples=None, objective=None):
+def make_solver(
+    solver, damping, n_params=None, n_samples=None, objective=None, verbose=0
+):
     """An unfitted solver instance from the explainer's ``solver`` parameter.
 
     Parameters
@@ -80,14 +83,16 @@ def make_solver(solver, damping, n_params=None, n_samples=None, objective=None):
         A name is instantiated with ``damping``; ``'auto'`` needs
         ``n_params`` (see :func:`choose_solver`). An object is copied
         (``sklearn.base.clone`` for estimators, else ``copy.deepcopy``) so the
-        caller's instance is never fitted in place; its own ``damping`` is
-        kept.
+        caller's instance is never fitted in place; its own ``damping`` (and
+        ``verbose``) are kept.
     damping : float or 'auto'
     n_params, n_samples : int, optional
         Size of the problem, for ``solver='auto'``.
     objective : LinearObjective, optional
         The model's objective, for ``solver='auto'`` to consider
         ``'woodbury'``.
+    verbose : int, default=0
+        Given to a named solver that shows progress (``'cg'``, ``'lissa'``).
     """
     if isinstance(solver, str):
         if solver == "auto":
@@ -99,7 +104,10 @@ def make_solver(solver, damping, n_params=None, n_samples=None, objective=None):
                 f"Unknown solver {solver!r}; expected 'auto' or one of "
                 f"{sorted(SOLVERS)}, or an object with fit and solve."
             )
-        return SOLVERS[solver](damping=damping)
+        cls = SOLVERS[solver]
+        if "verbose" in inspect.signature(cls).parameters:
+            return cls(damping=damping, verbose=verbose)
+        return cls(damping=damping)
     if isinstance(solver, BaseEstimator):
         return clone(solver)
     return copy.deepcopy(solver)

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import SingularHessianError
+from ..utils._progress import progress_bar
 from ._base import as_columns, project_out
 from ._spectrum import resolve_damping
 
@@ -20,6 +21,13 @@ def _describe_columns(columns, limit=10):
     shown = ", ".join(str(int(c)) for c in columns[:limit])
     more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
     return f"{shown}{more}"
+
+
+def solve_bar(name, m, verbose, total=None, unit="iterations"):
+    """The transient progress bar of one block solve of ``m`` columns."""
+    plural = "s" * (m != 1)
+    desc = f"{name} solve ({m} right-hand side{plural})"
+    return progress_bar(desc, total=total, verbose=verbose, leave=False, unit=unit)
 
 
 def _not_invertible(solver):
@@ -58,6 +66,12 @@ class CGSolver(BaseEstimator):
     preconditioner : {'jacobi'} or None, default='jacobi'
         'jacobi' divides by the diagonal of ``H + damping I``
         (``objective.hessian_diagonal``; none if the objective lacks it).
+    verbose : int, default=0
+        1 shows each :meth:`solve` on standard error: a transient bar over
+        the iterations with the largest relative residual left and the
+        columns converged (tqdm when installed, else one closing line per
+        solve). The explainer passes its own ``verbose`` to the solvers it
+        names.
 
     Attributes
     ----------
@@ -73,11 +87,19 @@ class CGSolver(BaseEstimator):
         Which columns reached ``tol`` in the last :meth:`solve`.
     """
 
-    def __init__(self, damping=0.0, tol=1e-10, maxiter=None, preconditioner="jacobi"):
+    def __init__(
+        self,
+        damping=0.0,
+        tol=1e-10,
+        maxiter=None,
+        preconditioner="jacobi",
+        verbose=0,
+    ):
         self.damping = damping
         self.tol = tol
         self.maxiter = maxiter
         self.preconditioner = preconditioner
+        self.verbose = verbose
 
     def fit(self, operator):
         if not (isinstance(self.tol, numbers.Real) and self.tol > 0):
@@ -146,40 +168,17 @@ class CGSolver(BaseEstimator):
         rel = np.where(done, 0.0, 1.0)
         history = [rel.copy()]
         n_iter = 0
-        while n_iter < maxiter and not done.all():
-            n_iter += 1
-            act = np.flatnonzero(~done)
-            # Every column still active (the usual case): views, not copies.
-            act = slice(None) if act.size == m else act
-            Pa = P[:, act]
-            APa = self._matmat(Pa)
-            curvature = _column_dots(Pa, APa)
-            if np.any(curvature <= 0) or not np.all(np.isfinite(curvature)):
-                raise SingularHessianError(
-                    "Conjugate gradients found a direction of zero or negative "
-                    "curvature: the Hessian is singular or indefinite"
-                    + (" after damping" if self.damping_ else "")
-                    + ". Pass damping='auto' (or a larger damping) to the explainer."
-                )
-            alpha = rz[act] / curvature
-            X[:, act] += alpha * Pa
-            APa *= alpha
-            R[:, act] -= APa
-            Ra = R[:, act]
-            rel[act] = np.linalg.norm(Ra, axis=0) / bnorm[act]
-            history.append(rel.copy())
-            finished = rel[act] <= self.tol
-            columns = np.arange(m)[act]
-            done[columns[finished]] = True
-            go, Rg = columns[~finished], Ra[:, ~finished]
-            if isinstance(act, slice) and not finished.any():
-                go, Rg = act, Ra
-            if Rg.shape[1]:
-                Zg = self._precondition(Rg)
-                rz_new = _column_dots(Rg, Zg)
-                P[:, go] *= rz_new / rz[go]
-                P[:, go] += Zg
-                rz[go] = rz_new
+        with solve_bar("CG", m, self.verbose) as bar:
+            while n_iter < maxiter and not done.all():
+                n_iter += 1
+                self._step(X, R, P, rz, rel, done, bnorm)
+                history.append(rel.copy())
+                bar.update()
+                if self.verbose:
+                    bar.note(
+                        f"residual {rel.max():.1e} (tol {self.tol:g}), "
+                        f"{int(done.sum())}/{m} converged"
+                    )
         self.residual_history_ = np.array(history)
         self.n_iter_ = n_iter
         self.converged_ = done
@@ -196,6 +195,41 @@ class CGSolver(BaseEstimator):
             )
         X = self._project(X)
         return X[:, 0] if vector else X
+
+    def _step(self, X, R, P, rz, rel, done, bnorm):
+        """One CG iteration on the unconverged columns, in place."""
+        m = X.shape[1]
+        act = np.flatnonzero(~done)
+        # Every column still active (the usual case): views, not copies.
+        act = slice(None) if act.size == m else act
+        Pa = P[:, act]
+        APa = self._matmat(Pa)
+        curvature = _column_dots(Pa, APa)
+        if np.any(curvature <= 0) or not np.all(np.isfinite(curvature)):
+            raise SingularHessianError(
+                "Conjugate gradients found a direction of zero or negative "
+                "curvature: the Hessian is singular or indefinite"
+                + (" after damping" if self.damping_ else "")
+                + ". Pass damping='auto' (or a larger damping) to the explainer."
+            )
+        alpha = rz[act] / curvature
+        X[:, act] += alpha * Pa
+        APa *= alpha
+        R[:, act] -= APa
+        Ra = R[:, act]
+        rel[act] = np.linalg.norm(Ra, axis=0) / bnorm[act]
+        finished = rel[act] <= self.tol
+        columns = np.arange(m)[act]
+        done[columns[finished]] = True
+        go, Rg = columns[~finished], Ra[:, ~finished]
+        if isinstance(act, slice) and not finished.any():
+            go, Rg = act, Ra
+        if Rg.shape[1]:
+            Zg = self._precondition(Rg)
+            rz_new = _column_dots(Rg, Zg)
+            P[:, go] *= rz_new / rz[go]
+            P[:, go] += Zg
+            rz[go] = rz_new
 
     def inverse(self):
         raise _not_invertible(self)

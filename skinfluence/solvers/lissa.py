@@ -51,7 +51,7 @@ from sklearn.utils import check_random_state
 
 from ._base import as_columns, project_out
 from ._spectrum import resolve_damping, top_eigenvalue
-from .cg import _describe_columns, _not_invertible
+from .cg import _describe_columns, _not_invertible, solve_bar
 
 # The norm of a convergent recursion grows at most linearly, ||s_j|| <=
 # (j + 1) ||g||; beyond this many times that bound it is diverging.
@@ -95,6 +95,12 @@ class LissaSolver(BaseEstimator):
         columns above it at the end. None means 1e-4 with full batches and
         no warning with minibatches (whose residual never falls below their
         sampling noise).
+    verbose : int, default=0
+        1 shows each :meth:`solve` on standard error: a transient bar over
+        the recursion's steps (``depth`` per repeat) with the largest
+        relative step, the residual with full batches (tqdm when installed,
+        else one closing line per solve). The explainer passes its own
+        ``verbose`` to the solvers it names.
 
     Attributes
     ----------
@@ -122,6 +128,7 @@ class LissaSolver(BaseEstimator):
         batch_size=None,
         random_state=None,
         tol=None,
+        verbose=0,
     ):
         self.damping = damping
         self.scale = scale
@@ -130,6 +137,7 @@ class LissaSolver(BaseEstimator):
         self.batch_size = batch_size
         self.random_state = random_state
         self.tol = tol
+        self.verbose = verbose
 
     def _validate(self):
         for name in ("depth", "repeats"):
@@ -220,6 +228,33 @@ class LissaSolver(BaseEstimator):
             "(damping='auto' picks one)."
         )
 
+    def _recursion(self, B, H, bnorm, repeats, stop, history, bar):
+        """Sum over ``repeats`` runs of ``s_depth``, and the steps per run.
+
+        ``history`` (depth, m) gathers each step's relative size, averaged
+        over the runs; a run stops early once every column's step is below
+        ``stop`` (full batches), or raises when the recursion diverges.
+        """
+        estimate, n_iter = np.zeros_like(B), 0
+        for _ in range(repeats):
+            S = B.copy()
+            for j in range(self.depth):
+                step = B - self._hessian_product(S, H) / self.scale_
+                S += step
+                res = np.linalg.norm(step, axis=0) / bnorm
+                history[j] += res / repeats
+                growth = np.max(np.linalg.norm(S, axis=0) / bnorm)
+                if not np.isfinite(growth) or growth > _DIVERGENCE_FACTOR * (j + 2):
+                    self._diverged(j + 1, growth)
+                n_iter = j + 1
+                bar.update()
+                if self.verbose:
+                    bar.note(f"step {res.max():.1e}")
+                if stop is not None and np.all(res <= stop):
+                    break
+            estimate += S
+        return estimate, n_iter
+
     def solve(self, B):
         """Estimate ``(H + damping I)^-1 B`` for B of shape (p,) or (p, m)."""
         p = self.n_params_
@@ -238,22 +273,9 @@ class LissaSolver(BaseEstimator):
         H = self._dense_hessian(m)
         self.dense_hessian_ = H is not None
         history = np.zeros((self.depth, m))
-        estimate = np.zeros((p, m))
-        n_iter = 0
-        for _ in range(repeats):
-            S = B.copy()
-            for j in range(self.depth):
-                step = B - self._hessian_product(S, H) / scale
-                S += step
-                res = np.linalg.norm(step, axis=0) / bnorm
-                history[j] += res / repeats
-                growth = np.max(np.linalg.norm(S, axis=0) / bnorm)
-                if not np.isfinite(growth) or growth > _DIVERGENCE_FACTOR * (j + 2):
-                    self._diverged(j + 1, growth)
-                n_iter = j + 1
-                if stop is not None and np.all(res <= stop):
-                    break
-            estimate += S
+        total = self.depth * repeats
+        with solve_bar("LiSSA", m, self.verbose, total) as bar:
+            estimate, n_iter = self._recursion(B, H, bnorm, repeats, stop, history, bar)
         estimate = self._project(estimate / (scale * repeats))
         self.residual_history_ = history[:n_iter]
         self.n_iter_ = n_iter

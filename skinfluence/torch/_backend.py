@@ -42,7 +42,7 @@ AUTO_EXACT_MAX_PARAMS = 2000
 TORCH_SOLVERS = (*SOLVERS, "arnoldi", "ekfac")
 
 
-def make_torch_solver(solver, damping, n_params):
+def make_torch_solver(solver, damping, n_params, verbose=0):
     """An unfitted solver for a network (names as the explainer's ``solver``)."""
     if isinstance(solver, str):
         if solver == "auto":
@@ -56,7 +56,7 @@ def make_torch_solver(solver, damping, n_params):
                 f"Unknown solver {solver!r}; expected 'auto' or one of "
                 f"{sorted(TORCH_SOLVERS)}, or an object with fit and solve."
             )
-    return make_solver(solver, damping, n_params=n_params)
+    return make_solver(solver, damping, n_params=n_params, verbose=verbose)
 
 
 class TorchInfluence(InfluenceBackend):
@@ -70,6 +70,9 @@ class TorchInfluence(InfluenceBackend):
     solver, damping : as :class:`~skinfluence.InfluenceExplainer`
         Solvers: 'exact', 'cg', 'lissa', 'lowrank' (alias 'arnoldi'),
         'ekfac'; 'auto' is 'exact' up to 2000 parameters, else 'cg'.
+    verbose : int, default=0
+        1 shows the iterative solves and each retraining's L-BFGS (a
+        transient bar of objective evaluations) on standard error.
 
     Attributes
     ----------
@@ -107,10 +110,11 @@ class TorchInfluence(InfluenceBackend):
     name = "torch"
     input_dtypes = (np.float64, np.float32)
 
-    def __init__(self, params="all", solver="auto", damping=0.0):
+    def __init__(self, params="all", solver="auto", damping=0.0, verbose=0):
         self.params = params
         self.solver = solver
         self.damping = damping
+        self.verbose = verbose
 
     def alternatives(self, capability):
         if capability == "newton":
@@ -159,7 +163,9 @@ class TorchInfluence(InfluenceBackend):
         self._y = np.asarray(y)
         self.n_train_ = obj.n_samples
         operator = TorchHessianOperator(obj)
-        self.solver_ = make_torch_solver(self.solver, self.damping, obj.n_params)
+        self.solver_ = make_torch_solver(
+            self.solver, self.damping, obj.n_params, verbose=self.verbose
+        )
         try:
             self.solver_.fit(operator)
         except SingularHessianError as exc:
@@ -375,12 +381,23 @@ class TorchInfluence(InfluenceBackend):
         for rows in removals:
             keep = np.setdiff1d(np.arange(obj.n_samples), rows)
             keep = torch.as_tensor(keep, device=obj.device)
-            theta = minimise(
-                obj, obj.theta, keep, max_iter=max_iter, tol=tol, basis=basis
-            )
+            theta = self._retrain(keep, basis, max_iter, tol)
             with torch.no_grad():
                 actual.append(float(obj.losses(theta, Xt, t).sum()) - before)
         return np.asarray(actual)
+
+    def _retrain(self, rows, basis, max_iter, tol):
+        """The explained parameters retrained on ``rows`` from the fitted ones."""
+        obj = self.objective_
+        return minimise(
+            obj,
+            obj.theta,
+            rows,
+            max_iter=max_iter,
+            tol=tol,
+            basis=basis,
+            verbose=self.verbose,
+        )
 
     def _whitening_basis(self):
         """``L^-T`` of the Hessian's Cholesky factor, up to 5000 parameters, or None."""
@@ -443,9 +460,7 @@ class TorchInfluence(InfluenceBackend):
         out = []
         for keep in masks:
             rows = torch.as_tensor(np.flatnonzero(keep), device=obj.device)
-            theta = minimise(
-                obj, obj.theta, rows, max_iter=max_iter, tol=tol, basis=basis
-            )
+            theta = self._retrain(rows, basis, max_iter, tol)
             out.append(self._quantities(theta, Xt, t, target))
             if progress is not None:
                 progress()

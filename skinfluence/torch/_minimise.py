@@ -2,8 +2,12 @@
 
 import torch
 
+from ..utils._progress import progress_bar
 
-def minimise(objective, theta0, rows=None, *, max_iter=500, tol=1e-10, basis=None):
+
+def minimise(
+    objective, theta0, rows=None, *, max_iter=500, tol=1e-10, basis=None, verbose=0
+):
     """Full-batch L-BFGS on ``objective`` restricted to ``rows`` (all if None).
 
     ``basis`` (p, p), optional: optimise over ``z`` with ``theta = theta0 +
@@ -11,6 +15,8 @@ def minimise(objective, theta0, rows=None, *, max_iter=500, tol=1e-10, basis=Non
     with ``basis = L^-T`` for the Cholesky factor ``H = L L'`` of a nearby
     Hessian the problem is close to isotropic and L-BFGS needs a few steps.
     Returns the minimiser (a new tensor); ``objective`` is not changed.
+    ``verbose=1`` shows a transient bar over the objective's evaluations with
+    its value and the gradient's largest entry (``tol`` stops there).
     """
     X, y = objective.X, objective.y
     if rows is not None:
@@ -39,13 +45,22 @@ def minimise(objective, theta0, rows=None, *, max_iter=500, tol=1e-10, basis=Non
         line_search_fn="strong_wolfe",
     )
 
+    bar = progress_bar(
+        f"L-BFGS on {len(y)} rows", verbose=verbose, leave=False, unit="evaluations"
+    )
+
     def closure():
         opt.zero_grad()
         theta = point(z)
         value = objective.losses(theta, X, y).mean() + 0.5 * (wd * theta**2).sum()
         value.backward()
+        bar.update()
+        if verbose:
+            now, top = float(value.detach()), float(z.grad.abs().max())
+            bar.note(f"objective {now:.6g}, gradient {top:.1e} (tol {tol:g})")
         return value
 
-    opt.step(closure)
+    with bar:
+        opt.step(closure)
     with torch.no_grad():
         return point(z).detach()

@@ -19,7 +19,7 @@ from ._model import describe
 from ._objective import TorchObjective, select_parameters
 
 
-def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10):
+def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     """Minimise the training objective with full-batch L-BFGS, in place.
 
     Parameters
@@ -35,6 +35,10 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10):
         L-BFGS iterations at most.
     tol : float, default=1e-10
         Stop when the gradient's largest entry falls below ``tol``.
+    verbose : int, default=0
+        1 shows a bar over L-BFGS's evaluations of the objective, with its
+        value and the gradient's largest entry, on standard error (tqdm when
+        installed, else one closing line).
 
     Returns
     -------
@@ -58,7 +62,7 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10):
     Xt = TorchInfluence._tensor(X, spec)
     yt = TorchInfluence._encode(spec, np.asarray(y))
     obj = TorchObjective(spec, names, Xt, yt)
-    theta = minimise(obj, obj.theta, max_iter=max_iter, tol=tol)
+    theta = minimise(obj, obj.theta, max_iter=max_iter, tol=tol, verbose=verbose)
     state = dict(spec.module.named_parameters())
     with torch.no_grad():
         for name, part in obj.unflatten(theta).items():
@@ -76,6 +80,7 @@ def validate_loo(
     random_state=None,
     max_iter=500,
     tol=1e-10,
+    verbose=0,
 ):
     """Koh & Liang's Figure 2 for a network: predicted vs actual LOO changes.
 
@@ -99,6 +104,9 @@ def validate_loo(
     n_remove, n_random : int
     random_state : int, RandomState or None
     max_iter, tol : L-BFGS settings of each retraining (see :func:`refine`).
+    verbose : int, default=0
+        1 shows a bar over the retrainings; each one's L-BFGS shows its own
+        transient bar when the explainer has ``verbose=1``.
 
     Returns
     -------
@@ -113,4 +121,5 @@ def validate_loo(
         n_random=n_random,
         random_state=random_state,
         refit_options={"max_iter": max_iter, "tol": tol},
+        verbose=verbose,
     )
