@@ -7,8 +7,6 @@ the attributions *rank* the subsets' actual outputs (a Spearman correlation),
 averaged over the test rows.
 """
 
-import math
-import sys
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -21,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .backends._base import TARGETS
 from .utils._checks import pandas_index
+from .utils._progress import progress_bar
 
 METHODS = ("influence", "newton", "relatif", "gradient_similarity")
 _N_BOOTSTRAP = 1000
@@ -192,19 +191,18 @@ def validate_lds(
     base = backend.test_outputs(X_checked, y_test, target=output)
     rng = check_random_state(random_state)
     masks = _draw_subsets(backend.n_train_, n_subsets, fraction, rng)
-    progress = _Progress(n_subsets, verbose)
-    try:
+    with progress_bar(
+        "validate_lds refits", total=n_subsets, verbose=verbose, unit="refits"
+    ) as bar:
         actual = backend.refit_outputs(
             masks,
             X_checked,
             y_test,
             target=output,
             n_jobs=n_jobs,
-            progress=progress,
+            progress=bar.update,
             **(refit_options or {}),
         )
-    finally:
-        progress.close()
     removed = (~masks).astype(np.float64)
     predicted = {m: base + removed @ a.T for m, a in effects.items()}
     index = pd.RangeIndex(len(base)) if test_index is None else test_index
@@ -312,34 +310,3 @@ def _table(predicted, actual, index):
         for name, p in predicted.items()
     ]
     return pd.concat(parts, ignore_index=True)
-
-
-class _Progress:
-    """Progress over the refits: a tqdm bar, else a line per 10% on stderr."""
-
-    def __init__(self, total, verbose):
-        self.total, self.done, self.verbose = total, 0, verbose
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                return
-            self.bar = tqdm(total=total, desc="validate_lds refits", file=sys.stderr)
-
-    def __call__(self):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.verbose:
-            tenth = math.floor(10 * self.done / self.total)
-            if tenth > math.floor(10 * (self.done - 1) / self.total):
-                print(
-                    f"validate_lds: {self.done}/{self.total} refits ({10 * tenth}%)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

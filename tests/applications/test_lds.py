@@ -200,8 +200,8 @@ def test_progress_without_tqdm_prints_a_line_per_tenth(ridge, capsys, monkeypatc
     validate_lds(explainer, X[:2], y[:2], n_subsets=20, random_state=0, verbose=1)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 10
-    assert lines[0] == "validate_lds: 2/20 refits (10%)"
-    assert lines[-1] == "validate_lds: 20/20 refits (100%)"
+    assert lines[0].startswith("[skinfluence] validate_lds refits: 2/20 (")
+    assert lines[-1].startswith("[skinfluence] validate_lds refits: 20/20 (")
 
 
 # -- the display --------------------------------------------------------------------
