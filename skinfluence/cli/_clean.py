@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..cleaning import METHODS
+from ._errors import CleanError, _listing, _quote
 
 MODELS = ("logistic", "svm", "rbf-svm")
 ACTIONS = ("drop", "relabel", "flag")
@@ -90,10 +91,6 @@ examples:
   skinfluence clean export.csv --sep ';' --target y --keep-column store_id \\
       --out cleaned.csv
 """
-
-
-class CleanError(Exception):
-    """Bad input: reported as ``error: ...`` with exit status 2."""
 
 
 def add_parser(subparsers):
@@ -694,15 +691,6 @@ def _label_values(y):
     return y.to_numpy()
 
 
-def _listing(values, limit=10):
-    """``'a', 'b', ...`` for at most ``limit`` values."""
-    values = list(values)
-    text = ", ".join(
-        repr(v.item() if hasattr(v, "item") else v) for v in values[:limit]
-    )
-    return text + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
-
-
 def _as_str(X):
     """Categorical values as strings (mixed numbers and text would not sort)."""
     return np.asarray(X, dtype=object).astype(str)
@@ -858,11 +846,6 @@ def _id_note(ids):
         "listed with each flagged row in the report. To use one as a feature: "
         "--keep-column NAME (or --no-detect-ids)"
     )
-
-
-def _quote(name):
-    """``name`` as one shell word."""
-    return name if re.fullmatch(r"[\w./:@%+-]+", name) else repr(name)
 
 
 def _load(src, fmt, args, stages):
