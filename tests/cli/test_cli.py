@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
-from skinfluence.cli import _clean as _cli_clean
+from skinfluence.cli import _columns as _cli_columns
 from skinfluence.cli import _files as _cli_files
 from skinfluence.cli import main
 
@@ -411,13 +411,13 @@ def test_id_detection_rules():
             "paid": rng.permutation(n) + 0.5,  # "id" inside a word, floats
         }
     )
-    found = _cli_clean._id_columns(X)
+    found = _cli_columns._id_columns(X)
     # Id-named columns first, then the others in table order.
     assert list(found) == ["user_id", "customerId", "ID", "code", "serial"]
     assert found["user_id"] == "59 unique integers"
     assert found["code"] == "60 unique values"
     X.loc[3, "serial"] = X.loc[4, "serial"]
-    assert "serial" not in _cli_clean._id_columns(X)
+    assert "serial" not in _cli_columns._id_columns(X)
 
 
 def test_id_column_named_like_a_report_column(tmp_path, wine_table, capsys):
