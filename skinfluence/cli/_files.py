@@ -27,11 +27,8 @@ import pandas as pd
 from ._errors import CleanError
 
 _CSV = (".csv", ".txt")
-
 _TSV = (".tsv", ".tab")
-
 _PARQUET = (".parquet", ".pq")
-
 _COMPRESSION = {
     ".gz": "gzip",
     ".bz2": "bz2",
@@ -39,8 +36,6 @@ _COMPRESSION = {
     ".xz": "xz",
     ".zst": "zstd",
 }
-
-
 # Delimiters the sniffer may choose, in pandas' and csv.Sniffer's preference order.
 _DELIMITERS = ",\t;|"
 
