@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .. import __version__
-from . import _clean
+from . import _clean, _parser
 
 _SHADES = " .:-=+*#%@"
 
@@ -137,7 +137,7 @@ def main(argv=None):
         help="fraction of training labels flipped (default 0.05)",
     )
     demo.add_argument("--seed", type=int, default=0)
-    _clean.add_parser(sub)
+    _parser.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         run_demo(noise=args.noise, seed=args.seed)

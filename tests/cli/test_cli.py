@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
 
-from skinfluence.cli import _clean as _cli_clean
+from skinfluence.cli import _columns as _cli_columns
+from skinfluence.cli import _files as _cli_files
 from skinfluence.cli import main
 
 NAMES = np.array(["barolo", "grignolino", "barbera"], dtype=object)
@@ -325,7 +326,7 @@ def test_bad_option_value(wine_csv, tmp_path, capsys):
 
 
 def test_parquet_without_pyarrow(wine_csv, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(_cli_clean, "_has_pyarrow", lambda: False)
+    monkeypatch.setattr(_cli_files, "_has_pyarrow", lambda: False)
     out = tmp_path / "out.parquet"
     assert _clean(wine_csv, "--target", "cultivar", "--out", out) == 2
     assert "pip install pyarrow" in capsys.readouterr().err
@@ -410,13 +411,13 @@ def test_id_detection_rules():
             "paid": rng.permutation(n) + 0.5,  # "id" inside a word, floats
         }
     )
-    found = _cli_clean._id_columns(X)
+    found = _cli_columns._id_columns(X)
     # Id-named columns first, then the others in table order.
     assert list(found) == ["user_id", "customerId", "ID", "code", "serial"]
     assert found["user_id"] == "59 unique integers"
     assert found["code"] == "60 unique values"
     X.loc[3, "serial"] = X.loc[4, "serial"]
-    assert "serial" not in _cli_clean._id_columns(X)
+    assert "serial" not in _cli_columns._id_columns(X)
 
 
 def test_id_column_named_like_a_report_column(tmp_path, wine_table, capsys):
@@ -510,14 +511,14 @@ def test_existing_out_needs_force(wine_csv, tmp_path, capsys):
 def test_output_appearing_during_the_run_is_kept(wine_csv, tmp_path, monkeypatch):
     """The check is repeated just before the rename."""
     out = tmp_path / "out.csv"
-    real = _cli_clean._write_temp
+    real = _cli_files._write_temp
 
     def racing(frame, path, *args):
         tmp = real(frame, path, *args)
         path.write_text("written by someone else\n")
         return tmp
 
-    monkeypatch.setattr(_cli_clean, "_write_temp", racing)
+    monkeypatch.setattr(_cli_files, "_write_temp", racing)
     assert _clean(wine_csv, "--target", "cultivar", "--out", out) == 2
     assert out.read_text() == "written by someone else\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "wine.csv"]
@@ -648,10 +649,10 @@ def test_separators(sep, decimal, option, tmp_path, wine_table, capsys):
 def test_sniffing_keeps_commas_with_semicolons_in_text(tmp_path):
     src = tmp_path / "notes.csv"
     src.write_text("a,note,y\n" + "".join(f"{i},x;y;z,{i % 2}\n" for i in range(10)))
-    assert _cli_clean._dialect(src, "csv") == (",", ".", False)
+    assert _cli_files._dialect(src, "csv") == (",", ".", False)
     gz = tmp_path / "semi.csv.gz"
     pd.DataFrame({"a": [1.5, 2.5], "y": [0, 1]}).to_csv(gz, sep=";", index=False)
-    assert _cli_clean._dialect(gz, "csv") == (";", ".", True)
+    assert _cli_files._dialect(gz, "csv") == (";", ".", True)
 
 
 def test_wrong_separator_hint(tmp_path, wine_table, capsys):

@@ -1,0 +1,210 @@
+"""Which columns of the table are features, which name rows, and the target.
+
+Features are split into numeric and categorical columns; columns that look
+like row identifiers are left out (and listed in the report); the target must
+hold class labels, each seen at least twice.
+"""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ._errors import CleanError, _listing, _quote
+from ._files import _delimiter_hint
+
+# Names that say "identifier": id, ID, row_id, user-id, customerId, uuid.
+_ID_NAME = re.compile(r"(?:^|[\W_])(?:id|uuid|guid)$", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z0-9](?:Id|ID)$")
+
+
+def _names(items):
+    """Column names from repeatable ``COL[,COL...]`` options."""
+    return [c.strip() for item in items for c in item.split(",") if c.strip()]
+
+
+def _split_columns(frame, target, args):
+    """Feature frame, its numeric / categorical column names, and the columns
+    left out as identifiers (name -> what gave them away)."""
+    excluded, keep = _names(args.exclude), _names(args.keep_column)
+    columns = [str(c) for c in frame.columns]
+    missing = [c for c in dict.fromkeys([target, *excluded, *keep]) if c not in columns]
+    if missing:
+        raise CleanError(
+            f"column{'s' if len(missing) > 1 else ''} {_listing(missing)} not in "
+            f"the input; available columns: {_listing(columns, limit=40)}"
+            + _delimiter_hint(columns)
+        )
+    both = [c for c in keep if c in [target, *excluded]]
+    if both:
+        raise CleanError(
+            f"--keep-column {both[0]!r} is the target column, never a feature"
+            if both[0] == target
+            else f"--keep-column {both[0]!r} is also --exclude'd; drop one of the two"
+        )
+    frame.columns = columns
+    X = frame.drop(columns=[target, *excluded])
+    ids = {} if args.no_detect_ids else _id_columns(X.drop(columns=keep))
+    X = X.drop(columns=list(ids))
+    if X.shape[1] == 0:
+        hint = (
+            f" ({_listing(ids)} look like identifiers: keep one with --keep-column)"
+            if ids
+            else ""
+        )
+        raise CleanError(f"no feature columns left besides the target{hint}")
+    numeric, categorical, bad = [], [], []
+    for col in X.columns:
+        dtype = X[col].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            categorical.append(col)
+        elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(
+            dtype
+        ):
+            numeric.append(col)
+        elif _is_text(dtype):
+            categorical.append(col)
+        else:
+            bad.append(f"{col!r} ({dtype})")
+    if bad:
+        raise CleanError(
+            f"unsupported column types: {', '.join(bad)}; leave them out with --exclude"
+        )
+    X[categorical] = X[categorical].astype(object)
+    return X, numeric, categorical, ids
+
+
+def _is_text(dtype):
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    )
+
+
+def _id_columns(X):
+    """Columns that name rows rather than describe them: text or integers with
+    a different value in every row, or an id-like name and unique values.
+
+    One-hot encoded, such a column gives every row its own feature; as a
+    number, a row counter tracks the file's order (often sorted by class).
+    A float column with unique values is a measurement and stays.
+    """
+    found = {}
+    for col in X.columns:
+        dtype = X[col].dtype
+        named = bool(_ID_NAME.search(col) or _CAMEL_ID.search(col))
+        if pd.api.types.is_bool_dtype(dtype):
+            continue
+        if pd.api.types.is_integer_dtype(dtype):
+            kind = "integers"
+        elif _is_text(dtype):
+            kind = "values"
+        elif named and pd.api.types.is_float_dtype(dtype):
+            kind = "integers"  # integer ids with a gap are read as floats
+        else:
+            continue
+        values = X[col].dropna()
+        if len(values) < 2 or not (named or len(values) == len(X)):
+            continue
+        if kind == "integers" and not np.array_equal(values, np.round(values)):
+            continue
+        if values.nunique() == len(values):
+            found[col] = (named, f"{len(values):,} unique {kind}")
+    # Id-named columns first: the summary names flagged rows by the first.
+    order = sorted(found, key=lambda col: not found[col][0])
+    return {col: found[col][1] for col in order}
+
+
+def _id_note(ids):
+    which = ", ".join(f"{col!r} ({reason})" for col, reason in ids.items())
+    if len(ids) == 1:
+        return (
+            f"{which} looks like a row identifier: it is not used as a feature, "
+            "but listed with each flagged row in the report. To use it as a "
+            f"feature: --keep-column {_quote(next(iter(ids)))} (or --no-detect-ids)"
+        )
+    return (
+        f"{which} look like row identifiers: they are not used as features, but "
+        "listed with each flagged row in the report. To use one as a feature: "
+        "--keep-column NAME (or --no-detect-ids)"
+    )
+
+
+def _check_target(y, target):
+    missing = y.isna().to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        raise CleanError(
+            f"target column {target!r} has {len(rows)} missing value"
+            f"{'s' if len(rows) > 1 else ''} (rows {shown}); drop or fill "
+            "those rows first"
+        )
+    from sklearn.utils.multiclass import type_of_target
+
+    _refuse_continuous(y, target)
+    kind = type_of_target(y.to_numpy())
+    if kind not in ("binary", "multiclass"):
+        raise CleanError(
+            f"target column {target!r} does not hold class labels "
+            f"(scikit-learn sees {kind!r} values, {y.nunique()} distinct)"
+        )
+    counts = y.value_counts(sort=False)
+    if len(counts) < 2:
+        raise CleanError(
+            f"target column {target!r} holds a single class "
+            f"({_listing(counts.index)}): "
+            "there is nothing to tell apart"
+        )
+    rare = counts[counts < 2]
+    if len(rare):
+        raise CleanError(
+            f"target column {target!r}: "
+            + (
+                f"class {_listing(rare.index)} has"
+                if len(rare) == 1
+                else f"{len(rare)} classes ({_listing(rare.index)}) have"
+            )
+            + " a single row; a held-out prediction cannot recover a class seen "
+            "once (remove or merge them)"
+        )
+    return counts
+
+
+def _refuse_continuous(y, target):
+    """Raise if the target reads as a measurement rather than class labels.
+
+    Non-integer numbers, or more than 20 distinct numbers that make up a tenth
+    of the rows or more, stored as floats or a quarter of them seen once (a
+    few rare classes among many get the clearer "single row" error instead).
+    """
+    if pd.api.types.is_bool_dtype(y.dtype) or not pd.api.types.is_numeric_dtype(
+        y.dtype
+    ):
+        return
+    values = y.to_numpy()
+    counts = y.value_counts(sort=False)
+    is_float = pd.api.types.is_float_dtype(y.dtype)
+    fractional = is_float and not np.array_equal(values, np.round(values))
+    many = len(counts) > 20 and len(counts) >= 0.1 * len(y)
+    singles = (counts == 1).sum()
+    if not (fractional or (many and (is_float or singles >= len(counts) / 4))):
+        return
+    codes = is_float and not fractional and not singles
+    raise CleanError(
+        f"target column {target!r} does not hold class labels: it looks "
+        f"continuous ({len(counts):,} distinct numbers in {len(y):,} rows, e.g. "
+        f"{_listing(y.iloc[:3], limit=3)}). skinfluence clean is for class labels "
+        "(classification); bin a regression target into classes first"
+        + ("; class codes written as floats: write them as integers" if codes else "")
+    )
+
+
+def _label_values(y):
+    """The target column as a numpy array (text and categories as objects)."""
+    if isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(
+        y.dtype
+    ):
+        return y.astype(object).to_numpy()
+    return y.to_numpy()
