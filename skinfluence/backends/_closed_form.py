@@ -52,7 +52,7 @@ POLISH_TOL = 1e-3
 #: final factorization is below ``tol``; and are kept while each shrinks the
 #: Newton step left by at least ``CONTRACTION``.
 STALE_MARGIN = 1e-2
-CONTRACTION = 0.25
+CONTRACTION = 0.5
 
 #: The training objective's data, as the backend holds it (see
 #: :meth:`ClosedFormBackend.training_problem`).
@@ -153,7 +153,7 @@ class ClosedFormBackend(InfluenceBackend):
 
         Each step ``-H^-1 grad`` backtracks (Armijo) until the objective
         decreases. Steps reuse the factorized Hessian while they contract
-        the Newton step left by at least a factor of four (near an optimum
+        the Newton step left by at least a factor of two (near an optimum
         the Hessian barely moves, so a factorization serves several steps);
         the Hessian is refactorized when they stop doing so, and once at
         the final parameters, so ``solver_`` and ``stationarity_`` are
