@@ -211,9 +211,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     - ``'loo_loss'`` (default): the row's loss under the model fitted
       *without* it, from one exact Newton step per row (a Woodbury update, no
       refits). A mislabeled row is one the rest of the data cannot explain.
-      It needs the dense inverse Hessian (models up to 5,000 parameters with
-      the default solver); beyond that use ``'self_influence'``, whose
-      suggested labels are then the full model's predictions.
+      It needs the dense inverse Hessian (models up to 5,000 parameters, or
+      8,192 when not wide, with the default solver); beyond that use
+      ``'self_influence'``, whose suggested labels are then the full model's
+      predictions.
     - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
     - ``'training_loss'``: the row's loss under the full model.
 

@@ -73,9 +73,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
         'exact' (one Cholesky) up to 5000 parameters, else 'woodbury' (exact,
         through an ``(n K, n K)`` factor) for wide penalized linear models with
-        ``n_samples * n_outputs <= 4000``, else 'cg' (matrix-free
-        conjugate gradients). An object with ``fit(operator)`` and ``solve(B)``
-        is copied, then fitted. ``loo_change(method='newton')`` and the
+        ``n_samples * n_outputs <= 4000``, else 'exact' up to 8192 parameters
+        (a dense Hessian of at most a quarter of physical memory), else 'cg'
+        (matrix-free conjugate gradients). An object with ``fit(operator)``
+        and ``solve(B)`` is copied, then fitted. ``loo_change(method='newton')`` and the
         held-out scores of :class:`MislabelDetector` need 'exact'.
         'arnoldi' is 'lowrank' (Lanczos is Arnoldi for a symmetric matrix);
         'ekfac' (torch models only) is :class:`skinfluence.torch.EkfacSolver`.

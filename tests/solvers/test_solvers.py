@@ -449,7 +449,8 @@ def test_make_solver_and_choose_solver():
     for name, cls in SOLVERS.items():
         solver = make_solver(name, 0.5)
         assert type(solver) is cls and solver.damping == 0.5
-    assert choose_solver(5000, 10) == "exact" and choose_solver(5001, 10) == "cg"
+    assert choose_solver(5000, 10) == "exact" and choose_solver(8192, 10) == "exact"
+    assert choose_solver(8193, 10) == "cg"
     assert isinstance(make_solver("auto", "auto", n_params=10), ExactSolver)
     assert isinstance(make_solver("auto", 0.0, n_params=10**5), CGSolver)
     with pytest.raises(ValueError, match="n_params"):

@@ -180,10 +180,12 @@ def test_auto_picks_woodbury_for_wide_penalized_models():
 
     objective = explainer.objective_
     assert choose_solver(6001, 300, objective) == "woodbury"
-    assert choose_solver(6001, 300) == "cg"  # no objective: the old rule
-    assert choose_solver(6001, 7000, objective) == "cg"  # n > p: not wide
+    assert choose_solver(6001, 300) == "exact"  # no objective: dense up to 8192
+    assert choose_solver(9001, 300) == "cg"
+    assert choose_solver(9001, 10000, objective) == "cg"  # n > p: not wide
     assert choose_solver(10**6, 12000, objective) == "cg"  # past the row bound
     assert choose_solver(5000, 300, objective) == "exact"
+    assert choose_solver(7850, 7000, objective) == "exact"  # dense, not wide
     assert isinstance(
         make_solver("auto", 0.0, n_params=6001, n_samples=300, objective=objective),
         WoodburySolver,
@@ -191,7 +193,7 @@ def test_auto_picks_woodbury_for_wide_penalized_models():
     unpenalized, _ = build_objective(
         LinearRegression().fit(X, y), y.astype(float), np.ones(300)
     )
-    assert choose_solver(6001, 300, unpenalized) == "cg"
+    assert choose_solver(9001, 300, unpenalized) == "cg"
 
 
 def test_rejects_other_objectives_and_inputs():
