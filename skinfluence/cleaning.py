@@ -65,7 +65,7 @@ def score_rows(explainer, method):
             raise
         eta_loo = backend.training_outputs()  # iterative solver: full model's labels
     if method == "loo_loss":
-        scores = backend.training_losses(eta_loo)
+        scores = backend.held_out_losses(eta_loo)
     elif method == "self_influence":
         scores = explainer.self_influence()
     else:
@@ -202,7 +202,10 @@ class MislabelDetector(BaseEstimator):
       refits). A mislabeled row is one the rest of the data cannot explain.
       It needs the dense inverse Hessian (models up to 5,000 parameters with
       the default solver); beyond that use ``'self_influence'``, whose
-      suggested labels are then the full model's predictions.
+      suggested labels are then the full model's predictions. For boosted
+      trees, half of it is the row's held-out loss averaged over the
+      boosting rounds (a wrong label is fitted late, if at all; see the
+      trees user guide).
     - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
     - ``'training_loss'``: the row's loss under the full model.
 
