@@ -19,8 +19,11 @@ a. Scores against ``tree-influence`` (Brophy et al.'s package) on the same
 b. Brophy et al.'s removal evaluation: per test row, remove the k most
    helpful training rows (largest ``loo_change``) by each method, retrain the
    model (same parameters and random_state), and measure the increase of that
-   row's test loss; k = 0.5%, 1%, 2%, 5% of the training set; against random
-   rows and the rows of largest training loss. Mean over test rows.
+   row's test loss; k = 0.5%, 1%, 2%, 5% of the training set; against
+   tree-influence's BoostIn and LeafInfluence rankings of the same fitted
+   model (its positive local influence = helpful; skipped without
+   ``--treeinf-python``), random rows and the rows of largest training
+   loss. Mean over test rows.
 c. Label noise: 10% of the labels flipped; recall of the flipped rows among
    the 10% most suspect, ``MislabelDetector(HistGradientBoostingClassifier)``
    vs cleanlab on 5-fold cross-validated probabilities of the same model.
@@ -311,6 +314,13 @@ def section_a(args):
 
 
 # -- b ---------------------------------------------------------------------------
+#: tree-influence's explainers in the removal table, by their column there.
+TREEINF_NAMES = {
+    "boostin": "tree-influence boostin",
+    "leaf_influence": "tree-influence leaf_influence",
+}
+
+
 def _datasets(seed):
     X, y = load_breast_cancer(return_X_y=True)
     Xd, yd = load_diabetes(return_X_y=True)
@@ -343,6 +353,11 @@ def section_b(args):
         for method in ("boostin", "leaf_influence", "leaf_refit"):
             explainer = InfluenceExplainer(model, solver=method).fit(Xtr, ytr)
             scores[method] = explainer.loo_change(Xte[test], yte[test])
+        scores.update(
+            _treeinf_rankings(
+                args, explainer.estimator_, Xtr, ytr, Xte[test], yte[test]
+            )
+        )
         backend = explainer.backend_
         base_loss = backend.test_loss(Xte[test], yte[test])
         train_loss = backend.training_losses()
@@ -379,6 +394,16 @@ def section_b(args):
         f"mean test-loss increase ({args.test_rows} test rows; larger = better)"
     )
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+def _treeinf_rankings(args, model, X, y, X_test, y_test):
+    """tree-influence's BoostIn and LeafInfluence scores (positive = helpful)
+    on the very model fitted here, by column name; none without its venv."""
+    if not Path(args.treeinf_python).exists():
+        return {}
+    job = dict(model=model, X=X, y=y, Xt=X_test, yt=y_test, methods=list(TREEINF_NAMES))
+    theirs = run_treeinf(args.treeinf_python, job)
+    return {label: theirs[name] for name, label in TREEINF_NAMES.items()}
 
 
 def _loss(backend, model, X, y):
