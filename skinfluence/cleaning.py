@@ -66,7 +66,7 @@ def score_rows(explainer, method):
             raise
         eta_loo = backend.training_outputs()  # iterative solver: full model's labels
     if method == "loo_loss":
-        scores = backend.training_losses(eta_loo)
+        scores = backend.held_out_losses(eta_loo)
     elif method == "self_influence":
         scores = np.asarray(explainer.self_influence())  # an array in any output
     else:
@@ -214,7 +214,9 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
       It needs the dense inverse Hessian (models up to 5,000 parameters, or
       8,192 when not wide, with the default solver); beyond that use
       ``'self_influence'``, whose suggested labels are then the full model's
-      predictions.
+      predictions. For boosted trees, half of it is the row's held-out loss
+      averaged over the boosting rounds (a wrong label is fitted late, if at
+      all; see the trees user guide).
     - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
     - ``'training_loss'``: the row's loss under the full model.
 

@@ -305,6 +305,13 @@ class InfluenceBackend:
         """The ``size`` most helpful and most harmful rows per test row."""
         return self.top_k(X, y, k=size, target=target)
 
+    def held_out_losses(self, eta_loo):
+        """Each training row's held-out loss, its mislabel score: the loss of
+        its label at ``eta_loo``, its outputs under the model fitted without
+        it (:meth:`loo_own_outputs`). Backends whose fit passes checkpoints
+        (boosting rounds) may add what those tell."""
+        return self.training_losses(eta_loo)
+
     # -- optional operations with a default refusal -------------------------------
     def test_outputs(self, X, y=None, *, target="loss"):
         """Each test row's quantity ``target`` at the fitted parameters, (n_test,)."""

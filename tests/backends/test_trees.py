@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skinfluence import InfluenceExplainer, MislabelDetector, validate_loo
 from skinfluence.backends.trees import TreeBackend
+from skinfluence.backends.trees._boostin import held_out_loss_curve
 from skinfluence.backends.trees._leaf_refit import refit_outputs
 from skinfluence.exceptions import UnsupportedOperationError
 
@@ -380,6 +381,57 @@ def test_lightgbm_weights_and_baseline(rng):
     assert np.ptp(backend.baseline_) < 1e-10
     with pytest.raises(TypeError, match="boosting_type"):
         InfluenceExplainer(lightgbm.LGBMClassifier(boosting_type="dart")).fit(X, y)
+
+
+@pytest.mark.parametrize("lib", ["hgb", "gb"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_held_out_curve_follows_the_staged_predictions(fitted, lib, kind):
+    """With no own share removed, the curve is the mean loss of the model's own
+    truncated predictions (``staged_decision_function``) over the rounds."""
+    explainer = fitted[lib, kind, "boostin"][0]
+    backend = explainer.backend_
+    X, y, _ = backend.training_data()
+    stages = np.stack(
+        [
+            np.reshape(F, (len(y), -1))
+            for F in explainer.estimator_.staged_decision_function(X)
+        ],
+        axis=2,
+    )
+    t = backend.target_
+    expected = backend.loss_.loss(t, stages).mean(axis=1)
+    curve = held_out_loss_curve(
+        backend.ensemble_,
+        backend.loss_,
+        backend.leaves_,
+        np.zeros(backend.leaves_.shape),
+        backend.weights_,
+        backend.baseline_,
+        t,
+    )
+    np.testing.assert_allclose(curve, expected, rtol=1e-6, atol=1e-10)
+
+
+def test_held_out_losses_of_one_round_are_the_loo_losses():
+    """One boosting round: the curve is the held-out loss itself."""
+    X, y, _, _ = _data("multiclass")
+    model = HistGradientBoostingClassifier(max_iter=1, max_leaf_nodes=6)
+    backend = InfluenceExplainer(model).fit(X, y).backend_
+    eta = backend.loo_own_outputs()
+    np.testing.assert_allclose(
+        backend.held_out_losses(eta), backend.training_losses(eta), rtol=1e-12
+    )
+    # More rounds: the mean over them is added, with equal weight.
+    backend = InfluenceExplainer(_model("hgb", "multiclass")).fit(X, y).backend_
+    eta = backend.loo_own_outputs()
+    ens = backend.ensemble_
+    n, R, K = len(y), ens.n_rounds, ens.n_outputs
+    steps = ens.leaf_values[backend.leaves_] - backend.derivatives_
+    F = backend.baseline_[:, None, :] + np.cumsum(steps.reshape(n, R, K), axis=1)
+    rounds = np.mean([backend.training_losses(F[:, r]) for r in range(R)], axis=0)
+    np.testing.assert_allclose(
+        backend.held_out_losses(eta), (backend.training_losses(eta) + rounds) / 2
+    )
 
 
 def test_mislabel_detector_with_boosted_trees(rng):

@@ -555,6 +555,31 @@ class TreeBackend(InfluenceBackend):
             return self.replay_.outputs - self.weights_[:, None] * d
         return self._loo_own_refit()
 
+    def held_out_losses(self, eta_loo):
+        """Mislabel scores: the held-out loss averaged with its boosting curve.
+
+        Half the loss of each row's label at ``eta_loo`` (the final model
+        without the row), half its mean over the rounds of the same loss under
+        the ensemble truncated after each round (first order, every other leaf
+        value fixed; :func:`._boostin.held_out_loss_curve`). A wrong label is
+        fitted late, if at all: its row stays costly through the rounds, where
+        a hard correct row is learned early; the structure, fitted with the
+        row, cannot forget it, and the curve sees what the final model hides.
+        """
+        out = np.empty(self.n_train_)
+        ens = self.ensemble_
+        for rows in chunk_slices(self.n_train_, 8 * 3 * ens.n_trees):
+            out[rows] = _boostin.held_out_loss_curve(
+                ens,
+                self.loss_,
+                self.leaves_[rows],
+                self.derivatives_[rows],
+                self.weights_[rows],
+                self.baseline_[rows],
+                self.target_[rows],
+            )
+        return 0.5 * (self.training_losses(eta_loo) + out)
+
     def whitening(self):
         """Nothing to precondition: refits replay the trees (for the detector)."""
         return None

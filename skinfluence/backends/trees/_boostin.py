@@ -119,3 +119,19 @@ def own_output_derivatives(derivatives, n_rounds, n_outputs):
     """``d F_i / d delta_i`` per output, shape (n, K), other leaves fixed."""
     n = derivatives.shape[0]
     return derivatives.reshape(n, n_rounds, n_outputs).sum(axis=1)
+
+
+def held_out_loss_curve(ensemble, loss, leaves, derivatives, weights, baseline, target):
+    """Each row's held-out loss after every round, averaged over the rounds.
+
+    After round ``r`` the row's outputs are the baseline plus its leaves' values
+    of rounds ``1..r``, less its own first-order share in them (``w_i`` times
+    its leaf derivatives, every other leaf value fixed): the loss of its label
+    under the ensemble truncated at ``r`` and fitted without it. Shape (n,).
+    """
+    n = leaves.shape[0]
+    R, K = ensemble.n_rounds, ensemble.n_outputs
+    steps = ensemble.leaf_values[leaves] - weights[:, None] * derivatives
+    F = np.cumsum(steps.reshape(n, R, K), axis=1).transpose(0, 2, 1)
+    F += np.asarray(baseline)[:, :, None]
+    return loss.loss(target, F).mean(axis=1)
