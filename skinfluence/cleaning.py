@@ -216,7 +216,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
       ``'self_influence'``, whose suggested labels are then the full model's
       predictions. For boosted trees, half of it is the row's held-out loss
       averaged over the boosting rounds (a wrong label is fitted late, if at
-      all; see the trees user guide).
+      all).
     - ``'self_influence'``: ``g_i' H^-1 g_i``, Koh & Liang's ranking.
     - ``'training_loss'``: the row's loss under the full model.
 
