@@ -321,6 +321,78 @@ def test_early_stopping_rounds_and_missing_values(rng):
     )
 
 
+def _categorical_data(rng, n):
+    """Two numerical columns, then categories 0-11 (with NaN), a numerical
+    column and categories 0-39."""
+    X = np.c_[
+        rng.normal(size=(n, 2)),
+        rng.integers(0, 12, n),
+        rng.normal(size=n),
+        rng.integers(0, 40, n),
+    ].astype(float)
+    X[rng.random(n) < 0.05, 2] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_categorical_splits_route_rows_as_sklearn(rng, kind):
+    """Leaves read through categorical bitsets give the model's own outputs on
+    training rows and on test rows with unknown, negative and missing
+    categories; the leaf values follow from the rows' gradients."""
+    X = _categorical_data(rng, 500)
+    signal = (
+        X[:, 0]
+        + 1.5 * np.isin(X[:, 2], [1, 3, 5, 7])
+        - np.isin(X[:, 4], np.arange(0, 40, 3))
+        + 0.5 * rng.normal(size=len(X))
+    )
+    params = dict(max_iter=15, categorical_features=[2, 4], random_state=0)
+    if kind == "regression":
+        model, y = HistGradientBoostingRegressor(**params), signal
+    else:
+        cuts = [0.5] if kind == "binary" else [0.0, 1.0]
+        model, y = HistGradientBoostingClassifier(**params), np.digitize(signal, cuts)
+    explainer = InfluenceExplainer(model).fit(X, y)
+    backend = explainer.backend_
+    fitted = explainer.estimator_
+    assert sum(p.nodes["is_categorical"].sum() for r in fitted._predictors for p in r)
+    Xt = _categorical_data(rng, 200)
+    Xt[:10, 2] = 15.0  # unknown
+    Xt[10:20, 4] = -1.0  # negative: missing
+    Xt[20:30, 4] = 300.0  # unknown
+    ens = backend.ensemble_
+    base = backend.baseline_[:1]
+    assert np.ptp(backend.baseline_, axis=0).max() < 1e-12
+    raw = fitted.predict(Xt) if kind == "regression" else fitted.decision_function(Xt)
+    outputs = base + ens.raw_sum(ens.apply(Xt))
+    np.testing.assert_allclose(outputs, np.reshape(raw, outputs.shape), atol=1e-12)
+    values = ens.leaf_values
+    assert np.max(np.abs(backend.recomputed_leaf_values() - values)) <= 1e-6 * np.max(
+        np.abs(values)
+    )
+    assert explainer.influence(Xt[:5], y[:5]).shape == (5, len(y))
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_categorical_features_from_a_dataframe(rng):
+    """A model fitted on pandas categoricals (of numbers), explained frozen."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.frozen import FrozenEstimator
+
+    n = 300
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=n), "c": pd.Categorical(10 * rng.integers(0, 6, n))}
+    )
+    y = (frame.a + (frame.c.astype(int) % 20 == 0) > 0.5).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(frame, y)
+    assert model.is_categorical_.tolist() == [False, True]
+    assert sum(p.nodes["is_categorical"].sum() for r in model._predictors for p in r)
+    explainer = InfluenceExplainer(FrozenEstimator(model)).fit(frame, y)
+    assert np.ptp(explainer.backend_.baseline_) < 1e-12
+    leaves = explainer.backend_.ensemble_.apply(frame.to_numpy(float))
+    np.testing.assert_array_equal(leaves, explainer.backend_.leaves_)
+
+
 def test_pipeline_prefix():
     X, y, Xt, yt = _data("binary")
     model = make_pipeline(StandardScaler(), _model("gb", "binary"))

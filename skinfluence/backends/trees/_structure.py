@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...exceptions import UnsupportedOperationError
-
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
 LGBM = ("LGBMClassifier", "LGBMRegressor")
@@ -215,14 +213,15 @@ def _compact(is_leaf):
 
 
 def _read_hgb(model):
-    trees = [p.nodes for rnd in model._predictors for p in rnd]
+    predictors = [p for rnd in model._predictors for p in rnd]
+    trees = [p.nodes for p in predictors]
     K = len(model._predictors[0])
-    if any(np.any(nodes["is_categorical"]) for nodes in trees):
-        raise UnsupportedOperationError(
-            f"{type(model).__name__} has categorical splits (bitsets); the tree "
-            "backend reads numerical splits only. One-hot or ordinal-encode the "
-            "categorical features in a Pipeline step instead."
-        )
+    # With categorical features the trees split the columns of the model's
+    # own encoding (categories as integer codes, those columns first).
+    encoder = getattr(model, "_preprocessor", None)
+    known = None
+    if encoder is not None:
+        known = model._bin_mapper.make_known_categories_bitsets()
     leaf_pos = [_compact(nodes["is_leaf"].astype(bool)) for nodes in trees]
     counts = [int(nodes["is_leaf"].sum()) for nodes in trees]
     values = np.concatenate(
@@ -230,10 +229,15 @@ def _read_hgb(model):
     )
 
     def apply_fn(X):
+        if encoder is not None:
+            X = encoder.transform(X)
         X = np.ascontiguousarray(X, dtype=np.float64)
         has_nan = bool(np.isnan(X).any())
         return np.stack(
-            [pos[_walk(nodes, X, has_nan)] for nodes, pos in zip(trees, leaf_pos)],
+            [
+                pos[_walk(p.nodes, X, has_nan, (p.raw_left_cat_bitsets, known))]
+                for p, pos in zip(predictors, leaf_pos)
+            ],
             axis=1,
         )
 
@@ -248,14 +252,40 @@ def _read_hgb(model):
     )
 
 
-def _walk(nodes, X, has_nan=True):
+def _in_bitset(bitsets, row, code):
+    """Whether each ``code`` (int < 256) is in bitset ``row`` of ``bitsets``."""
+    return ((bitsets[row, code // 32] >> (code % 32)) & 1).astype(bool)
+
+
+def _categorical_left(nodes, node, x, bitsets):
+    """Which rows at categorical splits ``node`` go left, as sklearn's predictor.
+
+    A category in the split's left bitset goes left, another known category
+    right; a negative or unknown one follows ``missing_go_to_left`` (NaN is
+    routed by the caller).
+    """
+    left_sets, (known_sets, feature_map) = bitsets
+    missing_left = nodes["missing_go_to_left"][node].astype(bool)
+    valid = x >= 0  # False for NaN too
+    code = np.where(valid, x, 0).astype(np.intp)
+    left = _in_bitset(left_sets, nodes["bitset_idx"][node].astype(np.intp), code)
+    feature = feature_map[nodes["feature_idx"][node]].astype(np.intp)
+    known = _in_bitset(known_sets, feature, code)
+    return np.where(valid & (left | known), left, missing_left)
+
+
+def _walk(nodes, X, has_nan=True, bitsets=None):
     """Leaf node of every row: one vectorised step per depth level.
 
     As HistGradientBoosting's predictor on raw input: NaN follows
-    ``missing_go_to_left``, otherwise ``x <= num_threshold`` goes left. Rows
-    at a leaf stay there (a leaf is its own child here).
+    ``missing_go_to_left``; a numerical split sends ``x <= num_threshold``
+    left, a categorical one the categories of its bitset
+    (:func:`_categorical_left`; ``bitsets``: the predictor's left bitsets and
+    the model's known categories). Rows at a leaf stay there (a leaf is its
+    own child here).
     """
     is_leaf = nodes["is_leaf"].astype(bool)
+    is_cat = nodes["is_categorical"].astype(bool) & ~is_leaf
     ids = np.arange(len(nodes))
     feature = np.where(is_leaf, 0, nodes["feature_idx"]).astype(np.intp)
     threshold = np.where(is_leaf, np.inf, nodes["num_threshold"])
@@ -271,6 +301,9 @@ def _walk(nodes, X, has_nan=True):
     for _ in range(int(nodes["depth"].max())):  # the deepest leaf's depth
         x = flat[offsets + feature[node]]
         go_left = x <= threshold[node]
+        cat = is_cat[node]
+        if cat.any():
+            go_left[cat] = _categorical_left(nodes, node[cat], x[cat], bitsets)
         if has_nan:
             go_left = np.where(np.isnan(x), missing_left[node], go_left)
         node = children[node, go_left.astype(np.intp)]
