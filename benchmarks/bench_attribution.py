@@ -67,7 +67,8 @@ Peers run in their own virtual environment (they pin torch and numpy
 differently): this script writes the data and the fitted parameters to an
 .npz, runs itself as ``--peer NAME TAG IN OUT`` under that environment's
 python (TAG 'clean': scores of the test rows; 'noisy': self-influence on the
-flipped labels; each within ``--peer-timeout``), and reads the scores back::
+flipped labels; each within ``--peer-timeout`` seconds and ``--peer-memory``
+GiB of data memory, as ``RLIMIT_DATA``), and reads the scores back::
 
     python -m venv /tmp/attr-venv
     /tmp/attr-venv/bin/pip install torch==2.13.0 dattri==0.3.0 traker
@@ -76,6 +77,7 @@ flipped labels; each within ``--peer-timeout``), and reads the scores back::
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -472,16 +474,30 @@ def _lds(h, masks, actual):
     return float(np.nanmean(spearman_columns(predicted, actual)))
 
 
-def _run_peer(python, name, tag, npz, timeout):
+def _run_peer(python, name, tag, npz, timeout, memory_gib):
     out = Path(npz).with_suffix(f".{name}.{tag}.npz")
     cmd = [python, __file__, "--peer", name, tag, npz, str(out)]
+
+    def limit_memory():  # an allocation past the cap fails in the peer alone
+        cap = int(memory_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=limit_memory,
+        )
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:g} s"
+    if done.returncode < 0:  # the kernel's OOM killer sends SIGKILL
+        return None, f"killed by signal {-done.returncode}"
     if done.returncode:
-        tail = done.stderr.strip().splitlines()[-1:] or ["(no message)"]
-        return None, f"failed: {tail[0][:200]}"
+        # The last line naming an error (progress bars write to stderr too).
+        lines = [ln for ln in done.stderr.splitlines() if "Error" in ln]
+        return None, f"failed: {(lines or ['(no message)'])[-1].strip()[:200]}"
     return dict(np.load(out)), None
 
 
@@ -489,6 +505,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default=None)
     parser.add_argument("--peer-timeout", type=float, default=600)
+    parser.add_argument(
+        "--peer-memory", type=float, default=20, help="GiB of data per peer run"
+    )
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tasks", default="speed,digits,mnist-shaped,digits-mlp")
@@ -591,7 +610,7 @@ def _run_task(task, args, validate_lds):
         # Test rows of the clean model; self-influence of the noisy one.
         for tag, what in (("clean", "test rows"), ("noisy", "self-influence")):
             result, error = _run_peer(
-                args.peer_python, peer, tag, npz, args.peer_timeout
+                args.peer_python, peer, tag, npz, args.peer_timeout, args.peer_memory
             )
             if error is not None:
                 row.setdefault("errors", []).append(f"{what} {error}")
