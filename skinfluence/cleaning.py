@@ -236,7 +236,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         another class and whose ``mislabel_probability_`` is at least 2/3
         (odds of 2 to 1 that the label is wrong), under a label-noise model
         fitted to the held-out outputs (see Notes); ``noise_rate_`` is that
-        model's estimate of the share of wrong labels.
+        model's estimate of the share of wrong labels. A boosted tree
+        ensemble's held-out probabilities hide most wrong labels from that
+        model, so with one 'auto' flags few rows or none, and warns: pass the
+        share to flag.
     threshold : float, default=None
         Flag rows scoring above it instead (overrides ``contamination``).
     action : {'drop', 'relabel', 'flag'}, default='drop'
@@ -486,7 +489,29 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         self._y = y_arr
         self._label_issues = self._flag(y_arr)
         self._index = pandas_index(X)
+        self._warn_uncalibrated_auto()
         return self
+
+    def _warn_uncalibrated_auto(self):
+        """Warn when 'auto' reads a noise rate from outputs that hide it."""
+        backend = self.explainer_.backend_
+        if (
+            self.threshold is not None
+            or self.contamination != "auto"
+            or backend.calibrated_held_out
+        ):
+            return
+        warnings.warn(
+            f"contamination='auto' flagged {int(self._label_issues.sum())} of "
+            f"{len(self._label_issues)} rows (noise_rate_={self.noise_rate_:.3g}): "
+            f"the {backend.name} backend's held-out probabilities come from a "
+            "structure grown with every row, which hides most wrong labels from "
+            "the noise model behind 'auto'. The ranking (scores_, ranking_) "
+            "still finds them: pass contamination=<share of rows to flag>, "
+            "e.g. 0.05, or threshold=<score>.",
+            UserWarning,
+            stacklevel=4,
+        )
 
     scores_ = _per_row_attribute("_scores", "score")
     label_issues_ = _per_row_attribute("_label_issues", "label_issue")

@@ -194,6 +194,9 @@ class InfluenceBackend:
     input_dtypes = (np.float64,)
     #: Whether missing values (NaN) are valid input (tree ensembles).
     allow_nan = False
+    #: Whether the held-out outputs (``loo_own_outputs``) are probabilities a
+    #: label-noise rate can be estimated from (MislabelDetector's 'auto').
+    calibrated_held_out = True
 
     def supports(self, capability):
         """Whether this backend serves ``capability`` (see :attr:`capabilities`)."""

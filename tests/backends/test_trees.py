@@ -1,5 +1,7 @@
 """The tree backend: leaf values, LeafInfluence against LeafRefit, explainer API."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -519,3 +521,22 @@ def test_mislabel_detector_with_boosted_trees(rng):
     assert found > 0.3  # random ranking: 0.1
     one_round = MislabelDetector(model, contamination=0.1, n_rounds=1).fit(X, y)
     assert np.isin(one_round.ranking_[:40], flipped).mean() > 0.3
+
+
+def test_auto_contamination_with_boosted_trees_warns(rng):
+    X, y = load_breast_cancer(return_X_y=True)
+    y = y.copy()
+    flipped = rng.choice(len(y), size=len(y) // 10, replace=False)
+    y[flipped] = 1 - y[flipped]
+    model = HistGradientBoostingClassifier(
+        max_iter=30, max_leaf_nodes=8, l2_regularization=1.0, random_state=0
+    )
+    with pytest.warns(UserWarning, match="contamination=<share") as record:
+        detector = MislabelDetector(model).fit(X, y)
+    assert record[0].filename == __file__  # points at the caller's line
+    # 'auto' misses most of the 57 flips, while the ranking finds them.
+    assert detector.label_issues_.sum() < len(flipped) / 2
+    assert np.isin(detector.ranking_[: len(flipped)], flipped).mean() > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MislabelDetector(model, contamination=0.1).fit(X, y)
