@@ -290,12 +290,17 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         )
         backend.check_estimator(self.estimator)
         train_index = pandas_index(X)
+        # Rows the estimator validates itself (a Pipeline's first step, a
+        # model that encodes categorical columns) reach it as given.
+        self._raw_input = self._has_prefix() or backend.validates_own_input(
+            self.estimator, X
+        )
         X, y, weights = backend.validate_training_input(
             self,
             X,
             y,
             sample_weight,
-            prefixed=self._has_prefix(),
+            prefixed=self._raw_input,
             frozen=is_frozen(self.estimator),
         )
         self.estimator_ = clone(self.estimator)
@@ -389,7 +394,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         return split_model(self.estimator)[0] is not None
 
     def _validate_test_X(self, X, name="X_test"):
-        if self._has_prefix():
+        if self._raw_input:
             X = check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)
             return X

@@ -253,6 +253,14 @@ class InfluenceBackend:
         check_sample_weight_values(sample_weight)
         return X, y, sample_weight
 
+    def validates_own_input(self, estimator, X):
+        """Whether ``estimator`` takes ``X`` as given and checks it itself.
+
+        True lets ``X`` through to the estimator unconverted (as for a
+        Pipeline, whose first step validates its input).
+        """
+        return False
+
     # -- test side ------------------------------------------------------------
     def model_input(self, X):
         """``X`` as the final model sees it (after the Pipeline prefix)."""

@@ -366,7 +366,7 @@ def test_categorical_splits_route_rows_as_sklearn(rng, kind):
     base = backend.baseline_[:1]
     assert np.ptp(backend.baseline_, axis=0).max() < 1e-12
     raw = fitted.predict(Xt) if kind == "regression" else fitted.decision_function(Xt)
-    outputs = base + ens.raw_sum(ens.apply(Xt))
+    outputs = base + ens.raw_sum(ens.apply(ens.encoded(Xt)))
     np.testing.assert_allclose(outputs, np.reshape(raw, outputs.shape), atol=1e-12)
     values = ens.leaf_values
     assert np.max(np.abs(backend.recomputed_leaf_values() - values)) <= 1e-6 * np.max(
@@ -375,7 +375,6 @@ def test_categorical_splits_route_rows_as_sklearn(rng, kind):
     assert explainer.influence(Xt[:5], y[:5]).shape == (5, len(y))
 
 
-@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_categorical_features_from_a_dataframe(rng):
     """A model fitted on pandas categoricals (of numbers), explained frozen."""
     pd = pytest.importorskip("pandas")
@@ -391,8 +390,67 @@ def test_categorical_features_from_a_dataframe(rng):
     assert sum(p.nodes["is_categorical"].sum() for r in model._predictors for p in r)
     explainer = InfluenceExplainer(FrozenEstimator(model)).fit(frame, y)
     assert np.ptp(explainer.backend_.baseline_) < 1e-12
-    leaves = explainer.backend_.ensemble_.apply(frame.to_numpy(float))
+    ens = explainer.backend_.ensemble_
+    # As numbers, the columns in the model's own encoding give the same leaves.
+    leaves = ens.apply(ens.encoded(frame.to_numpy(float)))
     np.testing.assert_array_equal(leaves, explainer.backend_.leaves_)
+
+
+# Rows sharing every leaf tie in the predicted change: the correlation's warning.
+@pytest.mark.filterwarnings("ignore:The predicted or the actual changes are all")
+@pytest.mark.parametrize("frozen", [False, True])
+def test_string_categories_of_a_dataframe(rng, frozen):
+    """HistGradientBoosting encodes pandas categoricals of strings itself: the
+    explainer passes the frame through, and routes rows as the model does."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.frozen import FrozenEstimator
+
+    n, m = 300, 40
+    colors = np.array(["red", "green", "blue", "grey"])
+    whole = pd.DataFrame(
+        {
+            "a": rng.normal(size=n + m),
+            "color": pd.Categorical(colors[rng.integers(0, 4, n + m)]),
+            "b": rng.normal(size=n + m),
+        }
+    )
+    labels = (whole.a + whole.color.isin(["red", "grey"]) > 0.5).astype(int)
+    frame, y = whole.iloc[:n], labels.to_numpy()[:n]
+    test, y_test = whole.iloc[n:].copy(), labels.to_numpy()[n:]
+    model = HistGradientBoostingClassifier(max_iter=15, random_state=0)
+    if frozen:
+        model = FrozenEstimator(model.fit(frame, y))
+    explainer = InfluenceExplainer(model).fit(frame, y)
+    fitted = explainer.estimator_
+    fitted = getattr(fitted, "estimator", fitted)
+    assert fitted.is_categorical_.tolist() == [False, True, False]
+    assert sum(p.nodes["is_categorical"].sum() for r in fitted._predictors for p in r)
+    test["color"] = test.color.cat.add_categories("pink")
+    test.loc[test.index[:5], "color"] = "pink"  # unknown to the model
+    backend = explainer.backend_
+    leaves, base, raw = backend._test_side(test)
+    np.testing.assert_allclose(raw[:, 0], fitted.decision_function(test), atol=1e-12)
+    np.testing.assert_allclose(
+        base + backend.ensemble_.raw_sum(leaves), raw, atol=1e-12
+    )
+    # The trees' columns: the model's codes, categorical columns first.
+    assert explainer.training_data()[0].shape == (n, 3)
+    table = explainer.top_influential(test.iloc[:3], y_test[:3], k=3)
+    assert set(table.train_row) <= set(frame.index)
+    refits = validate_loo(explainer, test, y_test, n_remove=6, n_random=0)
+    assert len(refits.table) == 6 and np.all(np.isfinite(refits.table.actual))
+    fixed = validate_loo(
+        explainer,
+        test,
+        y_test,
+        n_remove=6,
+        n_random=0,
+        refit_options={"fixed_structure": True},
+    )
+    exact = InfluenceExplainer(model, solver="leaf_refit").fit(frame, y)
+    rows = fixed.table.train_row.to_numpy()
+    expected = exact.loo_change(test, y_test).sum(axis=0)[rows]
+    np.testing.assert_allclose(fixed.table.actual, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_pipeline_prefix():

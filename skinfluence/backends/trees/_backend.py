@@ -10,8 +10,10 @@ explainer's and take inputs already validated.
 from collections import namedtuple
 
 import numpy as np
+import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
+from sklearn.utils import _safe_indexing
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_array, validate_data
 
@@ -172,6 +174,21 @@ class TreeBackend(InfluenceBackend):
             )
         check_tree_model(split_model(estimator)[1])
 
+    def validates_own_input(self, estimator, X):
+        """A DataFrame with categorical columns, for a HistGradientBoosting model.
+
+        The model encodes those columns itself (``categorical_features=
+        'from_dtype'``), and the trees split its encoding: the rows reach it
+        as they are, and the traversal encodes them as it does.
+        """
+        model = split_model(estimator)[1]
+        dtypes = getattr(X, "dtypes", None)
+        return (
+            type(model).__name__.startswith("HistGradientBoosting")
+            and dtypes is not None
+            and any(isinstance(d, pd.CategoricalDtype) for d in dtypes)
+        )
+
     def validate_training_input(
         self, explainer, X, y, sample_weight, prefixed, frozen=False
     ):
@@ -198,7 +215,11 @@ class TreeBackend(InfluenceBackend):
         return X, y, sample_weight
 
     def model_input(self, X):
-        """``X`` after any Pipeline prefix."""
+        """``X`` in the columns the trees split (after any Pipeline prefix)."""
+        return self.ensemble_.encoded(self._model_frame(X))
+
+    def _model_frame(self, X):
+        """``X`` as the final model takes it: after any Pipeline prefix."""
         if self.prefix_ is None:
             return X
         return check_array(
@@ -215,8 +236,8 @@ class TreeBackend(InfluenceBackend):
         check_tree_model(model)
         self.prefix_ = prefix
         self.model_ = model
-        X = self.model_input(X)
-        self.X_input_ = X
+        X = self._model_frame(X)
+        self.X_input_ = X  # as the model takes it, for retraining
         self.loss_ = loss = _loss_of(model)
         self.y_ = np.asarray(y)
         self.target_ = loss.encode(self.y_)
@@ -228,7 +249,8 @@ class TreeBackend(InfluenceBackend):
             1.0 if class_weight is None else compute_sample_weight(class_weight, y)
         )
         self.ensemble_ = ens = read_ensemble(model, self.target_, self.weights_)
-        self.leaves_ = ens.apply(X)
+        self.X_model_ = ens.encoded(X)
+        self.leaves_ = ens.apply(self.X_model_)
         self.baseline_ = _raw(model, X) - ens.raw_sum(self.leaves_)
         self.replay_ = _boostin.replay(
             ens, loss, self.leaves_, self.target_, self.weights_, self.baseline_
@@ -251,9 +273,9 @@ class TreeBackend(InfluenceBackend):
     # -- test side ----------------------------------------------------------------
     def _test_side(self, X):
         """``(leaves, baseline, raw outputs)`` of test rows."""
-        Xm = self.model_input(X)
-        leaves = self.ensemble_.apply(Xm)
-        raw = _raw(self.model_, Xm)
+        frame = self._model_frame(X)
+        leaves = self.ensemble_.apply(self.ensemble_.encoded(frame))
+        raw = _raw(self.model_, frame)
         return leaves, raw - self.ensemble_.raw_sum(leaves), raw
 
     def _test_factors(self, X, y, target, per_round=False):
@@ -430,7 +452,7 @@ class TreeBackend(InfluenceBackend):
             yield test_rows, rows, (W * D if kind == "influence" else -w[rows] * D)
 
     def _full(self, X, y, target, kind):
-        n_test = self.model_input(X).shape[0]
+        n_test = self._model_frame(X).shape[0]
         check_result_size(
             (n_test, self.n_train_),
             "The influence matrix",
@@ -532,8 +554,9 @@ class TreeBackend(InfluenceBackend):
 
     # -- training rows, for the applications ----------------------------------------
     def training_data(self):
-        """``(X, y, weights)``: the final model's input, labels, effective weights."""
-        return self.X_input_, self.y_, self.weights_
+        """``(X, y, weights)``: the final model's input (in the columns its
+        trees split), labels, effective weights."""
+        return self.X_model_, self.y_, self.weights_
 
     def training_outputs(self, refitted=None):
         """Raw outputs of the training rows, shape (n, K): the fit's or a refit's."""
@@ -602,7 +625,7 @@ class TreeBackend(InfluenceBackend):
         without the rows (LeafRefit): the exact reference of the
         structure-fixed methods.
         """
-        Xm = self.model_input(X)
+        Xm = self._model_frame(X)
         t = self.loss_.encode(check_test_labels(y, Xm.shape[0]))
         before = self.test_loss(X, y).sum()
         if fixed_structure:
@@ -620,7 +643,7 @@ def _refit_loss(backend, rows, X_test, t_test):
     keep = np.ones(backend.n_train_, dtype=bool)
     keep[np.asarray(rows, dtype=int)] = False
     refit = clone(backend.model_).fit(
-        backend.X_input_[keep],
+        _safe_indexing(backend.X_input_, keep),
         backend.y_[keep],
         sample_weight=backend.sample_weight_[keep],
     )

@@ -25,6 +25,7 @@ so that the first round's values are Newton steps too.
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
@@ -62,7 +63,10 @@ class TreeEnsemble:
     leaf_values: np.ndarray
     scale: float
     l2: float
-    apply_fn: object  # X -> (n, T) local leaf positions
+    apply_fn: object  # encoded X -> (n, T) local leaf positions
+    #: The model's input -> the numeric columns its trees split (identity,
+    #: or HistGradientBoosting's own encoding of categorical columns).
+    encode: object = None
 
     @property
     def n_trees(self):
@@ -76,8 +80,12 @@ class TreeEnsemble:
         """The output (class) of each tree, shape (T,)."""
         return np.tile(np.arange(self.n_outputs), self.n_rounds)
 
+    def encoded(self, X):
+        """``X`` in the columns the trees split (float64)."""
+        return X if self.encode is None else self.encode(X)
+
     def apply(self, X):
-        """Global leaf positions of each row, int32 of shape (n, T)."""
+        """Global leaf positions of each row of encoded ``X``, int32 (n, T)."""
         local = self.apply_fn(X)
         return (local + self.leaf_offsets[:-1]).astype(np.int32)
 
@@ -228,9 +236,13 @@ def _read_hgb(model):
         [nodes["value"][nodes["is_leaf"].astype(bool)] for nodes in trees]
     )
 
+    def encode(X):
+        names = getattr(encoder, "feature_names_in_", None)
+        if names is not None and not hasattr(X, "columns"):
+            X = pd.DataFrame(X, columns=names)  # the frame it was fitted on
+        return np.asarray(encoder.transform(X), dtype=np.float64)
+
     def apply_fn(X):
-        if encoder is not None:
-            X = encoder.transform(X)
         X = np.ascontiguousarray(X, dtype=np.float64)
         has_nan = bool(np.isnan(X).any())
         return np.stack(
@@ -249,6 +261,7 @@ def _read_hgb(model):
         scale=float(model.learning_rate),
         l2=float(model.l2_regularization) + 1e-15,
         apply_fn=apply_fn,
+        encode=None if encoder is None else encode,
     )
 
 
