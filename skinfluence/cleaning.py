@@ -211,8 +211,9 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     - ``'loo_loss'`` (default): the row's loss under the model fitted
       *without* it, from one exact Newton step per row (a Woodbury update, no
       refits). A mislabeled row is one the rest of the data cannot explain.
-      It needs the dense inverse Hessian (models up to 5,000 parameters, or
-      8,192 when not wide, with the default solver); beyond that use
+      It needs the dense inverse Hessian (with the default solver: models
+      up to 5,000 parameters, or up to 8,192 where the Woodbury identity
+      does not apply and the matrix fits in a quarter of memory); beyond that use
       ``'self_influence'``, whose suggested labels are then the full model's
       predictions. For boosted trees, half of it is the row's held-out loss
       averaged over the boosting rounds (a wrong label is fitted late, if at
@@ -284,7 +285,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     ----------
     explainer_ : InfluenceExplainer
     n_rounds_ : int
-        Rounds run (fewer than ``n_rounds`` when the flags repeated).
+        Rounds run (fewer than ``n_rounds`` when the flags repeated, nothing
+        was flagged, or a class would have kept fewer than 2 rows).
     scores_ : ndarray or Series of shape (n_samples,)
         Higher means more likely mislabeled.
     ranking_ : ndarray of shape (n_samples,)
@@ -300,7 +302,13 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         Each row's probability that its label is wrong under the noise model.
     sample_indices_ : ndarray
         Positions of the rows ``fit_resample`` returned.
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` has string column names.
 
+    Notes
+    -----
     With :meth:`set_output` ``(transform="pandas")`` (or
     ``sklearn.set_config(transform_output="pandas")``), the four per-row
     attributes ``scores_``, ``label_issues_``, ``suggested_labels_`` and
@@ -310,16 +318,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     columns of :meth:`get_label_issues`; the setting is read when the
     attribute is read. ``ranking_`` and ``sample_indices_`` hold positions
     and stay arrays.
-    classes_ : ndarray of shape (n_classes,)
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Only when ``X`` has string column names.
 
-    Notes
-    -----
-    Flagging every row the held-out model misclassifies (this detector's
-    former 'auto') removes honest ambiguity with the errors: on a task the
-    model gets 77% right, a quarter of the rows. Confident learning's
+    Flagging every row the held-out model misclassifies removes honest
+    ambiguity with the errors: on a task the model gets 77% right, a quarter
+    of the rows. Confident learning's
     per-class thresholds (cleanlab's ``find_label_issues``) still flag about
     as many rows there, at low precision. 'auto' instead fits, by maximum
     likelihood on the held-out outputs ``eta``, a model of how the given

@@ -222,7 +222,7 @@ def _fit_and_score(X, y_values, numeric, categorical, args, stages):
         threshold=args.threshold,
         action=args.action,
         # A bar over the rounds in a terminal; logs keep the stage lines only.
-        verbose=int(sys.stderr.isatty()),
+        verbose=int(sys.stderr.isatty() and not args.quiet),
     )
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -49,7 +49,7 @@ SOLVERS = {
 AUTO_EXACT_MAX_PARAMS = 5000
 # ... and up to this many where Woodbury does not apply and the dense Hessian
 # takes at most a quarter of physical memory (8192: 512 MiB). A ten-class
-# linear model on 784 features (7,840 parameters) is factorized in seconds,
+# linear model on 784 features (7,850 parameters) is factorized in seconds,
 # where conjugate gradients pay many Hessian products per test row
 # (benchmarks/bench_attribution.py).
 AUTO_EXACT_WIDE_MAX_PARAMS = 8192

@@ -98,8 +98,8 @@ class LissaSolver(BaseEstimator):
     verbose : int, default=0
         1 shows each :meth:`solve` on standard error: a transient bar over
         the recursion's steps (``depth`` per repeat) with the largest
-        relative step, the residual with full batches (tqdm when installed,
-        else one closing line per solve). The explainer passes its own
+        relative step (tqdm when installed, else one closing line per
+        solve). The explainer passes its own
         ``verbose`` to the solvers it names.
 
     Attributes
