@@ -88,15 +88,18 @@ def _given_label_probability(eta, t):
             return s, ds, ds * (1.0 - 2.0 * s) * z
 
         return binary
-    Z = eta - eta.max(axis=1, keepdims=True)  # a * Z <= 0: exp never overflows
+    # Classes by rows: the sums over classes add K contiguous rows.
+    Z = np.ascontiguousarray((eta - eta.max(axis=1, keepdims=True)).T)
+    Z2 = Z**2  # a * Z <= 0: exp never overflows
     rows = np.arange(len(t))
-    z_given = Z[rows, t]
+    z_given = Z[t, rows]
 
     def softmax(a):
         E = np.exp(a * Z)
-        E /= E.sum(axis=1, keepdims=True)
-        s, mean = E[rows, t], (E * Z).sum(axis=1)
-        spread = (E * Z**2).sum(axis=1) - mean**2
+        E /= E.sum(axis=0)
+        s = E[t, rows]
+        mean = np.einsum("kn,kn->n", E, Z)
+        spread = np.einsum("kn,kn->n", E, Z2) - mean**2
         ds = s * (z_given - mean)
         return s, ds, ds * (z_given - mean) - s * spread
 
