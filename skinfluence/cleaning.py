@@ -31,6 +31,7 @@ from .utils._checks import pandas_index
 from .utils._labels import encode_labels
 from .utils._output import PandasOutputMixin
 from .utils._progress import progress_bar, stage
+from .utils._warn import caller_stacklevel
 
 METHODS = ("loo_loss", "self_influence", "training_loss")
 
@@ -515,7 +516,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             "still finds them: pass contamination=<share of rows to flag>, "
             "e.g. 0.05, or threshold=<score>.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
     scores_ = _per_row_attribute("_scores", "score")
@@ -585,7 +586,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                     "stopped before converging; its scores come from the last "
                     "iterate. Use n_rounds=1, or a model with a stronger penalty.",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=caller_stacklevel(),
                 )
             theta = refitted.theta
             eta = backend.training_outputs(refitted)
@@ -643,7 +644,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                 f"Every row of classes {emptied} was flagged; keeping the least "
                 "suspicious row of each so that no class disappears.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         return flags
 
@@ -666,7 +667,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             "the model finds hard. Use contamination='auto', or action='flag' "
             "to review them (get_label_issues) first.",
             OverCleaningWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
     def fit_resample(self, X, y, sample_weight=None):

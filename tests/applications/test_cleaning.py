@@ -609,8 +609,9 @@ def test_auto_on_a_hard_task_flags_little_and_warns():
     assert 0.65 < accuracy < 0.75, accuracy
     assert detector.label_issues_.mean() <= 0.05
     assert len(X_out) >= 0.95 * len(X)
-    with pytest.warns(OverCleaningWarning, match="noise_rate_"):
+    with pytest.warns(OverCleaningWarning, match="noise_rate_") as record:
         MislabelDetector(contamination=0.2).fit_resample(X, y_noisy)
+    assert record[0].filename == __file__  # the caller's line
     with pytest.warns(OverCleaningWarning, match="Relabeling"):
         MislabelDetector(contamination=0.2, action="relabel").fit_resample(X, y_noisy)
     with warnings.catch_warnings():  # only reported, nothing dropped
@@ -697,8 +698,9 @@ def test_imblearn_pipeline_warns_when_cleaning_too_much():
             ("model", LogisticRegression(max_iter=5000)),
         ]
     )
-    with pytest.warns(OverCleaningWarning, match="Dropping 1000 of 5000 rows"):
+    with pytest.warns(OverCleaningWarning, match="Dropping 1000 of 5000 rows") as rec:
         pipe.fit(X, y_noisy)
+    assert rec[0].filename == __file__  # through the pipeline, the caller's line
     pipe.set_params(clean__contamination="auto")
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverCleaningWarning)
