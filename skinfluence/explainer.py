@@ -27,6 +27,7 @@ from .utils._checks import (
 )
 from .utils._output import PandasOutputMixin, row_labels
 from .utils._progress import stage
+from .utils._warn import caller_stacklevel
 
 _LOO_METHODS = ("influence", "newton")
 _TOP_METHODS = {"influence": None, "theta_relatif": "theta", "l_relatif": "l"}
@@ -341,7 +342,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                 "top_influential and validate_loo do not identify rows uniquely; "
                 "call X.reset_index(drop=True) first to get positions.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         self.objective_ = backend.objective_
         self.solver_ = backend.solver_
@@ -350,7 +351,9 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         if self.stationarity_ > self.stationarity_tol:
             advice = backend.stationarity_advice(type(model).__name__)
             if advice is not None:
-                warnings.warn(advice, StationarityWarning, stacklevel=3)
+                warnings.warn(
+                    advice, StationarityWarning, stacklevel=caller_stacklevel()
+                )
         return self
 
     # -- delegation -------------------------------------------------------------
@@ -699,7 +702,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                 f"k={k} exceeds the {self.backend_.n_train_} training rows: "
                 f"listing all {self.backend_.n_train_} on each side.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
             k = self.backend_.n_train_
         test_index = pandas_index(X_test)

@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .utils._progress import progress
+from .utils._warn import caller_stacklevel
 
 
 @dataclass
@@ -107,7 +108,7 @@ def validate_loo(
             f"n_remove={n_remove} exceeds the {n} training rows: removing each "
             "row once.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
         n_remove = n
     order = backend.loo_ranking(X_test, y_test, predicted)
@@ -142,6 +143,6 @@ def validate_loo(
             "loss?), so their correlation and slope are undefined (NaN). For "
             "hinge-type models pass test rows inside the margin.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return LOOValidation(table, r, slope)

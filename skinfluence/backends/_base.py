@@ -35,6 +35,7 @@ from sklearn.utils.validation import (
 
 from ..core._topk import StreamingTopK
 from ..exceptions import FlatLossWarning, UnsupportedOperationError
+from ..utils._warn import caller_stacklevel
 
 TARGETS = ("loss", "decision_function", "predict_proba", "predict")
 RELATIF_KINDS = ("theta", "l")
@@ -141,7 +142,7 @@ def warn_if_flat(output_gradients):
             "influence on it is zero. Pass target='decision_function' to see "
             "which training rows move the prediction.",
             FlatLossWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
 

@@ -34,6 +34,7 @@ from ..objectives import (
 from ..solvers import make_solver
 from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
+from ..utils._warn import caller_stacklevel
 from ._base import (
     InfluenceBackend,
     check_finite_input,
@@ -704,7 +705,7 @@ class ClosedFormBackend(InfluenceBackend):
                 "from the last iterate. Raise max_iter or gtol, or strengthen "
                 "the penalty.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         return np.asarray(out).reshape(len(masks), Xt.shape[0])
 

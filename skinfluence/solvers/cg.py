@@ -9,6 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import SingularHessianError
 from ..utils._progress import progress_bar
+from ..utils._warn import caller_stacklevel
 from ._base import as_columns, project_out
 from ._spectrum import resolve_damping
 
@@ -191,7 +192,7 @@ class CGSolver(BaseEstimator):
                 "`maxiter`, or raise `damping` (an ill-conditioned Hessian "
                 "converges slowly), or loosen `tol`.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         X = self._project(X)
         return X[:, 0] if vector else X

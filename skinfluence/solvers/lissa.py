@@ -49,6 +49,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from ..utils._warn import caller_stacklevel
 from ._base import as_columns, project_out
 from ._spectrum import resolve_damping, top_eigenvalue
 from .cg import _describe_columns, _not_invertible, solve_bar
@@ -296,7 +297,7 @@ class LissaSolver(BaseEstimator):
                 f"{self.residual_[bad].max():.3g} > tol={tol:g} after "
                 f"{n_iter} steps. {knobs}.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         return estimate[:, 0] if vector else estimate
 

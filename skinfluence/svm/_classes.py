@@ -23,6 +23,7 @@ from ..objectives._kernel_features import (
 )
 from ..objectives._objective import LinearObjective
 from ..utils._labels import class_weights
+from ..utils._warn import caller_stacklevel
 from ._newton import newton_minimize
 from ._representer_newton import hinge_start, representer_newton
 
@@ -362,7 +363,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
                 "iterations; raise max_iter, or a temperature this low may need a "
                 "larger tol.",
                 ConvergenceWarning,
-                stacklevel=5,
+                stacklevel=caller_stacklevel(),
             )
 
     @property

@@ -31,6 +31,7 @@ from ..backends._base import (
 from ..core._stationarity import stationarity, stationarity_rows
 from ..exceptions import NegativeCurvatureWarning, SingularHessianError
 from ..solvers import SOLVERS, make_solver
+from ..utils._warn import caller_stacklevel
 from ._ekfac import EkfacSolver
 from ._minimise import minimise
 from ._model import describe
@@ -188,7 +189,7 @@ class TorchInfluence(InfluenceBackend):
                     f"{self.solver_.damping_:g} I; fit closer to a minimum "
                     "(skinfluence.torch.refine) or use smooth activations.",
                     NegativeCurvatureWarning,
-                    stacklevel=3,
+                    stacklevel=caller_stacklevel(),
                 )
         self._stationarity(operator)
         return self
