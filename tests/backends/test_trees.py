@@ -598,3 +598,19 @@ def test_auto_contamination_with_boosted_trees_warns(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MislabelDetector(model, contamination=0.1).fit(X, y)
+
+
+def test_string_columns_are_refused_with_the_encodings_that_work():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(
+        {
+            "a": np.arange(40.0),
+            "c": pd.Categorical(["x", "y"] * 20),
+            "s": ["u", "v"] * 20,
+        }
+    )
+    y = np.arange(40) % 2
+    with pytest.raises(ValueError, match=r"\(s\).*X\['s'\]\.astype\('category'\)"):
+        InfluenceExplainer(HistGradientBoostingClassifier()).fit(frame, y)
+    with pytest.raises(ValueError, match=r"\(c, s\).*OrdinalEncoder"):
+        InfluenceExplainer(GradientBoostingClassifier()).fit(frame, y)

@@ -192,10 +192,14 @@ class TreeBackend(InfluenceBackend):
     def validate_training_input(
         self, explainer, X, y, sample_weight, prefixed, frozen=False
     ):
+        if prefixed and split_model(explainer.estimator)[0] is None:
+            # A frame the model encodes: its other columns must be numbers.
+            check_numeric_columns(X, split_model(explainer.estimator)[1], True)
         if prefixed:
             return super().validate_training_input(
                 explainer, X, y, sample_weight, prefixed, frozen
             )
+        check_numeric_columns(X, split_model(explainer.estimator)[1])
         # Boosted trees route missing values: NaN is valid input.
         X, y = validate_data(
             explainer,
@@ -637,6 +641,42 @@ class TreeBackend(InfluenceBackend):
             delayed(_refit_loss)(self, rows, Xm, t) for rows in removals
         )
         return np.asarray(losses) - before
+
+
+def check_numeric_columns(X, model, categorical=False):
+    """Refuse a DataFrame's non-numeric columns, naming the encodings that work.
+
+    ``categorical``: pandas categorical columns are valid (the model encodes
+    them).
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None:
+        return
+    named = [
+        c
+        for c, d in dtypes.items()
+        if not pd.api.types.is_numeric_dtype(d)
+        and not (categorical and isinstance(d, pd.CategoricalDtype))
+    ]
+    if not named:
+        return
+    listed = ", ".join(map(str, named[:3]))
+    if categorical:
+        fix = (
+            f"Make them pandas categorical columns (X[{str(named[0])!r}]"
+            ".astype('category')), which it encodes itself, or encode them in "
+            "a Pipeline step ahead of the model."
+        )
+    else:
+        fix = (
+            "Encode them in a Pipeline step ahead of the model (e.g. "
+            "OrdinalEncoder), or use HistGradientBoosting with pandas "
+            "categorical columns, which it encodes itself."
+        )
+    raise ValueError(
+        f"X has non-numeric columns ({listed}); the tree backend reads "
+        f"{type(model).__name__}'s input as numbers. {fix}"
+    )
 
 
 def _refit_loss(backend, rows, X_test, t_test):
