@@ -297,7 +297,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         Row positions sorted from most to least suspicious.
     label_issues_ : ndarray or Series of bool, shape (n_samples,)
     suggested_labels_ : ndarray or Series of shape (n_samples,)
-        The class the model fitted without each row predicts for it.
+        The class the model fitted without each row predicts for it. For a
+        boosted tree ensemble, whose held-out prediction mostly repeats the
+        given label (the structure was grown with the row), a flagged row
+        gets the most probable other class instead.
     noise_rate_ : float
         Estimated share of wrong labels (the noise model's rate, see Notes).
         Dropping or relabeling clearly more rows than ``noise_rate_ *
@@ -494,9 +497,32 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         self.ranking_ = np.argsort(-self._scores, kind="stable")
         self._y = y_arr
         self._label_issues = self._flag(y_arr)
+        self._repeats_label = np.zeros(len(y_arr), dtype=bool)
+        if not self.explainer_.backend_.calibrated_held_out:
+            self._suggest_other_classes(eta_loo, t)
         self._index = pandas_index(X)
         self._warn_uncalibrated_auto()
         return self
+
+    def _suggest_other_classes(self, eta, t):
+        """Flagged rows whose held-out prediction is their label: the likeliest
+        other class under the held-out outputs.
+
+        The ranking says which rows are suspect; outputs that repeat every
+        row's label (a tree ensemble's) still say which other class is
+        likeliest.
+        """
+        repeats = self._label_issues & (self._suggested_labels == self._y)
+        if eta.shape[1] == 1:
+            other = 1 - t
+        else:
+            masked = eta.copy()
+            masked[np.arange(len(t)), t] = -np.inf
+            other = masked.argmax(axis=1)
+        self._suggested_labels = np.where(
+            repeats, self.classes_[other], self._suggested_labels
+        )
+        self._repeats_label = repeats
 
     def _warn_uncalibrated_auto(self):
         """Warn when 'auto' reads a noise rate from outputs that hide it."""
@@ -653,8 +679,12 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
 
         Supported: the estimated number of wrong labels plus two binomial
         standard deviations and one row, so that 'auto' and a
-        ``contamination`` at the true rate pass.
+        ``contamination`` at the true rate pass. Not where the held-out
+        outputs cannot give the rate (a tree ensemble's: its estimate is
+        about 0, and 'auto' warns instead).
         """
+        if not self.explainer_.backend_.calibrated_held_out:
+            return
         n, rate = len(self._y), self.noise_rate_
         expected = rate * n
         if n_changed <= expected + 2 * np.sqrt(expected * (1 - rate)) + 1:
@@ -753,6 +783,12 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             other,
             f"{rule}; the held-out model predicts another class",
             f"{rule}; the held-out model predicts the given label",
+        )
+        reason = np.where(
+            self._repeats_label[order],
+            f"{rule}; the held-out model predicts the given label, the "
+            "suggestion is the most probable other class",
+            reason,
         )
         report["mislabel_probability"] = self._mislabel_probability[order]
         report["reason"] = reason

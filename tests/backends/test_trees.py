@@ -614,3 +614,30 @@ def test_string_columns_are_refused_with_the_encodings_that_work():
         InfluenceExplainer(HistGradientBoostingClassifier()).fit(frame, y)
     with pytest.raises(ValueError, match=r"\(c, s\).*OrdinalEncoder"):
         InfluenceExplainer(GradientBoostingClassifier()).fit(frame, y)
+
+
+@pytest.mark.parametrize("dataset", ["binary", "multiclass"])
+def test_boosted_detector_suggests_another_class_for_flagged_rows(rng, dataset):
+    """HGB's defaults memorise the flipped labels, so its held-out prediction
+    repeats them; the suggestion for a flagged row is the likeliest other
+    class, mostly the true one, and relabeling changes the flagged rows."""
+    X, y_true = (load_breast_cancer if dataset == "binary" else load_wine)(
+        return_X_y=True
+    )
+    K = len(np.unique(y_true))
+    flipped = rng.choice(len(y_true), size=len(y_true) // 10, replace=False)
+    y = y_true.copy()
+    y[flipped] = (y[flipped] + rng.integers(1, K, len(flipped))) % K
+    model = HistGradientBoostingClassifier(random_state=0)
+    detector = MislabelDetector(model, contamination=0.1, action="relabel")
+    with warnings.catch_warnings():  # no rate to compare the share with
+        warnings.simplefilter("error")
+        _, y_out = detector.fit_resample(X, y)
+    flags = detector.label_issues_
+    assert np.all(detector.suggested_labels_[flags] != y[flags])
+    found = np.intersect1d(np.flatnonzero(flags), flipped)
+    assert len(found) > 0.6 * len(flipped)
+    assert np.mean(detector.suggested_labels_[found] == y_true[found]) > 0.8
+    np.testing.assert_array_equal(y_out != y, flags)
+    reasons = detector.get_label_issues(reasons=True).reason
+    assert reasons.str.contains("most probable other class").any()
