@@ -98,7 +98,15 @@ class HessianOperator:
             return np.vstack([H, gradient])
 
         R = np.full((self.X.shape[0], obj.n_outputs), np.nan)
-        out = self._sum_over_rows(stacked, self._row_bytes(dense=True), residuals_out=R)
+        row_bytes = self._row_bytes(dense=True)
+        if len(chunk_slices(self.X.shape[0], row_bytes, self.n_jobs)) == 1:
+            # One pass: no stacked copy of the (p, p) matrix.
+            H, gradient = obj.hessian_and_gradient(
+                self.X, self.target, np.asarray(self.weights, dtype=np.float64), R
+            )
+            self.residuals_, self.mean_gradient_ = R, gradient
+            return np.ascontiguousarray(H)
+        out = self._sum_over_rows(stacked, row_bytes, residuals_out=R)
         skipped = np.isnan(R[:, 0])  # chunks of weightless rows add nothing
         if np.any(skipped):
             R[skipped] = obj.residuals(self.X[skipped], self.target[skipped])

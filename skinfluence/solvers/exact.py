@@ -82,13 +82,24 @@ def _damping_effect(eig, extra):
     return "; ".join(parts)
 
 
+def _one_norm(H, block=1024):
+    """``max_j sum_i |H_ij|`` of a symmetric ``H``, by row blocks (no |H| copy)."""
+    return max(
+        float(np.abs(H[i : i + block]).sum(axis=1).max())
+        for i in range(0, H.shape[0], block)
+    )
+
+
 def _cholesky(H):
-    """``(factor, rcond)`` of ``H``, or ``(None, 0.0)`` when it is not positive."""
+    """``(factor, rcond)`` of ``H``, or ``(None, 0.0)`` when it is not positive.
+
+    Factorizes in place: ``H`` is overwritten either way.
+    """
+    anorm = _one_norm(H)
     try:
-        factor = linalg.cho_factor(H, lower=True, check_finite=False)
+        factor = linalg.cho_factor(H, lower=True, overwrite_a=True, check_finite=False)
     except linalg.LinAlgError:
         return None, 0.0
-    anorm = np.abs(H).sum(axis=0).max()
     rcond, _ = linalg.lapack.dpocon(factor[0], anorm, uplo="L")
     return factor, float(rcond)
 
@@ -120,6 +131,23 @@ def _qr_factor(operator, damping, shift, p):
         return None
     R *= np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
     return (np.asfortranarray(R.T), True), triangular_rcond(R)
+
+
+def _dense(operator, damping):
+    """``(H + damping I + scale N N', (scale, N) or None)``: what is factorized.
+
+    ``N``: the operator's exactly flat directions, given the mean curvature.
+    """
+    H = operator.to_dense()
+    p = H.shape[0]
+    if damping:
+        H[np.diag_indices(p)] += damping
+    N, shift = operator.null_space, None
+    if N is not None and N.shape[1]:
+        scale = max(np.trace(H) / p, np.finfo(float).tiny)
+        H += scale * (N @ N.T)
+        shift = (scale, N)
+    return H, shift
 
 
 class ExactSolver:
@@ -169,18 +197,12 @@ class ExactSolver:
     def fit(self, operator):
         self._inverse = None
         damping = resolve_damping(self.damping, operator)
-        H = operator.to_dense()
+        H, shift = _dense(operator, damping)
         p = H.shape[0]
-        if damping:
-            H[np.diag_indices(p)] += damping
-        N, shift = operator.null_space, None
-        if N is not None and N.shape[1]:
-            scale = max(np.trace(H) / p, np.finfo(float).tiny)
-            H += scale * (N @ N.T)
-            shift = (scale, N)
-        factor, rcond = _cholesky(H)
+        factor, rcond = _cholesky(H)  # H is the factor's storage now
         method, self._eigen = "cholesky", None
         if factor is None or rcond < _RCOND_LIMIT:
+            H, _ = _dense(operator, damping)  # the rare paths below read it
             accurate = _qr_factor(operator, damping, shift, p)
             saddle = getattr(operator, "indefinite_by_construction", None)
             if accurate is not None and accurate[1] >= _QR_RCOND_LIMIT:
