@@ -641,3 +641,41 @@ def test_boosted_detector_suggests_another_class_for_flagged_rows(rng, dataset):
     np.testing.assert_array_equal(y_out != y, flags)
     reasons = detector.get_label_issues(reasons=True).reason
     assert reasons.str.contains("most probable other class").any()
+
+
+def test_pipeline_with_pandas_output_reaches_the_model_as_frames(rng):
+    """A prefix with pandas output fits the model on frames: the explainer
+    passes it frames too (no feature-name warning), categorical columns named
+    by ``categorical_features`` included."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OrdinalEncoder
+
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "b": rng.normal(size=n),
+        }
+    )
+    y = ((frame.a + (frame.color == "red")) > 0.5).astype(int).to_numpy()
+    prefix = make_column_transformer(
+        (OrdinalEncoder(), ["color"]),
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    model = HistGradientBoostingClassifier(
+        max_iter=15, categorical_features=["color"], random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        explainer = InfluenceExplainer(make_pipeline(prefix, model)).fit(frame, y)
+        _, _, raw = explainer.backend_._test_side(frame.iloc[:50])
+        influence = explainer.influence(frame.iloc[:5], y[:5])
+    fitted = explainer.estimator_
+    np.testing.assert_allclose(
+        raw[:, 0], fitted.decision_function(frame.iloc[:50]), atol=1e-12
+    )
+    assert influence.shape == (5, n) and np.all(np.isfinite(influence))
+    assert isinstance(explainer.training_data()[0], np.ndarray)

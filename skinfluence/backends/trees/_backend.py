@@ -181,7 +181,11 @@ class TreeBackend(InfluenceBackend):
         'from_dtype'``), and the trees split its encoding: the rows reach it
         as they are, and the traversal encodes them as it does.
         """
-        model = split_model(estimator)[1]
+        return self._encodes(X, split_model(estimator)[1])
+
+    def _encodes(self, X, model=None):
+        """Whether ``model`` (default: the fitted one) encodes ``X``'s categories."""
+        model = self.model_ if model is None else model
         dtypes = getattr(X, "dtypes", None)
         return (
             type(model).__name__.startswith("HistGradientBoosting")
@@ -226,8 +230,14 @@ class TreeBackend(InfluenceBackend):
         """``X`` as the final model takes it: after any Pipeline prefix."""
         if self.prefix_ is None:
             return X
+        out = self.prefix_.transform(X)
+        if hasattr(out, "columns"):
+            # A pandas-output prefix: the model was fitted on frames (and
+            # HistGradientBoosting may encode their categorical columns).
+            check_numeric_columns(out, self.model_, categorical=self._encodes(out))
+            return out
         return check_array(
-            self.prefix_.transform(X),
+            out,
             accept_sparse="csr",
             dtype=np.float64,
             ensure_all_finite="allow-nan",

@@ -81,8 +81,10 @@ class TreeEnsemble:
         return np.tile(np.arange(self.n_outputs), self.n_rounds)
 
     def encoded(self, X):
-        """``X`` in the columns the trees split (float64)."""
-        return X if self.encode is None else self.encode(X)
+        """``X`` in the columns the trees split (float64; sparse stays sparse)."""
+        if self.encode is not None:
+            return self.encode(X)
+        return X.to_numpy(dtype=np.float64) if hasattr(X, "columns") else X
 
     def apply(self, X):
         """Global leaf positions of each row of encoded ``X``, int32 (n, T)."""
