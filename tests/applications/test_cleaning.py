@@ -706,3 +706,27 @@ def test_imblearn_pipeline_warns_when_cleaning_too_much():
         warnings.simplefilter("error", OverCleaningWarning)
         pipe.fit(X, y_noisy)
     assert pipe.named_steps["clean"].sample_indices_.size >= 0.95 * len(X)
+
+
+def test_auto_warns_when_it_leaves_the_held_out_disagreement_unflagged():
+    """Labels moved between particular classes (wine's 0 -> 1 -> 2 -> 0 on 15
+    rows): the held-out model contradicts every moved label, but the uniform
+    noise model reads them as hard rows and 'auto' flags none of them. It
+    says so, and the ranking behind ``contamination`` still finds them."""
+    X, y_true = load_wine(return_X_y=True)
+    moved = np.random.default_rng(0).choice(len(y_true), 15, replace=False)
+    y = y_true.copy()
+    y[moved] = (y[moved] + 1) % 3
+    with pytest.warns(UserWarning, match="labels moved between two") as record:
+        detector = MislabelDetector().fit(X, y)
+    assert record[0].filename == __file__
+    assert detector.label_issues_.sum() < 5
+    assert np.all(detector.suggested_labels_[moved] != y[moved])
+    ranked = MislabelDetector(contamination=0.1, action="flag").fit(X, y)
+    assert np.isin(ranked.ranking_[:15], moved).mean() >= 0.7
+    with warnings.catch_warnings():  # uniform flips: 'auto' flags them, quietly
+        warnings.simplefilter("error")
+        rng = np.random.default_rng(0)
+        y_uniform = y_true.copy()
+        y_uniform[moved] = (y_true[moved] + rng.integers(1, 3, 15)) % 3
+        MislabelDetector().fit(X, y_uniform)
