@@ -203,7 +203,9 @@ class TreeBackend(InfluenceBackend):
             return super().validate_training_input(
                 explainer, X, y, sample_weight, prefixed, frozen
             )
-        check_numeric_columns(X, split_model(explainer.estimator)[1])
+        model = split_model(explainer.estimator)[1]
+        hgb = type(model).__name__.startswith("HistGradientBoosting")
+        check_numeric_columns(X, model, categorical=hgb)
         # Boosted trees route missing values: NaN is valid input.
         X, y = validate_data(
             explainer,
