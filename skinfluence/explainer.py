@@ -63,7 +63,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         already-fitted model wrapped in :class:`~sklearn.frozen.FrozenEstimator`
         (no refit). Also a skorch ``NeuralNetClassifier``/``NeuralNetRegressor``
         or a trained torch module in :class:`skinfluence.torch.TorchModel`
-        (the optional torch backend, see :mod:`skinfluence.torch`).
+        (the optional torch backend, see :mod:`skinfluence.torch`), and
+        gradient-boosted trees (``HistGradientBoosting*``,
+        ``GradientBoosting*``, LightGBM, XGBoost; the tree backend, see
+        :mod:`skinfluence.backends.trees`).
     damping : float or 'auto', default=0.0
         Added to the Hessian's diagonal (the paper's ``H + lambda I``); needed
         only when the Hessian is singular. 'auto' picks it from the Hessian's
@@ -397,6 +400,12 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         return split_model(self.estimator)[0] is not None
 
     def _validate_test_X(self, X, name="X_test"):
+        if getattr(X, "ndim", 2) == 1:
+            raise ValueError(
+                f"{name} must be 2-D, one row per test point; got a 1-D "
+                f"{type(X).__name__} of {len(X)} values. For one row pass "
+                "X.iloc[[i]] (a DataFrame), or x.reshape(1, -1) for an array."
+            )
         if self._raw_input:
             X = check_2d(X)
             validate_data(self, X, reset=False, skip_check_array=True)

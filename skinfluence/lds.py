@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from .backends._base import TARGETS
-from .utils._checks import pandas_index
+from .utils._checks import check_explainer, pandas_index
 from .utils._progress import progress_bar
 
 METHODS = ("influence", "newton", "relatif", "gradient_similarity")
@@ -66,6 +65,15 @@ class LDSValidation:
     def best(self):
         """The method with the largest LDS (the one that ranks subsets best)."""
         return str(self.mean.idxmax())
+
+    def __repr__(self):
+        # The arrays and tables are the detail; a notebook shows the summary.
+        lds = ", ".join(f"{m}={v:.3f}" for m, v in self.mean.items())
+        n_subsets, n_test = self.actual.shape
+        return (
+            f"LDSValidation(output={self.output!r}, n_subsets={n_subsets}, "
+            f"n_test={n_test}, LDS: {lds}; best={self.best!r})"
+        )
 
 
 def validate_lds(
@@ -178,9 +186,10 @@ def validate_lds(
     >>> bool(result.mean["influence"] > 0.5)
     True
     """
-    check_is_fitted(explainer)
+    check_explainer(explainer, "validate_lds")
     methods = _check_arguments(n_subsets, fraction, output, method, verbose)
     backend = explainer.backend_
+    backend.require("subset_refits", "validate_lds")
     test_index = pandas_index(X_test)
     X_checked = explainer.validate_test_input(X_test)
     # Attributions first: an unsupported method fails before any refit.

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
+from .utils._checks import check_explainer
 from .utils._progress import progress
 from .utils._warn import caller_stacklevel
 
@@ -97,7 +97,7 @@ def validate_loo(
     >>> bool(result.pearson_r > 0.95)
     True
     """
-    check_is_fitted(explainer)
+    check_explainer(explainer, "validate_loo")
     backend = explainer.backend_
     backend.require("refit", "validate_loo")
     predicted = explainer.loo_change(X_test, y_test, method=method).sum(axis=0)

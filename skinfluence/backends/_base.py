@@ -187,7 +187,8 @@ class InfluenceBackend:
     #: 'perturbation', 'influence_params', 'relative_influence', 'divine',
     #: 'training_data', 'training_problem' (the closed-form objective and its
     #: rows), 'refit' (actual retraining without rows), 'polish' (Newton
-    #: steps to the optimum, written back to the model), 'sample_weight'.
+    #: steps to the optimum, written back to the model), 'sample_weight',
+    #: 'subset_refits' (``test_outputs`` and ``refit_outputs``: validate_lds).
     capabilities = frozenset()
     #: How the backend is named in messages.
     name = "backend"

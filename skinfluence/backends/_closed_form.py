@@ -88,6 +88,7 @@ class ClosedFormBackend(InfluenceBackend):
             "sample_weight",
             "relative_influence",
             "divine",
+            "subset_refits",
         }
     )
     name = "in-memory"

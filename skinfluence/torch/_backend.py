@@ -106,6 +106,7 @@ class TorchInfluence(InfluenceBackend):
             "divine",
             "training_data",
             "refit",
+            "subset_refits",
         }
     )
     name = "torch"

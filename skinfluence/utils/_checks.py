@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 
 
 def pandas_index(X):
@@ -118,3 +119,14 @@ def model_feature_names(explainer, n_features):
     if names is None or len(names) != n_features:
         names = [f"x{j}" for j in range(n_features)]
     return np.asarray(names, dtype=object)
+
+
+def check_explainer(explainer, what):
+    """Refuse anything but a fitted explainer, naming how to make one."""
+    if not hasattr(explainer, "validate_test_input"):
+        raise TypeError(
+            f"{what} takes a fitted InfluenceExplainer, got "
+            f"{type(explainer).__name__}. Wrap the model first: "
+            f"{what}(InfluenceExplainer(model).fit(X, y), X_test, y_test)."
+        )
+    check_is_fitted(explainer)

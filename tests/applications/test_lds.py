@@ -13,6 +13,7 @@ from skinfluence import (
     LDSValidation,
     UnsupportedOperationError,
     validate_lds,
+    validate_loo,
 )
 from skinfluence.backends import InfluenceBackend
 from skinfluence.lds import spearman_columns
@@ -334,3 +335,24 @@ def test_docstring_examples(name):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_what_cannot_be_scored_is_refused_by_name():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    for check in (validate_lds, validate_loo):
+        with pytest.raises(TypeError, match=r"InfluenceExplainer\(model\)\.fit"):
+            check(model, X[:5], y[:5])
+    trees = InfluenceExplainer(HistGradientBoostingClassifier(max_iter=5)).fit(X, y)
+    with pytest.raises(UnsupportedOperationError, match="validate_lds.*validate_loo"):
+        validate_lds(trees, X[:5], y[:5])
+
+
+def test_result_repr_is_a_summary(ridge):
+    explainer, X, y = ridge
+    result = validate_lds(explainer, X[:4], y[:4], n_subsets=5, random_state=0)
+    text = repr(result)
+    assert len(text) < 200 and "n_subsets=5" in text and "n_test=4" in text
+    assert f"influence={result.mean['influence']:.3f}" in text

@@ -204,3 +204,13 @@ def test_svm_rows_outside_the_margin_are_flat_not_mislisted():
         with pytest.warns(UserWarning):  # flat: r and slope undefined, no crash
             result = validate_loo(ex, X_out[:1], y_out[:1], n_remove=5, n_random=0)
         assert np.isnan(result.pearson_r) or np.isfinite(result.pearson_r)
+
+
+def test_one_dimensional_test_rows_are_refused_with_the_two_dimensional_form():
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    explainer = InfluenceExplainer(make_pipeline(StandardScaler(), Ridge())).fit(X, y)
+    with pytest.raises(ValueError, match=r"2-D.*1-D Series of 30.*X\.iloc\[\[i\]\]"):
+        explainer.influence(X.iloc[0], y.iloc[:1])
+    with pytest.raises(ValueError, match=r"1-D ndarray.*reshape\(1, -1\)"):
+        explainer.loo_change(X.to_numpy()[0], y.iloc[:1])
+    assert explainer.influence(X.iloc[[0]], y.iloc[:1]).shape == (1, len(X))

@@ -159,6 +159,13 @@ class TreeBackend(InfluenceBackend):
                 "method='influence', or solver='leaf_refit' for the exact "
                 "leave-one-out change with the structure fixed."
             )
+        if capability == "subset_refits":
+            return (
+                "It refits a model's parameters on many random subsets, from "
+                "the fitted ones; boosted trees are regrown instead. Use "
+                "validate_loo (retraining, or refit_options={'fixed_structure': "
+                "True} for LeafRefit)."
+            )
         if capability == "influence_params":
             return (
                 "The leaf values' changes are not a parameter vector of fixed "
