@@ -231,7 +231,7 @@ def _fit_and_score(X, y_values, numeric, categorical, args, stages):
     except (ValueError, SingularHessianError, MemoryError) as exc:
         raise CleanError(f"scoring failed: {exc}") from None
     notes = [
-        str(w.message)
+        _as_options(str(w.message))
         for w in caught
         if not issubclass(w.category, (FutureWarning, DeprecationWarning))
     ]
@@ -239,6 +239,26 @@ def _fit_and_score(X, y_values, numeric, categorical, args, stages):
     for note in dict.fromkeys(notes):
         print(f"warning: {note}", file=stages.stream, flush=True)
     return detector, y_out
+
+
+#: The detector's advice in Python terms, and the same in this command's.
+_OPTION_WORDING = {
+    "use contamination=<share of rows> with action='flag', then "
+    "get_label_issues()": "use --contamination SHARE (e.g. 0.1) with --action "
+    "flag and --report FILE",
+    "Use contamination='auto', or action='flag' to review them "
+    "(get_label_issues) first": "Use --contamination auto, or --action flag "
+    "with --report FILE to review them first",
+    "Use n_rounds=1, or a model with a stronger penalty": "Use --rounds 1, or "
+    "a smaller --C",
+}
+
+
+def _as_options(message):
+    """A detector warning with its advice in command-line options."""
+    for python, command in _OPTION_WORDING.items():
+        message = message.replace(python, command)
+    return message
 
 
 def _report(detector, frame, ids):
@@ -298,8 +318,11 @@ def _summary(
     say(f"  classes:       {len(counts)} ({classes})")
     say(
         f"  model:         {args.model} (C={args.C:g}), method {args.method}, "
-        f"contamination {args.contamination}"
-        + (f", threshold {args.threshold:g}" if args.threshold is not None else "")
+        + (
+            f"threshold {args.threshold:g}"
+            if args.threshold is not None
+            else f"contamination {args.contamination}"
+        )
     )
     say(f"  rows flagged:  {len(report):,} ({len(report) / n:.1%})")
     if len(report):

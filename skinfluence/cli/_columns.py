@@ -28,12 +28,15 @@ def _split_columns(frame, target, args):
     left out as identifiers (name -> what gave them away)."""
     excluded, keep = _names(args.exclude), _names(args.keep_column)
     columns = [str(c) for c in frame.columns]
-    missing = [c for c in dict.fromkeys([target, *excluded, *keep]) if c not in columns]
+    named = {target: "--target", **{c: "--exclude" for c in excluded}}
+    named.update({c: "--keep-column" for c in keep if c not in named})
+    missing = [c for c in named if c not in columns]
     if missing:
+        flags = sorted({named[c] for c in missing})
         raise CleanError(
-            f"column{'s' if len(missing) > 1 else ''} {_listing(missing)} not in "
-            f"the input; available columns: {_listing(columns, limit=40)}"
-            + _delimiter_hint(columns)
+            f"column{'s' if len(missing) > 1 else ''} {_listing(missing)} "
+            f"({', '.join(flags)}) not in the input; available columns: "
+            f"{_listing(columns, limit=40)}" + _delimiter_hint(columns)
         )
     both = [c for c in keep if c in [target, *excluded]]
     if both:
@@ -132,6 +135,8 @@ def _id_note(ids):
 
 
 def _check_target(y, target):
+    if not len(y):
+        raise CleanError("the input has a header but no data rows")
     missing = y.isna().to_numpy()
     if missing.any():
         rows = np.flatnonzero(missing)

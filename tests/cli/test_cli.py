@@ -206,7 +206,7 @@ def test_subprocess(wine_csv, wine_table):
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert bad.returncode == 2
-    assert "error: column 'nope' not in the input" in bad.stderr
+    assert "error: column 'nope' (--target) not in the input" in bad.stderr
     assert not wine_csv.with_name("never.csv").exists()
 
 
@@ -239,10 +239,13 @@ def _variant(frame, case):
 BAD = {
     # case: (extra arguments, expected message)
     "missing-input": (["--target", "cultivar"], "not found"),
-    "unknown-target": (["--target", "colour"], "column 'colour' not in the input"),
+    "unknown-target": (
+        ["--target", "colour"],
+        "column 'colour' (--target) not in the input",
+    ),
     "unknown-exclude": (
         ["--target", "cultivar", "--exclude", "id,vintage"],
-        "column 'vintage' not in the input; available columns: 'id'",
+        "column 'vintage' (--exclude) not in the input; available columns: 'id'",
     ),
     "nan-target": (["--target", "cultivar"], "has 2 missing values (rows 3, 7)"),
     "single-class": (["--target", "cultivar"], "single class"),
@@ -255,6 +258,7 @@ BAD = {
     "unknown-in-format": (["--target", "cultivar"], "unknown format '.json'"),
     "missing-out-dir": (["--target", "cultivar"], "does not exist"),
     "empty-input": (["--target", "cultivar"], "is empty"),
+    "header-only": (["--target", "cultivar"], "has a header but no data rows"),
     "keep-and-exclude": (
         ["--target", "cultivar", "--exclude", "id", "--keep-column", "id"],
         "--keep-column 'id' is also --exclude'd; drop one of the two",
@@ -265,7 +269,7 @@ BAD = {
     ),
     "unknown-keep-column": (
         ["--target", "cultivar", "--keep-column", "serial"],
-        "column 'serial' not in the input",
+        "column 'serial' (--keep-column) not in the input",
     ),
     "flag-column-exists": (
         ["--target", "cultivar", "--action", "flag"],
@@ -292,6 +296,8 @@ def test_bad_input(case, tmp_path, wine_table, capsys):
     src = tmp_path / ("wine.json" if case == "unknown-in-format" else "wine.csv")
     if case == "empty-input":
         src.write_text("")
+    elif case == "header-only":
+        frame.head(0).to_csv(src, index=False)
     elif case != "missing-input":
         _variant(frame, case).to_csv(src, index=False)
     out, report = tmp_path / "out.csv", tmp_path / "report.csv"
@@ -679,3 +685,25 @@ def test_bad_separator_option(wine_csv, tmp_path, capsys):
     assert _clean(wine_csv, "--target", "cultivar", "--out", tmp_path / "o.csv",
                   "--sep", ",", "--decimal", ",") == 2  # fmt: skip
     assert "--sep and --decimal are both ','" in capsys.readouterr().err
+
+
+def test_warnings_give_their_advice_as_options(tmp_path, capsys):
+    """Labels moved between two classes: 'auto' flags few and warns, and the
+    advice names this command's options, not the Python API's."""
+    frame = load_wine(as_frame=True).frame
+    moved = np.random.default_rng(0).choice(len(frame), 15, replace=False)
+    frame.loc[moved, "target"] = (frame.loc[moved, "target"] + 1) % 3
+    src = tmp_path / "wine.csv"
+    frame.to_csv(src, index=False)
+    assert _clean(src, "--target", "target", "--out", tmp_path / "o.csv") == 0
+    err = capsys.readouterr().err
+    assert "--contamination SHARE (e.g. 0.1) with --action flag and --report" in err
+    assert "get_label_issues" not in err
+    status = _clean(
+        src, "--target", "target", "--out", tmp_path / "p.csv", "--threshold", "1"
+    )
+    captured = capsys.readouterr()
+    assert status == 0 and "threshold 1" in captured.out
+    assert "contamination auto" not in captured.out
+    if "Dropping" in captured.err:
+        assert "--contamination auto, or --action flag with --report" in captured.err
