@@ -193,11 +193,15 @@ def validate_lds(
     test_index = pandas_index(X_test)
     X_checked = explainer.validate_test_input(X_test)
     # Attributions first: an unsupported method fails before any refit.
-    effects = {
-        m: _removal_effects(explainer, X_test, y_test, X_checked, m, output)
-        for m in methods
-    }
-    base = backend.test_outputs(X_checked, y_test, target=output)
+    try:
+        effects = {
+            m: _removal_effects(explainer, X_test, y_test, X_checked, m, output)
+            for m in methods
+        }
+        base = backend.test_outputs(X_checked, y_test, target=output)
+    except ValueError as exc:  # the explainer's messages name its target=
+        message = str(exc).replace("target=", "output=")
+        raise type(exc)(message) from None
     rng = check_random_state(random_state)
     masks = _draw_subsets(backend.n_train_, n_subsets, fraction, rng)
     with progress_bar(

@@ -356,3 +356,12 @@ def test_result_repr_is_a_summary(ridge):
     text = repr(result)
     assert len(text) < 200 and "n_subsets=5" in text and "n_test=4" in text
     assert f"influence={result.mean['influence']:.3f}" in text
+
+
+def test_messages_name_the_output_parameter():
+    X, y = load_iris(return_X_y=True)
+    explainer = InfluenceExplainer(LogisticRegression(max_iter=1000)).fit(X, y)
+    with pytest.raises(ValueError, match="output='predict' is for regressors"):
+        validate_lds(explainer, X[:3], y[:3], n_subsets=3, output="predict")
+    with pytest.raises(ValueError, match="y_test is required when output='loss'"):
+        validate_lds(explainer, X[:3], None, n_subsets=3)
