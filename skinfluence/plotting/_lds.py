@@ -117,6 +117,8 @@ class LDSDisplay:
             title=f"{row}Spearman = {rho:.3f}",
         )
         ax[0].grid(alpha=0.3)
+        # Subset losses can be tiny: powers of ten in the corner, not in every tick.
+        ax[0].ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
 
         scores = np.asarray(self.scores, dtype=float)
         scores = scores[np.isfinite(scores)]
@@ -132,6 +134,9 @@ class LDSDisplay:
             title=f"{method}: {scores.size} test rows",
         )
         ax[1].legend(loc="upper left", fontsize=8)
+        from matplotlib.ticker import MaxNLocator
+
+        ax[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # row counts
         self.ax_ = ax
         self.figure_ = ax[0].figure
         return self
