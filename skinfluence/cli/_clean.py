@@ -13,7 +13,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._columns import _check_target, _id_note, _label_values, _split_columns
+from ._columns import (
+    _check_target,
+    _decimal_comma_note,
+    _id_note,
+    _label_values,
+    _split_columns,
+)
 from ._errors import CleanError, _listing, _quote
 from ._files import (
     _check_paths,
@@ -141,6 +147,9 @@ def _clean(args, out, stages):
     X, numeric, categorical, ids = _split_columns(frame, args.target, args)
     if ids:
         _note(stages, _id_note(ids))
+    commas = _decimal_comma_note(X[categorical])
+    if commas:
+        _note(stages, commas)
     y = frame[args.target]
     counts = _check_target(y, args.target)
     if args.action == "flag":

@@ -77,6 +77,27 @@ def _split_columns(frame, target, args):
     return X, numeric, categorical, ids
 
 
+# A number written with a decimal comma (and optional dots or spaces for
+# thousands): what a --decimal ',' file read with '.' leaves as text.
+_DECIMAL_COMMA = r"^\s*[-+]?\d{1,3}(?:[. ]?\d{3})*,\d+\s*$"
+
+
+def _decimal_comma_note(X):
+    """A note naming text columns that hold decimal-comma numbers, or None."""
+    found = []
+    for col in X.columns:
+        values = X[col].dropna().astype(str)
+        if len(values) and values.str.match(_DECIMAL_COMMA).mean() >= 0.9:
+            found.append(col)
+    if not found:
+        return None
+    return (
+        f"{_listing(found)} hold{'s' if len(found) == 1 else ''} numbers written "
+        "with a decimal comma, read as categories; pass --decimal ',' to read "
+        "them as numbers"
+    )
+
+
 def _is_text(dtype):
     return (
         pd.api.types.is_object_dtype(dtype)

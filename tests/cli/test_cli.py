@@ -707,3 +707,15 @@ def test_warnings_give_their_advice_as_options(tmp_path, capsys):
     assert "contamination auto" not in captured.out
     if "Dropping" in captured.err:
         assert "--contamination auto, or --action flag with --report" in captured.err
+
+
+def test_decimal_commas_read_as_text_are_pointed_out(tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    src = tmp_path / "wine.csv"
+    frame.to_csv(src, sep=";", decimal=",", index=False)
+    args = ["--target", "cultivar", "--exclude", "id", "--sep", ";"]
+    assert _clean(src, *args, "--decimal", ".", "--out", tmp_path / "a.csv") == 0
+    err = capsys.readouterr().err
+    assert "'alcohol'" in err and "pass --decimal ','" in err
+    assert _clean(src, *args, "--decimal", ",", "--out", tmp_path / "b.csv") == 0
+    assert "read as categories" not in capsys.readouterr().err
