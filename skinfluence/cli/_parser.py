@@ -40,7 +40,9 @@ files (set it with --decimal); CSV outputs are written the same way.
 outputs: OUT holds the input's columns in the input's row order, with the
 flagged rows dropped (--action drop), their labels replaced by the suggested
 ones (relabel), or every row kept and two columns added (flag):
-'label_issue' (bool) and 'suggested_label'. REPORT lists the flagged rows,
+'label_issue' (bool) and 'suggested_label' (the held-out model's class for
+every row: on unflagged rows it may differ from the label, a row the model
+finds hard but does not call wrong). REPORT lists the flagged rows,
 most suspicious first: the identifier columns found (if any), row (0-based
 position in the input), given_label, suggested_label, score, rank. Files are
 written only when everything succeeded, with the permissions your umask
