@@ -247,7 +247,12 @@ class TorchInfluence(InfluenceBackend):
             f"objective (gradient norm {self.gradient_norm_:.3g}; the Newton "
             f"step left is {self.stationarity_:.3g} times a typical row's "
             "leave-one-out effect), so influence values are unreliable. Finish "
-            "training with full-batch L-BFGS (skinfluence.torch.refine)."
+            "training with full-batch L-BFGS (skinfluence.torch.refine)"
+            + (
+                " after module.double(): float32 parameters stop short of it."
+                if self.objective_.dtype == torch.float32
+                else "."
+            )
         )
 
     def _test_gradients(self, X, y, target):

@@ -6,7 +6,15 @@ from ..utils._progress import progress_bar
 
 
 def minimise(
-    objective, theta0, rows=None, *, max_iter=500, tol=1e-10, basis=None, verbose=0
+    objective,
+    theta0,
+    rows=None,
+    *,
+    max_iter=500,
+    tol=1e-10,
+    basis=None,
+    verbose=0,
+    info=None,
 ):
     """Full-batch L-BFGS on ``objective`` restricted to ``rows`` (all if None).
 
@@ -17,6 +25,8 @@ def minimise(
     Returns the minimiser (a new tensor); ``objective`` is not changed.
     ``verbose=1`` shows a transient bar over the objective's evaluations with
     its value and the gradient's largest entry (``tol`` stops there).
+    ``info``, a dict, receives ``spent``: whether L-BFGS stopped on its budget
+    (``max_iter`` iterations, or torch's 1.25 ``max_iter`` evaluations).
     """
     X, y = objective.X, objective.y
     if rows is not None:
@@ -62,5 +72,10 @@ def minimise(
 
     with bar:
         opt.step(closure)
+    if info is not None:
+        state = opt.state[z]
+        info["spent"] = state.get("n_iter", 0) >= max_iter or state.get(
+            "func_evals", 0
+        ) >= int(max_iter * 1.25)
     with torch.no_grad():
         return point(z).detach()

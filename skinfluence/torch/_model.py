@@ -115,8 +115,10 @@ def _optimizer_weight_decay(module, optimizer):
                 f"{type(optimizer).__name__} applies decoupled weight decay "
                 f"(weight_decay={wd}), which is not the gradient of any training "
                 "objective, so influence is undefined. Train with coupled L2 "
-                "decay (torch.optim.Adam or SGD with weight_decay), or refine "
-                "the net with skinfluence.torch.refine."
+                "decay (torch.optim.Adam or SGD with weight_decay), or explain "
+                "the trained module as TorchModel(module, weight_decay=...) "
+                "after skinfluence.torch.refine brings it to that objective's "
+                "minimum."
             )
         for p in group["params"]:
             if id(p) in names:

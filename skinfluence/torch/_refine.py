@@ -8,11 +8,15 @@ The same minimiser retrains without a row, starting from the fitted
 parameters as Koh & Liang's Figure 2 does (the torch backend's refits).
 """
 
+import warnings
+
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from ..loo import validate_loo as _validate_loo
+from ..utils._warn import caller_stacklevel
 from ._backend import TorchInfluence
 from ._minimise import minimise
 from ._model import describe
@@ -43,7 +47,10 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     Returns
     -------
     float
-        The norm of the objective's gradient after refining.
+        The norm of the objective's gradient after refining. A
+        ConvergenceWarning says when its largest entry is still above
+        ``tol`` with the ``max_iter`` iterations spent, or with float32
+        parameters (which stop far above it: use ``module.double()``).
 
     Examples
     --------
@@ -62,12 +69,32 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     Xt = TorchInfluence._tensor(X, spec)
     yt = TorchInfluence._encode(spec, np.asarray(y))
     obj = TorchObjective(spec, names, Xt, yt)
-    theta = minimise(obj, obj.theta, max_iter=max_iter, tol=tol, verbose=verbose)
+    info = {}
+    theta = minimise(
+        obj, obj.theta, max_iter=max_iter, tol=tol, verbose=verbose, info=info
+    )
     state = dict(spec.module.named_parameters())
     with torch.no_grad():
         for name, part in obj.unflatten(theta).items():
             state[name].copy_(part)
-    return float(TorchObjective(spec, names, Xt, yt).mean_gradient().norm())
+    gradient = TorchObjective(spec, names, Xt, yt).mean_gradient()
+    largest = float(gradient.abs().max())
+    single = obj.dtype == torch.float32
+    # float64 runs that stop early hit rounding, not the budget: no warning.
+    if largest > tol and (single or info["spent"]):
+        warnings.warn(
+            f"refine stopped with the gradient's largest entry at {largest:.3g}, "
+            f"above tol={tol:g}: "
+            + (
+                "float32 parameters cannot get much closer; convert the module "
+                "with module.double() first (and pass float64 X)."
+                if single
+                else f"raise max_iter (it was {max_iter})."
+            ),
+            ConvergenceWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    return float(gradient.norm())
 
 
 def validate_loo(

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 from sklearn.preprocessing import scale  # noqa: E402
@@ -535,3 +536,23 @@ def test_last_layer_closed_form_equals_products(case, params):
     eye = torch.eye(obj.n_params, dtype=obj.dtype)
     by_products = obj.hvp(eye)
     assert _rel(obj.hessian(), (by_products + by_products.T) / 2) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_refine_says_when_it_stops_short(dtype):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.integers(0, 2, 60)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)
+    ).to(getattr(torch, dtype))
+    model = TorchModel(net, weight_decay=1e-2).fit(X.astype(dtype), y)
+    advice = "raise max_iter" if dtype == "float64" else r"module\.double\(\)"
+    max_iter = 2 if dtype == "float64" else 500
+    with pytest.warns(ConvergenceWarning, match=advice) as record:
+        refine(model, X.astype(dtype), y, max_iter=max_iter)
+    assert record[0].filename == __file__
+    if dtype == "float64":
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert refine(model, X, y) < 1e-8
