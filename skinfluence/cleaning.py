@@ -345,9 +345,9 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     (a model 70% right, no flips) even odds flag about 6% of the rows, 2 to 1
     about 3%, and the flagged sets of the easy datasets barely change. The
     uniform model is the benchmark's flips. Labels moved between particular
-    classes (class a recorded as b) can escape it: with 15 of wine's labels
-    moved 0 -> 1 -> 2 -> 0, the held-out model contradicts all 15 and 'auto'
-    flags none. When 'auto' flags under a quarter of the rows the held-out
+    classes (class a recorded as b) can escape it: in one draw of 15 of
+    wine's labels moved 0 -> 1 -> 2 -> 0, the held-out model contradicts all
+    15 and 'auto' flags none. When 'auto' flags under a quarter of the rows the held-out
     model contradicts (at least 5%), the detector warns; the ranking
     (``contamination``) still finds such rows. When the linear model is misspecified
     (heavier tails than logistic), some hard rows look like errors, and
