@@ -237,8 +237,14 @@ class TorchModel(BaseEstimator):
         if any(v < 0 for v in decay.values()):
             raise ValueError("weight_decay must be >= 0.")
         classes = None
-        if self.loss in ("cross_entropy", "nll"):
+        try:  # one row through the module: a mismatched X fails here, named
             k = self._n_outputs(X)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The module cannot take X of shape {np.shape(X)}: {exc}. Check "
+                "X's number of columns against the module's first layer."
+            ) from None
+        if self.loss in ("cross_entropy", "nll"):
             classes = np.arange(k) if self.classes is None else np.asarray(self.classes)
         elif self.loss == "bce_with_logits":
             classes = np.array([0, 1]) if self.classes is None else self.classes
@@ -253,7 +259,8 @@ class TorchModel(BaseEstimator):
         device = next(self.module.parameters()).device
         x = torch.as_tensor(np.asarray(X)[:1], dtype=spec_dtype, device=device)
         with torch.no_grad():
-            return self.module.eval()(x).shape[1]
+            out = self.module.eval()(x)
+        return out.shape[1] if out.ndim > 1 else 1
 
     def _forward(self, X):
         check_is_fitted(self)

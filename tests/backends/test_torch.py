@@ -556,3 +556,9 @@ def test_refine_says_when_it_stops_short(dtype):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert refine(model, X, y) < 1e-8
+
+
+def test_a_mismatched_x_is_named_at_fit():
+    net = nn.Sequential(nn.Linear(4, 2)).double()
+    with pytest.raises(ValueError, match=r"shape \(5, 3\).*number of columns"):
+        TorchModel(net).fit(np.zeros((5, 3)), np.zeros(5, dtype=int))
