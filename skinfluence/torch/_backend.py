@@ -212,8 +212,12 @@ class TorchInfluence(InfluenceBackend):
             if np.any(idx >= len(classes)) or np.any(
                 classes[np.minimum(idx, len(classes) - 1)] != y
             ):
+                unknown = np.setdiff1d(y, classes)[:3].tolist()
                 raise ValueError(
-                    f"y holds labels outside the net's classes {classes.tolist()}."
+                    f"y holds labels outside the net's classes {classes.tolist()} "
+                    f"(e.g. {unknown}). The net's output k is class k; for other "
+                    "labels pass them in output order: "
+                    "TorchModel(module, classes=[...])."
                 )
             t = torch.as_tensor(idx, dtype=torch.long, device=spec.device)
             return t.to(spec.dtype) if spec.loss == "bce_with_logits" else t

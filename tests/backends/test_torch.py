@@ -562,3 +562,16 @@ def test_a_mismatched_x_is_named_at_fit():
     net = nn.Sequential(nn.Linear(4, 2)).double()
     with pytest.raises(ValueError, match=r"shape \(5, 3\).*number of columns"):
         TorchModel(net).fit(np.zeros((5, 3)), np.zeros(5, dtype=int))
+
+
+def test_string_labels_name_the_classes_parameter():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.array(["a", "b"] * 10)
+    net = nn.Sequential(nn.Linear(3, 2)).double()
+    with pytest.raises(ValueError, match=r"e\.g\. \['a', 'b'\].*classes=\[\.\.\.\]"):
+        InfluenceExplainer(TorchModel(net, weight_decay=1e-2)).fit(X, y)
+    model = TorchModel(net, weight_decay=1e-2, classes=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StationarityWarning)  # an untrained net
+        explainer = InfluenceExplainer(model).fit(X, y)
+    assert explainer.influence(X[:2], y[:2]).shape == (2, 20)
