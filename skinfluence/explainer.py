@@ -403,8 +403,9 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         if getattr(X, "ndim", 2) == 1:
             raise ValueError(
                 f"{name} must be 2-D, one row per test point; got a 1-D "
-                f"{type(X).__name__} of {len(X)} values. For one row pass "
-                "X.iloc[[i]] (a DataFrame), or x.reshape(1, -1) for an array."
+                f"{type(X).__name__} of {len(X)} values. Reshape your data: for "
+                "one row pass X.iloc[[i]] (a DataFrame), or x.reshape(1, -1) "
+                "for an array."
             )
         if self._raw_input:
             X = check_2d(X)
