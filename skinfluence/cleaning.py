@@ -217,8 +217,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
       refits). A mislabeled row is one the rest of the data cannot explain.
       It needs the dense inverse Hessian (with the default solver: models
       up to 5,000 parameters, or up to 8,192 where the Woodbury identity
-      does not apply and the matrix fits in a quarter of memory); beyond that use
-      ``'self_influence'``, whose suggested labels are then the full model's
+      does not apply and the matrix fits in a quarter of memory); beyond
+      that use ``'self_influence'``, whose suggested labels are then the full model's
       predictions. For boosted trees, half of it is the row's held-out loss
       averaged over the boosting rounds (a wrong label is fitted late, if at
       all).
@@ -328,9 +328,9 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
 
     Flagging every row the held-out model misclassifies removes honest
     ambiguity with the errors: on a task the model gets 77% right, a quarter
-    of the rows. Confident learning's
-    per-class thresholds (cleanlab's ``find_label_issues``) still flag about
-    as many rows there, at low precision. 'auto' instead fits, by maximum
+    of the rows. Confident learning's per-class thresholds (cleanlab's
+    ``find_label_issues``) still flag about as many rows there, at low
+    precision. 'auto' instead fits, by maximum
     likelihood on the held-out outputs ``eta``, a model of how the given
     labels arose: with probability ``1 - noise_rate_`` from the recalibrated
     probabilities ``softmax(temperature * eta)`` (sigmoid for two classes),
@@ -347,10 +347,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     uniform model is the benchmark's flips. Labels moved between particular
     classes (class a recorded as b) can escape it: in one draw of 15 of
     wine's labels moved 0 -> 1 -> 2 -> 0, the held-out model contradicts all
-    15 and 'auto' flags none. When 'auto' flags under a quarter of the rows the held-out
-    model contradicts (at least 5%), the detector warns; the ranking
-    (``contamination``) still finds such rows. When the linear model is misspecified
-    (heavier tails than logistic), some hard rows look like errors, and
+    15 and 'auto' flags none. When 'auto' flags under a quarter of the rows
+    the held-out model contradicts (at least 5%), the detector warns; the
+    ranking (``contamination``) still finds such rows. When the linear model
+    is misspecified (heavier tails than logistic), some hard rows look like errors, and
     ``noise_rate_`` is then an overestimate. For hinge models the outputs are
     margins, which the temperature rescales.
 
@@ -505,8 +505,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         if not self.explainer_.backend_.calibrated_held_out:
             self._suggest_other_classes(eta_loo, t)
         self._index = pandas_index(X)
-        self._warn_uncalibrated_auto()
-        self._warn_unflagged_disagreement()
+        self._warn_about_auto()
         return self
 
     def _suggest_other_classes(self, eta, t):
@@ -529,57 +528,44 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         )
         self._repeats_label = repeats
 
-    def _warn_unflagged_disagreement(self):
-        """Warn when 'auto' flags few of the rows the held-out model contradicts.
+    def _warn_about_auto(self):
+        """Warn where 'auto' cannot be trusted to have found the wrong labels.
 
-        Those are hard rows to the noise model, which spreads wrong labels
-        evenly over the other classes; labels moved between two particular
-        classes (class a recorded as b) can look the same to it.
+        Outputs that cannot give a noise rate (a tree ensemble's, whose
+        structure was grown with every row), and, elsewhere, a held-out model
+        that contradicts many labels 'auto' leaves unflagged: hard rows to the
+        noise model, which spreads wrong labels evenly over the other classes,
+        so labels moved between two particular classes can look the same.
         """
-        if (
-            self.threshold is not None
-            or self.contamination != "auto"
-            or not self.explainer_.backend_.calibrated_held_out
-        ):
+        if self.threshold is not None or self.contamination != "auto":
             return
-        n = len(self._y)
-        disagree = int(np.sum(self._suggested_labels != self._y))
-        flagged = int(self._label_issues.sum())
-        if disagree < max(5, 0.05 * n) or flagged >= disagree / 4:
-            return
-        warnings.warn(
-            f"contamination='auto' flagged {flagged} of {n} rows, but the "
-            f"held-out model predicts another class for {disagree} "
-            f"({disagree / n:.1%}). The noise model behind 'auto' takes them "
-            "for rows the model finds hard: it spreads wrong labels evenly "
-            "over the other classes, and can miss labels moved between two "
-            "particular classes (class a recorded as b). To review them, "
-            "use contamination=<share of rows> with action='flag', then "
-            "get_label_issues().",
-            UserWarning,
-            stacklevel=caller_stacklevel(),
-        )
-
-    def _warn_uncalibrated_auto(self):
-        """Warn when 'auto' reads a noise rate from outputs that hide it."""
         backend = self.explainer_.backend_
-        if (
-            self.threshold is not None
-            or self.contamination != "auto"
-            or backend.calibrated_held_out
-        ):
-            return
-        warnings.warn(
-            f"contamination='auto' flagged {int(self._label_issues.sum())} of "
-            f"{len(self._label_issues)} rows (noise_rate_={self.noise_rate_:.3g}): "
-            f"the {backend.name} backend's held-out probabilities come from a "
-            "structure grown with every row, which hides most wrong labels from "
-            "the noise model behind 'auto'. The ranking (scores_, ranking_) "
-            "still finds them: pass contamination=<share of rows to flag>, "
-            "e.g. 0.05, or threshold=<score>.",
-            UserWarning,
-            stacklevel=caller_stacklevel(),
-        )
+        n, flagged = len(self._y), int(self._label_issues.sum())
+        if not backend.calibrated_held_out:
+            message = (
+                f"contamination='auto' flagged {flagged} of {n} rows "
+                f"(noise_rate_={self.noise_rate_:.3g}): the {backend.name} "
+                "backend's held-out probabilities come from a structure grown "
+                "with every row, which hides most wrong labels from the noise "
+                "model behind 'auto'. The ranking (scores_, ranking_) still "
+                "finds them: pass contamination=<share of rows to flag>, e.g. "
+                "0.05, or threshold=<score>."
+            )
+        else:
+            disagree = int(np.sum(self._suggested_labels != self._y))
+            if disagree < max(5, 0.05 * n) or flagged >= disagree / 4:
+                return
+            message = (
+                f"contamination='auto' flagged {flagged} of {n} rows, but the "
+                f"held-out model predicts another class for {disagree} "
+                f"({disagree / n:.1%}). The noise model behind 'auto' takes them "
+                "for rows the model finds hard: it spreads wrong labels evenly "
+                "over the other classes, and can miss labels moved between two "
+                "particular classes (class a recorded as b). To review them, "
+                "use contamination=<share of rows> with action='flag', then "
+                "get_label_issues()."
+            )
+        warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
     scores_ = _per_row_attribute("_scores", "score")
     label_issues_ = _per_row_attribute("_label_issues", "label_issue")

@@ -15,7 +15,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.utils import _safe_indexing
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.validation import check_array, validate_data
+from sklearn.utils.validation import _num_samples, check_array, validate_data
 
 from ...utils._checks import split_model
 from ...utils._chunks import check_result_size, chunk_slices
@@ -475,7 +475,7 @@ class TreeBackend(InfluenceBackend):
             yield test_rows, rows, (W * D if kind == "influence" else -w[rows] * D)
 
     def _full(self, X, y, target, kind):
-        n_test = self._model_frame(X).shape[0]
+        n_test = _num_samples(X)  # the prefix keeps the rows: no transform
         check_result_size(
             (n_test, self.n_train_),
             "The influence matrix",
