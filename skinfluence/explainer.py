@@ -126,6 +126,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         root-mean-square effect of removing one of 64 random rows on the
         parameters (0 at an exact optimum). Iterative solvers estimate that
         effect from 8 random-sign sums of the rows' changes (one block solve).
+        For boosted trees: the largest gap between the fitted leaf values and
+        the Newton steps the training rows give, over a typical row's share
+        of its leaf's value (about 1e-6 when the model was fitted on these
+        rows; above ``stationarity_tol`` a warning says it was not).
     n_polish_steps_ : int
         Newton steps the explainer took to finish its own clone's fit (0 when
         already stationary, or for a frozen model, which is explained as it
@@ -157,7 +161,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                                (``~ -w_i/W I_up,loss``)
     ``influence_params``       d theta / d eps           (a direction, no sign)
     ``self_influence``         ``-I_up,loss(z_i,z_i)``   removing the row raises
-                                                         its own loss (always >= 0)
+                                                         its own loss (>= 0 with a
+                                                         convex objective)
     ``perturbation_influence`` d test loss / d x_i       moving x_i along that
                                (``I_pert,loss``)         feature raises test loss
     ========================== ========================= ==========================
@@ -614,8 +619,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     def self_influence(self):
         """``-I_up,loss(z_i, z_i) = g_i' H^-1 g_i`` for every training row.
 
-        Non-negative; large values mark rows the model bends to fit (outliers,
-        mislabeled rows).
+        Non-negative for models with a convex objective (the Hessian is
+        positive definite); large values mark rows the model bends to fit
+        (outliers, mislabeled rows). Boosted trees have no such Hessian: their
+        self-influence can be negative (a row the later rounds fit against).
 
         Returns
         -------

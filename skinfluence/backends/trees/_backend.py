@@ -31,6 +31,7 @@ from ._leaf_influence import leaf_influence
 from ._leaf_refit import refit_outputs
 from ._losses import TreeLoss
 from ._structure import (
+    held_out_for_stopping,
     hessian_scale,
     raw_outputs,
     read_ensemble,
@@ -108,9 +109,11 @@ class TreeBackend(InfluenceBackend):
     ``refit_options={'fixed_structure': True}`` to compare against LeafRefit
     instead (the structure-fixed reference). Not served: perturbation
     influence (the outputs are piecewise constant in ``x``), Newton
-    leave-one-out steps and ``influence_params``. Test rows with NaN: the
-    explainer's test-input validation refuses them, although the trees route
-    them.
+    leave-one-out steps and ``influence_params``. Rows with NaN are routed
+    as the model routes them (the missing-value side of each split).
+
+    Rows a HistGradientBoosting model held out to stop early (a validation
+    split) weigh 0 here: the trees were grown without them.
 
     References
     ----------
@@ -271,6 +274,10 @@ class TreeBackend(InfluenceBackend):
         self.weights_ = sw * (
             1.0 if class_weight is None else compute_sample_weight(class_weight, y)
         )
+        held_out = held_out_for_stopping(model, self.y_)
+        if held_out is not None:
+            # Grown without them: they weigh 0 (their removal changes nothing).
+            self.weights_ = np.where(held_out, 0.0, self.weights_)
         self.ensemble_ = ens = read_ensemble(model, self.target_, self.weights_)
         self.X_model_ = ens.encoded(X)
         self.leaves_ = ens.apply(self.X_model_)
@@ -283,11 +290,20 @@ class TreeBackend(InfluenceBackend):
         self.solver_ = None
         self.n_params_ = ens.n_leaves
         self.n_train_ = n
-        self.stationarity_ = 0.0  # leaf values are exact Newton steps
+        self.stationarity_ = _boostin.leaf_mismatch(
+            ens, self.replay_, self.leaves_, self.weights_
+        )
         return self
 
     def stationarity_advice(self, model_name):
-        return None
+        return (
+            f"{model_name}'s leaf values are not the Newton steps these rows "
+            f"give: they differ by up to {self.stationarity_:.3g} times a "
+            "typical row's share of its leaf's value, so the influence values describe "
+            "another model. It was fitted on other rows, labels or sample "
+            "weights: pass the X, y and sample_weight it was fitted on (the "
+            "rows in the same order)."
+        )
 
     def recomputed_leaf_values(self):
         """Leaf values recomputed from the replayed gradients and hessians."""

@@ -78,11 +78,24 @@ def recomputed_leaf_values(ensemble, state):
     return ensemble.leaf_value(state.G, state.H)
 
 
+def leaf_mismatch(ensemble, state, leaves, weights):
+    """How far the fitted leaf values are from those the rows give.
+
+    The largest ``|fitted - recomputed|`` over the root-mean-square share of
+    a row in its leaf's value (``w_i s g_i / (H + l2)``, rows of positive
+    weight): about 1e-5 or less for a model fitted on these rows (float32
+    gradient sums), of order 1 or more for one fitted on other data.
+    """
+    gap = np.max(np.abs(recomputed_leaf_values(ensemble, state) - ensemble.leaf_values))
+    inv = ensemble.inverse_denominator(state.H)
+    shares = (weights[:, None] * ensemble.scale * state.g * inv[leaves])[weights > 0]
+    typical = np.sqrt(np.mean(shares**2)) if shares.size else 0.0
+    return float(gap / max(typical, np.finfo(float).tiny))
+
+
 def leaf_derivatives(ensemble, state, leaves):
     """``d v / d delta_i`` of each row's leaf in every tree, shape (n, T)."""
-    denom = state.H + ensemble.l2
-    safe = np.abs(denom) >= 1e-150
-    inv = np.where(safe, 1.0 / np.where(safe, denom, 1.0), 0.0)
+    inv = ensemble.inverse_denominator(state.H)
     out = ensemble.leaf_values[leaves]
     out *= state.h
     out += ensemble.scale * state.g

@@ -40,15 +40,6 @@ def check_tree_model(model):
                 f"{name} with monotonic_cst clips leaf values to bounds, which "
                 "the leaf derivatives do not model; fit without it."
             )
-        # 'auto' turns early stopping on for more than 10,000 rows, at fit.
-        stopping = getattr(model, "do_early_stopping_", params["early_stopping"])
-        if stopping is True and params["validation_fraction"]:
-            raise TypeError(
-                f"{name} with early stopping on a validation split trains its "
-                "trees on an unrecorded subset of the rows; pass "
-                "early_stopping=False, or validation_fraction=None (early "
-                "stopping on the training loss; n_iter_ rounds are read)."
-            )
     if name in LGBM:
         _check_lgbm(name, params)
     if name in XGB:

@@ -55,9 +55,7 @@ def leaf_influence(ensemble, loss, state, leaves, weights, test_leaves, A):
             leaf = leaves[:, t] - lo
             v_bar = one_hot(leaf, hi - lo) @ F_bar[k]
             np.add.at(v_bar, (test_leaves[:, t] - lo, cols), A[:, k])
-            denom = state.H[lo:hi] + ensemble.l2
-            safe = np.abs(denom) >= 1e-150
-            inv = np.where(safe, 1.0 / np.where(safe, denom, 1.0), 0.0)[:, None]
+            inv = ensemble.inverse_denominator(state.H[lo:hi], slice(lo, hi))[:, None]
             G_bar = (-ensemble.scale * inv) * v_bar
             H_bar = (-vals[lo:hi, None] * inv) * v_bar
             Gi, Hi = G_bar[leaf], H_bar[leaf]

@@ -49,7 +49,7 @@ def refit_outputs(ensemble, loss, leaves, target, baseline, column_weights, test
             S = one_hot(leaf, hi - lo)
             G = S @ (column_weights * g[:, k])
             H = S @ (column_weights * h[:, k])
-            v = ensemble.leaf_value(G, H)
+            v = ensemble.leaf_value(G, H, slice(lo, hi))
             F[:, k] += v[leaf]
             for out, (test_leaves, _) in zip(outs, tests):
                 out[:, k] += v[test_leaves[:, t] - lo]

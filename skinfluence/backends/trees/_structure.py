@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
@@ -55,6 +56,9 @@ class TreeEnsemble:
         Contribution of each leaf to its output's raw value.
     scale, l2 : float
         The leaf-value formula's constants.
+    fixed : ndarray of bool of shape (n_leaves,) or None
+        Leaves whose value is not a Newton step and stays 0 (a
+        HistGradientBoosting tree that never split keeps its root's 0).
     """
 
     n_rounds: int
@@ -67,6 +71,7 @@ class TreeEnsemble:
     #: The model's input -> the numeric columns its trees split (identity,
     #: or HistGradientBoosting's own encoding of categorical columns).
     encode: object = None
+    fixed: np.ndarray = None
 
     @property
     def n_trees(self):
@@ -97,11 +102,18 @@ class TreeEnsemble:
         vals = self.leaf_values[leaves].reshape(n, self.n_rounds, self.n_outputs)
         return vals.sum(axis=1)
 
-    def leaf_value(self, G, H):
-        """The Newton leaf value ``-scale G / (H + l2)``, 0 where H is tiny."""
+    def inverse_denominator(self, H, leaves=slice(None)):
+        """``1 / (H + l2)`` of ``leaves``; 0 where H is tiny or the leaf fixed."""
         denom = H + self.l2
         safe = np.abs(denom) >= TINY_HESSIAN
-        return np.where(safe, -self.scale * G / np.where(safe, denom, 1.0), 0.0)
+        if self.fixed is not None:
+            fixed = self.fixed[leaves]  # leaves along the first axis
+            safe &= ~fixed.reshape(fixed.shape + (1,) * (safe.ndim - fixed.ndim))
+        return np.where(safe, 1.0 / np.where(safe, denom, 1.0), 0.0)
+
+    def leaf_value(self, G, H, leaves=slice(None)):
+        """The Newton leaf value ``-scale G / (H + l2)`` of ``leaves``."""
+        return -self.scale * G * self.inverse_denominator(H, leaves)
 
 
 def is_tree_model(model):
@@ -129,6 +141,31 @@ def read_ensemble(model, target=None, weights=None):
     raise TypeError(
         f"{name} is not a supported tree ensemble ({HGB + GB + LGBM + XGB})."
     )
+
+
+def held_out_for_stopping(model, y):
+    """Rows a fitted HistGradientBoosting model held out to stop early, or None.
+
+    With early stopping on a validation split (``early_stopping=True``, or
+    'auto' on more than 10,000 rows, with ``validation_fraction``) the trees
+    are grown on the other rows only. The split is the one ``fit`` drew:
+    ``train_test_split`` with the model's recorded seed, stratified by class
+    for a classifier. Returns a boolean mask over the rows, True where held
+    out.
+    """
+    if type(model).__name__ not in HGB or not getattr(model, "do_early_stopping_", 0):
+        return None
+    fraction = model.get_params()["validation_fraction"]
+    if fraction is None:
+        return None  # stopped on the training loss: every row trained
+    rows = np.arange(len(y))
+    stratify = y if hasattr(model, "classes_") else None
+    _, held = train_test_split(
+        rows, test_size=fraction, stratify=stratify, random_state=model._random_seed
+    )
+    mask = np.zeros(len(y), dtype=bool)
+    mask[held] = True
+    return mask
 
 
 def raw_outputs(model, X):
@@ -237,6 +274,8 @@ def _read_hgb(model):
     values = np.concatenate(
         [nodes["value"][nodes["is_leaf"].astype(bool)] for nodes in trees]
     )
+    # A root that could not split is a leaf of value 0, not a Newton step.
+    never_split = np.repeat([len(nodes) == 1 for nodes in trees], counts)
 
     def encode(X):
         names = getattr(encoder, "feature_names_in_", None)
@@ -264,6 +303,7 @@ def _read_hgb(model):
         l2=float(model.l2_regularization) + 1e-15,
         apply_fn=apply_fn,
         encode=None if encoder is None else encode,
+        fixed=never_split,
     )
 
 
