@@ -1,5 +1,6 @@
 """Check influence against actual retraining (Koh & Liang's Figure 2)."""
 
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -75,8 +76,13 @@ def validate_loo(
     verbose : int, default=0
         1 shows progress over the refits (a tqdm bar when tqdm is installed).
     refit_options : dict, default=None
-        Keyword arguments of the backend's refits (torch: ``max_iter`` and
-        ``tol`` of L-BFGS, see :func:`skinfluence.torch.validate_loo`).
+        Keyword arguments of the backend's refits: torch ``max_iter`` and
+        ``tol`` of L-BFGS (see :func:`skinfluence.torch.validate_loo`); boosted
+        trees ``fixed_structure`` (LeafRefit instead of retraining). Linear
+        models and GLMs take none: each refit is the estimator's own
+        (warm-started) fit, finished with Newton steps on its objective when
+        the explained fit is at its optimum, so scikit-learn's ``tol`` does
+        not stop it short of the change being measured.
 
     Returns
     -------
@@ -121,7 +127,11 @@ def validate_loo(
         [[i] for i in rows], desc="validate_loo refits", verbose=verbose
     )
     actual = backend.refit_test_losses(
-        removals, X_test, y_test, n_jobs=n_jobs, **(refit_options or {})
+        removals,
+        X_test,
+        y_test,
+        n_jobs=n_jobs,
+        **_check_refit_options(backend, refit_options),
     )
     pred = predicted[rows]
     index = explainer.train_index_
@@ -146,3 +156,21 @@ def validate_loo(
             stacklevel=caller_stacklevel(),
         )
     return LOOValidation(table, r, slope)
+
+
+def _check_refit_options(backend, options):
+    """``options`` if the backend's refits take them; else a ValueError."""
+    options = dict(options or {})
+    taken = [
+        name
+        for name, p in inspect.signature(backend.refit_test_losses).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        raise ValueError(
+            f"refit_options {unknown} are not options of the {backend.name} "
+            f"backend's refits, which take "
+            f"{taken if taken else 'none (pass refit_options=None)'}."
+        )
+    return options

@@ -18,7 +18,12 @@ from scipy.special import expit, softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array
 
-from ..adapters import build_objective, check_before_fit, is_supported
+from ..adapters import (
+    build_objective,
+    check_before_fit,
+    is_supported,
+    parameters_writable,
+)
 from ..core import _formulas
 from ..core._formulas import half_factor
 from ..core._refit import refit_subsets, refit_without
@@ -43,11 +48,14 @@ from ._base import (
     check_test_labels,
     warn_if_flat,
 )
-from ._estimator_refits import refit_loss
+from ._estimator_refits import refit_loss, warm_clone
 
 #: ``polish`` stops once the Newton step left is this share of a typical row's
 #: leave-one-out effect on the parameters: far below what influence resolves.
 POLISH_TOL = 1e-3
+#: Stationarity up to which a fit counts as its optimum (the explainer's
+#: default ``stationarity_tol``): refits for validation are then polished too.
+STATIONARY = 0.1
 #: Steps with a Hessian factorized at an earlier iterate go on to this share of
 #: ``tol`` (they cost a gradient each), so that the exact stationarity at the
 #: final factorization is below ``tol``; and are kept while each shrinks the
@@ -581,11 +589,22 @@ class ClosedFormBackend(InfluenceBackend):
 
         Each removal refits the final estimator (a warm-started clone, with its
         own settings) on the other rows; earlier Pipeline steps stay fixed.
+        When the explained fit is at its optimum and its parameters are the
+        objective's own (linear models, GLMs), each refit is finished with
+        Newton steps as the explainer finishes its own fit: a refit stopped
+        by the estimator's ``tol`` would otherwise move less than the
+        change being measured.
         """
         X_test = self.model_input(X)
         Xt, _, t = self.test_factors(X, y, "loss")
         base = self.objective_.loss(Xt, t).sum()
         X_in, labels, sw = self.X_input_, self.y_, self.sample_weight_
+        polish = (
+            self.stationarity_ <= STATIONARY
+            and not getattr(self.objective_, "approximate", False)
+            and parameters_writable(self.model_, self.objective_)
+        )
+        refit = _polished_refit_loss if polish else refit_loss
 
         def without(rows):
             keep = np.ones(self.n_train_, dtype=bool)
@@ -593,7 +612,7 @@ class ClosedFormBackend(InfluenceBackend):
             return keep
 
         losses = Parallel(n_jobs=n_jobs)(
-            delayed(refit_loss)(self.model_, X_in, labels, sw, without(r), X_test, t)
+            delayed(refit)(self.model_, X_in, labels, sw, without(r), X_test, t)
             for r in removals
         )
         return np.asarray(losses) - base
@@ -759,3 +778,11 @@ def _check_newton_target(target):
         raise ValueError(
             "method='newton' supports target='loss' or 'decision_function'."
         )
+
+
+def _polished_refit_loss(model, X, y, sw, keep, X_test, t_test):
+    """:func:`refit_loss` with the refit finished by Newton steps."""
+    refit = warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
+    backend = ClosedFormBackend().fit(refit, X[keep], y[keep], sw[keep])
+    backend.polish()
+    return backend.objective_.loss(X_test, t_test).sum()

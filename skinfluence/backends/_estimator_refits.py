@@ -6,7 +6,7 @@ from sklearn.base import clone
 from ..adapters import build_objective
 
 
-def _warm_clone(model):
+def warm_clone(model):
     """A clone that starts from the fitted parameters, where the model allows.
 
     As in Koh & Liang's protocol, this lands the refit on the same optimum
@@ -37,7 +37,7 @@ def _warm_clone(model):
 
 
 def refit_loss(model, X, y, sw, keep, X_test, t_test):
-    refit = _warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
+    refit = warm_clone(model).fit(X[keep], y[keep], sample_weight=sw[keep])
     objective, _ = build_objective(refit, y[keep], sw[keep])
     fmap = objective.feature_map
     features = X_test if fmap is None else fmap.transform(X_test)

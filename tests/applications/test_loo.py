@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import log_loss
 from sklearn.preprocessing import scale
 
-from skinfluence import InfluenceExplainer, validate_loo
+from skinfluence import InfluenceExplainer, refine, validate_loo
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,38 @@ def test_newton_closer_to_refit_than_first_order_for_logistic(cancer):
         )
         errors[method] = np.abs(res.table["predicted"] - res.table["actual"]).mean()
     assert errors["newton"] < 0.5 * errors["influence"]
+
+
+def test_refits_of_a_default_tol_model_reach_their_optimum():
+    """The explainer polishes its clone of LogisticRegression() (tol=1e-4);
+    validate_loo's refits are polished too, so each actual change is the
+    exact leave-one-out change (a tight cold refit), not sklearn's early stop
+    (which, warm-started at the polished fit, stops at once: 0)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = scale(X)
+    explainer = InfluenceExplainer(LogisticRegression()).fit(X[:200], y[:200])
+    assert explainer.n_polish_steps_ > 0
+    result = validate_loo(explainer, X[300:302], y[300:302], n_remove=4, n_random=0)
+    test = explainer.estimator_
+    base = log_loss(y[300:302], test.predict_proba(X[300:302]), normalize=False)
+    for row, actual in zip(result.table.train_row, result.table.actual):
+        keep = np.arange(200) != row
+        exact = refine(
+            LogisticRegression(tol=1e-12, max_iter=10_000).fit(
+                X[:200][keep], y[:200][keep]
+            ),
+            X[:200][keep],
+            y[:200][keep],
+        )
+        loss = log_loss(y[300:302], exact.predict_proba(X[300:302]), normalize=False)
+        assert actual == pytest.approx(
+            loss - base, rel=1e-4
+        )  # polish tol: 1e-3 of a row
+    assert np.all(result.table.actual != 0)
+
+
+def test_unknown_refit_options_are_refused_with_the_accepted_ones():
+    X, y = load_breast_cancer(return_X_y=True)
+    explainer = InfluenceExplainer(LogisticRegression()).fit(scale(X)[:100], y[:100])
+    with pytest.raises(ValueError, match=r"\['gtol'\] are not options.*take none"):
+        validate_loo(explainer, X[:1], y[:1], refit_options={"gtol": 1e-12})
