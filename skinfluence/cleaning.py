@@ -558,12 +558,12 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             message = (
                 f"contamination='auto' flagged {flagged} of {n} rows, but the "
                 f"held-out model predicts another class for {disagree} "
-                f"({disagree / n:.1%}). The noise model behind 'auto' takes them "
-                "for rows the model finds hard: it spreads wrong labels evenly "
-                "over the other classes, and can miss labels moved between two "
-                "particular classes (class a recorded as b). To review them, "
-                "use contamination=<share of rows> with action='flag', then "
-                "get_label_issues()."
+                f"({disagree / n:.1%}). 'auto' flags only the rows its noise "
+                "model (wrong labels spread evenly over the other classes) "
+                "finds likelier wrong than hard; on few rows, or with labels "
+                "moved between two particular classes, it flags few of them. "
+                "To review them, use contamination=<share of rows> with "
+                "action='flag', then get_label_issues()."
             )
         warnings.warn(message, UserWarning, stacklevel=caller_stacklevel())
 
@@ -712,12 +712,18 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         if n_changed <= expected + 2 * np.sqrt(expected * (1 - rate)) + 1:
             return
         verb = "Dropping" if self.action == "drop" else "Relabeling"
+        estimate = (
+            f"about {expected:.0f} wrong labels ({rate:.1%}, noise_rate_)"
+            if round(expected)
+            else f"no wrong labels (noise_rate_={rate:.2g})"
+        )
         warnings.warn(
             f"{verb} {n_changed} of {n} rows ({n_changed / n:.1%}), but the "
-            f"noise model estimates about {expected:.0f} wrong labels "
-            f"({rate:.1%}, noise_rate_): the others are probably correct rows "
-            "the model finds hard. Use contamination='auto', or action='flag' "
-            "to review them (get_label_issues) first.",
+            f"noise model estimates {estimate}: rows beyond that may be "
+            "correct rows the model finds hard (the estimate can also fall "
+            "short, on few rows or with labels moved between two classes). "
+            "Use action='flag' to review them (get_label_issues) first, or "
+            "contamination='auto' to change only the rows 'auto' flags.",
             OverCleaningWarning,
             stacklevel=caller_stacklevel(),
         )

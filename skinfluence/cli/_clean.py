@@ -255,9 +255,10 @@ _OPTION_WORDING = {
     "use contamination=<share of rows> with action='flag', then "
     "get_label_issues()": "use --contamination SHARE (e.g. 0.1) with --action "
     "flag and --report FILE",
-    "Use contamination='auto', or action='flag' to review them "
-    "(get_label_issues) first": "Use --contamination auto, or --action flag "
-    "with --report FILE to review them first",
+    "Use action='flag' to review them (get_label_issues) first, or "
+    "contamination='auto' to change only the rows 'auto' flags": "Use --action "
+    "flag with --report FILE to review them first, or --contamination auto to "
+    "change only the rows it flags",
     "Use n_rounds=1, or a model with a stronger penalty": "Use --rounds 1, or "
     "a smaller --C",
 }

@@ -706,7 +706,10 @@ def test_warnings_give_their_advice_as_options(tmp_path, capsys):
     assert status == 0 and "threshold 1" in captured.out
     assert "contamination auto" not in captured.out
     if "Dropping" in captured.err:
-        assert "--contamination auto, or --action flag with --report" in captured.err
+        assert (
+            "--action flag with --report FILE to review them first, or "
+            "--contamination auto" in captured.err
+        )
 
 
 def test_decimal_commas_read_as_text_are_pointed_out(tmp_path, wine_table, capsys):
@@ -719,3 +722,27 @@ def test_decimal_commas_read_as_text_are_pointed_out(tmp_path, wine_table, capsy
     assert "'alcohol'" in err and "pass --decimal ','" in err
     assert _clean(src, *args, "--decimal", ",", "--out", tmp_path / "b.csv") == 0
     assert "read as categories" not in capsys.readouterr().err
+
+
+def test_every_translated_advice_is_in_the_detectors_messages():
+    """The CLI rewrites the detector's advice into options by exact text: each
+    phrase it rewrites must still be in a message of skinfluence.cleaning."""
+    import ast
+    import inspect
+
+    from skinfluence import cleaning
+    from skinfluence.cli._clean import _OPTION_WORDING
+
+    texts = []
+    for node in ast.walk(ast.parse(inspect.getsource(cleaning))):
+        if isinstance(node, ast.JoinedStr):
+            texts.append(
+                "".join(
+                    v.value if isinstance(v, ast.Constant) else "{}"
+                    for v in node.values
+                )
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            texts.append(node.value)
+    for phrase in _OPTION_WORDING:
+        assert any(phrase in text for text in texts), phrase
