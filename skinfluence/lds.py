@@ -50,6 +50,8 @@ class LDSValidation:
         The training rows each subset kept.
     output : str
         The test quantity compared.
+    best : str
+        The method with the largest LDS (a property).
     """
 
     scores: pd.DataFrame

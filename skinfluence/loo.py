@@ -33,6 +33,15 @@ class LOOValidation:
     pearson_r: float
     slope: float
 
+    def __repr__(self):
+        # The table is the detail; a notebook shows the summary.
+        counts = self.table["selection"].value_counts()
+        return (
+            f"LOOValidation(n_removed={len(self.table)} (top {counts.get('top', 0)}"
+            f", random {counts.get('random', 0)}), pearson_r={self.pearson_r:.4f}, "
+            f"slope={self.slope:.3f})"
+        )
+
 
 def validate_loo(
     explainer,

@@ -182,6 +182,7 @@ class LOOAgreementDisplay:
         random_state=None,
         n_jobs=None,
         verbose=0,
+        refit_options=None,
         name=None,
         ax=None,
         line_kwargs=None,
@@ -195,9 +196,10 @@ class LOOAgreementDisplay:
         X_test, y_test : test rows and labels
             The plotted quantity is their total loss (pass one row for the
             paper's plot).
-        n_remove, n_random, method, random_state, n_jobs, verbose
+        n_remove, n_random, method, random_state, n_jobs, verbose, refit_options
             Passed to :func:`skinfluence.validate_loo` (``verbose=1``: a
-            progress bar over the refits).
+            progress bar over the refits; boosted trees:
+            ``refit_options={'fixed_structure': True}`` compares with LeafRefit).
         name : str, default=None
             Shown in the legend's title.
         ax, line_kwargs, **kwargs
@@ -220,7 +222,29 @@ class LOOAgreementDisplay:
             random_state=random_state,
             n_jobs=n_jobs,
             verbose=verbose,
+            refit_options=refit_options,
         )
+        return cls.from_result(
+            result, name=name, ax=ax, line_kwargs=line_kwargs, **kwargs
+        )
+
+    @classmethod
+    def from_result(cls, result, *, name=None, ax=None, line_kwargs=None, **kwargs):
+        """Plot a :func:`skinfluence.validate_loo` result.
+
+        Parameters
+        ----------
+        result : LOOValidation
+        name : str, default=None
+            Shown in the legend's title.
+        ax, line_kwargs, **kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : LOOAgreementDisplay
+        """
+        check_matplotlib(f"{cls.__name__}.from_result")
         table = result.table
         display = cls(
             predicted=table["predicted"].to_numpy(),

@@ -100,6 +100,46 @@ def test_loo_from_estimator_plots_the_refits(cancer):
     assert f"{display.pearson_r:.3f}" in display.ax_.get_legend().get_title().get_text()
 
 
+def test_loo_from_result_and_refit_options_for_trees():
+    """from_result draws a validate_loo result as from_estimator does; the
+    trees' fixed-structure check goes through from_estimator's refit_options
+    (LeafRefit: the structure-fixed LeafInfluence agrees closely)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skinfluence import InfluenceExplainer, validate_loo
+
+    X, y = load_breast_cancer(return_X_y=True)
+    explainer = InfluenceExplainer(
+        HistGradientBoostingClassifier(max_iter=10, random_state=0),
+        solver="leaf_influence",
+    ).fit(X[:300], y[:300])
+    options = {"fixed_structure": True}
+    result = validate_loo(
+        explainer,
+        X[400:401],
+        y[400:401],
+        n_remove=8,
+        n_random=4,
+        random_state=0,
+        refit_options=options,
+    )
+    display = LOOAgreementDisplay.from_result(result)
+    np.testing.assert_array_equal(display.actual, result.table["actual"])
+    assert display.pearson_r == result.pearson_r > 0.99
+    drawn = LOOAgreementDisplay.from_estimator(
+        explainer,
+        X[400:401],
+        y[400:401],
+        n_remove=8,
+        n_random=4,
+        random_state=0,
+        refit_options=options,
+    )
+    np.testing.assert_allclose(drawn.actual, display.actual)
+    assert "LOOValidation(n_removed=12 (top 8, random 4)" in repr(result)
+
+
 def test_loo_from_predictions_line_stats_and_style():
     predicted = np.array([0.1, -0.2, 0.45, 0.0])
     actual = np.array([0.12, -0.25, 0.5, 0.01])
