@@ -114,28 +114,14 @@ def test_loo_from_result_and_refit_options_for_trees():
         HistGradientBoostingClassifier(max_iter=10, random_state=0),
         solver="leaf_influence",
     ).fit(X[:300], y[:300])
-    options = {"fixed_structure": True}
-    result = validate_loo(
-        explainer,
-        X[400:401],
-        y[400:401],
-        n_remove=8,
-        n_random=4,
-        random_state=0,
-        refit_options=options,
-    )
+    test = (X[400:401], y[400:401])
+    options = dict(n_remove=8, n_random=4, random_state=0)
+    options["refit_options"] = {"fixed_structure": True}
+    result = validate_loo(explainer, *test, **options)
     display = LOOAgreementDisplay.from_result(result)
     np.testing.assert_array_equal(display.actual, result.table["actual"])
     assert display.pearson_r == result.pearson_r > 0.99
-    drawn = LOOAgreementDisplay.from_estimator(
-        explainer,
-        X[400:401],
-        y[400:401],
-        n_remove=8,
-        n_random=4,
-        random_state=0,
-        refit_options=options,
-    )
+    drawn = LOOAgreementDisplay.from_estimator(explainer, *test, **options)
     np.testing.assert_allclose(drawn.actual, display.actual)
     assert "LOOValidation(n_removed=12 (top 8, random 4)" in repr(result)
 
