@@ -273,7 +273,7 @@ def _as_options(message):
 
 def _report(detector, frame, ids):
     """The detector's report, led by the identifier columns of each row."""
-    report = detector.get_label_issues()
+    report = detector.get_label_issues(reasons=True)
     rows = report["row"].to_numpy()  # positions: the frame has a RangeIndex
     for i, col in enumerate(ids):
         name = col if col not in report.columns else f"{col} (input)"

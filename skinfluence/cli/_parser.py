@@ -82,7 +82,8 @@ def add_parser(subparsers):
     p.add_argument(
         "--report",
         metavar="REPORT",
-        help="also write the flagged rows, most suspicious first, here",
+        help="also write the flagged rows, most suspicious first, with the "
+        "reason each is flagged, here",
     )
     p.add_argument(
         "--model",

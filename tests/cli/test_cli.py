@@ -113,6 +113,10 @@ def test_relabel(wine_csv, wine_table, capsys):
     # More labels right than before.
     assert (cleaned["cultivar"] == true).sum() > (original["cultivar"] == true).sum()
     assert f"{len(changed)} labels replaced" in capsys.readouterr().out
+    # The report says why each row is flagged, and which keep their label.
+    keeps = issues["suggested_label"] == issues["given_label"]
+    assert issues["reason"].str.contains("predicts another class").eq(~keeps).all()
+    assert issues["mislabel_probability"].between(0, 1).all()
 
 
 def test_flag_adds_columns(wine_csv, tmp_path):
