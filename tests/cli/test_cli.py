@@ -69,6 +69,8 @@ def test_drop_finds_flipped_labels(wine_csv, wine_table, capsys):
         "suggested_label",
         "score",
         "rank",
+        "mislabel_probability",
+        "reason",
     ]
     assert issues["score"].is_monotonic_decreasing
     recall = np.isin(flipped, issues["row"]).mean()
@@ -383,6 +385,8 @@ def test_id_column_detected_and_reported(wine_csv, wine_table, capsys):
         "suggested_label",
         "score",
         "rank",
+        "mislabel_probability",
+        "reason",
     ]
     np.testing.assert_array_equal(issues["id"], frame["id"].to_numpy()[issues["row"]])
     assert np.isin(flipped, issues["row"]).mean() >= 0.6
