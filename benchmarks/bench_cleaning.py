@@ -344,7 +344,7 @@ def main(argv=None):
     parser.add_argument(
         "--datasets",
         default=",".join(DATASETS),
-        help=f"comma-separated subset of {', '.join(DATASETS)}",
+        help="comma-separated subset of " + ", ".join(DATASETS).replace("%", "%%"),
     )
     parser.add_argument(
         "--tols",

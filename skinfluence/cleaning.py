@@ -158,7 +158,7 @@ def _maximize(f, x, lower, upper, max_iter=100):
     return x
 
 
-def fit_noise_model(eta, t, max_rate=0.5, start=None):
+def fit_noise_model(eta, t, rate=None, start=None):
     """Fit symmetric label noise on top of recalibrated held-out outputs.
 
     Each given label is modelled as drawn from ``softmax(temperature * eta)``
@@ -172,8 +172,9 @@ def fit_noise_model(eta, t, max_rate=0.5, start=None):
         Held-out linear outputs (one column: the log-odds of the second class).
     t : ndarray of int of shape (n_samples,)
         Position of each row's given label among the classes.
-    max_rate : float, default=0.5
-        Upper bound of ``rate``.
+    rate : float, default=None
+        A known rate: only the temperature is fitted. None: both, the rate in
+        [0, 0.5].
     start : NoiseModel, default=None
         A previous fit to start from (later rounds); None: temperature 1,
         rate 0.05.
@@ -184,10 +185,26 @@ def fit_noise_model(eta, t, max_rate=0.5, start=None):
         ``rate`` (the estimated share of wrong labels), ``temperature``, and
         ``posterior`` of shape (n_samples,): each row's probability that its
         label is wrong under the fitted model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skinfluence.cleaning import fit_noise_model
+    >>> rng = np.random.default_rng(0)
+    >>> eta = rng.normal(0, 4, size=(20000, 1))  # calibrated log-odds
+    >>> t = (rng.random(20000) < 1 / (1 + np.exp(-eta[:, 0]))).astype(int)
+    >>> wrong = rng.random(20000) < 0.1
+    >>> t[wrong] = 1 - t[wrong]  # 10% of the labels flipped
+    >>> noise = fit_noise_model(eta, t)
+    >>> round(noise.rate, 3), round(noise.temperature, 2)
+    (0.099, 0.95)
     """
     K = max(eta.shape[1], 2)
     given = _given_label_probability(eta, t)
-    lower, upper = np.array([1e-3, 1e-9]), np.array([1e3, max(max_rate, 1e-9)])
+    if rate is None:
+        lower, upper = np.array([1e-3, 1e-9]), np.array([1e3, 0.5])
+    else:
+        lower, upper = np.array([1e-3, rate]), np.array([1e3, rate])
     x0 = [1.0, 0.05] if start is None else [start.temperature, start.rate]
     a, rate = _maximize(
         _noise_likelihood(given, K), np.clip(x0, lower, upper), lower, upper
@@ -259,10 +276,13 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         explainer, the feature map of a Pipeline kept); it rescores every row
         by a model that never saw it: flagged rows by their loss under the
         refit, the others by their held-out loss under it (their first-round
-        leave-one-out change added), and refits the noise model to these
-        outputs, its rate capped at the first round's (a model refitted
-        without hard rows is sharper, and would otherwise take more hard rows
-        for errors each round). Mislabeled rows no longer mask one another.
+        leave-one-out change added), and refits the noise model's
+        temperature to these outputs. The rate stays the first round's,
+        estimated once from the exact leave-one-out outputs of the model
+        fitted on every row: a refit without the flagged rows is sharper, and
+        its rescaled outputs would trade rate for temperature (taking more
+        hard rows for errors on hard tasks, fewer wrong labels on small easy
+        ones). Mislabeled rows no longer mask one another.
         Rounds stop early once the flags repeat, or when there are none. On
         the bundled benchmark three rounds find more flipped labels than one
         (see the README). After the first round ``method`` picks nothing:
@@ -365,7 +385,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     >>> noisy[flipped] = 1 - noisy[flipped]  # 10% of the labels
     >>> detector = MislabelDetector().fit(X, noisy)
     >>> round(detector.noise_rate_, 2)
-    0.09
+    0.1
     >>> int(detector.label_issues_.sum()), int(detector.label_issues_[flipped].sum())
     (51, 47)
 
@@ -595,8 +615,9 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         mislabeled than not (:meth:`_refit_flags`), then scores each of them
         by its loss under that model, and each kept row by its held-out loss
         under it (its first-round leave-one-out change added to its new
-        output), and refits the noise model to these outputs. Mislabeled rows
-        nearby no longer mask a flagged one. Rounds stop once the refit set
+        output), and refits the noise model's temperature to these outputs
+        (its rate kept from the first round). Mislabeled rows nearby no longer
+        mask a flagged one. Rounds stop once the refit set
         or the rows 'auto' reports repeat, when nothing is flagged, or when
         too few rows of a class would remain; ``bar`` counts the rounds run
         and notes why they stopped early.
@@ -640,7 +661,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             eta = backend.training_outputs(refitted)
             eta[keep] += loo_shift[keep]
             scores = backend.training_losses(eta)
-            noise = fit_noise_model(eta, t, max_rate=first_rate, start=noise)
+            noise = fit_noise_model(eta, t, rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
             reported, shown = shown, noise.posterior >= MIN_POSTERIOR
             bar.update()

@@ -31,8 +31,11 @@ from skinfluence.cleaning import (
     METHODS,
     MIN_POSTERIOR,
     OverCleaningWarning,
+    _given_label_probability,
+    _noise_likelihood,
     default_estimator,
     fit_noise_model,
+    score_rows,
 )
 
 NOISE = 0.10
@@ -593,6 +596,36 @@ def test_fit_noise_model_recovers_its_parameters():
     # Calibrated labels without noise: no noise found.
     clean = fit_noise_model(eta, (P.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1))
     assert clean.rate < 0.01 and np.mean(clean.posterior >= MIN_POSTERIOR) < 0.005
+
+
+def test_fit_noise_model_with_a_known_rate_fits_the_temperature():
+    """``rate=`` holds the rate; the temperature maximizes the likelihood
+    (checked on a fine grid), and at the true rate it is the true one."""
+    rng = np.random.default_rng(1)
+    n, rate, temperature = 20_000, 0.1, 2.0
+    eta = rng.normal(scale=2.0, size=(n, 1))
+    t = (rng.random(n) < 1 / (1 + np.exp(-temperature * eta[:, 0]))).astype(int)
+    flip = rng.random(n) < rate
+    t[flip] = 1 - t[flip]
+    for held in (0.05, rate, 0.2):
+        noise = fit_noise_model(eta, t, rate=held)
+        assert noise.rate == held
+        loglik = _noise_likelihood(_given_label_probability(eta, t), 2)
+        grid = np.linspace(0.5, 4.0, 701)
+        best = grid[np.argmax([loglik(a, held)[0] for a in grid])]
+        assert abs(noise.temperature - best) <= 0.005, (held, noise.temperature, best)
+    assert abs(fit_noise_model(eta, t, rate=rate).temperature - temperature) < 0.1
+
+
+def test_later_rounds_keep_the_first_rounds_rate():
+    """The rate comes from the first round's leave-one-out outputs; the
+    refits only retune the temperature."""
+    X, y_noisy, _ = _easy_task(NOISE)
+    detector = MislabelDetector().fit(X, y_noisy)
+    assert detector.n_rounds_ > 1
+    _, eta = score_rows(detector.explainer_, "loo_loss")
+    t = np.searchsorted(detector.classes_, y_noisy)
+    assert detector.noise_rate_ == pytest.approx(fit_noise_model(eta, t).rate, rel=1e-9)
 
 
 def test_auto_on_a_hard_task_flags_little_and_warns():
