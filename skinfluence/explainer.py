@@ -18,6 +18,7 @@ from .backends import make_backend
 from .backends._base import check_2d, check_finite_input
 from .exceptions import StationarityWarning, UnsupportedOperationError
 from .utils._checks import (
+    as_fitted_input,
     check_groups,
     fit_params_for,
     is_frozen,
@@ -115,6 +116,9 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     ----------
     estimator_ : estimator
         The fitted clone of ``estimator`` (``estimator`` itself when frozen).
+        Fitted on a DataFrame, it records the column names
+        (``feature_names_in_``) and predicts on frames as a model fitted
+        there would.
     objective_ : LinearObjective
         Loss, gradients and Hessian of the final model's training objective.
     solver_ : solver object
@@ -315,7 +319,13 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator)
         if not is_frozen(self.estimator):
             stage(f"fitting {type(self.estimator).__name__}", self.verbose)
-        self.estimator_.fit(X, y, **fit_params_for(self.estimator_, sample_weight))
+        # Validated rows of a DataFrame are refitted with its column names, so
+        # the fitted model checks them as if fitted on the frame.
+        self.estimator_.fit(
+            as_fitted_input(self, X),
+            y,
+            **fit_params_for(self.estimator_, sample_weight),
+        )
         self._X_fit = X  # a reference, for training_input (no copy)
         prefix, model = split_model(self.estimator_)
         if getattr(model, "classes_", None) is not None:
@@ -369,26 +379,26 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     def predict(self, X):
         """Predict with the fitted estimator."""
         check_is_fitted(self)
-        return self.estimator_.predict(self._validate_test_X(X))
+        return self.estimator_.predict(self._model_input(X))
 
     @available_if(_delegates("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities from the fitted estimator."""
         check_is_fitted(self)
-        return self.estimator_.predict_proba(self._validate_test_X(X))
+        return self.estimator_.predict_proba(self._model_input(X))
 
     @available_if(_delegates("decision_function"))
     def decision_function(self, X):
         """Decision function of the fitted estimator."""
         check_is_fitted(self)
-        return self.estimator_.decision_function(self._validate_test_X(X))
+        return self.estimator_.decision_function(self._model_input(X))
 
     @available_if(_delegates("score"))
     def score(self, X, y, sample_weight=None):
         """Score of the fitted estimator."""
         check_is_fitted(self)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-        return self.estimator_.score(self._validate_test_X(X), y, **kwargs)
+        return self.estimator_.score(self._model_input(X), y, **kwargs)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -403,6 +413,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     # -- input ------------------------------------------------------------------
     def _has_prefix(self):
         return split_model(self.estimator)[0] is not None
+
+    def _model_input(self, X):
+        """Test rows validated, in the form the fitted estimator was given."""
+        return as_fitted_input(self.estimator_, self._validate_test_X(X))
 
     def _validate_test_X(self, X, name="X_test"):
         if getattr(X, "ndim", 2) == 1:
@@ -811,7 +825,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                 eta = backend.training_outputs()[rows]
             index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
             return np.asarray(self.classes_)[index]
-        return self.estimator_.predict(_safe_indexing(self.training_input(), rows))
+        rows_in = _safe_indexing(self.training_input(), rows)
+        return self.estimator_.predict(as_fitted_input(self.estimator_, rows_in))
 
     def influence_blocks(self, X_test, y_test=None, *, target="loss"):
         """The influence matrix in blocks of training rows, within working memory.

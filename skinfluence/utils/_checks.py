@@ -1,6 +1,7 @@
 """Input checks and memory budgeting shared by the public estimators."""
 
 import numpy as np
+import pandas as pd
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
@@ -10,6 +11,21 @@ from sklearn.utils.validation import check_is_fitted
 def pandas_index(X):
     """The index of a pandas DataFrame or Series, else None (lists have .index)."""
     return X.index if hasattr(X, "iloc") else None
+
+
+def as_fitted_input(fitted, X):
+    """``X`` in the form ``fitted`` saw at fit time.
+
+    A plain 2-D array becomes a DataFrame (a view, no copy) with the columns
+    ``fitted.feature_names_in_`` when it has them, so that scikit-learn's
+    feature-name check passes; anything else is returned as it is.
+    """
+    names = getattr(fitted, "feature_names_in_", None)
+    if names is None or not isinstance(X, np.ndarray) or X.ndim != 2:
+        return X
+    if X.shape[1] != len(names):
+        return X  # the model's own check names the mismatch
+    return pd.DataFrame(X, columns=names, copy=False)
 
 
 def is_frozen(estimator):

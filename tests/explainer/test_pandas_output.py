@@ -128,3 +128,47 @@ def test_top_self_influence_finds_a_flipped_label():
     assert top.train_row[0] == 500 and top.label[0] == 2
     assert top.suggested_label[0] == 0
     assert top.self_influence.is_monotonic_decreasing
+
+
+def _frame_models():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    return [
+        LogisticRegression(tol=1e-10, max_iter=5000),
+        GradientBoostingClassifier(n_estimators=10, random_state=0),
+    ]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("model", _frame_models(), ids=["logistic", "gb"])
+def test_a_model_on_a_frame_keeps_its_column_names(wine, model, frozen):
+    """The fitted model checks column names as if fitted on the frame: its own
+    predictions on frames, the explainer's delegation and the refits raise
+    no scikit-learn feature-name warning, and agree with the model's."""
+    import warnings
+
+    from sklearn.frozen import FrozenEstimator
+
+    from skinfluence import validate_loo
+
+    X, y, X_test, y_test = wine
+    X = pd.DataFrame(StandardScaler().fit_transform(X), X.index, X.columns)
+    X_test = X.iloc[:3]
+    if frozen:
+        model = FrozenEstimator(sklearn.base.clone(model).fit(X, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        explainer = InfluenceExplainer(model).fit(X, y)
+        fitted = getattr(explainer.estimator_, "estimator", explainer.estimator_)
+        np.testing.assert_array_equal(fitted.feature_names_in_, X.columns)
+        np.testing.assert_array_equal(
+            explainer.predict(X_test), fitted.predict(X_test)
+        )
+        np.testing.assert_allclose(
+            explainer.predict_proba(X_test), fitted.predict_proba(X_test)
+        )
+        assert explainer.score(X, y) == fitted.score(X, y)
+        explainer.top_self_influence(3)
+        validate_loo(explainer, X_test, y_test.iloc[:3], n_remove=3, n_random=0)
+    with pytest.warns(UserWarning, match="feature names"):
+        explainer.predict(X_test.to_numpy())  # as scikit-learn warns

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ...utils._checks import as_fitted_input
+
 HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
 GB = ("GradientBoostingClassifier", "GradientBoostingRegressor")
 LGBM = ("LGBMClassifier", "LGBMRegressor")
@@ -170,6 +172,8 @@ def held_out_for_stopping(model, y):
 
 def raw_outputs(model, X):
     """The model's raw outputs (log-odds, or the prediction), shape (n, K)."""
+    n = X.shape[0]
+    X = as_fitted_input(model, X)
     if type(model).__name__ in LGBM:
         out = model.predict(X, raw_score=True)
     elif type(model).__name__ in XGB:
@@ -178,7 +182,7 @@ def raw_outputs(model, X):
         out = model.decision_function(X)
     else:
         out = model.predict(X)
-    return np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+    return np.asarray(out, dtype=np.float64).reshape(n, -1)
 
 
 def hessian_scale(model):
@@ -379,6 +383,7 @@ def _read_gb(model):
     scale = lr * ((K - 1) / K if K > 2 else 1.0)
 
     def apply_fn(X):
+        # The model's trees were fitted on arrays, whatever the model was.
         nodes = np.asarray(model.apply(X), dtype=np.int64).reshape(X.shape[0], -1)
         return leaf_pos[nodes + node_offsets[:-1]]
 
