@@ -521,6 +521,58 @@ def test_string_categories_of_a_dataframe(rng, frozen):
     np.testing.assert_allclose(fixed.table.actual, expected, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("declared", [["color"], [1], [False, True, False]])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_string_columns_named_in_categorical_features(rng, declared, frozen):
+    """A column of strings that the model itself declares categorical (by
+    name, position or mask) is its input as given: the same model, and so the
+    same influence, as on the column as a pandas categorical."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.frozen import FrozenEstimator
+
+    n = 300
+    colors = np.array(["red", "green", "blue", "grey"])
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "color": colors[rng.integers(0, 4, n)],
+            "b": rng.normal(size=n),
+        }
+    )
+    y = (frame.a + frame.color.isin(["red", "grey"]) > 0.5).astype(int).to_numpy()
+    model = HistGradientBoostingClassifier(
+        categorical_features=declared, max_iter=15, random_state=0
+    )
+    if frozen:
+        model = FrozenEstimator(model.fit(frame, y))
+    explainer = InfluenceExplainer(model).fit(frame, y)
+    as_category = frame.assign(color=frame.color.astype("category"))
+    reference = InfluenceExplainer(
+        HistGradientBoostingClassifier(max_iter=15, random_state=0)
+    ).fit(as_category, y)
+    assert explainer.stationarity_ < 1e-4
+    np.testing.assert_allclose(
+        explainer.influence(frame.iloc[:5], y[:5]),
+        reference.influence(as_category.iloc[:5], y[:5]),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        explainer.predict(frame), reference.predict(as_category)
+    )
+
+
+def test_string_columns_not_declared_categorical_are_refused(rng):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": rng.normal(size=50), "color": ["red", "blue"] * 25})
+    y = (frame.a > 0).astype(int)
+    model = HistGradientBoostingClassifier(categorical_features=["a"], max_iter=5)
+    with pytest.raises(
+        ValueError, match=r"non-numeric columns \(color\).*categorical_features"
+    ):
+        InfluenceExplainer(model).fit(frame, y)
+
+
 def test_pipeline_prefix():
     X, y, Xt, yt = _data("binary")
     model = make_pipeline(StandardScaler(), _model("gb", "binary"))

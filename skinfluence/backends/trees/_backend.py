@@ -194,13 +194,17 @@ class TreeBackend(InfluenceBackend):
         return self._encodes(X, split_model(estimator)[1])
 
     def _encodes(self, X, model=None):
-        """Whether ``model`` (default: the fitted one) encodes ``X``'s categories."""
+        """Whether ``model`` (default: the fitted one) encodes ``X``'s categories:
+        a column it takes as categories is not a column of numbers."""
         model = self.model_ if model is None else model
         dtypes = getattr(X, "dtypes", None)
-        return (
-            type(model).__name__.startswith("HistGradientBoosting")
-            and dtypes is not None
-            and any(isinstance(d, pd.CategoricalDtype) for d in dtypes)
+        if dtypes is None or not type(model).__name__.startswith("HistGradient"):
+            return False
+        encoded = encoded_columns(X, model)
+        return any(
+            isinstance(d, pd.CategoricalDtype)
+            or (e and not pd.api.types.is_numeric_dtype(d))
+            for d, e in zip(dtypes, encoded)
         )
 
     def validate_training_input(
@@ -678,20 +682,49 @@ class TreeBackend(InfluenceBackend):
         return np.asarray(losses) - before
 
 
+def encoded_columns(X, model):
+    """Which of DataFrame ``X``'s columns a HistGradientBoosting ``model``
+    encodes as categories itself: those of pandas categorical dtype
+    (``categorical_features='from_dtype'``, the default) or those it names
+    (column names, positions or a boolean mask). All False for other models.
+    """
+    columns = list(X.columns)
+    none = [False] * len(columns)
+    if not type(model).__name__.startswith("HistGradientBoosting"):
+        return none
+    declared = model.get_params().get("categorical_features")
+    if declared is None:
+        return none
+    if isinstance(declared, str):  # 'from_dtype'
+        return [isinstance(d, pd.CategoricalDtype) for d in X.dtypes]
+    declared = np.asarray(declared)
+    if declared.dtype == bool:
+        return list(declared) if len(declared) == len(columns) else none
+    if declared.dtype.kind in "iu":
+        positions = {
+            int(j) % len(columns) for j in declared if -len(columns) <= j < len(columns)
+        }
+        return [j in positions for j in range(len(columns))]
+    named = set(map(str, declared))
+    return [str(c) in named for c in columns]
+
+
 def check_numeric_columns(X, model, categorical=False):
     """Refuse a DataFrame's non-numeric columns, naming the encodings that work.
 
-    ``categorical``: pandas categorical columns are valid (the model encodes
-    them).
+    ``categorical``: the columns the model encodes itself are valid (pandas
+    categorical columns, and those it names in ``categorical_features``).
     """
     dtypes = getattr(X, "dtypes", None)
     if dtypes is None:
         return
+    encoded = encoded_columns(X, model) if categorical else [False] * len(dtypes)
     named = [
         c
-        for c, d in dtypes.items()
+        for (c, d), e in zip(dtypes.items(), encoded)
         if not pd.api.types.is_numeric_dtype(d)
         and not (categorical and isinstance(d, pd.CategoricalDtype))
+        and not e
     ]
     if not named:
         return
@@ -699,8 +732,9 @@ def check_numeric_columns(X, model, categorical=False):
     if categorical:
         fix = (
             f"Make them pandas categorical columns (X[{str(named[0])!r}]"
-            ".astype('category')), which it encodes itself, or encode them in "
-            "a Pipeline step ahead of the model."
+            ".astype('category')) or name them in categorical_features, and "
+            "the model encodes them itself; or encode them in a Pipeline step "
+            "ahead of the model."
         )
     else:
         fix = (
