@@ -49,6 +49,11 @@ def feature_influence(
         Features are those the final model sees (after any Pipeline prefix).
     """
     check_is_fitted(explainer)
+    explainer.backend_.require(
+        "perturbation",
+        "Per-feature influence (feature_influence and FeatureInfluenceDisplay, "
+        "sums of perturbation_influence)",
+    )
     if aggregate not in _AGGREGATES:
         raise ValueError(
             f"aggregate must be one of {list(_AGGREGATES)}, got {aggregate!r}."

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ..utils._checks import model_feature_names
+from ..utils._checks import model_feature_names, pandas_index
 from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
@@ -109,6 +109,8 @@ class InfluentialExamplesDisplay:
         Its label.
     test_prediction : object, default=None
         The model's prediction for it.
+    test_name : object, default=None
+        Its name in the title, e.g. its DataFrame index label.
     feature_names : ndarray of str of shape (n_features,), default=None
         Names of the columns of ``rows`` and ``test_row``.
 
@@ -151,6 +153,7 @@ class InfluentialExamplesDisplay:
         test_row=None,
         test_label=None,
         test_prediction=None,
+        test_name=None,
         feature_names=None,
     ):
         self.table = table
@@ -158,6 +161,7 @@ class InfluentialExamplesDisplay:
         self.test_row = test_row
         self.test_label = test_label
         self.test_prediction = test_prediction
+        self.test_name = test_name
         self.feature_names = feature_names
 
     def plot(self, ax=None, *, image_shape=None, **kwargs):
@@ -195,7 +199,8 @@ class InfluentialExamplesDisplay:
             parts.append(f"label {self.test_label}")
         if self.test_prediction is not None:
             parts.append(f"predicted {self.test_prediction}")
-        return "test row" + (f": {', '.join(parts)}" if parts else "")
+        name = "test row" if self.test_name is None else f"test row {self.test_name}"
+        return name + (f": {', '.join(parts)}" if parts else "")
 
     def _plot_bars(self, ax, kwargs):
         from matplotlib.patches import Patch
@@ -359,12 +364,14 @@ class InfluentialExamplesDisplay:
         prediction = None
         if hasattr(explainer, "classes_"):
             prediction = explainer.predict(X_test)[0]
+        index = pandas_index(X_test)
         display = cls(
             table=table.drop(columns="test_row"),
             rows=_dense_rows(_safe_indexing(X_train, positions)),
             test_row=_dense_rows(test_row)[0],
             test_label=label,
             test_prediction=prediction,
+            test_name=None if index is None else index[0],
             feature_names=None if names is None else np.asarray(names, dtype=object),
         )
         return display.plot(ax=ax, image_shape=image_shape, **kwargs)
@@ -377,6 +384,7 @@ class InfluentialExamplesDisplay:
         *,
         test_row=None,
         test_label=None,
+        test_name=None,
         image_shape=None,
         ax=None,
         **kwargs,
@@ -392,6 +400,8 @@ class InfluentialExamplesDisplay:
             The training rows of ``table``, in its order (for images).
         test_row : array-like of shape (n_features,), default=None
         test_label : object, default=None
+        test_name : object, default=None
+            The test row's name in the title (e.g. its index label).
         image_shape, ax, **kwargs
             Passed to :meth:`plot`.
 
@@ -422,6 +432,7 @@ class InfluentialExamplesDisplay:
             rows=rows,
             test_row=None if test_row is None else _dense_rows(test_row).ravel(),
             test_label=test_label,
+            test_name=test_name,
             feature_names=None if names is None else np.asarray(names, dtype=object),
         )
         return display.plot(ax=ax, image_shape=image_shape, **kwargs)

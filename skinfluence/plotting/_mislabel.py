@@ -68,6 +68,10 @@ def _scores_by_method(estimator, X, y, methods):
         detector = clone(estimator)
         if "detector" not in methods:  # one round serves every method
             detector.set_params(method=methods[0], n_rounds=1)
+    # The curves need the ranking, not the flags: no warning about what
+    # contamination='auto' would flag (e.g. none, for a tree ensemble).
+    detector.set_params(contamination=0.5, threshold=None)
+    if not isinstance(estimator, InfluenceExplainer):
         detector.fit(X, y)
         explainer = detector.explainer_
     # The detector's first round is the model fitted on all rows: its

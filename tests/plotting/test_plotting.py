@@ -126,6 +126,53 @@ def test_loo_from_result_and_refit_options_for_trees():
     assert "LOOValidation(n_removed=12 (top 8, random 4)" in repr(result)
 
 
+def test_feature_influence_of_trees_is_refused_by_its_own_name():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skinfluence import InfluenceExplainer
+    from skinfluence.exceptions import UnsupportedOperationError
+
+    X, y = load_breast_cancer(return_X_y=True)
+    explainer = InfluenceExplainer(
+        HistGradientBoostingClassifier(max_iter=5, random_state=0)
+    ).fit(X[:200], y[:200])
+    with pytest.raises(
+        UnsupportedOperationError, match="FeatureInfluenceDisplay.*piecewise constant"
+    ):
+        FeatureInfluenceDisplay.from_estimator(explainer, X[300:301], y[300:301])
+
+
+def test_mislabel_curves_of_trees_draw_the_ranking_without_flag_warnings(rng):
+    """The curves use the detector's ranking, whatever 'auto' would flag: no
+    warning that it flags nothing for a tree ensemble, and the same curve as
+    the detector's own scores."""
+    import warnings
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from skinfluence import MislabelDetector
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:300], y[:300].copy()
+    flipped = rng.choice(len(y), 30, replace=False)
+    noisy = y.copy()
+    noisy[flipped] = 1 - noisy[flipped]
+    model = HistGradientBoostingClassifier(max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        display = MislabelCurveDisplay.from_estimator(
+            model, X, noisy, y_true=y, methods=["detector"]
+        )
+    with pytest.warns(UserWarning, match="contamination="):
+        detector = MislabelDetector(model).fit(X, noisy)
+    expected = MislabelCurveDisplay.from_predictions(detector.scores_, noisy != y)
+    np.testing.assert_allclose(
+        display.fraction_found["detector"], expected.fraction_found["scores"]
+    )
+
+
 def test_loo_from_predictions_line_stats_and_style():
     predicted = np.array([0.1, -0.2, 0.45, 0.0])
     actual = np.array([0.12, -0.25, 0.5, 0.01])
@@ -362,7 +409,7 @@ def test_influential_bar_labels_fit_in_the_figure():
     labels = [t.get_text() for t in display.ax_.get_yticklabels()]
     assert all(label.startswith("row patient-") for label in labels)
     assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
-    assert "test row: label" in display.ax_.get_title()
+    assert "test row patient-000250: label" in display.ax_.get_title()
     assert "I_up,loss" in display.ax_.get_xlabel()
 
 
