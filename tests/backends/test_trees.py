@@ -244,6 +244,12 @@ def test_explainer_methods_run(fitted, method):
     assert len(top) == 12
     harmful = top[(top.kind == "harmful") & (top.test_row == 0)]
     assert harmful.train_row.iloc[0] == infl[0].argmax()
+    # The table's loss change (for LeafRefit: replays without its rows only)
+    # is loo_change's.
+    loo = explainer.loo_change(Xt[:2], yt[:2])
+    np.testing.assert_allclose(
+        top.loo_change, loo[top.test_row, top.train_row], rtol=1e-12, atol=1e-15
+    )
     self_infl = explainer.self_influence()
     assert self_infl.shape == (n,) and np.all(np.isfinite(self_infl))
     for target in ("decision_function", "predict_proba"):

@@ -518,6 +518,13 @@ class TreeBackend(InfluenceBackend):
             self.require("newton", f"loo_change(method={method!r})")
         return self._full(X, y, target, "loo")
 
+    def loo_change_of(self, rows, X, y, *, method="influence", target="loss"):
+        """LeafRefit: the replays without ``rows`` alone, not every row."""
+        if self.method != "leaf_refit":
+            return super().loo_change_of(rows, X, y, method=method, target=target)
+        groups = [np.array([r]) for r in np.asarray(rows, dtype=int)]
+        return self.group_influence(groups, X, y, method=method, target=target)
+
     def group_influence(self, groups, X, y=None, *, method="influence", target="loss"):
         """Change per removed group: exact (fixed trees) for 'leaf_refit', else
         the sum of the rows' first-order changes."""
