@@ -38,6 +38,12 @@ METHODS = ("loo_loss", "self_influence", "training_loss")
 #: 'auto' flags a row once the odds that its label is wrong reach 2 to 1.
 MIN_POSTERIOR = 2 / 3
 
+#: Later rounds refit without the rows the held-out model contradicts whose
+#: label is wrong at odds of at least 1 to 4: a suspect row left in the refit
+#: still masks its neighbours, while a correct row left out costs only a
+#: little sharpness (it is scored by the refit, which never saw it).
+REFIT_POSTERIOR = 1 / 5
+
 #: The label-noise model fitted to held-out outputs (see :func:`fit_noise_model`).
 NoiseModel = namedtuple("NoiseModel", ["rate", "temperature", "posterior"])
 
@@ -269,8 +275,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         their label by ``suggested_labels_``, or nothing (only report).
     n_rounds : int, default=3
         Rounds of scoring. After the first, each round refits without the
-        rows the previous one found more likely mislabeled than not (held-out
-        prediction another class, ``mislabel_probability_`` above 0.5), by
+        rows the previous one found suspect (held-out prediction another
+        class, ``mislabel_probability_`` above 1/5), by
         L-BFGS from the fitted optimum, preconditioned by the exact Hessian's
         Cholesky factor, or by its diagonal for iterative solvers (no new
         explainer, the feature map of a Pipeline kept); it rescores every row
@@ -387,7 +393,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     >>> round(detector.noise_rate_, 2)
     0.1
     >>> int(detector.label_issues_.sum()), int(detector.label_issues_[flipped].sum())
-    (51, 47)
+    (53, 49)
 
     Per-row results indexed by the rows' labels:
 
@@ -395,8 +401,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     >>> frame = pd.DataFrame(X).set_axis([f"patient{i}" for i in range(len(X))])
     >>> _ = detector.set_output(transform="pandas").fit(frame, noisy)
     >>> detector.scores_.nlargest(2).round(1)
-    patient461    59.4
-    patient265    32.5
+    patient461    52.4
+    patient265    30.5
     Name: score, dtype: float64
     """
 
@@ -595,13 +601,11 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     )
 
     def _refit_flags(self, t, eta, noise):
-        """Rows more likely mislabeled than not, held-out prediction another class.
-
-        Later rounds refit without these: a laxer cut than the final flags',
-        since a correct row left out of one refit only costs a little sharpness.
-        """
+        """Suspect rows: held-out prediction another class, and
+        ``posterior > REFIT_POSTERIOR``, a laxer cut than the final flags'.
+        Later rounds refit without them."""
         index = (eta[:, 0] > 0).astype(int) if eta.shape[1] == 1 else eta.argmax(1)
-        return (noise.posterior > 0.5) & (index != t)
+        return (noise.posterior > REFIT_POSTERIOR) & (index != t)
 
     def _suggest(self, eta):
         """The class each row of linear outputs predicts."""
@@ -611,8 +615,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     def _later_rounds(self, t, eta_loo, noise, bar):
         """Rescore every row by a model that never saw the previous flags.
 
-        Each round refits without the rows the previous one found more likely
-        mislabeled than not (:meth:`_refit_flags`), then scores each of them
+        Each round refits without the rows the previous one found suspect
+        (:meth:`_refit_flags`), then scores each of them
         by its loss under that model, and each kept row by its held-out loss
         under it (its first-round leave-one-out change added to its new
         output), and refits the noise model's temperature to these outputs
