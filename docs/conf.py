@@ -100,6 +100,7 @@ html_theme_options = {
         "**": ["page-toc"],
         "user_guide/influence": [],
         "user_guide/cleaning": [],
+        "user_guide/trees": [],
         "benchmarks": [],
     },
     "footer_start": ["copyright"],
