@@ -17,7 +17,8 @@ class SingularHessianError(np.linalg.LinAlgError, ValueError):
 
 
 class WoodburyNotApplicableError(ValueError):
-    """The model's Hessian lacks the structure :class:`WoodburySolver` needs."""
+    """The model's Hessian lacks the structure that
+    :class:`~skinfluence.solvers.WoodburySolver` needs."""
 
 
 class NegativeCurvatureWarning(UserWarning):
