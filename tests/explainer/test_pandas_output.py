@@ -161,9 +161,7 @@ def test_a_model_on_a_frame_keeps_its_column_names(wine, model, frozen):
         explainer = InfluenceExplainer(model).fit(X, y)
         fitted = getattr(explainer.estimator_, "estimator", explainer.estimator_)
         np.testing.assert_array_equal(fitted.feature_names_in_, X.columns)
-        np.testing.assert_array_equal(
-            explainer.predict(X_test), fitted.predict(X_test)
-        )
+        np.testing.assert_array_equal(explainer.predict(X_test), fitted.predict(X_test))
         np.testing.assert_allclose(
             explainer.predict_proba(X_test), fitted.predict_proba(X_test)
         )
