@@ -61,17 +61,17 @@ def _scores_by_method(estimator, X, y, methods):
                 f"The explainer was fitted on {explainer.n_train_} rows, but y "
                 f"has {len(y)}: pass its training data (or an unfitted explainer)."
             )
-        detector = MislabelDetector(estimator.estimator, n_jobs=estimator.n_jobs)
+        # The curves need the ranking, not the flags: a contamination share
+        # keeps 'auto''s warnings (e.g. none flagged, for trees) away.
+        detector = MislabelDetector(
+            estimator.estimator, n_jobs=estimator.n_jobs, contamination=0.5
+        )
     else:
         if not isinstance(estimator, MislabelDetector):
             estimator = MislabelDetector(estimator)
-        detector = clone(estimator)
+        detector = clone(estimator).set_params(contamination=0.5, threshold=None)
         if "detector" not in methods:  # one round serves every method
             detector.set_params(method=methods[0], n_rounds=1)
-    # The curves need the ranking, not the flags: no warning about what
-    # contamination='auto' would flag (e.g. none, for a tree ensemble).
-    detector.set_params(contamination=0.5, threshold=None)
-    if not isinstance(estimator, InfluenceExplainer):
         detector.fit(X, y)
         explainer = detector.explainer_
     # The detector's first round is the model fitted on all rows: its

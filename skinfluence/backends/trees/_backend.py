@@ -194,17 +194,14 @@ class TreeBackend(InfluenceBackend):
         return self._encodes(X, split_model(estimator)[1])
 
     def _encodes(self, X, model=None):
-        """Whether ``model`` (default: the fitted one) encodes ``X``'s categories:
-        a column it takes as categories is not a column of numbers."""
+        """Whether ``model`` (default: the fitted one) encodes categories of
+        ``X`` that are not numbers (the rows must then reach it as given)."""
         model = self.model_ if model is None else model
-        dtypes = getattr(X, "dtypes", None)
-        if dtypes is None or not type(model).__name__.startswith("HistGradient"):
+        if getattr(X, "dtypes", None) is None:
             return False
-        encoded = encoded_columns(X, model)
         return any(
-            isinstance(d, pd.CategoricalDtype)
-            or (e and not pd.api.types.is_numeric_dtype(d))
-            for d, e in zip(dtypes, encoded)
+            e and not pd.api.types.is_numeric_dtype(d)
+            for d, e in zip(X.dtypes, encoded_columns(X, model))
         )
 
     def validate_training_input(
@@ -691,29 +688,29 @@ class TreeBackend(InfluenceBackend):
 
 def encoded_columns(X, model):
     """Which of DataFrame ``X``'s columns a HistGradientBoosting ``model``
-    encodes as categories itself: those of pandas categorical dtype
-    (``categorical_features='from_dtype'``, the default) or those it names
-    (column names, positions or a boolean mask). All False for other models.
+    encodes as categories itself: those of pandas categorical dtype, and
+    those it names in ``categorical_features`` (column names, positions or a
+    boolean mask). All False for other models.
     """
     columns = list(X.columns)
-    none = [False] * len(columns)
     if not type(model).__name__.startswith("HistGradientBoosting"):
-        return none
+        return [False] * len(columns)
+    encoded = [isinstance(d, pd.CategoricalDtype) for d in X.dtypes]
     declared = model.get_params().get("categorical_features")
-    if declared is None:
-        return none
-    if isinstance(declared, str):  # 'from_dtype'
-        return [isinstance(d, pd.CategoricalDtype) for d in X.dtypes]
+    if declared is None or isinstance(declared, str):  # None, 'from_dtype'
+        return encoded
     declared = np.asarray(declared)
     if declared.dtype == bool:
-        return list(declared) if len(declared) == len(columns) else none
-    if declared.dtype.kind in "iu":
+        named = declared if len(declared) == len(columns) else encoded
+    elif declared.dtype.kind in "iu":
         positions = {
             int(j) % len(columns) for j in declared if -len(columns) <= j < len(columns)
         }
-        return [j in positions for j in range(len(columns))]
-    named = set(map(str, declared))
-    return [str(c) in named for c in columns]
+        named = [j in positions for j in range(len(columns))]
+    else:
+        names = set(map(str, declared))
+        named = [str(c) in names for c in columns]
+    return [bool(a or b) for a, b in zip(encoded, named)]
 
 
 def check_numeric_columns(X, model, categorical=False):
@@ -729,9 +726,7 @@ def check_numeric_columns(X, model, categorical=False):
     named = [
         c
         for (c, d), e in zip(dtypes.items(), encoded)
-        if not pd.api.types.is_numeric_dtype(d)
-        and not (categorical and isinstance(d, pd.CategoricalDtype))
-        and not e
+        if not pd.api.types.is_numeric_dtype(d) and not e
     ]
     if not named:
         return
