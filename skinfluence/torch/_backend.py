@@ -299,13 +299,25 @@ class TorchInfluence(InfluenceBackend):
     def _directions(self, X, y, target):
         return self._solve(self._test_gradients(X, y, target))
 
-    def _blocks(self, V):
-        """Yield ``(rows, G V)``: training blocks within working memory."""
-        n, p, m = self.objective_.n_samples, self.n_params_, V.shape[1]
+    def _blocks(self, V, rows=None):
+        """Yield ``(positions, G, G V)``: training blocks within working memory.
+
+        ``rows``: the training rows to cover (positions then index ``rows``);
+        None: every row.
+        """
+        obj = self.objective_
+        n = obj.n_samples if rows is None else len(rows)
         budget = get_config()["working_memory"] * 2**20
-        step = int(max(1, min(n, budget // (8 * (p + m)))))
-        for rows, G in self.objective_.gradient_blocks(step):
-            yield rows, G, G @ V
+        step = int(max(1, min(n, budget // (8 * (self.n_params_ + V.shape[1])))))
+        if rows is None:
+            for block, G in obj.gradient_blocks(step):
+                yield block, G, G @ V
+            return
+        rows = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=obj.device)
+        for start in range(0, n, step):
+            block = slice(start, min(start + step, n))
+            G = obj.per_sample_gradients(obj.X[rows[block]], obj.y[rows[block]])
+            yield block, G, G @ V
 
     # -- quantities ---------------------------------------------------------------
     def influence(self, X_test, y_test=None, *, target="loss"):
@@ -322,17 +334,22 @@ class TorchInfluence(InfluenceBackend):
             yield test_rows, rows, -GV.T.cpu().numpy()
 
     def loo_change(self, X_test, y_test=None, *, method="influence", target="loss"):
+        return self.loo_change_of(None, X_test, y_test, method=method, target=target)
+
+    def loo_change_of(self, rows, X, y, *, method="influence", target="loss"):
+        """``loo_change`` for the training rows ``rows`` (None: all) only: the
+        gradients of those rows alone are computed."""
         if method != "influence":
             raise ValueError(
                 f"For torch models loo_change supports method='influence' only, got "
                 f"{method!r} (the Newton update needs a linear-output model)."
             )
-        V = self._directions(X_test, y_test, target)
+        V = self._directions(X, y, target)
         obj = self.objective_
         shift = obj.penalty_gradient() @ V
-        out = np.empty((V.shape[1], obj.n_samples))
-        for rows, _, GV in self._blocks(V):
-            out[:, rows] = ((GV + shift) / obj.n_samples).T.cpu().numpy()
+        out = np.empty((V.shape[1], obj.n_samples if rows is None else len(rows)))
+        for block, _, GV in self._blocks(V, rows):
+            out[:, block] = ((GV + shift) / obj.n_samples).T.cpu().numpy()
         return out
 
     def influence_params(self):

@@ -164,6 +164,10 @@ def test_logistic_regression_loo_and_top(logistic_pair):
     blocks = list(ours.influence_blocks(X[:2], y[:2]))
     full = np.hstack([block for _, _, block in blocks])
     assert _rel(full, ref.influence(X[:2], y[:2])) < 1e-6
+    # The table's loo_change comes from the listed rows' gradients alone.
+    loo = ours.loo_change(X[:2], y[:2])
+    listed = loo[a["test_row"].to_numpy(), a["train_row"].to_numpy()]
+    np.testing.assert_allclose(a["loo_change"], listed, rtol=1e-12, atol=1e-15)
 
 
 def test_row_index_kept_in_top_influential(logistic_pair):
