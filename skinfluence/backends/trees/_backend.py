@@ -372,20 +372,31 @@ class TreeBackend(InfluenceBackend):
         row_bytes = 8 * (self.n_train_ * (2 * ens.n_outputs + 3) + ens.n_leaves)
         return chunk_slices(n_test, row_bytes)
 
-    def _train_chunks(self, n_test):
-        return chunk_slices(self.n_train_, 8 * (3 * n_test + self.ensemble_.n_trees))
+    def _train_chunks(self, n_test, n_train=None):
+        return chunk_slices(
+            self.n_train_ if n_train is None else n_train,
+            8 * (3 * n_test + self.ensemble_.n_trees),
+        )
 
-    def _derivative_blocks(self, X, y, target):
-        """Yield ``(test_rows, train_rows, D block)`` for the first-order methods."""
+    def _derivative_blocks(self, X, y, target, train_rows=None):
+        """Yield ``(test_rows, columns, D block)`` for the first-order methods.
+
+        ``train_rows``: the training rows to cover (``columns`` then index
+        them); None: every row.
+        """
         ens = self.ensemble_
         if self.method == "boostin":
             leaves, _, A = self._test_factors(X, y, target, per_round=True)
-            train = _boostin.leaf_matrix(self.leaves_, self.derivatives_, ens.n_leaves)
+            train_leaves, derivatives = self.leaves_, self.derivatives_
+            if train_rows is not None:
+                train_leaves = train_leaves[train_rows]
+                derivatives = derivatives[train_rows]
+            train = _boostin.leaf_matrix(train_leaves, derivatives, ens.n_leaves)
             for test_rows in self._test_chunks(leaves.shape[0]):
                 test = _boostin.leaf_matrix(
                     leaves[test_rows], A[test_rows], ens.n_leaves
                 )
-                chunks = self._train_chunks(test.shape[0])
+                chunks = self._train_chunks(test.shape[0], train.shape[0])
                 for rows, block in _boostin.boostin_blocks(test, train, chunks):
                     yield test_rows, rows, block
             return
@@ -400,7 +411,9 @@ class TreeBackend(InfluenceBackend):
                 leaves[test_rows],
                 A[test_rows],
             ).T
-            for rows in self._train_chunks(D.shape[0]):
+            if train_rows is not None:
+                D = D[:, train_rows]
+            for rows in self._train_chunks(D.shape[0], D.shape[1]):
                 yield test_rows, rows, D[:, rows]
 
     def _refit_blocks(self, X, y, target):
@@ -476,8 +489,9 @@ class TreeBackend(InfluenceBackend):
             for fit, out in zip(fitted, [F, *outs])
         ]
 
-    def _scaled_blocks(self, X, y, target, kind):
-        """Blocks of ``influence`` (kind='influence') or ``loo_change``."""
+    def _scaled_blocks(self, X, y, target, kind, train_rows=None):
+        """Blocks of ``influence`` (kind='influence') or ``loo_change``;
+        ``train_rows``: the first-order methods' columns to cover (None: all)."""
         w, W = self.weights_, self.weights_.sum()
         if self.method == "leaf_refit":
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -488,7 +502,9 @@ class TreeBackend(InfluenceBackend):
                         scale = np.where(w[rows] > 0, -W / w[rows], 0.0)
                         yield test_rows, rows, loo * scale
             return
-        for test_rows, rows, D in self._derivative_blocks(X, y, target):
+        if train_rows is not None:
+            w = w[train_rows]
+        for test_rows, rows, D in self._derivative_blocks(X, y, target, train_rows):
             yield test_rows, rows, (W * D if kind == "influence" else -w[rows] * D)
 
     def _full(self, X, y, target, kind):
@@ -516,9 +532,18 @@ class TreeBackend(InfluenceBackend):
         return self._full(X, y, target, "loo")
 
     def loo_change_of(self, rows, X, y, *, method="influence", target="loss"):
-        """LeafRefit: the replays without ``rows`` alone, not every row."""
+        """``loo_change`` for ``rows`` alone: their derivatives, or LeafRefit's
+        replays without each of them, not every row's."""
+        rows = np.asarray(rows, dtype=int)
         if self.method != "leaf_refit":
-            return super().loo_change_of(rows, X, y, method=method, target=target)
+            if method != "influence":
+                self.require("newton", f"loo_change(method={method!r})")
+            out = np.empty((_num_samples(X), len(rows)))
+            for test_rows, cols, block in self._scaled_blocks(
+                X, y, target, "loo", rows
+            ):
+                out[test_rows, cols] = block
+            return out
         groups = [np.array([r]) for r in np.asarray(rows, dtype=int)]
         return self.group_influence(groups, X, y, method=method, target=target)
 
