@@ -31,6 +31,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.metrics.pairwise import pairwise_kernels
+from sklearn.utils import check_array
 
 DIVERSITIES = ("facility_location", "sum_redundancy", "mmd")
 
@@ -47,6 +48,7 @@ def similarity_matrix(X, kernel="rbf", kernel_params=None):
     if callable(kernel):
         K = np.asarray(kernel(X, X, **params), dtype=np.float64)
     else:
+        X = check_array(X, accept_sparse=("csr", "csc"), dtype=np.float64)
         if kernel == "rbf" and "gamma" not in params:
             var = X.power(2).mean() - X.mean() ** 2 if hasattr(X, "power") else X.var()
             params["gamma"] = 1.0 / (X.shape[1] * var) if var > 0 else 1.0

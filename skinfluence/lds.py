@@ -276,14 +276,16 @@ def _check_arguments(n_subsets, fraction, output, method, verbose):
 def _removal_effects(explainer, X_test, y_test, X_checked, method, output):
     """``a[t, i]``: predicted change of test row t's output when row i leaves."""
     backend = explainer.backend_
+    # Arrays whatever set_output says: the rows are positions here.
     if method in ("influence", "newton"):
-        return explainer.loo_change(X_test, y_test, method=method, target=output)
+        effects = explainer.loo_change(X_test, y_test, method=method, target=output)
+        return np.asarray(effects)
     backend.require("training_data", f"method={method!r}")
     weights = np.asarray(backend.training_data()[2], dtype=np.float64)
     share = weights / weights.sum()
     if method == "relatif":
         scores = explainer.relative_influence(X_test, y_test, target=output)
-        return -share * scores
+        return -share * np.asarray(scores)
     return share * backend.gradient_similarity(X_checked, y_test, target=output)
 
 

@@ -115,7 +115,9 @@ def validate_loo(
     check_explainer(explainer, "validate_loo")
     backend = explainer.backend_
     backend.require("refit", "validate_loo")
-    predicted = explainer.loo_change(X_test, y_test, method=method).sum(axis=0)
+    # An array whatever set_output says: rows are positions from here on.
+    predicted = np.asarray(explainer.loo_change(X_test, y_test, method=method))
+    predicted = predicted.sum(axis=0)
     X_test = explainer.validate_test_input(X_test)
     n = backend.n_train_
     if n_remove > n:

@@ -170,3 +170,33 @@ def test_a_model_on_a_frame_keeps_its_column_names(wine, model, frozen):
         validate_loo(explainer, X_test, y_test.iloc[:3], n_remove=3, n_random=0)
     with pytest.warns(UserWarning, match="feature names"):
         explainer.predict(X_test.to_numpy())  # as scikit-learn warns
+
+
+def test_functions_over_an_explainer_ignore_its_output_setting(explainer, wine):
+    """validate_loo, validate_lds and select_diverse read positions: with
+    pandas output (index labels 1000 and up) their numbers are unchanged."""
+    from skinfluence import select_diverse, validate_lds, validate_loo
+
+    X, _, X_test, y_test = wine
+
+    def run():
+        loo = validate_loo(
+            explainer, X_test[:1], y_test[:1], n_remove=4, n_random=2, random_state=0
+        )
+        lds = validate_lds(
+            explainer, X_test, y_test, n_subsets=6, method="relatif", random_state=0
+        )
+        scores = -np.asarray(explainer.influence(X_test[:1], y_test[:1]))[0]
+        return loo.table, lds.scores, select_diverse(scores, X, 3)
+
+    frame_out = run()
+    explainer.set_output(transform="default")
+    try:
+        plain = run()
+    finally:
+        explainer.set_output(transform="pandas")
+    pd.testing.assert_frame_equal(frame_out[0], plain[0])
+    assert list(frame_out[0]["train_row"]) == list(plain[0]["train_row"])
+    assert frame_out[0]["train_row"].isin(X.index).all()
+    np.testing.assert_array_equal(frame_out[1], plain[1])
+    np.testing.assert_array_equal(frame_out[2], plain[2])
