@@ -731,7 +731,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         if k > self.backend_.n_train_:
             warnings.warn(
                 f"k={k} exceeds the {self.backend_.n_train_} training rows: "
-                f"listing all {self.backend_.n_train_} on each side.",
+                "listing each of them once, helpful or harmful by the sign "
+                "of its influence.",
                 UserWarning,
                 stacklevel=caller_stacklevel(),
             )

@@ -114,8 +114,27 @@ def build_objective(estimator, y, sample_weight):
     for estimator_type, builder in _ADAPTERS:
         if isinstance(estimator, estimator_type):
             return builder(estimator, y, sample_weight)
+    name = type(estimator).__name__
     raise TypeError(
-        f"InfluenceExplainer does not support {type(estimator).__name__}. "
+        f"InfluenceExplainer does not support {name}. {_why_not(name)}"
         f"Supported estimators: {', '.join(SUPPORTED)}, or a Pipeline whose "
         "last step is one of them."
     )
+
+
+def _why_not(name):
+    """Why an objective without a Hessian is refused, and what to use instead."""
+    if "Lasso" in name or "ElasticNet" in name:
+        return (
+            "Its L1 penalty has no second derivative where coefficients are "
+            "0, so the Hessian the influence needs does not exist: explain "
+            "Ridge (or an L2-penalised GLM) instead, e.g. refitted on the "
+            "features the L1 model kept. "
+        )
+    if name in ("QuantileRegressor", "LinearSVR", "SVR"):
+        return (
+            "Its loss is piecewise linear: its curvature is 0 almost "
+            "everywhere, so the Hessian the influence needs does not exist: "
+            "explain HuberRegressor (a smooth robust loss) or Ridge instead. "
+        )
+    return ""

@@ -4,18 +4,26 @@ import numpy as np
 
 
 def encode_labels(y, classes):
+    """Each label's position in the sorted ``classes``; unseen labels raise."""
     y = np.asarray(y)
-    index = np.searchsorted(classes, y)
+    try:
+        index = np.searchsorted(classes, y)
+    except TypeError:  # labels of another type than the classes (1 vs 'a')
+        known = set(classes.tolist())
+        _unseen(list(dict.fromkeys(v for v in y.tolist() if v not in known)), classes)
     index = np.clip(index, 0, len(classes) - 1)
     unseen = classes[index] != y
     if np.any(unseen):
-        bad = np.unique(y[unseen])[:5]
-        raise ValueError(
-            f"y contains labels not seen during fit: {bad.tolist()}; the model "
-            f"knows only {classes.tolist()}. Drop those rows or refit the "
-            "explainer on data that contains them."
-        )
+        _unseen(np.unique(y[unseen]).tolist(), classes)
     return index
+
+
+def _unseen(labels, classes):
+    raise ValueError(
+        f"y contains labels not seen during fit: {labels[:5]}; the model "
+        f"knows only {classes.tolist()}. Drop those rows or refit the "
+        "explainer on data that contains them."
+    )
 
 
 def class_weights(class_weight, classes, y, sample_weight, balance_weighted=True):

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import (
+    ElasticNet,
+    Lasso,
+    LogisticRegression,
+    QuantileRegressor,
+    Ridge,
+)
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -214,3 +220,25 @@ def test_one_dimensional_test_rows_are_refused_with_the_two_dimensional_form():
     with pytest.raises(ValueError, match=r"1-D ndarray.*reshape\(1, -1\)"):
         explainer.loo_change(X.to_numpy()[0], y.iloc[:1])
     assert explainer.influence(X.iloc[[0]], y.iloc[:1]).shape == (1, len(X))
+
+
+def test_test_labels_of_another_type_name_the_classes():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    ex = InfluenceExplainer(LogisticRegression(max_iter=1000)).fit(X, names)
+    with pytest.raises(ValueError, match=r"not seen during fit: \[0, 2\].*'setosa'"):
+        ex.influence(X[:3], [0, 2, 0])
+
+
+@pytest.mark.parametrize(
+    "model, hint",
+    [
+        (Lasso(alpha=0.1), "L1 penalty has no second derivative"),
+        (ElasticNet(alpha=0.1), "L1 penalty has no second derivative"),
+        (QuantileRegressor(alpha=0.0), "piecewise linear"),
+    ],
+)
+def test_objectives_without_a_hessian_say_why(model, hint):
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(TypeError, match=hint):
+        InfluenceExplainer(model).fit(X[:50], y[:50])
