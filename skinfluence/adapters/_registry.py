@@ -118,7 +118,9 @@ def build_objective(estimator, y, sample_weight):
     raise TypeError(
         f"InfluenceExplainer does not support {name}. {_why_not(name)}"
         f"Supported estimators: {', '.join(SUPPORTED)}, or a Pipeline whose "
-        "last step is one of them."
+        "last step is one of them; gradient-boosted trees "
+        "(HistGradientBoosting*, GradientBoosting*, LGBM*, XGB*) and torch "
+        "models (TorchModel, skorch nets) have backends of their own."
     )
 
 
@@ -136,5 +138,11 @@ def _why_not(name):
             "Its loss is piecewise linear: its curvature is 0 almost "
             "everywhere, so the Hessian the influence needs does not exist: "
             "explain HuberRegressor (a smooth robust loss) or Ridge instead. "
+        )
+    if "Forest" in name or "ExtraTree" in name or "DecisionTree" in name:
+        return (
+            "Its trees are grown by greedy splits and averaged, not fitted by "
+            "minimising a differentiable objective, so influence functions do "
+            "not apply; gradient-boosted trees do (below). "
         )
     return ""

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import (
     ElasticNet,
@@ -236,6 +237,7 @@ def test_test_labels_of_another_type_name_the_classes():
         (Lasso(alpha=0.1), "L1 penalty has no second derivative"),
         (ElasticNet(alpha=0.1), "L1 penalty has no second derivative"),
         (QuantileRegressor(alpha=0.0), "piecewise linear"),
+        (RandomForestRegressor(n_estimators=2), "greedy splits.*HistGradient"),
     ],
 )
 def test_objectives_without_a_hessian_say_why(model, hint):
