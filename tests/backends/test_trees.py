@@ -207,9 +207,38 @@ def test_boostin_matches_a_loop_over_trees(fitted):
     D = np.zeros((4, backend.n_train_))
     for t in range(ens.n_trees):
         same = leaves[:, t][:, None] == backend.leaves_[:, t][None, :]
-        D += A[:, t][:, None] * same * backend.derivatives_[:, t][None, :]
+        D += A[:, t][:, None] * same * backend.boostin_weights_[:, t][None, :]
     W = backend.weights_.sum()
     np.testing.assert_allclose(explainer.influence(Xt[:4], yt[:4]), W * D)
+
+
+@pytest.mark.parametrize("lib, kind", CASES)
+def test_boostin_weights_are_the_reference_formula(fitted, lib, kind):
+    """Brophy et al.'s ``lr (g + v h) / (H + l2)``, leaf by leaf, from the rows.
+
+    Written out as their reference implementation does it (``v`` the leaf's
+    value as the model predicts it, ``H`` the leaf's summed hessian), from
+    gradients recomputed here by staging the model's predictions.
+    """
+    backend = fitted[lib, kind, "boostin"][0].backend_
+    ens = backend.ensemble_
+    K, w = ens.n_outputs, backend.weights_
+    F = np.array(backend.baseline_, dtype=float)
+    expected = np.zeros_like(backend.boostin_weights_)
+    for r in range(ens.n_rounds):
+        g, h = backend.loss_.gradient_hessian(backend.target_, F)
+        for k in range(K):
+            t = r * K + k
+            leaf = backend.leaves_[:, t]
+            for node in np.unique(leaf):
+                rows = leaf == node
+                H = np.sum(w[rows] * h[rows, k]) + ens.l2
+                v = ens.leaf_values[node]
+                expected[rows, t] = -ens.scale * (g[rows, k] + v * h[rows, k]) / H
+            F[:, k] += ens.leaf_values[leaf]
+    np.testing.assert_allclose(
+        backend.boostin_weights_, expected, rtol=1e-9, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("method", ["boostin", "leaf_influence"])

@@ -76,7 +76,9 @@ class TreeBackend(InfluenceBackend):
         How ``D`` is computed:
 
         - 'boostin' (Brophy et al., 2023): each tree's shared leaf only, every
-          other leaf value held fixed (``O(T)`` per pair sharing leaves);
+          other leaf value held fixed, weighted as the authors' reference
+          implementation weighs it (:mod:`._boostin`; ``O(T)`` per pair
+          sharing leaves);
         - 'leaf_influence' (Sharchilev et al., 2018): the exact derivative
           through the boosting sequence (later leaf values depend on earlier
           trees through the rows' gradients and hessians); reverse mode,
@@ -287,6 +289,11 @@ class TreeBackend(InfluenceBackend):
             ens, loss, self.leaves_, self.target_, self.weights_, self.baseline_
         )
         self.derivatives_ = _boostin.leaf_derivatives(ens, self.replay_, self.leaves_)
+        self.boostin_weights_ = (
+            _boostin.boostin_weights(ens, self.replay_, self.leaves_)
+            if self.method == "boostin"
+            else None
+        )
         self.objective_ = TreeObjective(loss, ens)
         self.solver_ = None
         self.n_params_ = ens.n_leaves
@@ -387,7 +394,7 @@ class TreeBackend(InfluenceBackend):
         ens = self.ensemble_
         if self.method == "boostin":
             leaves, _, A = self._test_factors(X, y, target, per_round=True)
-            train_leaves, derivatives = self.leaves_, self.derivatives_
+            train_leaves, derivatives = self.leaves_, self.boostin_weights_
             if train_rows is not None:
                 train_leaves = train_leaves[train_rows]
                 derivatives = derivatives[train_rows]
@@ -590,7 +597,7 @@ class TreeBackend(InfluenceBackend):
         w, W = self.weights_, self.weights_.sum()
         if self.method == "boostin":
             # The row's own gradient at each round: the replay's g.
-            return -W * (self.replay_.g * self.derivatives_).sum(axis=1)
+            return -W * (self.replay_.g * self.boostin_weights_).sum(axis=1)
         if self.method == "leaf_refit":
             change = self._own_loss_change()
             with np.errstate(divide="ignore", invalid="ignore"):

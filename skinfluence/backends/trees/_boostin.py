@@ -9,12 +9,19 @@ weight in the summed objective becomes ``w_i + delta``) moves that value by
 
 ``g_it, h_it`` the row's derivatives at the raw outputs before round ``r``.
 BoostIn holds every tree's structure *and every other leaf value* fixed, and
-sums, over the trees, the leaf derivatives the test row shares with the
-training row times the test quantity's gradient at that tree's round (the
-test row's raw outputs before the round, TracIn's checkpoints):
+sums, over the trees, a leaf weight of the training row in the leaf the test
+row shares with it times the test quantity's gradient at that tree's round
+(the test row's raw outputs before the round, TracIn's checkpoints):
 ``a_tr = d Q_t / d F_k (F_t^(r))``::
 
-    D[t, i] = sum_trees a_{t, tree} [leaf(x_t) = leaf(x_i)] d v / d delta_i.
+    D[t, i] = sum_trees a_{t, tree} [leaf(x_t) = leaf(x_i)] b_i,
+    b_i = -s (g_it + v_l h_it) / (H_l + lambda),
+
+Brophy et al.'s weight, as their reference implementation (``tree-influence``)
+computes it: the hessian term takes the leaf's value ``v_l`` as it enters the
+prediction, so ``b_i`` differs from ``d v_l / d delta`` by a factor ``s`` on
+that term. The exact ``d v_l / d delta`` serves the first-order held-out
+outputs (:func:`leaf_derivatives`, :func:`held_out_loss_curve`).
 
 ``D`` is the derivative of the test quantity with respect to row ``i``'s
 weight; :class:`TreeBackend` scales it to the explainer's units.
@@ -100,6 +107,16 @@ def leaf_derivatives(ensemble, state, leaves):
     out *= state.h
     out += ensemble.scale * state.g
     out *= -inv[leaves]
+    return out
+
+
+def boostin_weights(ensemble, state, leaves):
+    """BoostIn's ``b_i`` of each row's leaf in every tree, shape (n, T)."""
+    inv = ensemble.inverse_denominator(state.H)
+    out = ensemble.leaf_values[leaves]
+    out *= state.h
+    out += state.g
+    out *= (-ensemble.scale) * inv[leaves]
     return out
 
 
