@@ -113,6 +113,22 @@ def _given_label_probability(eta, t):
     return softmax
 
 
+def _last_call_kept(func):
+    """``func`` of one number, answering a repeat of its last call from memory.
+
+    The posterior is read at the fitted temperature, almost always the last
+    one the fit evaluated.
+    """
+    last = {}
+
+    def kept(a):
+        if last.get("a") != a:
+            last["a"], last["out"] = a, func(a)
+        return last["out"]
+
+    return kept
+
+
 def _noise_likelihood(given, K):
     """``f(a, r) -> (log-likelihood, gradient, Hessian)`` of the noise model."""
     kappa = K / (K - 1)
@@ -131,8 +147,27 @@ def _noise_likelihood(given, K):
     return f
 
 
+def _temperature_likelihood(given, K, rate):
+    """``f(a) -> (log-likelihood, gradient, Hessian)`` at a fixed ``rate``.
+
+    The temperature's terms of :func:`_noise_likelihood`, computed the same
+    way: later rounds hold the rate, so its derivatives would go unused.
+    """
+    kappa = K / (K - 1)
+    c, floor = 1.0 - rate * kappa, rate / (K - 1)
+
+    def f(a):
+        s, ds, d2s = given(a)
+        m = c * s + floor
+        m_a = c * ds / m
+        hess = np.array([[np.sum(c * d2s / m - m_a**2)]])
+        return np.log(m).sum(), np.array([m_a.sum()]), hess
+
+    return f
+
+
 def _maximize(f, x, lower, upper, max_iter=100):
-    """Projected Newton ascent with backtracking, for the two noise parameters.
+    """Projected Newton ascent with backtracking, for the noise parameters.
 
     Where the Hessian is not negative definite, a gradient step scaled by its
     diagonal; a parameter at a bound its gradient pushes against stays there.
@@ -143,15 +178,20 @@ def _maximize(f, x, lower, upper, max_iter=100):
         if not free.any():
             break
         H = hess[np.ix_(free, free)]
-        step = np.zeros(2)
+        step = np.zeros(len(x))
         try:
             np.linalg.cholesky(-H)
             step[free] = np.linalg.solve(-H, grad[free])
         except np.linalg.LinAlgError:
             step[free] = grad[free] / np.maximum(np.abs(np.diag(H)), 1e-12)
+        tried = None
         for _ in range(40):
             new = np.clip(x + step, lower, upper)
-            new_value, new_grad, new_hess = f(*new)
+            # A step clipped to a bound can land where the last halving did:
+            # the same point fails the same test, so it is not evaluated again.
+            if tried is None or not np.array_equal(new, tried):
+                tried = new
+                new_value, new_grad, new_hess = f(*new)
             if new_value >= value + 1e-4 * grad @ (new - x):
                 break
             step /= 2
@@ -206,15 +246,18 @@ def fit_noise_model(eta, t, rate=None, start=None):
     (0.099, 0.95)
     """
     K = max(eta.shape[1], 2)
-    given = _given_label_probability(eta, t)
+    given = _last_call_kept(_given_label_probability(eta, t))
+    a0 = 1.0 if start is None else start.temperature
     if rate is None:
         lower, upper = np.array([1e-3, 1e-9]), np.array([1e3, 0.5])
-    else:
-        lower, upper = np.array([1e-3, rate]), np.array([1e3, rate])
-    x0 = [1.0, 0.05] if start is None else [start.temperature, start.rate]
-    a, rate = _maximize(
-        _noise_likelihood(given, K), np.clip(x0, lower, upper), lower, upper
-    )
+        x0 = [a0, 0.05 if start is None else start.rate]
+        a, rate = _maximize(
+            _noise_likelihood(given, K), np.clip(x0, lower, upper), lower, upper
+        )
+    else:  # the temperature alone
+        lower, upper = np.array([1e-3]), np.array([1e3])
+        f = _temperature_likelihood(given, K, rate)
+        (a,) = _maximize(f, np.clip([a0], lower, upper), lower, upper)
     s, floor = given(a)[0], rate / (K - 1)
     posterior = floor * (1.0 - s) / ((1.0 - rate * K / (K - 1)) * s + floor)
     return NoiseModel(float(rate), float(a), posterior)
@@ -664,7 +707,6 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             theta = refitted.theta
             eta = backend.training_outputs(refitted)
             eta[keep] += loo_shift[keep]
-            scores = backend.training_losses(eta)
             noise = fit_noise_model(eta, t, rate=first_rate, start=noise)
             previous, flags = flags, self._refit_flags(t, eta, noise)
             reported, shown = shown, noise.posterior >= MIN_POSTERIOR
@@ -676,6 +718,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                 if self.n_rounds_ < self.n_rounds:
                     bar.note("stopped: the flags repeat")
                 break
+        if self.n_rounds_ > 1:  # the scores of the last round only
+            scores = backend.training_losses(eta)
         return scores, eta, noise
 
     def _flag(self, y):

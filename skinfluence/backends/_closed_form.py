@@ -167,13 +167,17 @@ class ClosedFormBackend(InfluenceBackend):
         the Hessian barely moves, so a factorization serves several steps);
         the Hessian is refactorized when they stop doing so, and once at
         the final parameters, so ``solver_`` and ``stationarity_`` are
-        exact there. Stops once ``stationarity_ <= tol``. Returns the
-        number of steps taken (the objective, solver and residuals are
-        updated).
+        exact there. Between factorizations ``stationarity_`` is the one
+        measured at the last factorization, scaled by how much the Newton
+        step under that factorization has shrunk since (a typical row's
+        effect, the unit, is taken as it was there). Stops once
+        ``stationarity_ <= tol``. Returns the number of steps taken (the
+        objective, solver and residuals are updated).
         """
         if getattr(self.objective_, "approximate", False):
             return 0
         steps, stale = 0, False  # stale: solver_ factorized at an earlier iterate
+        value = None  # the objective at the current parameters, once computed
         while steps < max_steps:
             if self.stationarity_ <= (tol * STALE_MARGIN if stale else tol):
                 if not stale:
@@ -182,7 +186,11 @@ class ClosedFormBackend(InfluenceBackend):
                 stale = False
                 continue
             previous = self.stationarity_
-            if not self._newton_step():
+            if not stale:  # the step left under this factorization, and its unit
+                step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+                unit = np.linalg.norm(step) / max(previous, np.finfo(float).tiny)
+            value = self._newton_step(step, value)
+            if value is None:
                 if not stale:
                     break  # no decrease along the Newton direction: rounding floor
                 self._factorize()
@@ -190,6 +198,9 @@ class ClosedFormBackend(InfluenceBackend):
                 continue
             steps += 1
             stale = True
+            # The next step's direction is this measure's numerator: one solve.
+            step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+            self.stationarity_ = float(np.linalg.norm(step) / unit)
             if self.stationarity_ > CONTRACTION * previous:
                 self._factorize()
                 stale = False
@@ -197,30 +208,32 @@ class ClosedFormBackend(InfluenceBackend):
             self._factorize()
         return steps
 
-    def _newton_step(self):
-        """One backtracking step along ``-solver_^-1 grad``; False if none helps.
+    def _newton_step(self, step, value=None):
+        """One backtracking step along ``step``; the new objective, or None.
 
-        Updates the objective, residuals, gradient and ``stationarity_``
-        (measured with the solver at hand).
+        None when no step length decreases the objective (nothing changes).
+        ``value``: the objective at the current parameters, when known.
+        Updates the objective, residuals and gradient.
         """
         args = (self.X_, self.target_, self.weights_)
-        step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
-        value, slope = self.objective_.objective(*args), self.gradient_ @ step
+        slope = self.gradient_ @ step
         if not slope < 0:
-            return False
+            return None
+        if value is None:
+            value = self.objective_.objective(*args)
         theta, rate = self.objective_.theta, 1.0
         for _ in range(30):
             trial = self.objective_.with_theta(theta + rate * step)
-            if trial.objective(*args) <= value + 1e-4 * rate * slope:
+            trial_value = trial.objective(*args)
+            if trial_value <= value + 1e-4 * rate * slope:
                 break
             rate /= 2
         else:
-            return False
+            return None
         self.objective_ = trial
         self.residuals_ = trial.residuals(self.X_, self.target_)
         self.gradient_ = trial.mean_gradient(*args, self.residuals_)
-        self.stationarity_ = self._stationarity(self.gradient_)
-        return True
+        return trial_value
 
     def _stationarity(self, gradient):
         rows = stationarity_rows(self.n_train_)

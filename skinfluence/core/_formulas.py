@@ -23,6 +23,9 @@ from ..utils._chunks import chunk_slices, map_chunks
 
 _TINY = np.finfo(float).tiny
 
+#: Bytes of a temporary that stays in a core's (L2) cache between its uses.
+_CACHE_BYTES = 2**20
+
 
 def _per_row(func, n, row_bytes, n_jobs, out_shape=()):
     """``func(rows)`` for every chunk of ``range(n)``, gathered in one array."""
@@ -295,8 +298,22 @@ def _leverages(objective, A_inv, X):
     """``M[i, k, j] = xt_i' A_inv[block k, block j] xt_i``: shape (n, K, K).
 
     ``M[i]`` is symmetric (``A_inv`` is), so only the blocks ``j >= k`` are
-    computed: one product per output k, ``n b^2 K (K + 1) / 2`` in all.
+    computed: one product per output k, ``n b^2 K (K + 1) / 2`` in all. Rows
+    go in blocks whose products with ``A_inv`` fit in a core's cache: read
+    back from there rather than from memory.
     """
+    K, b = objective.n_outputs, objective.block_size
+    n = X.shape[0]
+    M = np.empty((n, K, K))
+    step = max(1, _CACHE_BYTES // (8 * K * b))
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        M[rows] = _leverage_block(objective, A_inv, X[rows])
+    return M
+
+
+def _leverage_block(objective, A_inv, X):
+    """:func:`_leverages` of a block of rows."""
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     fi = objective.fit_intercept
     n = X.shape[0]
@@ -333,11 +350,12 @@ def _newton_coefficients(objective, z, X, target, weights, s, M):
     y = weights[:, None] * np.einsum("nkl,nl->nk", M, R) + s[:, None] * Uz
     C = weights[:, None, None] * D
     lhs = np.eye(K)[None] - np.einsum("nkl,nlm->nkm", C, M)
-    a = (
-        weights[:, None] * R
-        + np.linalg.solve(lhs, np.einsum("nkl,nl->nk", C, y)[:, :, None])[:, :, 0]
-    )
-    return eta, Uz, a
+    rhs = np.einsum("nkl,nl->nk", C, y)
+    if K == 1:  # one output: each system is a division
+        shift = rhs / lhs[:, :, 0]
+    else:
+        shift = np.linalg.solve(lhs, rhs[:, :, None])[:, :, 0]
+    return eta, Uz, weights[:, None] * R + shift
 
 
 def _newton_rows(objective, columns, z, X, target, weights, s):
