@@ -49,6 +49,14 @@ class BinaryLogistic(LossFamily):
     def gradient(self, t, eta):
         return expit(eta) - t[:, None]
 
+    def loss_gradient(self, t, eta):
+        """``(loss, gradient)`` from one exponential per row (refits)."""
+        eta = eta[:, 0]
+        E = np.exp(-np.abs(eta))  # never overflows
+        loss = np.log1p(E) + np.maximum(eta, 0.0) - t * eta
+        p = np.where(eta >= 0, 1.0, E) / (1.0 + E)
+        return loss, (p - t)[:, None]
+
     def hessian(self, t, eta):
         p = expit(eta)
         return (p * (1.0 - p))[:, :, None]

@@ -48,7 +48,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_class_weight
 
 from skinfluence.adapters import build_objective
-from skinfluence.objectives import LinearObjective
+from skinfluence.objectives import BinaryLogistic, LinearObjective, Multinomial
 
 # -- data ---------------------------------------------------------------------
 
@@ -839,4 +839,23 @@ def test_unseen_label_is_rejected(case):
     # the labels it knows map to their class index
     np.testing.assert_array_equal(
         f.obj.family.encode(f.est.classes_), np.arange(len(f.est.classes_))
+    )
+
+
+@pytest.mark.parametrize(
+    "family",
+    [BinaryLogistic([0, 1]), Multinomial([0, 1, 2])],
+    ids=["binary", "softmax"],
+)
+def test_fused_loss_gradient_equals_loss_and_gradient(family, rng):
+    """The refits' one-pass ``loss_gradient`` against the separate formulas,
+    outputs far into both tails included (no overflow)."""
+    K = family.n_outputs
+    eta = np.concatenate([rng.normal(scale=3, size=(200, K)), np.full((2, K), 800.0)])
+    eta[-1] *= -1
+    t = family.encode(rng.choice(family.classes, size=eta.shape[0]))
+    loss, gradient = family.loss_gradient(t, eta)
+    np.testing.assert_allclose(loss, family.loss(t, eta), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(
+        gradient, family.gradient(t, eta), rtol=1e-13, atol=1e-15
     )
