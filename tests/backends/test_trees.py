@@ -321,6 +321,31 @@ def test_validate_loo_retrains(fitted):
     assert fixed.pearson_r > 0.99
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_retraining_passes_sample_weight_only_when_given(rng, monkeypatch, weighted):
+    """Refits are fitted as the model was: unit weights are not passed (a
+    HistGradientBoosting fit given sample_weight bins another, slower way),
+    a user's weights are, restricted to the kept rows."""
+    X, y, Xt, yt = _data("regression")
+    sw = rng.uniform(0.5, 2.0, size=len(y)) if weighted else None
+    model = HistGradientBoostingRegressor(max_iter=5, max_leaf_nodes=4)
+    explainer = InfluenceExplainer(model).fit(X, y, sample_weight=sw)
+    received, fit = [], HistGradientBoostingRegressor.fit
+
+    def recording_fit(self, X, y, sample_weight=None):
+        received.append(sample_weight)
+        return fit(self, X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", recording_fit)
+    validate_loo(explainer, Xt[:2], yt[:2], n_remove=2, n_random=0)
+    assert len(received) == 2
+    if weighted:
+        assert all(w is not None and len(w) == len(y) - 1 for w in received)
+        assert np.all(np.isin(received[0], sw))
+    else:
+        assert all(w is None for w in received)
+
+
 def test_sample_and_class_weights(rng):
     X, y, Xt, yt = _data("binary")
     sw = rng.uniform(0.5, 2.0, size=len(y))
