@@ -672,6 +672,34 @@ def test_unknown_method_is_refused():
         InfluenceExplainer(_model("hgb", "binary"), solver="cg").fit(X, y)
 
 
+@pytest.mark.parametrize(
+    "library",
+    [
+        pytest.param(
+            lib, marks=pytest.mark.skipif(mod is None, reason=f"{lib} missing")
+        )
+        for lib, mod in (("lgbm", lightgbm), ("xgb", xgboost))
+    ],
+)
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_library_models_fitted_on_a_dataframe(library, kind):
+    """A model fitted on a DataFrame (its booster keeps the column names) is
+    explained as the same model fitted on the array."""
+    import pandas as pd
+
+    X, y, Xt, yt = _data(kind)
+    columns = [f"feature {j}" for j in range(X.shape[1])]
+    frame, test = pd.DataFrame(X, columns=columns), pd.DataFrame(Xt, columns=columns)
+    on_frame = InfluenceExplainer(_model(library, kind)).fit(frame, y)
+    on_array = InfluenceExplainer(_model(library, kind)).fit(X, y)
+    np.testing.assert_allclose(
+        on_frame.influence(test[:5], yt[:5]),
+        on_array.influence(Xt[:5], yt[:5]),
+        rtol=1e-6,
+        atol=1e-12,
+    )
+
+
 @pytest.mark.skipif(lightgbm is None, reason="lightgbm (the trees extra) missing")
 def test_lightgbm_weights_and_baseline(rng):
     """LightGBM's baseline comes out of its first trees; weights enter G and H."""

@@ -431,9 +431,10 @@ def _read_xgb(model):
     def apply_fn(X):
         import xgboost
 
-        nodes = booster.predict(
-            xgboost.DMatrix(X, missing=np.nan), pred_leaf=True, iteration_range=(0, R)
-        )
+        # The booster checks a matrix's column names against those it was
+        # fitted with (a DataFrame's); X here is the validated array.
+        data = xgboost.DMatrix(X, missing=np.nan, feature_names=booster.feature_names)
+        nodes = booster.predict(data, pred_leaf=True, iteration_range=(0, R))
         nodes = np.asarray(nodes, dtype=np.int64).reshape(X.shape[0], -1)
         return local[np.arange(nodes.shape[1]), nodes]
 
