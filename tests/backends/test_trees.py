@@ -12,6 +12,7 @@ from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
 )
+from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -414,6 +415,13 @@ def test_early_stopping_on_a_validation_split(rng, kind):
     refit = InfluenceExplainer(model, solver="leaf_refit").fit(X, y, sample_weight=sw)
     exact = refit.loo_change(Xt[:5], yt[:5])
     assert np.max(np.abs(exact[:, held])) <= 1e-9 * np.max(np.abs(exact))
+
+
+def test_a_frozen_model_given_other_columns_is_refused():
+    X, y, _, _ = _data("binary")
+    model = HistGradientBoostingClassifier(max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="X has 10 features, but Hist.*fitted on 30"):
+        InfluenceExplainer(FrozenEstimator(model)).fit(X[:, :10], y)
 
 
 def test_a_model_fitted_on_other_rows_is_flagged():

@@ -266,6 +266,13 @@ class TreeBackend(InfluenceBackend):
         self.prefix_ = prefix
         self.model_ = model
         X = self._model_frame(X)
+        expected = getattr(model, "n_features_in_", None)
+        if expected is not None and X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(model).__name__} was "
+                f"fitted on {expected}: pass the X it was fitted on (its "
+                "columns, in the same order)."
+            )
         self.X_input_ = X  # as the model takes it, for retraining
         self.loss_ = loss = _loss_of(model)
         self.y_ = np.asarray(y)
