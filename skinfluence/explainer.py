@@ -700,6 +700,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         X_test, y_test, target : see :meth:`influence`.
         k : int, default=5
+            Rows listed per side and test row, at most. A side lists only
+            rows of its sign (negative influence helps, positive harms):
+            rows of zero influence (e.g. a boosted tree's rows that share no
+            leaf with the test row, or a test loss that is flat) are on
+            neither, so a side may hold fewer than ``k``.
         method : {'influence', 'theta_relatif', 'l_relatif', 'divine'}, \
                 default='influence'
             'divine' (Bhatt et al., 2021): per test row, the k helpful (and k
@@ -731,8 +736,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         if k > self.backend_.n_train_:
             warnings.warn(
                 f"k={k} exceeds the {self.backend_.n_train_} training rows: "
-                "listing each of them once, helpful or harmful by the sign "
-                "of its influence.",
+                "listing each of them at most once, helpful or harmful by the "
+                "sign of its influence (rows of zero influence on neither side).",
                 UserWarning,
                 stacklevel=caller_stacklevel(),
             )

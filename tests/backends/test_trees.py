@@ -891,3 +891,19 @@ def test_pipeline_with_pandas_output_reaches_the_model_as_frames(rng):
     )
     assert influence.shape == (5, n) and np.all(np.isfinite(influence))
     assert isinstance(explainer.training_data()[0], np.ndarray)
+
+
+def test_top_influential_lists_each_row_of_nonzero_influence_once(fitted):
+    """k above n: BoostIn's rows sharing no leaf with the test row (influence
+    exactly 0) are on neither side; every other row is listed once."""
+    explainer, Xt, yt = fitted["hgb", "binary", "boostin"]
+    n = explainer.backend_.n_train_
+    influence = explainer.influence(Xt[:1], yt[:1])[0]
+    assert 0 < np.count_nonzero(influence) < n
+    with pytest.warns(UserWarning, match="zero influence on neither side"):
+        table = explainer.top_influential(Xt[:1], yt[:1], k=n + 1)
+    assert sorted(table.train_row) == sorted(np.flatnonzero(influence))
+    helpful = table.kind == "helpful"
+    assert np.all(table.influence[helpful] < 0) and np.all(
+        table.influence[~helpful] > 0
+    )
