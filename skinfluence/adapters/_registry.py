@@ -143,6 +143,8 @@ def _why_not(name):
         return (
             "Its trees are grown by greedy splits and averaged, not fitted by "
             "minimising a differentiable objective, so influence functions do "
-            "not apply; gradient-boosted trees do (below). "
+            "not apply. Gradient-boosted trees are fitted by minimising one, "
+            "and are explained: use HistGradientBoosting*, GradientBoosting*, "
+            "LightGBM or XGBoost. "
         )
     return ""
