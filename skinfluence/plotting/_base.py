@@ -57,3 +57,10 @@ def compact_ticks(ax, axis="both"):
     digit (-0.000025), and the labels run into one another.
     """
     ax.ticklabel_format(axis=axis, style="sci", scilimits=(-3, 4), useMathText=True)
+    # Steps of 1, 2 or 5 only: steps of 2.5 write a fourth digit (-0.0175).
+    from matplotlib.ticker import MaxNLocator
+
+    for name in ("x", "y") if axis == "both" else (axis,):
+        getattr(ax, f"{name}axis").set_major_locator(
+            MaxNLocator(nbins=6, steps=[1, 2, 5, 10])
+        )

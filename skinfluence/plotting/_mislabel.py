@@ -188,7 +188,22 @@ class MislabelCurveDisplay:
             label = (
                 f"{names.get(name, name)} ({found[k]:.0%} found at {x[k]:.0%} checked)"
             )
-            style = merged({"color": f"C{i}", "lw": 1.8}, kwargs)
+            style = {"color": f"C{i}", "lw": 1.8}
+            # A curve equal to one drawn before would hide it: dashed on top,
+            # and the legend says which it repeats.
+            twin = next(
+                (
+                    o
+                    for o, f in self.fraction_found.items()
+                    if o in self.lines_ and np.array_equal(f, found)
+                ),
+                None,
+            )
+            if twin is not None:
+                label = f"{names.get(name, name)} (the same curve as "
+                label += f"{names.get(twin, twin)})"
+                style["ls"] = (0, (4, 3))
+            style = merged(style, kwargs)
             style = merged(style, curve_kwargs.get(name))
             self.lines_[name] = ax.plot(x, found, label=label, **style)[0]
         self.chance_level_ = None

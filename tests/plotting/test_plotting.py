@@ -441,6 +441,19 @@ def test_mislabel_curves_from_predictions():
     assert "100% found at 20% checked" in display.lines_["perfect"].get_label()
 
 
+def test_mislabel_curves_that_coincide_are_both_visible():
+    is_flipped = np.array([0, 1, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
+    scores = np.arange(10.0)
+    display = MislabelCurveDisplay.from_predictions(
+        {"a": scores, "b": 2 * scores, "c": -scores}, is_flipped
+    )
+    lines = display.lines_
+    assert lines["a"].get_linestyle() == "-" and lines["c"].get_linestyle() == "-"
+    assert lines["b"].get_linestyle() != "-"
+    assert "the same curve as a" in lines["b"].get_label()
+    assert "found at" in lines["c"].get_label()
+
+
 def test_mislabel_from_estimator_matches_detectors():
     X, y = load_breast_cancer(return_X_y=True)
     X, y = X[:250], y[:250]
