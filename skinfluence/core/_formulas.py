@@ -305,9 +305,8 @@ def _leverages(objective, A_inv, X):
     K, b = objective.n_outputs, objective.block_size
     n = X.shape[0]
     M = np.empty((n, K, K))
-    step = max(1, _CACHE_BYTES // (8 * K * b))
-    for start in range(0, n, step):
-        rows = slice(start, min(start + step, n))
+    cache_rows = max(1, _CACHE_BYTES // (8 * K * b))
+    for rows in chunk_slices(n, 8 * K * b, max_rows=cache_rows):
         M[rows] = _leverage_block(objective, A_inv, X[rows])
     return M
 

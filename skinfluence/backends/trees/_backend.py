@@ -297,7 +297,9 @@ class TreeBackend(InfluenceBackend):
         )
         self.derivatives_ = _boostin.leaf_derivatives(ens, self.replay_, self.leaves_)
         self.boostin_weights_ = (
-            _boostin.boostin_weights(ens, self.replay_, self.leaves_)
+            _boostin.leaf_derivatives(
+                ens, self.replay_, self.leaves_, hessian_scale=ens.scale
+            )
             if self.method == "boostin"
             else None
         )

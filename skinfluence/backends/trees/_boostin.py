@@ -100,23 +100,17 @@ def leaf_mismatch(ensemble, state, leaves, weights):
     return float(gap / max(typical, np.finfo(float).tiny))
 
 
-def leaf_derivatives(ensemble, state, leaves):
-    """``d v / d delta_i`` of each row's leaf in every tree, shape (n, T)."""
+def leaf_derivatives(ensemble, state, leaves, hessian_scale=1.0):
+    """``d v / d delta_i`` of each row's leaf in every tree, shape (n, T).
+
+    ``hessian_scale=ensemble.scale`` gives BoostIn's ``b_i`` instead (the
+    hessian term scaled by ``s`` once more, see the module).
+    """
     inv = ensemble.inverse_denominator(state.H)
     out = ensemble.leaf_values[leaves]
-    out *= state.h
+    out *= hessian_scale * state.h
     out += ensemble.scale * state.g
     out *= -inv[leaves]
-    return out
-
-
-def boostin_weights(ensemble, state, leaves):
-    """BoostIn's ``b_i`` of each row's leaf in every tree, shape (n, T)."""
-    inv = ensemble.inverse_denominator(state.H)
-    out = ensemble.leaf_values[leaves]
-    out *= state.h
-    out += state.g
-    out *= (-ensemble.scale) * inv[leaves]
     return out
 
 
