@@ -36,7 +36,7 @@ from ..objectives import (
     Multinomial,
     OneVsRestLogistic,
 )
-from ..solvers import make_solver
+from ..solvers import CGSolver, make_solver
 from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
 from ..utils._warn import caller_stacklevel
@@ -62,6 +62,14 @@ STATIONARY = 0.1
 #: Newton step left by at least ``CONTRACTION``.
 STALE_MARGIN = 1e-2
 CONTRACTION = 0.5
+#: Contraction of the Newton step left under which steps keep the factorized
+#: Hessian as it is (past it, they solve with the exact one by CG).
+CHORD_CONTRACTION = 1e-2
+#: Conjugate gradients of a polish step between factorizations: relative
+#: residual and iterations (preconditioned by a nearby factorization, CG
+#: needs few; the step only has to shrink the Newton step left).
+NEWTON_CG_TOL = 1e-3
+NEWTON_CG_MAXITER = 20
 
 #: The training objective's data, as the backend holds it (see
 #: :meth:`ClosedFormBackend.training_problem`).
@@ -162,17 +170,20 @@ class ClosedFormBackend(InfluenceBackend):
         """Newton steps on the objective until the fit is stationary.
 
         Each step ``-H^-1 grad`` backtracks (Armijo) until the objective
-        decreases. Steps reuse the factorized Hessian while they contract
-        the Newton step left by at least a factor of two (near an optimum
-        the Hessian barely moves, so a factorization serves several steps);
-        the Hessian is refactorized when they stop doing so, and once at
-        the final parameters, so ``solver_`` and ``stationarity_`` are
-        exact there. Between factorizations ``stationarity_`` is the one
-        measured at the last factorization, scaled by how much the Newton
-        step under that factorization has shrunk since (a typical row's
-        effect, the unit, is taken as it was there). Stops once
-        ``stationarity_ <= tol``. Returns the number of steps taken (the
-        objective, solver and residuals are updated).
+        decreases. After the first, the Hessian is not refactorized: steps
+        reuse the factorized one while each shrinks the Newton step left a
+        hundredfold (near an optimum the Hessian barely moves), and
+        otherwise solve with the exact Hessian at the current parameters by
+        conjugate gradients on Hessian-vector products, preconditioned by
+        the factorized one (a few iterations serve). It is refactorized when
+        the Newton step left stops shrinking by at least a factor of two,
+        and once at the final parameters, so ``solver_`` and
+        ``stationarity_`` are exact there. Between factorizations
+        ``stationarity_`` is the one measured at the last factorization,
+        scaled by how much the Newton step under that factorization has
+        shrunk since (a typical row's effect, the unit, is taken as it was
+        there). Stops once ``stationarity_ <= tol``. Returns the number of
+        steps taken (the objective, solver and residuals are updated).
         """
         if getattr(self.objective_, "approximate", False):
             return 0
@@ -198,15 +209,41 @@ class ClosedFormBackend(InfluenceBackend):
                 continue
             steps += 1
             stale = True
-            # The next step's direction is this measure's numerator: one solve.
-            step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
-            self.stationarity_ = float(np.linalg.norm(step) / unit)
+            left = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+            self.stationarity_ = float(np.linalg.norm(left) / unit)
             if self.stationarity_ > CONTRACTION * previous:
                 self._factorize()
                 stale = False
+            elif self.stationarity_ > tol * STALE_MARGIN:  # another step follows
+                # Steps under this factorization that shrank the step left
+                # a hundredfold keep doing so. Otherwise the exact Hessian's
+                # step, from CG preconditioned by the factorization (cheap
+                # to apply; an iterative solver's solve is itself the step).
+                chord = self.stationarity_ <= CHORD_CONTRACTION * previous
+                if chord or not hasattr(self.solver_, "factor_"):
+                    step = left
+                else:
+                    step = self._newton_direction()
         if stale:
             self._factorize()
         return steps
+
+    def _newton_direction(self):
+        """``-H^-1 grad`` at the current parameters, with ``solver_`` stale.
+
+        Conjugate gradients on the exact Hessian's products, preconditioned
+        by ``solver_`` (factorized at an earlier iterate); stopped early it
+        is still a descent direction, so a loose tolerance serves.
+        """
+        operator = HessianOperator(
+            self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
+        )
+        cg = CGSolver(
+            tol=NEWTON_CG_TOL, maxiter=NEWTON_CG_MAXITER, preconditioner=self.solver_
+        ).fit(operator)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return -np.asarray(cg.solve(self.gradient_)).ravel()
 
     def _newton_step(self, step, value=None):
         """One backtracking step along ``step``; the new objective, or None.

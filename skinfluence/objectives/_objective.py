@@ -485,18 +485,36 @@ class LinearObjective:
             out[:, self.n_features] = S.sum(axis=0)
         return out.ravel() + self.penalty
 
-    def hessian_vector_product(self, X, y, sample_weight, V):
-        """``H @ V`` without forming ``H``, for V of shape (n_params, m)."""
+    def row_curvature(self, X, y, sample_weight):
+        """Each row's loss curvature times its weight share: shape (n, K, K).
+
+        The data part of :meth:`hessian_vector_product`, which takes it as
+        ``curvature`` when a caller multiplies by the same Hessian repeatedly.
+        """
         w = np.asarray(sample_weight, dtype=np.float64)
         D = self.family.hessian(y, self.linear_predictor(X))
-        Z = self._block_products(X, V)  # (n, K, m)
-        DZ = np.einsum("nkl,nlm->nkm", D, Z) * (w / w.sum())[:, None, None]
+        return D * (w / w.sum())[:, None, None]
+
+    def hessian_vector_product(self, X, y, sample_weight, V, curvature=None):
+        """``H @ V`` without forming ``H``, for V of shape (n_params, m).
+
+        ``curvature``: :meth:`row_curvature` of the same rows, when at hand.
+        """
         K, b, d = self.n_outputs, self.block_size, self.n_features
-        out = np.empty((K, b, V.shape[1]))
-        for k in range(K):
-            out[k, :d] = _times_dense(X.T, DZ[:, k, :])
-            if self.fit_intercept:
-                out[k, d] = DZ[:, k, :].sum(axis=0)
+        m = V.shape[1]
+        Z = self._block_products(X, V)  # (n, K, m)
+        if curvature is None:  # the shares scale the (n, K, m) product instead
+            w = np.asarray(sample_weight, dtype=np.float64)
+            D = self.family.hessian(y, self.linear_predictor(X))
+            DZ = np.einsum("nkl,nlm->nkm", D, Z) * (w / w.sum())[:, None, None]
+        else:
+            DZ = np.einsum("nkl,nlm->nkm", curvature, Z)
+        DZ = DZ.reshape(-1, K * m)
+        out = np.empty((K, b, m))
+        # All outputs' products in one pass over X: (d, K m).
+        out[:, :d] = _times_dense(X.T, DZ).reshape(d, K, m).transpose(1, 0, 2)
+        if self.fit_intercept:
+            out[:, d] = DZ.sum(axis=0).reshape(K, m)
         return out.reshape(K * b, -1) + self.penalty[:, None] * V
 
     def mean_gradient(self, X, y, sample_weight, residuals=None):

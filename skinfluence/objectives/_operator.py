@@ -37,6 +37,7 @@ class HessianOperator:
         self.weights = weights
         self.n_jobs = n_jobs
         self.residuals_ = self.mean_gradient_ = None
+        self._curvature = None  # matmat's per-row curvature, when one chunk
 
     def _sum_over_rows(self, method, row_bytes, *args, **per_row):
         """``sum_c W_c / W * method(X_c, target_c, w_c, *args)`` over row chunks.
@@ -169,9 +170,16 @@ class HessianOperator:
 
     def matmat(self, V):
         V = np.asarray(V, dtype=np.float64).reshape(self.shape[0], -1)
-        return self._sum_over_rows(
-            self.objective.hessian_vector_product, self._row_bytes(V.shape[1]), V
-        )
+        obj, row_bytes = self.objective, self._row_bytes(V.shape[1])
+        if len(chunk_slices(self.X.shape[0], row_bytes, self.n_jobs)) == 1:
+            # The rows' curvature, computed once: an iterative solver
+            # multiplies by the same Hessian at every iteration.
+            if self._curvature is None:
+                self._curvature = obj.row_curvature(self.X, self.target, self.weights)
+            return obj.hessian_vector_product(
+                self.X, self.target, self.weights, V, curvature=self._curvature
+            )
+        return self._sum_over_rows(obj.hessian_vector_product, row_bytes, V)
 
     def diagonal(self):
         """Diagonal of the Hessian, shape (n_params,), without forming it."""

@@ -64,9 +64,13 @@ class CGSolver(BaseEstimator):
         error of ``x`` is at most the condition number of ``H`` times that.
     maxiter : int or None, default=None
         Iterations at most; None means ``10 * n_params``.
-    preconditioner : {'jacobi'} or None, default='jacobi'
+    preconditioner : {'jacobi'}, fitted solver or None, default='jacobi'
         'jacobi' divides by the diagonal of ``H + damping I``
-        (``objective.hessian_diagonal``; none if the objective lacks it).
+        (``objective.hessian_diagonal``; none if the objective lacks it). A
+        fitted solver (anything with ``solve``) applies its own inverse: an
+        :class:`~skinfluence.solvers.ExactSolver` factorized at nearby
+        parameters, whose Hessian differs little from this one, leaves CG a
+        few iterations.
     verbose : int, default=0
         1 shows each :meth:`solve` on standard error: a transient bar over
         the iterations with the largest relative residual left and the
@@ -111,9 +115,12 @@ class CGSolver(BaseEstimator):
             raise ValueError(
                 f"maxiter must be an int >= 1 or None, got {self.maxiter!r}"
             )
-        if self.preconditioner not in ("jacobi", None):
+        if self.preconditioner not in ("jacobi", None) and not hasattr(
+            self.preconditioner, "solve"
+        ):
             raise ValueError(
-                f"preconditioner must be 'jacobi' or None, got {self.preconditioner!r}"
+                "preconditioner must be 'jacobi', None or a fitted solver, got "
+                f"{self.preconditioner!r}"
             )
         self.operator_ = operator
         self.damping_ = resolve_damping(self.damping, operator)
@@ -141,6 +148,8 @@ class CGSolver(BaseEstimator):
         return project_out(self._null, V)
 
     def _precondition(self, R):
+        if hasattr(self.preconditioner, "solve"):
+            return self._project(np.asarray(self.preconditioner.solve(R)))
         if self._inv_diag is None:
             return R.copy()
         return self._project(R * self._inv_diag[:, None])

@@ -167,6 +167,26 @@ def test_cg_matches_exact(name, preconditioner):
     np.testing.assert_allclose(x, X[:, 0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["binary", "multinomial", "poisson"])
+def test_cg_preconditioned_by_nearby_factorization(name):
+    # A factorization at parameters moved by 1% preconditions the Hessian at
+    # the fit: CG reaches its exact solution in a few iterations.
+    operator, B = _problem(name)
+    objective = operator.objective
+    moved = objective.with_theta(1.01 * objective.theta)
+    nearby = ExactSolver().fit(
+        HessianOperator(moved, operator.X, operator.target, operator.weights)
+    )
+    solver = CGSolver(preconditioner=nearby).fit(operator)
+    X = solver.solve(B)
+    assert _relative_errors(X, _exact(name)).max() < 1e-8
+    assert solver.n_iter_ <= 8
+    # The nearby factorization alone is off: CG did the work.
+    assert _relative_errors(nearby.solve(B), _exact(name)).max() > 1e-4
+    with pytest.raises(ValueError, match="a fitted solver"):
+        CGSolver(preconditioner="cholesky").fit(operator)
+
+
 def test_cg_matches_exact_with_damping():
     operator, B = _problem("ridge")
     X = CGSolver(damping=0.3).fit(operator).solve(B)
