@@ -29,7 +29,7 @@ from ..core._formulas import half_factor
 from ..core._refit import refit_subsets, refit_without
 from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
-from ..exceptions import UnsupportedOperationError
+from ..exceptions import SingularHessianError, UnsupportedOperationError
 from ..objectives import (
     BinaryLogistic,
     HessianOperator,
@@ -200,6 +200,8 @@ class ClosedFormBackend(InfluenceBackend):
             if not stale:  # the step left under this factorization, and its unit
                 step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
                 unit = np.linalg.norm(step) / max(previous, np.finfo(float).tiny)
+                if self.solver_.damping_ and hasattr(self.solver_, "factor_"):
+                    step = self._newton_direction()  # a damped step is not Newton's
             value = self._newton_step(step, value)
             if value is None:
                 if not stale:
@@ -232,8 +234,11 @@ class ClosedFormBackend(InfluenceBackend):
         """``-H^-1 grad`` at the current parameters, with ``solver_`` stale.
 
         Conjugate gradients on the exact Hessian's products, preconditioned
-        by ``solver_`` (factorized at an earlier iterate); stopped early it
-        is still a descent direction, so a loose tolerance serves.
+        by ``solver_`` (factorized at an earlier iterate, and damped if the
+        explainer is: the objective's optimum is the undamped Hessian's
+        business); stopped early it is still a descent direction, so a loose
+        tolerance serves. Where CG meets a direction without curvature, the
+        step under ``solver_`` instead.
         """
         operator = HessianOperator(
             self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
@@ -241,9 +246,12 @@ class ClosedFormBackend(InfluenceBackend):
         cg = CGSolver(
             tol=NEWTON_CG_TOL, maxiter=NEWTON_CG_MAXITER, preconditioner=self.solver_
         ).fit(operator)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return -np.asarray(cg.solve(self.gradient_)).ravel()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return -np.asarray(cg.solve(self.gradient_)).ravel()
+        except SingularHessianError:  # flat or curved down: no Newton step
+            return -np.asarray(self.solver_.solve(self.gradient_)).ravel()
 
     def _newton_step(self, step, value=None):
         """One backtracking step along ``step``; the new objective, or None.
