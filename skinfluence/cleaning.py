@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
-from .utils._checks import pandas_index
+from .utils._checks import pandas_index, warn_if_misaligned
 from .utils._labels import encode_labels
 from .utils._output import PandasOutputMixin
 from .utils._progress import progress_bar, stage
@@ -532,6 +532,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                 f"Classes {rare} have fewer than 2 rows: a held-out prediction "
                 "cannot recover a class seen once. Remove or merge them."
             )
+        warn_if_misaligned(pandas_index(X), y=y, sample_weight=sample_weight)
         estimator = (
             default_estimator(sp.issparse(X))
             if self.estimator is None
@@ -539,7 +540,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         )
         self.explainer_ = InfluenceExplainer(
             estimator, n_jobs=self.n_jobs, verbose=self.verbose
-        ).fit(X, y_arr, sample_weight)
+        ).fit(X, y_arr, None if sample_weight is None else np.asarray(sample_weight))
         family = self.explainer_.objective_.family
         if getattr(family, "classes", None) is None:
             raise ValueError(

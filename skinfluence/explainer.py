@@ -25,6 +25,7 @@ from .utils._checks import (
     model_feature_names,
     pandas_index,
     split_model,
+    warn_if_misaligned,
 )
 from .utils._output import PandasOutputMixin, row_labels
 from .utils._progress import stage
@@ -302,6 +303,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             verbose=self.verbose,
         )
         backend.check_estimator(self.estimator)
+        warn_if_misaligned(pandas_index(X), y=y, sample_weight=sample_weight)
         train_index = pandas_index(X)
         # Rows the estimator validates itself (a Pipeline's first step, a
         # model that encodes categorical columns) reach it as given.
@@ -445,7 +447,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             check_finite_input(X, name)  # the clearer message, if that was it
             raise
 
-    def validate_test_input(self, X):
+    def validate_test_input(self, X, y=None):
         """``X`` checked against the training input, ready for ``backend_``.
 
         The backend's methods take test rows validated here (feature count and
@@ -454,12 +456,16 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            The test labels, when given: a warning says if a pandas ``y`` is
+            indexed otherwise than ``X`` (rows are paired by position).
 
         Returns
         -------
         {array-like, sparse matrix} of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        warn_if_misaligned(pandas_index(X), "X_test", y_test=y)
         return self._validate_test_X(X)
 
     def model_input(self, X):
@@ -506,7 +512,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             explainer was fitted on a dask array.
         """
         test_index = pandas_index(X_test)
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         out = self.backend_.influence(X_test, y_test, target=target)
         return self._test_by_train(out, test_index)
 
@@ -531,7 +537,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         """
         _check_method(method, _LOO_METHODS)
         test_index = pandas_index(X_test)
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         self.backend_.require("loo_change", "loo_change")
         if method == "newton":
             self.backend_.require("newton", "loo_change(method='newton')")
@@ -596,10 +602,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         True
         """
         _check_method(method, _LOO_METHODS)
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         self.backend_.require("group_influence", "group_influence")
         if method == "newton":
             self.backend_.require("newton", "group_influence(method='newton')")
+        warn_if_misaligned(self.train_index_, groups=groups)
         rows, labels = check_groups(groups, self.backend_.n_train_)
         out = self.backend_.group_influence(
             rows, X_test, y_test, method=method, target=target
@@ -656,13 +663,13 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train, n_features)
             Features are those the final model sees (after any Pipeline prefix).
         """
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         self.backend_.require("perturbation", "perturbation_influence")
         return self.backend_.perturbation_influence(X_test, y_test, target=target)
 
     def test_loss(self, X, y):
         """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
-        X = self.validate_test_input(X)
+        X = self.validate_test_input(X, y)
         return self.backend_.test_loss(X, y)
 
     def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
@@ -678,7 +685,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         ndarray of shape (n_test, n_train)
         """
         test_index = pandas_index(X_test)
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         out = self.backend_.relative_influence(X_test, y_test, kind=kind, target=target)
         return self._test_by_train(out, test_index)
 
@@ -743,7 +750,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             )
             k = self.backend_.n_train_
         test_index = pandas_index(X_test)
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         backend = self.backend_
         _, labels, _ = backend.training_data()
         if method == "divine":
@@ -884,7 +891,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         >>> bool(np.all(most_harmful == explainer.influence(X[:5], y[:5]).argmax(1)))
         True
         """
-        X_test = self.validate_test_input(X_test)
+        X_test = self.validate_test_input(X_test, y_test)
         yield from self.backend_.influence_blocks(X_test, y_test, target=target)
 
     # -- pandas output ------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Input checks and memory budgeting shared by the public estimators."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
@@ -7,10 +9,50 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._warn import caller_stacklevel
+
 
 def pandas_index(X):
     """The index of a pandas DataFrame or Series, else None (lists have .index)."""
     return X.index if hasattr(X, "iloc") else None
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def warn_if_misaligned(index, x_name="X", **others):
+    """Warn when a pandas argument's index differs from X's, ``index``.
+
+    Rows are paired by position, as in scikit-learn; results are labelled by
+    X's index, so a ``y`` (or weights, groups) indexed otherwise is silently
+    paired with other rows than its labels say. ``index``: X's index (None
+    when X is not pandas: nothing to compare), ``x_name`` its name in the
+    message; ``others``: name -> value
+    (None and non-pandas values are skipped, as are other lengths: the
+    length checks name those).
+    """
+    if index is None:
+        return
+    for name, value in others.items():
+        other = pandas_index(value)
+        if other is None or len(other) != len(index) or other.equals(index):
+            continue
+        try:
+            at = int(np.flatnonzero(np.asarray(other != index))[0])
+        except (TypeError, ValueError):  # indexes that do not compare
+            at = 0
+        x_label, other_label = (_plain(i[at]) for i in (index, other))
+        warnings.warn(
+            f"The index of {name} differs from {x_name}'s: rows are paired by "
+            f"position, as in scikit-learn, so {x_name}'s row labelled "
+            f"{x_label!r} gets the value {name} labels {other_label!r}. To "
+            f"pair them by label pass {name}.loc[{x_name}.index]; if position "
+            f"is meant, pass {name}.to_numpy().",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
 
 
 def as_fitted_input(fitted, X):

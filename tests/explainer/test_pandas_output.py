@@ -1,5 +1,7 @@
 """set_output(transform='pandas'): results indexed by the rows' labels."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,9 +153,9 @@ def test_a_model_on_a_frame_keeps_its_column_names(wine, model, frozen):
 
     from skinfluence import validate_loo
 
-    X, y, X_test, y_test = wine
+    X, y, _, _ = wine
     X = pd.DataFrame(StandardScaler().fit_transform(X), X.index, X.columns)
-    X_test = X.iloc[:3]
+    X_test, y_test = X.iloc[:3], y.iloc[:3]
     if frozen:
         model = FrozenEstimator(sklearn.base.clone(model).fit(X, y))
     with warnings.catch_warnings():
@@ -200,3 +202,33 @@ def test_functions_over_an_explainer_ignore_its_output_setting(explainer, wine):
     assert frame_out[0]["train_row"].isin(X.index).all()
     np.testing.assert_array_equal(frame_out[1], plain[1])
     np.testing.assert_array_equal(frame_out[2], plain[2])
+
+
+def test_pandas_arguments_indexed_otherwise_than_X_warn(wine):
+    # Rows pair by position (as in scikit-learn) while results are labelled by
+    # X's index: a y, y_test, weights or groups indexed otherwise is named.
+    from skinfluence import MislabelDetector
+
+    X, y, _, _ = wine
+    X = X.set_axis([f"w{i}" for i in range(len(X))])
+    y = pd.Series(np.asarray(y), index=X.index)
+    shuffled = y.sample(frac=1, random_state=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression())
+    with pytest.warns(UserWarning, match="The index of y differs from X's") as w:
+        InfluenceExplainer(model).fit(X, shuffled)
+    assert f"labelled 'w0' gets the value y labels '{shuffled.index[0]}'" in str(
+        w[0].message
+    )
+    weights = pd.Series(1.0, index=X.index[::-1])
+    with pytest.warns(UserWarning, match="The index of sample_weight differs"):
+        MislabelDetector(contamination=0.1).fit(X, y, sample_weight=weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ex = InfluenceExplainer(model).fit(X, y)  # aligned, or not pandas: quiet
+        ex.influence(X.iloc[:3], y.iloc[:3])
+        ex.influence(X.iloc[:3], y.iloc[:3].to_numpy())
+        InfluenceExplainer(model).fit(X.to_numpy(), shuffled)
+    with pytest.warns(UserWarning, match="The index of y_test differs from X_test"):
+        ex.influence(X.iloc[:3], shuffled.iloc[:3])
+    with pytest.warns(UserWarning, match="The index of groups differs"):
+        ex.group_influence(shuffled, X.iloc[:1], y.iloc[:1])

@@ -251,7 +251,7 @@ def test_influential_images_draw_inside_the_given_axes(digits):
 
 def test_influential_bars_pandas_index_and_pipeline():
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X.index = X.index * 10 + 7  # labels that are not positions
+    X.index = y.index = X.index * 10 + 7  # labels that are not positions
     model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
     explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
     X_test, y_test = X.iloc[[250]], y.iloc[[250]]
@@ -400,7 +400,7 @@ def test_influential_strings_fall_back_to_the_model_input():
 
 def test_influential_bar_labels_fit_in_the_figure():
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X.index = [f"patient-{i:06d}" for i in range(len(X))]  # long row labels
+    X.index = y.index = [f"patient-{i:06d}" for i in range(len(X))]  # long labels
     model = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10))
     explainer = InfluenceExplainer(model).fit(X[:200], y[:200])
     display = InfluentialExamplesDisplay.from_estimator(
