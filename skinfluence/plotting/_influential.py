@@ -34,6 +34,43 @@ def _drawable(X):
     return np.asarray(X).dtype.kind in "biuf"
 
 
+def _check_rows_to_draw(X_train, n_train):
+    """Refuse a user's ``X_train`` of another length, or holding non-numbers."""
+    if _num_samples(X_train) != n_train:
+        raise ValueError(
+            f"X_train has {_num_samples(X_train)} rows but the explainer was "
+            f"fitted on {n_train}."
+        )
+    if not _drawable(X_train):
+        dtypes = getattr(X_train, "dtypes", None)
+        if dtypes is None or hasattr(X_train, "dtype"):
+            named = ""
+        else:
+            named = [
+                c for c, d in dtypes.items() if not pd.api.types.is_numeric_dtype(d)
+            ]
+            named = f" ({', '.join(map(str, named))})"
+        raise ValueError(
+            f"X_train holds columns that are not numbers{named}, and the rows "
+            "are drawn as numbers. Leave X_train=None: the rows are then drawn "
+            "as the final model sees them (encoded), with its feature names."
+        )
+
+
+def _same_columns(X_test, columns):
+    """The test row in the user's ``X_train`` columns, when both are frames."""
+    if columns is not None and hasattr(X_test, "columns"):
+        if set(columns) <= set(X_test.columns):
+            return X_test[list(columns)]
+    if not _drawable(X_test):
+        raise ValueError(
+            "X_test holds columns that are not numbers, and X_train does not "
+            "say which to draw: pass X_train as a DataFrame of the columns to "
+            "draw, or leave X_train=None."
+        )
+    return X_test
+
+
 def _rows_to_draw(explainer, X_test):
     """``(training rows, test rows, feature names)`` the way to show them.
 
@@ -317,13 +354,14 @@ class InfluentialExamplesDisplay:
         k, method, target
             Passed to :meth:`InfluenceExplainer.top_influential`.
         X_train : array-like of shape (n_train, n_features), default=None
-            The training rows to draw (``X_test`` is then drawn as given),
-            e.g. another view of the same rows. None: the rows ``fit``
-            received (:meth:`InfluenceExplainer.training_input`, before any
-            Pipeline prefix: raw pixels, not standardized ones) and
-            ``X_test`` as passed; when those hold strings or mixed types,
-            the final model's input (``X_test`` transformed likewise) and its
-            feature names.
+            The training rows to draw, numbers only (``X_test`` is then
+            drawn in its columns when both are DataFrames, else as given),
+            e.g. another view of the same rows or their numeric columns.
+            None: the rows ``fit`` received
+            (:meth:`InfluenceExplainer.training_input`, before any Pipeline
+            prefix: raw pixels, not standardized ones) and ``X_test`` as
+            passed; when those hold strings or mixed types, the final model's
+            input (``X_test`` transformed likewise) and its feature names.
         influence_kwargs : dict, default=None
             Further arguments of ``top_influential``.
         image_shape, ax, **kwargs
@@ -341,6 +379,8 @@ class InfluentialExamplesDisplay:
                 f"{_num_samples(X_test)} rows. Pass X_test[[i]] (or "
                 "X_test.iloc[[i]])."
             )
+        if X_train is not None:
+            _check_rows_to_draw(X_train, explainer.n_train_)
         table = explainer.top_influential(
             X_test,
             y_test,
@@ -353,13 +393,8 @@ class InfluentialExamplesDisplay:
         if X_train is None:
             X_train, test_row, names = _rows_to_draw(explainer, X_test)
         else:
-            if _num_samples(X_train) != explainer.n_train_:
-                raise ValueError(
-                    f"X_train has {_num_samples(X_train)} rows but the explainer "
-                    f"was fitted on {explainer.n_train_}."
-                )
-            test_row = X_test
             names = getattr(X_train, "columns", None)
+            test_row = _same_columns(X_test, names)
         label = None if y_test is None else np.asarray(y_test).ravel()[0]
         prediction = None
         if hasattr(explainer, "classes_"):

@@ -624,3 +624,21 @@ def test_docstring_examples(name):
     module = importlib.import_module(f"skinfluence.plotting.{name}")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_influential_bars_refuse_x_train_with_strings_naming_the_column():
+    X, y, explainer = _mixed_frame()
+    with pytest.raises(ValueError, match=r"not numbers \(size\).*X_train=None"):
+        InfluentialExamplesDisplay.from_estimator(
+            explainer, X.iloc[[300]], y.iloc[[300]], k=3, X_train=X[:200]
+        )
+    with pytest.raises(ValueError, match="X_train has 100 rows"):
+        InfluentialExamplesDisplay.from_estimator(
+            explainer, X.iloc[[300]], y.iloc[[300]], k=3, X_train=X[:100]
+        )
+    # The numeric columns alone are drawn as given.
+    numeric = X.columns[:4]
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X.iloc[[300]], y.iloc[[300]], k=3, X_train=X[:200][numeric]
+    )
+    assert list(display.feature_names) == list(numeric)
