@@ -528,7 +528,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             (a rank-K Woodbury update of ``H^-1``, no refactorization), with the
             test quantity evaluated exactly at the new parameters. Exact for
             least squares and ridge; closer to refitting for the others.
-            Supports ``target`` in ('loss', 'decision_function').
+            Supports ``target`` in ('loss', 'decision_function') and, for
+            regressors, 'predict'.
 
         Returns
         -------
@@ -569,7 +570,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             rank-``|S| K`` curvature, or one ``p x p`` solve when that is
             cheaper), with the test quantity evaluated exactly there. Exact
             for least squares and ridge; needs ``solver='exact'``; supports
-            ``target`` in ('loss', 'decision_function').
+            ``target`` in ('loss', 'decision_function') and, for regressors,
+            'predict'.
 
         Returns
         -------

@@ -484,14 +484,7 @@ class ClosedFormBackend(InfluenceBackend):
         else:
             delta = _formulas.newton_parameter_changes_of(obj, H_inv, *args, train_rows)
         d_eta = _formulas.output_changes(obj, Xt, delta)
-        eta = obj.linear_predictor(Xt)
-        if target == "decision_function":
-            return d_eta[np.arange(n_test), :, t if d_eta.shape[2] > 1 else 0]
-        K = eta.shape[1]
-        new = obj.family.loss(
-            np.repeat(t, n_train, axis=0), (eta[:, None, :] + d_eta).reshape(-1, K)
-        )
-        return new.reshape(n_test, n_train) - obj.family.loss(t, eta)[:, None]
+        return _quantity_change(obj, Xt, target, t, d_eta)
 
     def group_influence(self, groups, X, y=None, *, method="influence", target="loss"):
         """Change of each test quantity when each group of rows is removed.
@@ -508,18 +501,16 @@ class ClosedFormBackend(InfluenceBackend):
         _check_newton_target(target)
         H_inv = self.inverse_hessian()
         s, _ = obj.removal_term(w)
-        eta = obj.linear_predictor(Xt)
-        out = np.empty((Xt.shape[0], len(groups)))
-        for g, r in enumerate(groups):
-            delta = _formulas.group_newton_change(
-                obj, H_inv, X_train[r], self.target_[r], w[r], s[r].sum(), w.sum()
-            )
-            d_eta = _formulas.output_changes(obj, Xt, delta[None])[:, 0, :]
-            if target == "decision_function":
-                out[:, g] = d_eta[np.arange(len(t)), t if d_eta.shape[1] > 1 else 0]
-            else:
-                out[:, g] = obj.family.loss(t, eta + d_eta) - obj.family.loss(t, eta)
-        return out
+        deltas = np.stack(
+            [
+                _formulas.group_newton_change(
+                    obj, H_inv, X_train[r], self.target_[r], w[r], s[r].sum(), w.sum()
+                )
+                for r in groups
+            ]
+        )
+        d_eta = _formulas.output_changes(obj, Xt, deltas)
+        return _quantity_change(obj, Xt, target, t, d_eta)
 
     def influence_params(self):
         check_result_size(
@@ -832,10 +823,30 @@ def _output_values(objective, Xt, target, cls):
 
 
 def _check_newton_target(target):
-    if target not in ("loss", "decision_function"):
+    if target not in ("loss", "decision_function", "predict"):
         raise ValueError(
-            "method='newton' supports target='loss' or 'decision_function'."
+            "method='newton' supports target='loss', 'decision_function' or, "
+            "for regressors, 'predict'."
         )
+
+
+def _quantity_change(objective, Xt, target, t, d_eta):
+    """Change of each test quantity when its outputs move by ``d_eta``.
+
+    ``d_eta``: shape (n_test, m, K), one change per removal; ``t`` as
+    :meth:`ClosedFormBackend.test_factors` returns it. Returns (n_test, m).
+    """
+    n_test, m, K = d_eta.shape
+    if target == "decision_function":
+        return d_eta[np.arange(n_test), :, t if K > 1 else 0]
+    eta = objective.linear_predictor(Xt)
+    if target == "predict":  # a regressor's: the inverse link of the output
+        if getattr(objective.family, "link", None) == "log":
+            return np.exp(eta[:, :1] + d_eta[:, :, 0]) - np.exp(eta[:, :1])
+        return d_eta[:, :, 0]
+    family = objective.family
+    new = family.loss(np.repeat(t, m, axis=0), (eta[:, None, :] + d_eta).reshape(-1, K))
+    return new.reshape(n_test, m) - family.loss(t, eta)[:, None]
 
 
 def _polished_refit_loss(model, X, y, sw, keep, X_test, t_test):

@@ -381,3 +381,35 @@ def test_top_influential_streams_within_working_memory(wine, method):
     np.testing.assert_array_equal(
         harmful["train_row"], np.argsort(-expected[2], kind="stable")[:6]
     )
+
+
+@pytest.mark.parametrize("link", ["identity", "log"])
+def test_newton_predict_change_of_a_regressor_matches_refits(link):
+    # target='predict' with method='newton': the model's prediction after one
+    # Newton step without the rows (exact for ridge, whose objective is
+    # quadratic), through the inverse link for a GLM.
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    if link == "identity":
+        model, rtol = Ridge(alpha=1.0), 1e-9
+    else:
+        model, y, rtol = PoissonRegressor(alpha=0.1, tol=1e-10), y / 50, 3e-2
+    ex = InfluenceExplainer(model).fit(X[:300], y[:300])
+    X_test = X[300:303]
+    base = ex.predict(X_test)
+
+    def refit_change(drop):
+        keep = np.setdiff1d(np.arange(300), drop)
+        return clone(model).fit(X[keep], y[keep]).predict(X_test) - base
+
+    loo = ex.loo_change(X_test, target="predict", method="newton")[:, :5]
+    actual = np.column_stack([refit_change([i]) for i in range(5)])
+    np.testing.assert_allclose(loo, actual, rtol=rtol, atol=rtol * 1e-2)
+    groups = [np.arange(10), np.arange(10, 30)]
+    change = ex.group_influence(groups, X_test, target="predict", method="newton")
+    actual = np.column_stack([refit_change(g) for g in groups])
+    np.testing.assert_allclose(change, actual, rtol=rtol, atol=rtol * 1e-2)
+    Xc, yc = load_breast_cancer(return_X_y=True)
+    classifier = InfluenceExplainer(LogisticRegression()).fit(scale(Xc), yc)
+    with pytest.raises(ValueError, match="for regressors, 'predict'"):
+        classifier.loo_change(scale(Xc)[:2], target="predict_proba", method="newton")
