@@ -538,9 +538,24 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             if self.estimator is None
             else self.estimator
         )
-        self.explainer_ = InfluenceExplainer(
-            estimator, n_jobs=self.n_jobs, verbose=self.verbose
-        ).fit(X, y_arr, None if sample_weight is None else np.asarray(sample_weight))
+        index = pandas_index(X)
+        with warnings.catch_warnings():
+            # The explainer's wording names its own methods; ours follows.
+            warnings.filterwarnings("ignore", "X's index has repeated labels")
+            self.explainer_ = InfluenceExplainer(
+                estimator, n_jobs=self.n_jobs, verbose=self.verbose
+            ).fit(
+                X, y_arr, None if sample_weight is None else np.asarray(sample_weight)
+            )
+        if index is not None and not index.is_unique:
+            warnings.warn(
+                "X's index has repeated labels, so the indexes of scores_ and "
+                "the other per-row attributes (with pandas output) and the "
+                "'row' column of get_label_issues() do not identify rows "
+                "uniquely; call X.reset_index(drop=True) first to get positions.",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
         family = self.explainer_.objective_.family
         if getattr(family, "classes", None) is None:
             raise ValueError(

@@ -162,10 +162,12 @@ def _check_target(y, target):
     if missing.any():
         rows = np.flatnonzero(missing)
         shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        several = len(rows) > 1
         raise CleanError(
             f"target column {target!r} has {len(rows)} missing value"
-            f"{'s' if len(rows) > 1 else ''} (rows {shown}); drop or fill "
-            "those rows first"
+            f"{'s' if several else ''} (row{'s' if several else ''} {shown}, "
+            "0-based positions in the input as in the report); drop or fill "
+            f"{'those rows' if several else 'it'} first"
         )
     from sklearn.utils.multiclass import type_of_target
 

@@ -95,6 +95,19 @@ def test_per_row_attributes_are_series_by_the_rows_labels(wine_frame, plain_dete
     assert all(isinstance(getattr(detector, a), np.ndarray) for a in PER_ROW)
 
 
+def test_repeated_index_warning_names_the_detectors_outputs(wine_frame):
+    X, y = wine_frame
+    X = X.set_axis([f"bottle{i // 2}" for i in range(len(X))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector = MislabelDetector(contamination=0.05).fit(X, y)
+    repeated = [str(w.message) for w in caught if "repeated labels" in str(w.message)]
+    assert len(repeated) == 1
+    assert "get_label_issues()" in repeated[0]
+    assert "top_influential" not in repeated[0]
+    assert detector.get_label_issues()["row"].iloc[0].startswith("bottle")
+
+
 def test_global_config_and_the_detectors_own_setting(wine_frame):
     X, y = wine_frame
     X = X.set_axis(np.arange(len(X)) + 500)

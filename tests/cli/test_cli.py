@@ -231,6 +231,8 @@ def _variant(frame, case):
     frame = frame.copy()
     if case == "nan-target":
         frame.loc[[3, 7], "cultivar"] = np.nan
+    elif case == "one-nan-target":
+        frame.loc[[5], "cultivar"] = np.nan
     elif case == "single-class":
         frame["cultivar"] = "barolo"
     elif case == "class-with-one-row":
@@ -253,7 +255,12 @@ BAD = {
         ["--target", "cultivar", "--exclude", "id,vintage"],
         "column 'vintage' (--exclude) not in the input; available columns: 'id'",
     ),
-    "nan-target": (["--target", "cultivar"], "has 2 missing values (rows 3, 7)"),
+    "nan-target": (["--target", "cultivar"], "has 2 missing values (rows 3, 7, 0-"),
+    "one-nan-target": (
+        ["--target", "cultivar"],
+        "has 1 missing value (row 5, 0-based positions in the input as in the "
+        "report); drop or fill it first",
+    ),
     "single-class": (["--target", "cultivar"], "single class"),
     "class-with-one-row": (["--target", "cultivar"], "'nebbiolo' has a single row"),
     "continuous-target": (["--target", "cultivar"], "does not hold class labels"),
