@@ -115,7 +115,8 @@ def add_parser(subparsers):
         "every row by a model refitted without the rows the previous round "
         "flags; 1: rank by --method scores of one fit",
     )
-    p.add_argument(
+    flagging = p.add_mutually_exclusive_group()
+    flagging.add_argument(
         "--contamination",
         type=_contamination,
         default="auto",
@@ -124,12 +125,13 @@ def add_parser(subparsers):
         "whose held-out prediction is another class and whose label is at "
         "least twice as likely wrong as right under a fitted noise model",
     )
-    p.add_argument(
+    flagging.add_argument(
         "--threshold",
         type=float,
         default=None,
         metavar="FLOAT",
-        help="flag rows scoring above this instead (overrides --contamination)",
+        help="flag rows scoring above this instead of a share (not with "
+        "--contamination)",
     )
     p.add_argument(
         "--action",

@@ -342,6 +342,17 @@ def test_bad_option_value(wine_csv, tmp_path, capsys):
     assert exc.value.code == 2
     assert "must be in (0, 0.5]" in capsys.readouterr().err
     assert not out.exists()
+    # A threshold and a share are two answers to one question.
+    with pytest.raises(SystemExit) as exc:
+        _clean(
+            wine_csv, "--target", "cultivar", "--threshold", "5",
+            "--contamination", "0.1", "--out", out,
+        )  # fmt: skip
+    assert exc.value.code == 2
+    assert "--contamination: not allowed with argument --threshold" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
 
 
 def test_parquet_without_pyarrow(wine_csv, tmp_path, monkeypatch, capsys):
