@@ -27,6 +27,32 @@ def new_axes(ax, figsize=None, layout="constrained"):
     return ax
 
 
+def set_title_within(ax, text, fontsize=10):
+    """``ax.set_title``, its lines wrapped where they would run into other Axes.
+
+    A display drawn into a narrow Axes of the caller's (one of several side
+    by side) would otherwise run its title into the next one. The drawn
+    width is measured against the Axes' (the figure's, when the Axes is
+    alone in it) and long lines are split into 2, 3, ... balanced lines
+    until it fits.
+    """
+    import math
+    import textwrap
+
+    title = ax.set_title(text, fontsize=fontsize)
+    renderer = ax.figure.canvas.get_renderer()
+    alone = len(ax.figure.axes) == 1
+    room = (ax.figure if alone else ax).get_window_extent(renderer).width
+    lines = text.split("\n")
+    longest = max(map(len, lines))
+    for parts in range(2, 5):
+        if title.get_window_extent(renderer).width <= room:
+            break
+        chars = math.ceil(longest / parts) + 2  # shorter lines stay whole
+        title.set_text("\n".join(textwrap.fill(line, chars) for line in lines))
+    return title
+
+
 def merged(defaults, kwargs):
     """Default style updated by the caller's; matplotlib aliases win over defaults.
 

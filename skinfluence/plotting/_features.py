@@ -6,7 +6,7 @@ from sklearn.utils import _safe_indexing, gen_batches
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
 from ..utils._checks import model_feature_names
-from ._base import check_matplotlib, compact_ticks, merged, new_axes
+from ._base import check_matplotlib, compact_ticks, merged, new_axes, set_title_within
 
 _AGGREGATES = ("abs", "signed")
 _TITLE = "Which features of the training rows drive the test loss"
@@ -178,7 +178,7 @@ class FeatureInfluenceDisplay:
         self.bars_ = ax.barh(y, shown, **style)
         ax.set_yticks(y, [str(names[j]) for j in order], fontsize=8)
         ax.set_xlabel(_AXIS_LABELS.get(self.aggregate, _AXIS_LABELS[None]), fontsize=9)
-        ax.set_title(_TITLE, fontsize=10)
+        set_title_within(ax, _TITLE)
         ax.axvline(0, color="k", lw=0.8)
         compact_ticks(ax, "x")
         ax.grid(axis="x", alpha=0.3)

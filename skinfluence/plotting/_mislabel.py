@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ._base import check_matplotlib, merged, new_axes
+from ._base import check_matplotlib, merged, new_axes, set_title_within
 
 _METHOD_LABELS = {
     "loo_loss": "held-out loss",
@@ -218,10 +218,10 @@ class MislabelCurveDisplay:
             xlabel="fraction of training data checked",
             ylabel="fraction of flipped labels found",
         )
-        ax.set_title(
+        set_title_within(
+            ax,
             f"Finding the flipped labels\n({self.flip_rate:.0%} of {len(x) - 1} "
             "training labels flipped; most suspicious rows checked first)",
-            fontsize=10,
         )
         ax.legend(loc="lower right", fontsize=8)
         ax.grid(alpha=0.3)

@@ -642,3 +642,18 @@ def test_influential_bars_refuse_x_train_with_strings_naming_the_column():
         explainer, X.iloc[[300]], y.iloc[[300]], k=3, X_train=X[:200][numeric]
     )
     assert list(display.feature_names) == list(numeric)
+
+
+def test_titles_wrap_to_a_narrow_axes_of_the_callers():
+    rng = np.random.default_rng(0)
+    scores, flipped = rng.normal(size=178), rng.random(178) < 0.1
+    alone = MislabelCurveDisplay.from_predictions(scores, flipped)
+    assert alone.ax_.get_title().count("\n") == 1  # a figure of its own: as written
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    display = MislabelCurveDisplay.from_predictions(scores, flipped, ax=axes[1])
+    title = display.ax_.title
+    assert title.get_text().count("\n") >= 2
+    fig.canvas.draw()
+    box, ax_box = title.get_window_extent(), axes[1].get_window_extent()
+    assert ax_box.x0 - 1 <= box.x0 and box.x1 <= ax_box.x1 + 1
+    plt.close("all")
