@@ -64,7 +64,9 @@ def validate_loo(
     ``n_remove`` rows with the largest predicted effect and ``n_random`` random
     others, and compare. Earlier Pipeline steps stay fixed; only the final
     model is refitted, with its own settings (fit it to a tight ``tol`` for a
-    clean comparison).
+    clean comparison); a ``LogisticRegressionCV`` or ``RidgeCV`` is refitted
+    at the value it chose (``C_``, ``alpha_``), the objective explained, not
+    searched again.
 
     Parameters
     ----------

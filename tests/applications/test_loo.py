@@ -159,3 +159,39 @@ def test_unknown_refit_options_are_refused_with_the_accepted_ones():
     explainer = InfluenceExplainer(LogisticRegression()).fit(scale(X)[:100], y[:100])
     with pytest.raises(ValueError, match=r"\['gtol'\] are not options.*take none"):
         validate_loo(explainer, X[:1], y[:1], refit_options={"gtol": 1e-12})
+
+
+@pytest.mark.parametrize("search", ["logistic", "ridge"])
+def test_cv_search_is_retrained_at_its_chosen_hyperparameter(search):
+    # The explainer explains the objective at C_ (alpha_); retraining the
+    # search would rerun the cross-validation, which may choose another value.
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
+    if search == "logistic":
+        X, y = load_breast_cancer(return_X_y=True)
+        X, y = scale(X)[:300], y[:300]
+        model = LogisticRegressionCV(Cs=5, tol=1e-10, max_iter=10_000)
+        chosen = LogisticRegression(tol=1e-10, max_iter=10_000)
+    else:
+        X, y = load_diabetes(return_X_y=True)
+        model = RidgeCV(alphas=np.logspace(-3, 2, 11))
+        chosen = Ridge()
+    explainer = InfluenceExplainer(model).fit(X[:250], y[:250])
+    fitted = explainer.estimator_
+    value = {"C": fitted.C_[0]} if search == "logistic" else {"alpha": fitted.alpha_}
+    chosen.set_params(**value)
+    result = validate_loo(
+        explainer, X[250:253], y[250:253], n_remove=4, n_random=0, method="newton"
+    )
+    base = explainer.test_loss(X[250:253], y[250:253]).sum()
+    for row, actual in zip(result.table["train_row"], result.table["actual"]):
+        keep = np.delete(np.arange(250), row)
+        refit = InfluenceExplainer(chosen).fit(X[keep], y[keep])
+        expected = refit.test_loss(X[250:253], y[250:253]).sum() - base
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-10)
+    # The refit is the model at the chosen value, not another search.
+    from skinfluence.backends._estimator_refits import warm_clone
+
+    refit = warm_clone(explainer.backend_.model_)
+    assert type(refit) is type(chosen)
+    assert {k: refit.get_params()[k] for k in value} == value
