@@ -27,7 +27,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
-from .utils._checks import pandas_index, warn_if_misaligned
+from .utils._checks import (
+    REPEATED_INDEX,
+    pandas_index,
+    warn_if_misaligned,
+    warn_if_repeated,
+)
 from .utils._labels import encode_labels
 from .utils._output import PandasOutputMixin
 from .utils._progress import progress_bar, stage
@@ -532,30 +537,26 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                 f"Classes {rare} have fewer than 2 rows: a held-out prediction "
                 "cannot recover a class seen once. Remove or merge them."
             )
-        warn_if_misaligned(pandas_index(X), y=y, sample_weight=sample_weight)
+        index = pandas_index(X)
+        warn_if_misaligned(index, y=y, sample_weight=sample_weight)
         estimator = (
             default_estimator(sp.issparse(X))
             if self.estimator is None
             else self.estimator
         )
-        index = pandas_index(X)
         with warnings.catch_warnings():
             # The explainer's wording names its own methods; ours follows.
-            warnings.filterwarnings("ignore", "X's index has repeated labels")
+            warnings.filterwarnings("ignore", REPEATED_INDEX)
             self.explainer_ = InfluenceExplainer(
                 estimator, n_jobs=self.n_jobs, verbose=self.verbose
             ).fit(
                 X, y_arr, None if sample_weight is None else np.asarray(sample_weight)
             )
-        if index is not None and not index.is_unique:
-            warnings.warn(
-                "X's index has repeated labels, so the indexes of scores_ and "
-                "the other per-row attributes (with pandas output) and the "
-                "'row' column of get_label_issues() do not identify rows "
-                "uniquely; call X.reset_index(drop=True) first to get positions.",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
+        warn_if_repeated(
+            index,
+            "the indexes of scores_ and the other per-row attributes (with "
+            "pandas output) and the 'row' column of get_label_issues()",
+        )
         family = self.explainer_.objective_.family
         if getattr(family, "classes", None) is None:
             raise ValueError(

@@ -26,6 +26,7 @@ from .utils._checks import (
     pandas_index,
     split_model,
     warn_if_misaligned,
+    warn_if_repeated,
 )
 from .utils._output import PandasOutputMixin, row_labels
 from .utils._progress import stage
@@ -303,8 +304,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             verbose=self.verbose,
         )
         backend.check_estimator(self.estimator)
-        warn_if_misaligned(pandas_index(X), y=y, sample_weight=sample_weight)
         train_index = pandas_index(X)
+        warn_if_misaligned(train_index, y=y, sample_weight=sample_weight)
         # Rows the estimator validates itself (a Pipeline's first step, a
         # model that encodes categorical columns) reach it as given.
         self._raw_input = self._has_prefix() or backend.validates_own_input(
@@ -356,14 +357,9 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                     self.verbose,
                 )
         self.train_index_ = train_index
-        if train_index is not None and not train_index.is_unique:
-            warnings.warn(
-                "X's index has repeated labels, so the train_row labels in "
-                "top_influential and validate_loo do not identify rows uniquely; "
-                "call X.reset_index(drop=True) first to get positions.",
-                UserWarning,
-                stacklevel=caller_stacklevel(),
-            )
+        warn_if_repeated(
+            train_index, "the train_row labels in top_influential and validate_loo"
+        )
         self.objective_ = backend.objective_
         self.solver_ = backend.solver_
         self.n_params_ = backend.n_params_

@@ -188,6 +188,9 @@ class ClosedFormBackend(InfluenceBackend):
         if getattr(self.objective_, "approximate", False):
             return 0
         steps, stale = 0, False  # stale: solver_ factorized at an earlier iterate
+        # A factorization is cheap to apply; an iterative solver's solve is
+        # itself the step.
+        factorized = hasattr(self.solver_, "factor_")
         value = None  # the objective at the current parameters, once computed
         while steps < max_steps:
             if self.stationarity_ <= (tol * STALE_MARGIN if stale else tol):
@@ -200,7 +203,7 @@ class ClosedFormBackend(InfluenceBackend):
             if not stale:  # the step left under this factorization, and its unit
                 step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
                 unit = np.linalg.norm(step) / max(previous, np.finfo(float).tiny)
-                if self.solver_.damping_ and hasattr(self.solver_, "factor_"):
+                if self.solver_.damping_ and factorized:
                     step = self._newton_direction()  # a damped step is not Newton's
             value = self._newton_step(step, value)
             if value is None:
@@ -219,10 +222,9 @@ class ClosedFormBackend(InfluenceBackend):
             elif self.stationarity_ > tol * STALE_MARGIN:  # another step follows
                 # Steps under this factorization that shrank the step left
                 # a hundredfold keep doing so. Otherwise the exact Hessian's
-                # step, from CG preconditioned by the factorization (cheap
-                # to apply; an iterative solver's solve is itself the step).
+                # step, from CG preconditioned by the factorization.
                 chord = self.stationarity_ <= CHORD_CONTRACTION * previous
-                if chord or not hasattr(self.solver_, "factor_"):
+                if chord or not factorized:
                     step = left
                 else:
                     step = self._newton_direction()

@@ -1,5 +1,8 @@
 """What every display shares: the lazy matplotlib import and style merging."""
 
+import math
+import textwrap
+
 
 def check_matplotlib(caller):
     """Import matplotlib, or say how to install it."""
@@ -36,9 +39,6 @@ def set_title_within(ax, text, fontsize=10):
     alone in it) and long lines are split into 2, 3, ... balanced lines
     until it fits.
     """
-    import math
-    import textwrap
-
     title = ax.set_title(text, fontsize=fontsize)
     renderer = ax.figure.canvas.get_renderer()
     alone = len(ax.figure.axes) == 1

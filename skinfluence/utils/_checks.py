@@ -17,6 +17,22 @@ def pandas_index(X):
     return X.index if hasattr(X, "iloc") else None
 
 
+#: How the repeated-index warning begins (a caller that words its own
+#: filters the explainer's by it).
+REPEATED_INDEX = "X's index has repeated labels"
+
+
+def warn_if_repeated(index, labelled):
+    """Warn when X's index repeats labels; ``labelled``: what it labels."""
+    if index is not None and not index.is_unique:
+        warnings.warn(
+            f"{REPEATED_INDEX}, so {labelled} do not identify rows uniquely; "
+            "call X.reset_index(drop=True) first to get positions.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
 def _plain(value):
     """A numpy scalar as the Python value it holds (for messages)."""
     return value.item() if isinstance(value, np.generic) else value
