@@ -19,6 +19,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .adapters._parameters import set_fitted_parameters
 from .backends._base import check_test_labels
 from .core import _formulas
 from .exceptions import StationarityWarning
@@ -262,23 +263,16 @@ def _flipped_by_refit(explainer, X, x, objective):
     """The estimator's own prediction for x after fitting it on the attacked X.
 
     Where the estimator takes ``warm_start``, it starts from the attack's
-    last refit (the objective's parameters), which its solver then only
-    confirms; the optimum is the same as from scratch (convex objective).
+    last refit (the objective's parameters) where they can be written back,
+    else from its own fit; its solver then only confirms the optimum, the
+    same as from scratch (convex objective).
     """
     _, fitted = split_model(explainer.estimator_)
-    model = clone(fitted)
-    coef = getattr(fitted, "coef_", None)
-    intercept = getattr(fitted, "intercept_", None)
-    if (
-        "warm_start" in model.get_params()
-        and getattr(objective, "feature_map", None) is None
-        and np.shape(coef) == objective.coef.shape
-        and np.size(intercept) == np.size(objective.intercept)
-    ):
-        model.set_params(warm_start=True)
-        model.coef_ = objective.coef.copy()
-        if objective.intercept is not None:
-            model.intercept_ = objective.intercept.reshape(np.shape(intercept))
+    if "warm_start" in fitted.get_params():
+        model = copy.deepcopy(fitted).set_params(warm_start=True)
+        set_fitted_parameters(model, objective)
+    else:
+        model = clone(fitted)
     _, sw = _target_and_sample_weight(explainer)
     model.fit(X, _training_labels(explainer), **fit_params_for(model, sw))
     return model.predict(x[None])[0]

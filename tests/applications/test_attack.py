@@ -8,7 +8,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skinfluence import InfluenceExplainer, training_set_attack
+from skinfluence import InfluenceExplainer, SmoothHingeSVC, training_set_attack
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,22 @@ def test_attack_flips_within_the_box(digits):
     steps = result.history.groupby("target").test_loss
     assert (steps.last() > steps.first()).all()
     assert (result.history.groupby("target").size() >= 2).all()
+
+
+def test_attack_on_smooth_hinge_svc_confirmed_by_a_fresh_fit(digits):
+    # Its coef_ is a read-only property: the confirming fit warm-starts from
+    # the model's own fit instead of writing the attack's parameters.
+    _, X_train, y_train, X_t, y_t = digits
+    model = SmoothHingeSVC(C=1.0)
+    explainer = InfluenceExplainer(model).fit(X_train, y_train)
+    result = training_set_attack(
+        explainer, X_t[:3], y_t[:3], n_rows=1, epsilon=6, feature_range=(0, 16)
+    )
+    for j in range(3):
+        X_attacked = X_train.copy()
+        X_attacked[result.rows[j]] = result.X_rows[j]
+        refit = SmoothHingeSVC(C=1.0).fit(X_attacked, y_train)
+        assert (refit.predict(X_t[j : j + 1])[0] != y_t[j]) == result.flipped[j]
 
 
 def test_selection_rules_and_given_rows(digits):
