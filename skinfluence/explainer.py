@@ -16,7 +16,11 @@ from sklearn.utils.validation import (
 from .adapters import parameters_writable, set_fitted_parameters
 from .backends import make_backend
 from .backends._base import check_2d, check_finite_input
-from .exceptions import StationarityWarning, UnsupportedOperationError
+from .exceptions import (
+    FlatLossWarning,
+    StationarityWarning,
+    UnsupportedOperationError,
+)
 from .utils._checks import (
     as_fitted_input,
     check_groups,
@@ -766,9 +770,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         extra = {}
         if backend.supports("loo_change"):
             loo_method = backend.preferred_loo_method(target)
-            extra["loo_change"] = backend.loo_change_of(
-                top.rows(), X_test, y_test, method=loo_method, target=target
-            )
+            with warnings.catch_warnings():  # the ranking's pass has warned
+                warnings.simplefilter("ignore", FlatLossWarning)
+                extra["loo_change"] = backend.loo_change_of(
+                    top.rows(), X_test, y_test, method=loo_method, target=target
+                )
         table = top.table(labels, self.train_index_, test_index, extra)
         if extra:
             table.attrs["loo_change_method"] = loo_method

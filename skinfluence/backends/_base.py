@@ -33,8 +33,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..core._formulas import FLAT_GRADIENT
 from ..core._topk import StreamingTopK
 from ..exceptions import FlatLossWarning, UnsupportedOperationError
+from ..objectives._hinge import SmoothHinge
 from ..utils._warn import caller_stacklevel
 
 TARGETS = ("loss", "decision_function", "predict_proba", "predict")
@@ -126,24 +128,31 @@ def check_sample_weight_values(sample_weight):
         )
 
 
-# A test row whose loss gradient (w.r.t. the outputs) is below this is flat:
-# a hinge outside its margin, where the smooth hinge leaves ~1e-200.
-_FLAT = 1e-12
+def warn_if_flat(output_gradients, family):
+    """Warn when some test rows' loss is flat; returns the flat rows' mask.
 
-
-def warn_if_flat(output_gradients):
-    """Warn when some test rows' loss is flat (zero influence on them)."""
-    flat = np.max(np.abs(output_gradients), axis=1) < _FLAT
+    Their influence is rounding noise: callers set it to exactly zero.
+    """
+    flat = np.max(np.abs(output_gradients), axis=1) < FLAT_GRADIENT
     if flat.any():
+        if isinstance(family, SmoothHinge):
+            why = "its gradient is zero there (a hinge-type loss outside the margin)"
+        else:
+            why = (
+                "its gradient underflows there (the model is certain of the "
+                "label; a stronger penalty, e.g. a smaller C or a larger "
+                "alpha, keeps such losses measurable)"
+            )
         warnings.warn(
             f"The test loss is flat at {int(flat.sum())} of {flat.size} test "
-            f"rows (e.g. row {int(np.flatnonzero(flat)[0])}): its gradient is "
-            "zero there (a hinge-type loss outside the margin), so every "
-            "influence on it is zero. Pass target='decision_function' to see "
-            "which training rows move the prediction.",
+            f"rows (e.g. row {int(np.flatnonzero(flat)[0])}): {why}, so every "
+            "influence on it is zero. Pass target='decision_function' (to "
+            "influence, loo_change or top_influential) to see which training "
+            "rows move the prediction.",
             FlatLossWarning,
             stacklevel=caller_stacklevel(),
         )
+    return flat
 
 
 def check_target(target):

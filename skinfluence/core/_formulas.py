@@ -23,6 +23,20 @@ from ..utils._chunks import chunk_slices, map_chunks
 
 _TINY = np.finfo(float).tiny
 
+#: A row whose loss gradient (with respect to its outputs) is below this is
+#: flat: a hinge outside its margin (the smooth hinge leaves ~1e-200 there),
+#: or a label the model is certain of. Its influence is rounding noise.
+FLAT_GRADIENT = 1e-12
+
+
+def flat_rows(objective, R_rows):
+    """Rows whose loss is flat, so they act on nothing (no penalty term to
+    carry them: with a weight-sum penalty every row moves the optimum)."""
+    if np.any(objective.reweight_term()):
+        return np.zeros(R_rows.shape[0], dtype=bool)
+    return np.max(np.abs(R_rows), axis=1) < FLAT_GRADIENT
+
+
 #: Bytes of a temporary that stays in a core's (L2) cache between its uses.
 _CACHE_BYTES = 2**20
 
@@ -164,20 +178,34 @@ def parameter_change_norms(objective, solver, X_train, R_train, n_jobs=None):
     return _per_row(chunk, n, row_bytes, n_jobs)
 
 
+def relatif_norms(objective, solver, X_rows, R_rows, kind):
+    """RelatIF's denominators of a block of training rows.
+
+    ``kind='theta'``: ``||H^-1 g_i||``; ``'l'``: ``sqrt(self-influence)``.
+    Rows whose loss is flat get ``inf`` (a score of 0): their influence and
+    norm are both rounding noise, and the norm, a sum of squares, underflows
+    first, so their ratio would be meaningless and huge.
+    """
+    if kind == "theta":
+        norm = parameter_change_norms(objective, solver, X_rows, R_rows)
+    else:
+        norm = np.sqrt(np.abs(self_influence(objective, solver, X_rows, R_rows)))
+    norm = np.maximum(norm, _TINY)
+    norm[flat_rows(objective, R_rows)] = np.inf
+    return norm
+
+
 def block_scores(objective, solver, X_rows, R_rows, V, relatif=None):
     """``(scores, influence)`` of a block of training rows, each (n_test, rows).
 
     ``relatif``: None ranks by influence; ``'theta'`` and ``'l'`` divide it by
-    ``||H^-1 g_i||`` or ``sqrt(self-influence)`` (RelatIF).
+    ``||H^-1 g_i||`` or ``sqrt(self-influence)`` (RelatIF, see
+    :func:`relatif_norms`).
     """
     infl = influence_matrix(objective, X_rows, R_rows, V)
     if relatif is None:
         return infl, infl
-    if relatif == "theta":
-        norm = parameter_change_norms(objective, solver, X_rows, R_rows)
-    else:
-        norm = np.sqrt(np.abs(self_influence(objective, solver, X_rows, R_rows)))
-    return infl / np.maximum(norm, _TINY), infl
+    return infl / relatif_norms(objective, solver, X_rows, R_rows, relatif), infl
 
 
 def block_row_bytes(objective, X_train, n_test, relatif=None):

@@ -199,18 +199,77 @@ def test_svm_rows_outside_the_margin_are_flat_not_mislisted():
         margin = y[300:] * 2 - 1
         outside = np.flatnonzero(margin * ex.decision_function(X[300:]) > 2)[:3]
         X_out, y_out = X[300:][outside], y[300:][outside]
-        with pytest.warns(FlatLossWarning, match="target='decision_function'"):
+        with pytest.warns(FlatLossWarning, match="outside the margin") as record:
             table = ex.top_influential(X_out, y_out, k=5)
-        both = table.groupby("test_row").train_row.apply(
-            lambda rows: rows.duplicated().any()
-        )
-        assert not both.any()
-        assert (np.abs(table.influence) > 0).all()
+        assert sum(w.category is FlatLossWarning for w in record) == 1
+        # The smooth hinge leaves ~1e-200 there: rounding noise, no row listed.
+        assert table.empty
+        with pytest.warns(FlatLossWarning, match="target='decision_function'"):
+            np.testing.assert_array_equal(ex.influence(X_out, y_out), 0.0)
         by_output = ex.top_influential(X_out, y_out, k=5, target="decision_function")
         assert len(by_output) == 2 * 5 * len(outside)
-        with pytest.warns(UserWarning):  # flat: r and slope undefined, no crash
+        assert (
+            not by_output.groupby("test_row")
+            .train_row.apply(lambda rows: rows.duplicated().any())
+            .any()
+        )
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
             result = validate_loo(ex, X_out[:1], y_out[:1], n_remove=5, n_random=0)
-        assert np.isnan(result.pearson_r) or np.isfinite(result.pearson_r)
+        assert np.isnan(result.pearson_r) and np.isnan(result.slope)
+        messages = [str(w.message) for w in record]
+        assert sum("all equal" in m for m in messages) == 1
+        assert sum(w.category is FlatLossWarning for w in record) == 1
+        assert not any(w.category is RuntimeWarning for w in record)
+
+
+def test_a_certain_logistic_fit_is_flat_and_names_the_penalty():
+    from skinfluence import FlatLossWarning
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(C=1e4, tol=1e-10, max_iter=100000)
+    ex = InfluenceExplainer(model).fit(X[:300], y[:300])
+    X_test, y_test = X[300:], y[300:]
+    p = ex.predict_proba(X_test)[np.arange(len(y_test)), y_test]
+    flat = 1.0 - p < 1e-12  # the loss gradient is p - 1 for the given label
+    assert flat.any() and not flat.all()
+    with pytest.warns(FlatLossWarning, match="smaller C") as record:
+        infl = ex.influence(X_test, y_test)
+    assert "hinge" not in str(record[0].message)
+    np.testing.assert_array_equal(infl[flat], 0.0)
+    assert np.all(np.abs(infl[~flat]).max(axis=1) > 0)
+
+
+def test_relatif_is_bounded_and_zero_for_flat_training_rows():
+    # theta-RelatIF = -g_t' H^-1 g_i / ||H^-1 g_i|| is at most ||g_t|| in size
+    # (Cauchy-Schwarz). Rows outside the margin have g_i ~ 1e-200, whose norm
+    # underflows before their influence does: they score 0, not 1e144.
+    from skinfluence import SmoothHingeSVC
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    ex = InfluenceExplainer(SmoothHingeSVC(C=1.0)).fit(X[:300], y[:300])
+    target = "decision_function"
+    g_t = np.linalg.norm(np.append(X[300], 1.0))  # d f / d (coef, intercept)
+    relatif = ex.relative_influence(X[300:301], y[300:301], target=target)[0]
+    assert np.abs(relatif).max() <= g_t * (1 + 1e-9)
+    residuals = ex.backend_.residuals_[:, 0]
+    flat = np.abs(residuals) < 1e-12
+    assert flat.sum() > 50
+    np.testing.assert_array_equal(relatif[flat], 0.0)
+    assert np.all(relatif[~flat] != 0)
+    for method in ("theta_relatif", "l_relatif"):
+        table = ex.top_influential(
+            X[300:301], y[300:301], k=5, method=method, target=target
+        )
+        assert not np.isin(table.train_row, np.flatnonzero(flat)).any()
+    top = ex.top_influential(
+        X[300:301], y[300:301], k=5, method="theta_relatif", target=target
+    )
+    np.testing.assert_allclose(
+        top.score, relatif[top.train_row], rtol=1e-10, atol=1e-14
+    )
 
 
 def test_one_dimensional_test_rows_are_refused_with_the_two_dimensional_form():
