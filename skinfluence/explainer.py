@@ -604,6 +604,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         True
         """
         _check_method(method, _LOO_METHODS)
+        test_index = pandas_index(X_test)
         X_test = self.validate_test_input(X_test, y_test)
         self.backend_.require("group_influence", "group_influence")
         if method == "newton":
@@ -617,7 +618,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             return out
         import pandas as pd
 
-        return pd.DataFrame(out, columns=labels, index=pandas_index(X_test))
+        return pd.DataFrame(out, columns=labels, index=test_index)
 
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.

@@ -517,6 +517,8 @@ def group_newton_change(objective, H_inv, X, target, weights, s_sum, W):
         ``theta_without_S - theta``.
     """
     K, p = objective.n_outputs, objective.n_params
+    if X.shape[0] == 0:  # an empty group: nothing is removed
+        return np.zeros(p)
     A_inv = H_inv / W
     R = objective.family.gradient(target, objective.linear_predictor(X))
     b = objective.project_transpose(X, R * weights[:, None])

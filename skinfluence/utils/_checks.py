@@ -159,6 +159,7 @@ def check_groups(groups, n):
                     f"Group row positions must lie in [0, {n}); got {bad}."
                 )
             rows.append(np.unique(g))
+        _refuse_whole_groups(rows, n)
         return rows, None
     labels = np.asarray(groups)
     if labels.shape != (n,):
@@ -174,7 +175,21 @@ def check_groups(groups, n):
             "a group, e.g. groups.fillna('unknown')."
         )
     names, codes = np.unique(labels, return_inverse=True)
-    return [np.flatnonzero(codes == c) for c in range(len(names))], names
+    rows = [np.flatnonzero(codes == c) for c in range(len(names))]
+    _refuse_whole_groups(rows, n, names)
+    return rows, names
+
+
+def _refuse_whole_groups(rows, n, names=None):
+    """A group of every training row leaves no model to predict with."""
+    whole = [i for i, r in enumerate(rows) if len(r) == n]
+    if whole:
+        name = whole[0] if names is None else names.tolist()[whole[0]]
+        raise ValueError(
+            f"Group {name!r} holds all {n} training rows: without them there "
+            "is no model, so its change is undefined. Pass groups that leave "
+            "rows to fit."
+        )
 
 
 def model_feature_names(explainer, n_features):

@@ -117,6 +117,25 @@ def test_glm_penalty_terms_match_refits(rng):
     np.testing.assert_allclose(newton, actual, rtol=0.1)
 
 
+def test_an_empty_group_changes_nothing(ridge_data):
+    X, y, X_test, y_test = ridge_data
+    explainer = InfluenceExplainer(Ridge(alpha=2.0)).fit(X, y)
+    groups = [np.arange(10), np.array([], dtype=int), np.zeros(120, dtype=bool)]
+    for method in ("influence", "newton"):
+        change = explainer.group_influence(groups, X_test, y_test, method=method)
+        np.testing.assert_array_equal(change[:, 1:], 0.0)
+        assert np.abs(change[:, 0]).max() > 0
+
+
+def test_group_labels_keep_the_test_rows_index(ridge_data):
+    # The explainer validates X_test into an array: the index is read first.
+    X, y, X_test, y_test = ridge_data
+    explainer = InfluenceExplainer(Ridge(alpha=2.0)).fit(X, y)
+    frame = pd.DataFrame(X_test, index=[f"t{i}" for i in range(len(X_test))])
+    table = explainer.group_influence(np.where(X[:, 0] > 0, "a", "b"), frame, y_test)
+    assert list(table.index) == list(frame.index)
+
+
 def test_iterative_solver_first_order_only(ridge_data):
     X, y, X_test, y_test = ridge_data
     exact = InfluenceExplainer(Ridge(alpha=2.0), solver="exact").fit(X, y)
@@ -138,6 +157,8 @@ def test_iterative_solver_first_order_only(ridge_data):
         (np.zeros(7), "one label per training row"),
         ([np.array([0, 500])], r"lie in \[0, 120\)"),
         ([np.ones(5, dtype=bool)], "one entry per training row"),
+        ([np.arange(3), np.arange(120)], "Group 1 holds all 120 training rows"),
+        (np.zeros(120), "Group 0.0 holds all 120"),
     ],
 )
 def test_bad_groups(ridge_data, groups, match):
