@@ -35,6 +35,18 @@ class TweedieDeviance(LossFamily):
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-dimensional, got shape {y.shape}.")
+        p = self.power
+        if p >= 1:  # the deviance's domain, as in scikit-learn's losses
+            outside = ~(y > 0) if p >= 2 else ~(y >= 0)
+            if np.any(outside & ~np.isnan(y)):
+                bad = np.flatnonzero(outside & ~np.isnan(y))
+                domain = "y > 0" if p >= 2 else "y >= 0"
+                raise ValueError(
+                    f"y holds targets outside the domain of the deviance with "
+                    f"power={p:g} ({domain}) at rows {bad[:5].tolist()}"
+                    f"{' ...' if bad.size > 5 else ''}: its loss is undefined "
+                    "there. Drop those rows."
+                )
         return y
 
     def _mu(self, eta):

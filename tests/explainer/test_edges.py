@@ -303,3 +303,31 @@ def test_objectives_without_a_hessian_say_why(model, hint):
     X, y = load_diabetes(return_X_y=True)
     with pytest.raises(TypeError, match=hint):
         InfluenceExplainer(model).fit(X[:50], y[:50])
+
+
+@pytest.mark.parametrize(
+    "model, bad, domain",
+    [
+        ("poisson", [-1.0, 2.0], r"power=1 \(y >= 0\) at rows \[0\]"),
+        ("gamma", [0.0, 2.0], r"power=2 \(y > 0\) at rows \[0\]"),
+        ("tweedie", [2.0, -0.5], r"power=1.5 \(y >= 0\) at rows \[1\]"),
+    ],
+)
+def test_test_targets_outside_a_deviance_domain_are_refused(model, bad, domain):
+    from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
+
+    estimator = {
+        "poisson": PoissonRegressor(),
+        "gamma": GammaRegressor(),
+        "tweedie": TweedieRegressor(power=1.5),
+    }[model]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = rng.poisson(2.0, 60) + 0.5
+    ex = InfluenceExplainer(estimator).fit(X, y)
+    for method in (ex.influence, ex.test_loss, ex.loo_change):
+        with pytest.raises(ValueError, match=domain):
+            method(X[:2], bad)
+    # At the domain's edge the loss is defined (Poisson: y = 0).
+    if model == "poisson":
+        assert np.isfinite(ex.test_loss(X[:2], [0.0, 1.0])).all()
