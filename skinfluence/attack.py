@@ -22,11 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 from .adapters._parameters import set_fitted_parameters
 from .backends._base import check_test_labels
 from .core import _formulas
-from .exceptions import StationarityWarning
+from .exceptions import FlatLossWarning, StationarityWarning
 from .solvers import HessianOperator, make_solver
 from .svm._newton import newton_minimize
 from .utils._checks import fit_params_for, split_model
 from .utils._progress import progress
+from .utils._warn import caller_stacklevel
 
 SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
 
@@ -278,6 +279,26 @@ def _flipped_by_refit(explainer, X, x, objective):
     return model.predict(x[None])[0]
 
 
+def _warn_if_flat_targets(explainer, X_target, y_target):
+    """Warn about targets whose loss gives the attack no direction."""
+    obj = explainer.objective_
+    fmap = obj.feature_map
+    Xt = X_target if fmap is None else fmap.transform(X_target)
+    F = obj.family.gradient(obj.family.encode(y_target), obj.linear_predictor(Xt))
+    flat = np.flatnonzero(np.max(np.abs(F), axis=1) < _formulas.FLAT_GRADIENT)
+    if flat.size:
+        warnings.warn(
+            f"The loss of {flat.size} of {len(F)} targets (e.g. target "
+            f"{int(flat[0])}) is flat: its gradient is zero (a hinge-type "
+            "loss outside the margin, or a label the model is certain of), "
+            "which gives the attack no direction, so their rows do not move "
+            "and their predictions do not flip. Attack targets near the "
+            "decision boundary.",
+            FlatLossWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
 def _class_positions(explainer, labels):
     """Position of each label in ``explainer.classes_``."""
     lookup = {c: i for i, c in enumerate(np.asarray(explainer.classes_).tolist())}
@@ -433,6 +454,8 @@ def training_set_attack(
         and explainer.objective_.feature_map is None
         and _closed_form(explainer)
     )
+    if _closed_form(explainer):
+        _warn_if_flat_targets(explainer, X_target, y_target)
     if isinstance(selection, str):
         if selection not in SELECTIONS:
             raise ValueError(

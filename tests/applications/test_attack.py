@@ -1,5 +1,7 @@
 """Training-set attacks (Koh & Liang 2017, section 5.2) on digits 3 vs 8."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -65,14 +67,18 @@ def test_attack_on_smooth_hinge_svc_confirmed_by_a_fresh_fit(digits):
     _, X_train, y_train, X_t, y_t = digits
     model = SmoothHingeSVC(C=1.0)
     explainer = InfluenceExplainer(model).fit(X_train, y_train)
+    sign = np.where(y_t == explainer.classes_[1], 1, -1)
+    inside = np.flatnonzero(sign * explainer.decision_function(X_t) < 1)[:3]
+    X_in, y_in = X_t[inside], y_t[inside]
     result = training_set_attack(
-        explainer, X_t[:3], y_t[:3], n_rows=1, epsilon=6, feature_range=(0, 16)
+        explainer, X_in, y_in, n_rows=1, epsilon=6, feature_range=(0, 16)
     )
-    for j in range(3):
+    assert result.flipped.any()
+    for j in range(len(inside)):
         X_attacked = X_train.copy()
         X_attacked[result.rows[j]] = result.X_rows[j]
         refit = SmoothHingeSVC(C=1.0).fit(X_attacked, y_train)
-        assert (refit.predict(X_t[j : j + 1])[0] != y_t[j]) == result.flipped[j]
+        assert (refit.predict(X_in[j : j + 1])[0] != y_in[j]) == result.flipped[j]
 
 
 def test_selection_rules_and_given_rows(digits):
@@ -129,3 +135,26 @@ def test_docstring_examples():
 
     result = doctest.testmod(skinfluence.attack)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_targets_with_a_flat_loss_are_named(digits):
+    from sklearn.svm import LinearSVC
+
+    from skinfluence import FlatLossWarning
+
+    _, X_train, y_train, X_t, y_t = digits
+    explainer = InfluenceExplainer(LinearSVC(C=0.1, max_iter=20000))
+    explainer.fit(X_train, y_train)
+    margin = np.where(y_t == explainer.classes_[1], 1, -1) * (
+        explainer.decision_function(X_t)
+    )
+    outside = np.flatnonzero(margin > 1.5)[:2]
+    kwargs = dict(n_rows=1, epsilon=6, feature_range=(0, 16), max_iter=2)
+    with pytest.warns(FlatLossWarning, match="2 of 2 targets.*no direction"):
+        result = training_set_attack(explainer, X_t[outside], y_t[outside], **kwargs)
+    # Nothing to follow: the rows stay where they were.
+    np.testing.assert_array_equal(result.X_rows, X_train[result.rows])
+    inside = np.flatnonzero(margin < 0.9)[:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlatLossWarning)
+        training_set_attack(explainer, X_t[inside], y_t[inside], **kwargs)
