@@ -107,9 +107,12 @@ def diversity_value(K, S, k, diversity):
 
 def _check(scores, k, gamma, diversity):
     scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be a 1-d array, got shape {scores.shape}.")
+    if not np.all(np.isfinite(scores)):
+        bad = np.flatnonzero(~np.isfinite(scores))
         raise ValueError(
-            f"scores must be a finite 1-d array, got shape {scores.shape}."
+            f"scores must be finite; entries {bad[:5].tolist()} are NaN or infinite."
         )
     if not isinstance(k, Integral) or not 1 <= k:
         raise ValueError(f"k must be a positive integer, got {k!r}.")

@@ -76,7 +76,7 @@ def from_sgd_regressor(estimator, y, sample_weight):
     if kind in ("l1", "elasticnet"):
         raise ValueError(
             f"SGDRegressor(penalty={kind!r}) is not twice differentiable; use "
-            "penalty='l2' or None."
+            "penalty='l2' or penalty=None."
         )
     w = np.asarray(sample_weight, dtype=np.float64)
     alpha = 0.0 if kind is None else float(estimator.alpha)

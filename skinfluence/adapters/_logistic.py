@@ -38,10 +38,16 @@ def _penalty_kind(penalty, l1_ratio):
 
 def _reject_non_smooth(estimator, kind):
     if kind in ("l1", "elasticnet"):
+        # SGD's strength is alpha and its penalty is named; LogisticRegression's
+        # is C, with l1_ratio choosing the penalty.
+        fix = (
+            "penalty='l2' or penalty=None"
+            if hasattr(estimator, "alpha")
+            else "an L2 penalty (l1_ratio=0) or no penalty (C=np.inf)"
+        )
         raise ValueError(
             f"{type(estimator).__name__} has an {kind} penalty, which is not twice "
-            "differentiable, so influence functions are undefined. Use an L2 "
-            "penalty (l1_ratio=0) or no penalty (C=np.inf)."
+            f"differentiable, so influence functions are undefined. Use {fix}."
         )
 
 

@@ -127,6 +127,10 @@ def test_callable_kernel_and_errors(rng):
         select_diverse(scores[:5], X, 3)
     with pytest.raises(ValueError, match="similarity matrix"):
         select_diverse(scores, X, 3, kernel=lambda A, B: np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"entries \[1\] are NaN or infinite"):
+        select_diverse(np.array([1.0, np.nan, 0.5]), X[:3], 2)
+    with pytest.raises(ValueError, match=r"1-d array, got shape \(2, 10\)"):
+        select_diverse(scores.reshape(2, 10), X, 2)
 
 
 def test_docstring_examples():

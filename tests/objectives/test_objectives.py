@@ -738,8 +738,12 @@ def test_non_smooth_penalty_is_rejected(make):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecations and convergence
         est.set_params(max_iter=20).fit(X, y)
-    with pytest.raises(ValueError, match="penalty"):
+    # The fix in the estimator's own terms: SGD's penalty, or l1_ratio and C.
+    fix = "penalty='l2' or penalty=None" if hasattr(est, "alpha") else "C=np.inf"
+    with pytest.raises(ValueError, match="penalty") as info:
         build_objective(est, y, sw)
+    assert fix in str(info.value)
+    assert ("C=" in str(info.value)) != hasattr(est, "alpha")
 
 
 @pytest.mark.parametrize(
