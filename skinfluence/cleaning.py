@@ -533,8 +533,17 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             )
         if counts.min() < 2:
             rare = classes[counts < 2].tolist()
+            if len(classes) > 20 and len(rare) >= len(classes) / 4:
+                raise ValueError(
+                    f"y holds {len(classes)} distinct values in {len(y_arr)} "
+                    f"rows, {len(rare)} of them seen once (e.g. {rare[:3]}): "
+                    "it looks like a continuous target. MislabelDetector "
+                    "finds wrong class labels; bin a regression target into "
+                    "classes first."
+                )
+            shown = f"{rare[:10]}{' ...' if len(rare) > 10 else ''}"
             raise ValueError(
-                f"Classes {rare} have fewer than 2 rows: a held-out prediction "
+                f"Classes {shown} have fewer than 2 rows: a held-out prediction "
                 "cannot recover a class seen once. Remove or merge them."
             )
         index = pandas_index(X)

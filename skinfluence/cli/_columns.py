@@ -219,6 +219,13 @@ def _refuse_continuous(y, target):
     singles = (counts == 1).sum()
     if not (fractional or (many and (is_float or singles >= len(counts) / 4))):
         return
+    if fractional and len(counts) <= 20:
+        raise CleanError(
+            f"target column {target!r} holds {len(counts)} distinct non-integer "
+            f"numbers ({_listing(counts.index, limit=5)}): scikit-learn's "
+            "classifiers read non-integer numbers as a continuous target. If "
+            "they are class codes, write them as integers or text"
+        )
     codes = is_float and not fractional and not singles
     raise CleanError(
         f"target column {target!r} does not hold class labels: it looks "

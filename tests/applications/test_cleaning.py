@@ -389,11 +389,23 @@ def test_string_labels(noisy_wine):
         (np.r_[np.zeros(15, int), np.ones(14, int), 2], r"Classes \[2\] have fewer"),
         (np.r_[np.zeros(15), np.ones(14), np.nan], "missing labels"),
         (np.linspace(0, 1, 30), "Unknown label type"),
+        (np.r_[np.arange(25), np.arange(5)] * 3.0, r"25 distinct.*looks like a cont"),
+        (
+            np.r_[np.repeat(np.arange(50), 3), np.arange(100, 111)],
+            r"Classes \[100, 101, .*, 109\] \.\.\. have fewer",
+        ),
     ],
-    ids=["single-class", "class-with-one-row", "nan", "continuous"],
+    ids=[
+        "single-class",
+        "class-with-one-row",
+        "nan",
+        "continuous",
+        "integral-floats",
+        "many-rare-classes",
+    ],
 )
 def test_bad_labels(y, match):
-    X = np.random.default_rng(0).normal(size=(30, 3))
+    X = np.random.default_rng(0).normal(size=(len(y), 3))
     with pytest.raises(ValueError, match=match):
         MislabelDetector().fit(X, y)
 

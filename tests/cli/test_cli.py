@@ -508,6 +508,16 @@ def test_many_classes_with_a_rare_one_are_not_continuous(tmp_path, capsys):
     assert "class 99 has a single row" in err and "continuous" not in err
 
 
+def test_few_non_integer_codes_are_named_not_called_continuous(tmp_path, capsys):
+    y = np.array([1.5, 2.0] * 30)
+    src = tmp_path / "codes.csv"
+    pd.DataFrame({"x": np.arange(60) % 7, "y": y}).to_csv(src, index=False)
+    assert _clean(src, "--target", "y", "--out", tmp_path / "o.csv") == 2
+    err = capsys.readouterr().err
+    assert "holds 2 distinct non-integer numbers (1.5, 2.0)" in err
+    assert "write them as integers or text" in err and "looks continuous" not in err
+
+
 def test_float_class_codes_accepted(tmp_path, wine_table):
     """Few distinct float values (0.0, 1.0, 2.0) are class labels."""
     frame, _, _ = wine_table
