@@ -554,7 +554,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         leave-one-out changes; it keeps a high rank correlation with refitting
         but underestimates the change for large, coherent groups (one class,
         one cluster), where one Newton step without the group's rows does
-        better.
+        better. The other rows keep their fitted weights: with
+        ``class_weight='balanced'`` a refit recomputes them from the class
+        counts left, which for a group mostly of one class can outweigh the
+        group itself (and change the sign).
 
         Parameters
         ----------
