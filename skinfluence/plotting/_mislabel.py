@@ -87,6 +87,11 @@ def _scores_by_method(estimator, X, y, methods):
     return scores, labels
 
 
+#: Curves whose mean gap (in fraction found) is below this overlap at the
+#: default width, but for a few steps.
+_OVERLAP = 0.01
+
+
 class MislabelCurveDisplay:
     """Share of the flipped labels found against the share of the data checked.
 
@@ -189,20 +194,16 @@ class MislabelCurveDisplay:
                 f"{names.get(name, name)} ({found[k]:.0%} found at {x[k]:.0%} checked)"
             )
             style = {"color": f"C{i}", "lw": 1.8}
-            # A curve equal to one drawn before would hide it: dashed on top,
-            # and the legend says which it repeats.
-            twin = next(
-                (
-                    o
-                    for o, f in self.fraction_found.items()
-                    if o in self.lines_ and np.array_equal(f, found)
-                ),
-                None,
-            )
+            # A curve on (or within a line's width of) one drawn before would
+            # hide it: dashed on top, and the legend says which it repeats.
+            drawn = [o for o in self.fraction_found if o in self.lines_]
+            gaps = {o: np.abs(self.fraction_found[o] - found).mean() for o in drawn}
+            if gaps and min(gaps.values()) <= _OVERLAP:
+                style["ls"] = (i % 4, (4, 3))  # offsets keep several visible
+            twin = next((o for o in drawn if gaps[o] == 0), None)
             if twin is not None:
                 label = f"{names.get(name, name)} (the same curve as "
                 label += f"{names.get(twin, twin)})"
-                style["ls"] = (0, (4, 3))
             style = merged(style, kwargs)
             style = merged(style, curve_kwargs.get(name))
             self.lines_[name] = ax.plot(x, found, label=label, **style)[0]

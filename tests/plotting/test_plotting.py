@@ -454,6 +454,24 @@ def test_mislabel_curves_that_coincide_are_both_visible():
     assert "found at" in lines["c"].get_label()
 
 
+def test_mislabel_curves_a_step_apart_are_dashed_too():
+    # 40 rows, 4 flipped: "b" finds one of them a row later than "a" (a
+    # mean gap of 1/160), "c" much later.
+    is_flipped = np.zeros(40, dtype=bool)
+    is_flipped[[39, 38, 37, 36]] = True
+    a = np.arange(40.0)
+    b = a.copy()
+    b[[36, 35]] = b[[35, 36]]
+    c = -a
+    scores = {"a": a, "b": b, "c": c}
+    display = MislabelCurveDisplay.from_predictions(scores, is_flipped)
+    gap = np.abs(display.fraction_found["a"] - display.fraction_found["b"])
+    assert 0 < gap.mean() < 0.01
+    lines = display.lines_
+    assert lines["b"].get_linestyle() != "-" and lines["c"].get_linestyle() == "-"
+    assert "the same curve" not in lines["b"].get_label()
+
+
 def test_mislabel_from_estimator_matches_detectors():
     X, y = load_breast_cancer(return_X_y=True)
     X, y = X[:250], y[:250]
