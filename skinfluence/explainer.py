@@ -499,7 +499,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         target : {'loss', 'decision_function', 'predict_proba', 'predict'}
             The test quantity differentiated. The default stays 'loss' for
             every estimator, so that the numbers mean the same thing
-            everywhere (the paper's ``I_up,loss``). A hinge-type model (SVMs)
+            everywhere (the paper's ``I_up,loss``). The loss is the one the
+            estimator itself minimises, at its scale: Ridge's ``(y - f)^2``,
+            a boosted model's or SGDRegressor's ``(y - f)^2 / 2`` (see the
+            user guide's table). A hinge-type model (SVMs)
             has zero loss, and zero influence on it, at every test row outside
             its margin: a :class:`~skinfluence.exceptions.FlatLossWarning`
             then names ``target='decision_function'``, which says which rows
