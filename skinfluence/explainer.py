@@ -743,7 +743,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             quantity if the row were removed, by one Newton step where that
             is exact or cheap (the exact solver, up to 2000 parameters: see
             ``table.attrs['loo_change_method']``), else first order. Rows are
-            the index labels of pandas input.
+            the index labels of pandas input. ``table.attrs`` also holds
+            ``method`` and ``target`` (the plots label their axes by them).
         """
         _check_method(method, [*_TOP_METHODS, "divine"])
         if not isinstance(k, Integral) or k < 1:
@@ -783,6 +784,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                     top.rows(), X_test, y_test, method=loo_method, target=target
                 )
         table = top.table(labels, self.train_index_, test_index, extra)
+        table.attrs.update(method=method, target=target)
         if extra:
             table.attrs["loo_change_method"] = loo_method
         return table

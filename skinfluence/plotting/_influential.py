@@ -13,6 +13,17 @@ from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
 
+_QUANTITIES = {
+    "loss": "the test loss",
+    "decision_function": "the decision function",
+    "predict_proba": "the predicted probability",
+    "predict": "the prediction",
+}
+_SCORES = {
+    "theta_relatif": "theta-RelatIF",
+    "l_relatif": "L-RelatIF",
+}
+
 
 def _dense_rows(X):
     """A float ndarray of rows, from dense, sparse or pandas input."""
@@ -239,6 +250,20 @@ class InfluentialExamplesDisplay:
         name = "test row" if self.test_name is None else f"test row {self.test_name}"
         return name + (f": {', '.join(parts)}" if parts else "")
 
+    def _ranking(self):
+        """``(method, quantity)`` the table was ranked by (its ``attrs``)."""
+        attrs = getattr(self.table, "attrs", {})
+        target = attrs.get("target", "loss")
+        return attrs.get("method", "influence"), _QUANTITIES.get(target, target)
+
+    def _side_label(self, kind):
+        method, _ = self._ranking()
+        if method == "divine":  # greedy order, not by size
+            return f"{kind}, diverse\n(in the order chosen)"
+        if method in _SCORES:
+            return f"most {kind}\n({_SCORES[method]})"
+        return f"most {kind}"
+
     def _plot_bars(self, ax, kwargs):
         from matplotlib.patches import Patch
 
@@ -256,10 +281,14 @@ class InfluentialExamplesDisplay:
         ax.set_yticks(order, labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
         compact_ticks(ax, "x")
+        method, quantity = self._ranking()
+        score = _SCORES.get(method, "influence")
         ax.set(
-            xlabel="influence on the test loss (I_up,loss)\n< 0 helpful, > 0 harmful "
-            "(upweighting the row raises the loss)",
-            title=f"Training rows that moved the test loss most\n{self._title()}",
+            xlabel=f"{score} on {quantity}\n< 0 helpful, > 0 harmful "
+            "(upweighting the row raises it)",
+            title=f"Training rows that moved {quantity} most"
+            + (" (diverse, DIVINE)" if method == "divine" else "")
+            + f"\n{self._title()}",
         )
         ax.legend(
             handles=[Patch(color=c, label=kind) for kind, c in _COLOURS.items()],
@@ -322,7 +351,7 @@ class InfluentialExamplesDisplay:
                     spine.set_color(_COLOURS[kind])
                 self.axes_[i, j] = sub
             if self.axes_[i, 0] is not None:
-                self.axes_[i, 0].set_ylabel(f"most {kind}", fontsize=9)
+                self.axes_[i, 0].set_ylabel(self._side_label(kind), fontsize=9)
         self.ax_ = ax
         self.figure_ = fig
         return self

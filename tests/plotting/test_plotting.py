@@ -410,7 +410,34 @@ def test_influential_bar_labels_fit_in_the_figure():
     assert all(label.startswith("row patient-") for label in labels)
     assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
     assert "test row patient-000250: label" in display.ax_.get_title()
-    assert "I_up,loss" in display.ax_.get_xlabel()
+    assert display.ax_.get_xlabel().startswith("influence on the test loss\n")
+
+
+def test_influential_axes_name_the_score_and_quantity_ranked_by(digits):
+    X, y, explainer = digits
+    bars = InfluentialExamplesDisplay.from_estimator(
+        explainer,
+        X[[300]],
+        y[[300]],
+        k=3,
+        method="l_relatif",
+        target="decision_function",
+    )
+    assert bars.ax_.get_xlabel().startswith("L-RelatIF on the decision function")
+    assert "moved the decision function most" in bars.ax_.get_title()
+    images = InfluentialExamplesDisplay.from_estimator(
+        explainer,
+        X[[300]],
+        y[[300]],
+        k=3,
+        method="divine",
+        image_shape=(8, 8),
+    )
+    assert images.axes_[0, 0].get_ylabel() == "helpful, diverse\n(in the order chosen)"
+    plain = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[300]], y[[300]], k=3, image_shape=(8, 8)
+    )
+    assert plain.axes_[1, 0].get_ylabel() == "most harmful"
 
 
 # -- MislabelCurveDisplay ------------------------------------------------------
