@@ -26,7 +26,7 @@ from .._base import (
     check_test_labels,
 )
 from . import _boostin
-from ._checks import check_tree_model
+from ._checks import check_retrainable, check_tree_model
 from ._leaf_influence import leaf_influence
 from ._leaf_refit import refit_outputs
 from ._losses import TreeLoss
@@ -112,10 +112,13 @@ class TreeBackend(InfluenceBackend):
     instead (the structure-fixed reference). Not served: perturbation
     influence (the outputs are piecewise constant in ``x``), Newton
     leave-one-out steps and ``influence_params``. Rows with NaN are routed
-    as the model routes them (the missing-value side of each split).
+    as the model routes them (the missing-value side of each split; for
+    XGBoost also the entries equal to its ``missing``).
 
     Rows a HistGradientBoosting model held out to stop early (a validation
-    split) weigh 0 here: the trees were grown without them.
+    split) weigh 0 here: the trees were grown without them. Rows of weight 0
+    (those, or ``sample_weight=0``) are not in the fit, and every method gives
+    them influence, self-influence and ``loo_change`` exactly 0.
 
     References
     ----------
@@ -518,10 +521,14 @@ class TreeBackend(InfluenceBackend):
                         scale = np.where(w[rows] > 0, -W / w[rows], 0.0)
                         yield test_rows, rows, loo * scale
             return
+        # A row of weight 0 is not in the fit (nor, held out to stop early,
+        # in its trees): removing it changes nothing, so nothing is listed.
+        fitted = W * (w > 0)
         if train_rows is not None:
-            w = w[train_rows]
+            w, fitted = w[train_rows], fitted[train_rows]
         for test_rows, rows, D in self._derivative_blocks(X, y, target, train_rows):
-            yield test_rows, rows, (W * D if kind == "influence" else -w[rows] * D)
+            scale = fitted[rows] if kind == "influence" else -w[rows]
+            yield test_rows, rows, scale * D
 
     def _full(self, X, y, target, kind):
         n_test = _num_samples(X)  # the prefix keeps the rows: no transform
@@ -604,9 +611,10 @@ class TreeBackend(InfluenceBackend):
 
     def self_influence(self):
         w, W = self.weights_, self.weights_.sum()
+        fitted = W * (w > 0)  # rows of weight 0 are not in the fit: 0
         if self.method == "boostin":
             # The row's own gradient at each round: the replay's g.
-            return -W * (self.replay_.g * self.boostin_weights_).sum(axis=1)
+            return -fitted * (self.replay_.g * self.boostin_weights_).sum(axis=1)
         if self.method == "leaf_refit":
             change = self._own_loss_change()
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -629,7 +637,7 @@ class TreeBackend(InfluenceBackend):
                 self.leaves_[idx],
                 A,
             )
-            out[rows] = -W * D[idx, np.arange(len(idx))]
+            out[rows] = -fitted[idx] * D[idx, np.arange(len(idx))]
         return out
 
     def parameter_change_norms(self):
@@ -720,6 +728,7 @@ class TreeBackend(InfluenceBackend):
             leaves, base, _ = self._test_side(X)
             _, F_new = self._replay_without(list(removals), [(leaves, base)])
             return self.loss_.loss(t, F_new).sum(axis=0) - before
+        check_retrainable(self.model_)
         n_jobs = self.n_jobs if n_jobs is None else n_jobs
         losses = Parallel(n_jobs=n_jobs)(
             delayed(_refit_loss)(self, rows, Xm, t) for rows in removals

@@ -6,7 +6,53 @@ rows, clip or smooth leaf values, or use another loss are refused here with
 the fix, before anything is computed.
 """
 
-from ._structure import GB, HGB, LGBM, XGB, is_tree_model
+import json
+
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from ._structure import GB, HGB, LGBM, XGB, is_tree_model, lgbm_train_params
+
+#: LightGBM settings, by the canonical names its fitted booster records, that
+#: change the leaf values or the loss, with their neutral values ('sigmoid'
+#: scales the binary log-odds; it is checked for that objective only).
+LGBM_NEUTRAL = {
+    "lambda_l1": 0.0,
+    "max_delta_step": 0.0,
+    "path_smooth": 0.0,
+    "linear_tree": 0.0,
+    "is_unbalance": 0.0,
+    "scale_pos_weight": 1.0,
+    "reg_sqrt": 0.0,
+    "use_quantized_grad": 0.0,
+}
+#: XGBoost settings, by the names of its saved configuration, with their
+#: neutral values; and the values served of its other settings.
+XGB_NEUTRAL = {
+    "alpha": 0.0,
+    "max_delta_step": 0.0,
+    "subsample": 1.0,
+    "num_parallel_tree": 1.0,
+    "scale_pos_weight": 1.0,
+}
+XGB_SERVED = {
+    "booster": ("gbtree",),
+    "objective": (
+        "binary:logistic",
+        "multi:softprob",
+        "multi:softmax",
+        "reg:squarederror",
+    ),
+    "multi_strategy": ("one_output_per_tree",),
+}
+#: The scikit-learn keyword of a canonical LightGBM name, for the messages.
+LGBM_KEYWORDS = {
+    "lambda_l1": "reg_alpha",
+    "max_delta_step": "max_leaf_output",
+    "bagging_fraction": "subsample",
+    "bagging_freq": "subsample_freq",
+    "boosting": "boosting_type",
+}
 
 
 def check_tree_model(model):
@@ -42,8 +88,12 @@ def check_tree_model(model):
             )
     if name in LGBM:
         _check_lgbm(name, params)
+        if _is_fitted(model):  # the settings it used, whatever their alias
+            _check_lgbm_booster(name, lgbm_train_params(model))
     if name in XGB:
         _check_xgb(name, params)
+        if _is_fitted(model):
+            _check_xgb_booster(name, json.loads(model.get_booster().save_config()))
     if name in GB:
         if params["subsample"] < 1.0:
             raise TypeError(
@@ -112,4 +162,142 @@ def _check_xgb(name, params):
             f"{name} with {changed} is not supported: its leaf values are then "
             "not -eta G / (H + reg_lambda) over all the rows; leave these at "
             "their defaults."
+        )
+
+
+def _is_fitted(model):
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _number(text):
+    """A LightGBM parameter's text as a float ('true'/'false' as 1/0)."""
+    text = str(text).strip().lower()
+    flags = {"true": 1.0, "false": 0.0, "": 0.0}
+    return flags[text] if text in flags else float(text)
+
+
+def _lgbm_changed(params):
+    """``{canonical name: value}`` of the fitted booster's unsupported settings."""
+    changed = {
+        key: params[key]
+        for key, neutral in LGBM_NEUTRAL.items()
+        if key in params and _number(params[key]) != neutral
+    }
+    if params.get("objective") == "binary" and _number(params.get("sigmoid", 1)) != 1:
+        changed["sigmoid"] = params["sigmoid"]
+    if params.get("boosting", "gbdt") != "gbdt":
+        changed["boosting"] = params["boosting"]
+    if params.get("data_sample_strategy", "bagging") != "bagging":
+        changed["data_sample_strategy"] = params["data_sample_strategy"]
+    fractions = ("bagging_fraction", "pos_bagging_fraction", "neg_bagging_fraction")
+    if _number(params.get("bagging_freq", 0)) > 0:
+        changed.update(
+            {key: params[key] for key in fractions if _number(params.get(key, 1)) < 1}
+        )
+        if any(key in changed for key in fractions):
+            changed["bagging_freq"] = params["bagging_freq"]
+    monotone = params.get("monotone_constraints", "").replace(",", " ").split()
+    if any(_number(c) != 0 for c in monotone):
+        changed["monotone_constraints"] = params["monotone_constraints"]
+    return changed
+
+
+def _check_lgbm_booster(name, params):
+    """The fitted booster's settings (canonical names: aliases resolved)."""
+    objective = params.get("objective", "binary")
+    if objective not in ("binary", "multiclass", "regression"):
+        raise TypeError(
+            f"{name} was fitted with objective={objective!r} (LightGBM's name "
+            "for the loss it used); the tree backend supports 'binary', "
+            "'multiclass' and 'regression' (L2) under any alias."
+        )
+    changed = _lgbm_changed(params)
+    if changed:
+        shown = ", ".join(
+            f"{key}={value[:40]}"
+            + (f" ({LGBM_KEYWORDS[key]})" if key in LGBM_KEYWORDS else "")
+            for key, value in changed.items()
+        )
+        raise TypeError(
+            f"{name} was fitted with {shown} (LightGBM's names for the settings "
+            "it used, aliases resolved): its leaf values are then not "
+            "-lr G / (H + lambda_l2) over all the rows. Leave these at their "
+            "defaults under every alias (reg_lambda, class_weight and "
+            "sample_weight are supported)."
+        )
+
+
+def xgb_settings(config):
+    """The settings the checks read, flat, from XGBoost's saved configuration."""
+    learner = config["learner"]
+    booster = learner["gradient_booster"]
+    objective = learner["objective"]
+    strategy = learner["learner_train_param"].get("multi_strategy")
+    return {
+        "booster": booster["name"],
+        "objective": objective["name"],
+        "multi_strategy": strategy or "one_output_per_tree",
+        **booster.get("gbtree_model_param", {}),
+        **booster.get("tree_train_param", {}),
+        **objective.get("reg_loss_param", {}),
+    }
+
+
+def _xgb_changed(settings):
+    """``{canonical name: value}`` of the fitted booster's unsupported settings."""
+    changed = {
+        key: settings[key]
+        for key, neutral in XGB_NEUTRAL.items()
+        if key in settings and float(settings[key]) != neutral
+    }
+    for key, served in XGB_SERVED.items():
+        if settings[key] not in served:
+            changed[key] = settings[key]
+    monotone = settings.get("monotone_constraints", "").strip("()[]{} ")
+    if any(float(c) for c in monotone.replace(",", " ").split()):
+        changed["monotone_constraints"] = settings["monotone_constraints"]
+    return changed
+
+
+def _check_xgb_booster(name, config):
+    """The fitted booster's settings, from its saved configuration."""
+    changed = _xgb_changed(xgb_settings(config))
+    if changed:
+        raise TypeError(
+            f"{name} was fitted with {changed} (XGBoost's names for the settings "
+            "it used, aliases resolved: alpha is reg_alpha): its leaf values are "
+            "then not -eta G / (H + lambda) over all the rows; leave these at "
+            "their defaults under every alias."
+        )
+
+
+def check_retrainable(model):
+    """Raise naming the way out when ``model`` stopped early on an eval_set.
+
+    Retraining without rows (:func:`skinfluence.validate_loo`) refits a clone
+    on the training rows alone: XGBoost and LightGBM then either refuse to
+    stop early without a validation set or grow every round, another model
+    than the one explained.
+    """
+    name = type(model).__name__
+    if name in XGB:
+        stopped = getattr(model, "best_iteration", None) is not None or bool(
+            model.get_params().get("early_stopping_rounds")
+        )
+    elif name in LGBM:
+        stopped = bool(getattr(model, "best_iteration_", 0))
+    else:
+        return  # HistGradientBoosting draws its validation split again
+    if stopped:
+        raise ValueError(
+            f"{name} stopped early on the eval_set its fit was given, which "
+            "retraining without rows does not have. Pass refit_options="
+            "{'fixed_structure': True} to validate_loo (LeafRefit: the fitted "
+            "trees, their leaf values recomputed without the rows), or fit the "
+            "model without early stopping (e.g. n_estimators set to its best "
+            "iteration + 1)."
         )

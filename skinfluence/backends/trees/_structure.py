@@ -16,7 +16,8 @@ over the rows in the leaf, with ``g, h`` the loss's derivatives at the raw
 outputs before that round (:mod:`._losses`). ``scale`` is the learning rate
 (times ``(K - 1) / K`` for scikit-learn's multiclass GradientBoosting);
 ``l2`` is HistGradientBoosting's ``l2_regularization`` (plus its ``1e-15``
-guard), LightGBM's ``reg_lambda``, and 0 for GradientBoosting, which instead
+guard), LightGBM's ``lambda_l2`` (``reg_lambda`` under any alias, read from
+the booster), and 0 for GradientBoosting, which instead
 sets a leaf with ``H < 1e-150`` to 0. LightGBM folds its baseline
 (``boost_from_average``) into the first round's leaves; it is taken out here
 so that the first round's values are Newton steps too.
@@ -69,7 +70,7 @@ class TreeEnsemble:
     leaf_values: np.ndarray
     scale: float
     l2: float
-    apply_fn: object  # encoded X -> (n, T) local leaf positions
+    apply_fn: object  # encoded X -> (n, T) local leaf positions (picklable)
     #: The model's input -> the numeric columns its trees split (identity,
     #: or HistGradientBoosting's own encoding of categorical columns).
     encode: object = None
@@ -206,11 +207,32 @@ def xgb_train_params(model):
     return config["learner"]["gradient_booster"]["tree_train_param"]
 
 
-def _lgbm_baseline(model, target, weights):
+def lgbm_train_params(model):
+    """LightGBM's resolved training parameters, by canonical name (as text).
+
+    The fitted booster's model string lists every parameter under the name
+    LightGBM resolved its aliases to (``lambda_l2`` for ``reg_lambda``,
+    ``bagging_fraction`` for ``subsample``, ``boosting`` for
+    ``boosting_type``); the wrapper's keywords and ``booster_.params`` keep
+    the names as passed. Empty if the string holds no parameters.
+    """
+    text = model.booster_.model_to_string(num_iteration=1)  # the trees aside
+    start = text.find("\nparameters:\n")
+    end = text.find("\nend of parameters", start)
+    if start < 0 or end < 0:
+        return {}
+    out = {}
+    for line in text[start:end].splitlines():
+        if line.startswith("[") and line.endswith("]"):
+            key, _, value = line[1:-1].partition(":")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _lgbm_baseline(model, target, weights, params):
     """LightGBM's ``boost_from_average`` start, per output (0 when off)."""
-    booster = model.booster_
-    K = booster.num_model_per_iteration()
-    if not booster.params.get("boost_from_average", True):
+    K = model.booster_.num_model_per_iteration()
+    if params.get("boost_from_average", "1") in ("0", "false"):
         return np.zeros(K)
     W = weights.sum()
     if not hasattr(model, "classes_"):
@@ -236,24 +258,35 @@ def _read_lgbm(model, target, weights):
         ]
     ).astype(np.float64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    base = _lgbm_baseline(model, target, weights)
+    params = lgbm_train_params(model)
+    base = _lgbm_baseline(model, target, weights, params)
     for k in range(K):  # take the baseline out of the first round's leaves
         values[offsets[k] : offsets[k + 1]] -= base[k]
-
-    def apply_fn(X):
-        return np.asarray(
-            booster.predict(X, pred_leaf=True, num_iteration=R), dtype=np.int64
-        ).reshape(X.shape[0], -1)
-
     return TreeEnsemble(
         n_rounds=R,
         n_outputs=K,
         leaf_offsets=offsets,
         leaf_values=values,
-        scale=float(model.learning_rate),
-        l2=float(model.reg_lambda),
-        apply_fn=apply_fn,
+        # The values the booster used, whatever alias set them.
+        scale=float(params.get("learning_rate", model.learning_rate)),
+        l2=float(params.get("lambda_l2", model.reg_lambda)),
+        apply_fn=_LGBMLeaves(booster, R),
     )
+
+
+@dataclass(eq=False)
+class _LGBMLeaves:
+    """LightGBM's leaf (local position) of each row in its first ``n_rounds``.
+
+    A small class rather than a closure, so that a fitted explainer pickles.
+    """
+
+    booster: object
+    n_rounds: int
+
+    def __call__(self, X):
+        leaves = self.booster.predict(X, pred_leaf=True, num_iteration=self.n_rounds)
+        return np.asarray(leaves, dtype=np.int64).reshape(X.shape[0], -1)
 
 
 def _compact(is_leaf):
@@ -281,23 +314,6 @@ def _read_hgb(model):
     # A root that could not split is a leaf of value 0, not a Newton step.
     never_split = np.repeat([len(nodes) == 1 for nodes in trees], counts)
 
-    def encode(X):
-        names = getattr(encoder, "feature_names_in_", None)
-        if names is not None and not hasattr(X, "columns"):
-            X = pd.DataFrame(X, columns=names)  # the frame it was fitted on
-        return np.asarray(encoder.transform(X), dtype=np.float64)
-
-    def apply_fn(X):
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        has_nan = bool(np.isnan(X).any())
-        return np.stack(
-            [
-                pos[_walk(p.nodes, X, has_nan, (p.raw_left_cat_bitsets, known))]
-                for p, pos in zip(predictors, leaf_pos)
-            ],
-            axis=1,
-        )
-
     return TreeEnsemble(
         n_rounds=len(model._predictors),
         n_outputs=K,
@@ -305,10 +321,47 @@ def _read_hgb(model):
         leaf_values=values.astype(np.float64),
         scale=float(model.learning_rate),
         l2=float(model.l2_regularization) + 1e-15,
-        apply_fn=apply_fn,
-        encode=None if encoder is None else encode,
+        apply_fn=_HGBLeaves(predictors, leaf_pos, known),
+        encode=None if encoder is None else _HGBEncoding(encoder),
         fixed=never_split,
     )
+
+
+@dataclass(eq=False)
+class _HGBEncoding:
+    """HistGradientBoosting's encoding of its categorical columns (picklable)."""
+
+    encoder: object
+
+    def __call__(self, X):
+        names = getattr(self.encoder, "feature_names_in_", None)
+        if names is not None and not hasattr(X, "columns"):
+            X = pd.DataFrame(X, columns=names)  # the frame it was fitted on
+        return np.asarray(self.encoder.transform(X), dtype=np.float64)
+
+
+@dataclass(eq=False)
+class _HGBLeaves:
+    """Leaf (local position) of each row in every HistGradientBoosting tree.
+
+    ``known``: the model's known-categories bitsets (None without
+    categorical columns). A class rather than a closure, so that it pickles.
+    """
+
+    predictors: list
+    leaf_pos: list
+    known: object
+
+    def __call__(self, X):
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        has_nan = bool(np.isnan(X).any())
+        return np.stack(
+            [
+                pos[_walk(p.nodes, X, has_nan, (p.raw_left_cat_bitsets, self.known))]
+                for p, pos in zip(self.predictors, self.leaf_pos)
+            ],
+            axis=1,
+        )
 
 
 def _in_bitset(bitsets, row, code):
@@ -382,11 +435,6 @@ def _read_gb(model):
     )
     scale = lr * ((K - 1) / K if K > 2 else 1.0)
 
-    def apply_fn(X):
-        # The model's trees were fitted on arrays, whatever the model was.
-        nodes = np.asarray(model.apply(X), dtype=np.int64).reshape(X.shape[0], -1)
-        return leaf_pos[nodes + node_offsets[:-1]]
-
     return TreeEnsemble(
         n_rounds=R,
         n_outputs=K,
@@ -394,8 +442,26 @@ def _read_gb(model):
         leaf_values=values,
         scale=scale,
         l2=0.0,
-        apply_fn=apply_fn,
+        apply_fn=_GBLeaves(model, leaf_pos, node_offsets[:-1]),
     )
+
+
+@dataclass(eq=False)
+class _GBLeaves:
+    """Leaf (local position) of each row in every GradientBoosting tree.
+
+    ``leaf_pos``: node id -> leaf position, all trees' nodes one after the
+    other (tree ``t``'s from ``node_offsets[t]``). Picklable, unlike a closure.
+    """
+
+    model: object
+    leaf_pos: np.ndarray
+    node_offsets: np.ndarray
+
+    def __call__(self, X):
+        # The model's trees were fitted on arrays, whatever the model was.
+        nodes = np.asarray(self.model.apply(X), dtype=np.int64)
+        return self.leaf_pos[nodes.reshape(X.shape[0], -1) + self.node_offsets]
 
 
 def _xgb_leaves(node, out):
@@ -428,16 +494,6 @@ def _read_xgb(model):
     counts = [len(v) for v in values]
     params = xgb_train_params(model)
 
-    def apply_fn(X):
-        import xgboost
-
-        # The booster checks a matrix's column names against those it was
-        # fitted with (a DataFrame's); X here is the validated array.
-        data = xgboost.DMatrix(X, missing=np.nan, feature_names=booster.feature_names)
-        nodes = booster.predict(data, pred_leaf=True, iteration_range=(0, R))
-        nodes = np.asarray(nodes, dtype=np.int64).reshape(X.shape[0], -1)
-        return local[np.arange(nodes.shape[1]), nodes]
-
     return TreeEnsemble(
         n_rounds=R,
         n_outputs=K,
@@ -445,5 +501,40 @@ def _read_xgb(model):
         leaf_values=np.concatenate(values).astype(np.float64),
         scale=float(params["eta"]),
         l2=float(params["lambda"]),
-        apply_fn=apply_fn,
+        apply_fn=_XGBLeaves(booster, local, R, _xgb_missing(model)),
     )
+
+
+def _xgb_missing(model):
+    """The value XGBoost reads as missing (NaN unless ``missing`` says)."""
+    missing = model.get_params().get("missing")
+    return np.nan if missing is None else float(missing)
+
+
+@dataclass(eq=False)
+class _XGBLeaves:
+    """Leaf (local position) of each row in XGBoost's first ``n_rounds``.
+
+    ``local[t, node]``: the leaf position of node ``node`` of tree ``t``.
+    Entries equal to ``missing`` take each split's missing-value side, as in
+    the model's own predictions. Picklable, unlike a closure.
+    """
+
+    booster: object
+    local: np.ndarray
+    n_rounds: int
+    missing: float = np.nan
+
+    def __call__(self, X):
+        import xgboost
+
+        # The booster checks a matrix's column names against those it was
+        # fitted with (a DataFrame's); X here is the validated array.
+        data = xgboost.DMatrix(
+            X, missing=self.missing, feature_names=self.booster.feature_names
+        )
+        nodes = self.booster.predict(
+            data, pred_leaf=True, iteration_range=(0, self.n_rounds)
+        )
+        nodes = np.asarray(nodes, dtype=np.int64).reshape(X.shape[0], -1)
+        return self.local[np.arange(nodes.shape[1]), nodes]
