@@ -384,7 +384,22 @@ class ClosedFormBackend(InfluenceBackend):
             "or pass fewer test rows at a time.",
         )
         V = _formulas.test_directions(self.objective_, self.solver_, Xt, F)
-        return _formulas.influence_matrix(self.objective_, self.X_, self.residuals_, V)
+        out = _formulas.influence_matrix(self.objective_, self.X_, self.residuals_, V)
+        return self._outside_fit_zeroed(out)
+
+    def _outside_fit_zeroed(self, values, rows=slice(None), axis=1):
+        """``values`` with the training rows of weight 0 set to 0.
+
+        A row of weight 0 is not in the fit: removing it changes nothing, so
+        it is listed nowhere (its upweighting derivative would be that of
+        adding it, largest for the rows the model never saw).
+        """
+        outside = self.weights_[rows] == 0
+        if outside.any():
+            index = [slice(None)] * values.ndim
+            index[axis] = outside
+            values[tuple(index)] = 0.0
+        return values
 
     def _chunked_directions(self, Xt, F):
         """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
@@ -403,7 +418,8 @@ class ClosedFormBackend(InfluenceBackend):
         for test_rows, V in self._chunked_directions(Xt, F):
 
             def block(rows, V=V):
-                return _formulas.influence_matrix(obj, X_train[rows], R[rows], V)
+                values = _formulas.influence_matrix(obj, X_train[rows], R[rows], V)
+                return self._outside_fit_zeroed(values, rows)
 
             chunks = self._train_chunks(V.shape[1])
             for train_rows, values in zip(
@@ -442,6 +458,9 @@ class ClosedFormBackend(InfluenceBackend):
                 scores, infl = _formulas.block_scores(
                     obj, solver, X_train[rows], R[rows], V, relatif
                 )
+                if relatif is not None:  # else one array: zeroed below
+                    self._outside_fit_zeroed(scores, rows)
+                self._outside_fit_zeroed(infl, rows)
                 top = StreamingTopK(k)
                 top.update(rows.start, scores, infl)
                 return top
@@ -525,14 +544,16 @@ class ClosedFormBackend(InfluenceBackend):
             "I_up,params",
             "Use self_influence or influence instead.",
         )
-        return _formulas.influence_params(
+        out = _formulas.influence_params(
             self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
         )
+        return self._outside_fit_zeroed(out, axis=0)
 
     def self_influence(self):
-        return _formulas.self_influence(
+        out = _formulas.self_influence(
             self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
         )
+        return self._outside_fit_zeroed(out, axis=0)
 
     def parameter_change_norms(self):
         return _formulas.parameter_change_norms(
@@ -565,6 +586,7 @@ class ClosedFormBackend(InfluenceBackend):
             V = V.sum(axis=1, keepdims=True)
         X_rows, t_rows = self.X_[rows], self.target_[rows]
         P = _formulas.perturbation_influence(self.objective_, X_rows, t_rows, V)
+        P = self._outside_fit_zeroed(P, rows)  # moving such a row changes nothing
         fmap = self.objective_.feature_map
         # Kernel models: chain rule through the feature map (basis held fixed).
         return P if fmap is None else fmap.vjp(self.X_input_[rows], P)

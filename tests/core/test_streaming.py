@@ -113,16 +113,22 @@ def test_dense_hessian_pass_also_gives_residuals_and_gradient(multiclass, binary
 def test_per_row_quantities_chunked_equal_whole(explainers):
     ex = explainers["exact"]
     obj, sol, X, R = ex.objective_, ex.solver_, ex.backend_.X_, ex.backend_.residuals_
-    full = {
-        "self": ex.self_influence(),
-        "norms": _influence.parameter_change_norms(obj, sol, X, R),
-        "params": ex.influence_params(),
-    }
     # The definitions, written out on the whole gradient matrix.
     G = obj.expand(X, R)
     Hinv_G = sol.solve(G.T)
-    np.testing.assert_allclose(full["self"], np.einsum("ij,ji->i", G, Hinv_G))
-    np.testing.assert_allclose(full["params"], -Hinv_G.T, rtol=1e-10, atol=1e-14)
+    full = {
+        "self": np.einsum("ij,ji->i", G, Hinv_G),
+        "norms": np.linalg.norm(Hinv_G, axis=0),
+        "params": -Hinv_G.T,
+    }
+    # The explainer's: rows of weight 0 are not in the fit, so exactly 0.
+    inside = ex.backend_.weights_ > 0
+    assert not inside.all()
+    np.testing.assert_allclose(ex.self_influence(), full["self"] * inside)
+    np.testing.assert_allclose(
+        ex.influence_params(), full["params"] * inside[:, None], rtol=1e-10, atol=1e-14
+    )
+    assert np.all(full["self"][~inside] > 0)
     for n_jobs in (None, 2):
         with config_context(working_memory=TINY):
             got = {

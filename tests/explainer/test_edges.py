@@ -331,3 +331,29 @@ def test_test_targets_outside_a_deviance_domain_are_refused(model, bad, domain):
     # At the domain's edge the loss is defined (Poisson: y = 0).
     if model == "poisson":
         assert np.isfinite(ex.test_loss(X[:2], [0.0, 1.0])).all()
+
+
+def test_rows_of_weight_zero_are_outside_the_fit_and_never_listed():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    weights = np.ones(400)
+    weights[::10] = 0.0  # rows masked out of the fit
+    model = LogisticRegression(tol=1e-10, max_iter=5000)
+    ex = InfluenceExplainer(model).fit(X[:400], y[:400], sample_weight=weights)
+    out = weights == 0
+    X_test, y_test = X[400:420], y[400:420]
+    infl = ex.influence(X_test, y_test)
+    np.testing.assert_array_equal(infl[:, out], 0.0)
+    np.testing.assert_array_equal(ex.loo_change(X_test, y_test)[:, out], 0.0)
+    np.testing.assert_array_equal(ex.self_influence()[out], 0.0)
+    np.testing.assert_array_equal(ex.influence_params()[out], 0.0)
+    np.testing.assert_array_equal(ex.perturbation_influence(X_test, y_test)[:, out], 0)
+    assert np.all(ex.self_influence()[~out] > 0)
+    for method in ("influence", "theta_relatif"):
+        table = ex.top_influential(X_test, y_test, k=10, method=method)
+        assert not table.train_row.isin(np.flatnonzero(out)).any()
+    # The others are as without those rows (refit on the 360 kept rows).
+    kept = InfluenceExplainer(model).fit(X[:400][~out], y[:400][~out])
+    np.testing.assert_allclose(
+        infl[:, ~out], kept.influence(X_test, y_test), rtol=1e-6, atol=1e-9
+    )
