@@ -2,7 +2,8 @@
 
 from ._backend import TREE_METHODS, TreeBackend
 from ._checks import check_tree_model
-from ._structure import TreeEnsemble, is_tree_model, read_ensemble
+from ._ensemble import TreeEnsemble
+from ._structure import is_tree_model, read_ensemble
 
 __all__ = [
     "TREE_METHODS",

@@ -11,7 +11,8 @@ import json
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._structure import GB, HGB, LGBM, XGB, is_tree_model, lgbm_train_params
+from ._booster_trees import lgbm_train_params
+from ._structure import GB, HGB, LGBM, XGB, is_tree_model
 
 #: LightGBM settings, by the canonical names its fitted booster records, that
 #: change the leaf values or the loss, with their neutral values ('sigmoid'
