@@ -1,6 +1,6 @@
 """Replay of the boosting sequence, and BoostIn (Brophy et al., 2023).
 
-Notation (see :mod:`._structure`): tree ``t`` of round ``r`` and output ``k``
+Notation (see :mod:`._ensemble`): tree ``t`` of round ``r`` and output ``k``
 puts training row ``i`` (weight ``w_i``) in leaf ``l``, whose value is
 ``v_l = -s G_l / (H_l + lambda)``. *Upweighting* row ``i`` by ``delta`` (its
 weight in the summed objective becomes ``w_i + delta``) moves that value by

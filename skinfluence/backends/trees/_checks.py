@@ -1,7 +1,7 @@
 """Settings of a boosted ensemble that the tree backend can explain, or not.
 
 Each supported library fits leaf values as Newton steps ``-s G / (H + l2)``
-over all its training rows (:mod:`._structure`); settings that subsample
+over all its training rows (:mod:`._ensemble`); settings that subsample
 rows, clip or smooth leaf values, or use another loss are refused here with
 the fix, before anything is computed.
 """
