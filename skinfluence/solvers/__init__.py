@@ -100,7 +100,7 @@ def make_solver(
         ``n_params`` (see :func:`choose_solver`). An object is copied
         (``sklearn.base.clone`` for estimators, else ``copy.deepcopy``) so the
         caller's instance is never fitted in place; its own ``damping`` (and
-        ``verbose``) are kept.
+        ``verbose``) are kept, and another ``damping`` here is refused.
     damping : float or 'auto'
     n_params, n_samples : int, optional
         Size of the problem, for ``solver='auto'``.
@@ -124,6 +124,14 @@ def make_solver(
         if "verbose" in inspect.signature(cls).parameters:
             return cls(damping=damping, verbose=verbose)
         return cls(damping=damping)
+    own = getattr(solver, "damping", 0.0)
+    if not (isinstance(damping, (int, float)) and damping == 0) and damping != own:
+        name = type(solver).__name__
+        raise ValueError(
+            f"damping={damping!r} applies to named solvers; the {name} object "
+            f"keeps its own (damping={own!r}). Pass {name}(damping={damping!r}), "
+            "or the solver's name with damping."
+        )
     if isinstance(solver, BaseEstimator):
         return clone(solver)
     return copy.deepcopy(solver)

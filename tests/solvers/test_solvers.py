@@ -513,3 +513,30 @@ def test_iterative_stationarity_estimate_matches_exact(multinomial):
     assert exact > 1.0  # three iterations leave a step larger than a row's effect
     assert 0.5 < sketched / exact < 2.0
     assert values[1000, str(CGSolver(tol=1e-10))] < 1e-3
+
+
+def test_a_solver_object_keeps_its_damping_and_refuses_another():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from skinfluence import InfluenceExplainer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(tol=1e-10, max_iter=5000)
+    with pytest.raises(ValueError, match=r"Pass CGSolver\(damping=0.05\)"):
+        InfluenceExplainer(model, solver=CGSolver(), damping=0.05).fit(X, y)
+    with pytest.raises(ValueError, match=r"CGSolver\(damping='auto'\)"):
+        InfluenceExplainer(model, solver=CGSolver(), damping="auto").fit(X, y)
+    # The same damping in both, or in the object only: the damped system.
+    by_object = InfluenceExplainer(model, solver=CGSolver(damping=0.05, tol=1e-12))
+    by_name = InfluenceExplainer(model, solver="exact", damping=0.05)
+    both = InfluenceExplainer(
+        model, solver=CGSolver(damping=0.05, tol=1e-12), damping=0.05
+    )
+    expected = by_name.fit(X, y).influence(X[:3], y[:3])
+    for ex in (by_object, both):
+        np.testing.assert_allclose(
+            ex.fit(X, y).influence(X[:3], y[:3]), expected, rtol=1e-6, atol=1e-10
+        )
