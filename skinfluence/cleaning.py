@@ -25,11 +25,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .backends import is_torch_model
 from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import (
     REPEATED_INDEX,
     pandas_index,
+    split_model,
     warn_if_misaligned,
     warn_if_repeated,
 )
@@ -304,7 +306,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     Parameters
     ----------
     estimator : classifier, default=None
-        Any classifier the explainer supports (or a Pipeline ending in one).
+        Any classifier the explainer supports (or a Pipeline ending in one)
+        but a neural network, which has no held-out outputs to score by.
         None: ``StandardScaler`` followed by ``LogisticRegression(C=1)``.
     method : {'loo_loss', 'self_influence', 'training_loss'}, default='loo_loss'
     contamination : 'auto' or float in (0, 0.5], default='auto'
@@ -548,6 +551,14 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             )
         index = pandas_index(X)
         warn_if_misaligned(index, y=y, sample_weight=sample_weight)
+        if self.estimator is not None and is_torch_model(self.estimator):
+            raise TypeError(
+                f"MislabelDetector scores rows by the held-out outputs of a "
+                f"linear-output model or a boosted tree ensemble; "
+                f"{type(split_model(self.estimator)[1]).__name__} is a neural "
+                "network, which has none. Rank its rows by "
+                "InfluenceExplainer(model).top_self_influence() instead."
+            )
         estimator = (
             default_estimator(sp.issparse(X))
             if self.estimator is None

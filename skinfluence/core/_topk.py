@@ -70,6 +70,12 @@ class StreamingTopK:
         add, read at each kept row's position in :meth:`rows`.
         """
         labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:  # skorch's (n, 1) targets
+            labels = labels[:, 0]
+        elif labels.ndim == 2:  # several targets: one tuple per row
+            rows = labels.tolist()
+            labels = np.empty(len(rows), dtype=object)
+            labels[:] = [tuple(r) for r in rows]
         frames = []
         kept_rows = self.rows() if extra else None
         for kind in ("helpful", "harmful"):

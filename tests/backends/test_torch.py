@@ -579,3 +579,31 @@ def test_string_labels_name_the_classes_parameter():
         warnings.simplefilter("ignore", StationarityWarning)  # an untrained net
         explainer = InfluenceExplainer(model).fit(X, y)
     assert explainer.influence(X[:2], y[:2]).shape == (2, 20)
+
+
+def test_a_regressor_on_two_dimensional_targets_lists_its_rows():
+    # skorch's NeuralNetRegressor needs y of shape (n, 1).
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = (X @ [1.0, -0.5, 0.3] + 0.1 * rng.normal(size=80)).reshape(-1, 1)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    model = TorchModel(net, loss="mse", weight_decay=1e-2).fit(X[:60], y[:60])
+    assert refine(model, X[:60], y[:60], max_iter=3000) < 1e-8
+    ex = InfluenceExplainer(FrozenEstimator(model)).fit(X[:60], y[:60])
+    table = ex.top_influential(X[60:62], y[60:62], k=3)
+    infl = ex.influence(X[60:62], y[60:62])
+    assert table.label.dtype == np.float64
+    np.testing.assert_array_equal(table.label, y[:60, 0][table.train_row])
+    np.testing.assert_array_equal(
+        table.influence, infl[table.test_row, table.train_row]
+    )
+
+
+def test_the_detector_refuses_a_network_before_training_it(mlp_data):
+    from skinfluence import MislabelDetector
+
+    model, X, y = mlp_data
+    for estimator in (model, FrozenEstimator(model)):
+        with pytest.raises(TypeError, match="neural network.*top_self_influence"):
+            MislabelDetector(estimator).fit(X, y)
