@@ -56,28 +56,39 @@ def _damping_effect(eig, extra):
 
     Influence along an eigendirection of curvature ``c`` is scaled by
     ``c / (c + extra)`` (a quadratic form in ``H^-1``): say how many
-    directions keep it to 1%, how far the others move, and which directions
-    are flat to rounding (their influence is undefined; damping decides it).
+    directions keep it to 1%, how far the others move, which curve down (no
+    minimum there) and which are flat to rounding (their influence is
+    undefined; damping decides it).
     """
     p, hi = len(eig), float(eig[-1])
-    flat = eig <= p * np.finfo(float).eps * max(abs(hi), np.finfo(float).tiny)
+    rounding = p * np.finfo(float).eps * max(abs(hi), np.finfo(float).tiny)
+    down = eig < -rounding
+    flat = ~down & (eig <= rounding)
     kept = eig >= 100.0 * extra
     parts = [
         f"it adds {extra:.3g} to every eigenvalue, scaling the influence carried "
         f"by a direction of curvature c by c / (c + {extra:.3g}): {kept.sum()} of "
         f"the {p} directions (curvature >= {100.0 * extra:.3g}) change by under 1%"
     ]
-    middle = eig[~kept & ~flat]
+    middle = eig[~kept & ~flat & ~down]
     if middle.size:
         c = float(middle[0])
         parts.append(
             f"{middle.size} (curvature {c:.3g} to {float(middle[-1]):.3g}) shrink "
             f"by a factor down to {c / (c + extra):.3g}"
         )
+    if down.any():
+        parts.append(
+            f"{down.sum()} (curvature {float(eig[0]):.3g} to "
+            f"{float(eig[down][-1]):.3g}) curve down, where a minimum has none "
+            "(a fit short of it, or a non-convex loss): the damping turns them "
+            "up and sets their influence"
+        )
     if flat.any():
         parts.append(
-            f"{flat.sum()} (curvature {float(eig[0]):.3g}) are flat to rounding: "
-            "their influence is not defined, and the damping alone sets it"
+            f"{flat.sum()} (curvature {float(eig[flat][0]):.3g}) are flat to "
+            "rounding: their influence is not defined, and the damping alone "
+            "sets it"
         )
     return "; ".join(parts)
 

@@ -213,3 +213,27 @@ def test_qr_factor_read_in_chunks_is_the_same(ols):
     G = obj.gradients(X, obj.family.encode(y)).T
     expected = explainer.solver_.solve(G)
     assert _relative(chunked.solve(G), expected) < 1e-8
+
+
+def test_directions_curving_down_are_not_called_flat():
+    from skinfluence.solvers import ExactSolver
+
+    # An indefinite matrix (a non-convex loss short of a minimum): eigenvalues
+    # -0.03, -0.001 (down), 0 (flat), then positive ones.
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    eig = np.array([-0.03, -0.001, 0.0, 0.05, 0.3, 0.6])
+    H = (Q * eig) @ Q.T
+
+    class Dense:  # the operator interface the exact solver reads
+        null_space = None
+
+        def to_dense(self):
+            return H.copy()
+
+    with pytest.raises(SingularHessianError) as excinfo:
+        ExactSolver().fit(Dense())
+    message = str(excinfo.value)
+    assert "2 (curvature -0.03 to -0.001) curve down" in message
+    assert "1 (curvature" in message and "flat to rounding" in message
+    assert "-0.03) are flat" not in message
