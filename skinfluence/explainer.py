@@ -339,10 +339,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             self.classes_ = np.asarray(model.classes_)
         stage(
             f"Hessian of {type(model).__name__}'s objective ({backend.name} "
-            "backend): building and factorizing",
+            "backend): building its solver",
             self.verbose,
         )
         self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
+        solver_name = type(getattr(backend, "solver_", None)).__name__
         self.n_polish_steps_ = 0
         if (
             not is_frozen(self.estimator)
@@ -352,6 +353,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             # Our own clone: finish its fit on the exact Hessian at hand, so
             # the influence is that of the optimum (and the clone predicts
             # with the polished parameters).
+            stage(
+                f"{solver_name} ready; finishing the fit by Newton steps "
+                f"(stationarity {backend.stationarity_:.2g})",
+                self.verbose,
+            )
             self.n_polish_steps_ = backend.polish()
             if self.n_polish_steps_:
                 set_fitted_parameters(model, backend.objective_)

@@ -80,3 +80,25 @@ def test_verbose_zero_prints_nothing(capsys, bar):
         b.note("nothing")
     stage("a stage", verbose=0)
     assert capsys.readouterr() == ("", "")
+
+
+def test_explainer_fit_names_its_stages(capsys):
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from skinfluence import InfluenceExplainer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(max_iter=5000)  # default tol: polished after
+    ex = InfluenceExplainer(model, solver="cg", verbose=1).fit(X, y)
+    lines = [
+        line
+        for line in capsys.readouterr().err.replace("\r", "\n").splitlines()
+        if line.startswith("[skinfluence]")
+    ]
+    assert lines[0] == "[skinfluence] fitting LogisticRegression"
+    assert lines[1].endswith("in-memory backend): building its solver")
+    assert lines[2].startswith("[skinfluence] CGSolver ready; finishing the fit")
+    assert lines[3].startswith(
+        f"[skinfluence] finished the fit with {ex.n_polish_steps_} Newton step(s)"
+    )
