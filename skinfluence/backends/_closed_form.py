@@ -205,7 +205,7 @@ class ClosedFormBackend(InfluenceBackend):
                 continue
             previous = self.stationarity_
             if not stale:  # the step left under this factorization, and its unit
-                step = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+                step = self._step_left()
                 unit = np.linalg.norm(step) / max(previous, np.finfo(float).tiny)
                 if self.solver_.damping_ and factorized:
                     step = self._newton_direction()  # a damped step is not Newton's
@@ -218,7 +218,7 @@ class ClosedFormBackend(InfluenceBackend):
                 continue
             steps += 1
             stale = True
-            left = -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+            left = self._step_left()
             self.stationarity_ = float(np.linalg.norm(left) / unit)
             if self.stationarity_ > CONTRACTION * previous:
                 self._factorize()
@@ -235,6 +235,14 @@ class ClosedFormBackend(InfluenceBackend):
         if stale:
             self._factorize()
         return steps
+
+    def _step_left(self):
+        """``-H^-1 grad`` under ``solver_``: an iterative one solves it to
+        ``NEWTON_CG_TOL`` (an inexact Newton step: the next corrects it)."""
+        solver = self.solver_
+        if not hasattr(solver, "factor_") and hasattr(solver, "with_tol"):
+            solver = solver.with_tol(NEWTON_CG_TOL)
+        return -np.asarray(solver.solve(self.gradient_)).ravel()
 
     def _newton_direction(self):
         """``-H^-1 grad`` at the current parameters, with ``solver_`` stale.

@@ -1,5 +1,6 @@
 """Block preconditioned conjugate gradients on matrix-free Hessian products."""
 
+import copy
 import numbers
 import warnings
 
@@ -159,6 +160,16 @@ class CGSolver(BaseEstimator):
         if self.damping_:
             out += self.damping_ * V
         return out
+
+    def with_tol(self, tol):
+        """This fitted solver stopping at ``tol`` or its own, the looser.
+
+        A shallow copy (the Hessian operator shared): for solves that need
+        fewer digits, such as estimates and inexact Newton steps.
+        """
+        loose = copy.copy(self)
+        loose.tol = max(float(tol), self.tol)
+        return loose
 
     # -- solve ------------------------------------------------------------------
     def solve(self, B):

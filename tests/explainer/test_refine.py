@@ -177,3 +177,36 @@ def test_refine_refuses_kernel_models():
     X, y = load_diabetes(return_X_y=True)
     with pytest.raises(TypeError, match="coef_ and intercept_"):
         refine(KernelRidge().fit(X, y), X, y)
+
+
+def test_cg_polish_by_inexact_steps_reaches_the_exact_optimum():
+    # With an iterative solver each Newton step is a solve to 1e-3 and the
+    # stationarity estimate one to 1e-4: the optimum is the exact solver's.
+    from skinfluence.core._stationarity import stationarity, stationarity_rows
+    from skinfluence.solvers import CGSolver
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = LogisticRegression(C=0.5, max_iter=2000)  # default tol
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StationarityWarning)
+        cg = InfluenceExplainer(model, solver="cg").fit(X, y)
+        exact = InfluenceExplainer(model, solver="exact").fit(X, y)
+    assert cg.n_polish_steps_ >= 1 and cg.stationarity_ <= 1e-3
+    scale = np.abs(exact.objective_.theta).max()
+    np.testing.assert_allclose(
+        cg.objective_.theta, exact.objective_.theta, atol=1e-6 * scale
+    )
+    # The loose solver is a copy; the explainer's keeps its own tol.
+    loose = cg.solver_.with_tol(1e-4)
+    assert loose.tol == 1e-4 and cg.solver_.tol == CGSolver().tol
+    assert loose.with_tol(1e-12).tol == 1e-4  # never tighter than it was
+    backend = cg.backend_
+    rows = stationarity_rows(backend.n_train_)
+    obj = backend.objective_
+    G = obj.expand(backend.X_[rows], backend.residuals_[rows])
+    shares = backend.weights_[rows] / backend.weights_.sum()
+    g = backend.gradient_
+    tight = stationarity(exact.solver_, g, G, shares)  # every row solved exactly
+    estimate = stationarity(cg.solver_, g, G, shares)  # 8 signs, solves to 1e-4
+    assert 0.5 < estimate / tight < 2
