@@ -285,7 +285,7 @@ def _warn_if_flat_targets(explainer, X_target, y_target):
     fmap = obj.feature_map
     Xt = X_target if fmap is None else fmap.transform(X_target)
     F = obj.family.gradient(obj.family.encode(y_target), obj.linear_predictor(Xt))
-    flat = np.flatnonzero(np.max(np.abs(F), axis=1) < _formulas.FLAT_GRADIENT)
+    flat = np.flatnonzero(_formulas.flat_outputs(F))
     if flat.size:
         warnings.warn(
             f"The loss of {flat.size} of {len(F)} targets (e.g. target "

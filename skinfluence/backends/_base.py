@@ -33,7 +33,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..core._formulas import FLAT_GRADIENT
+from ..core._formulas import flat_outputs
 from ..core._topk import StreamingTopK
 from ..exceptions import FlatLossWarning, UnsupportedOperationError
 from ..objectives._hinge import SmoothHinge
@@ -133,7 +133,7 @@ def warn_if_flat(output_gradients, family):
 
     Their influence is rounding noise: callers set it to exactly zero.
     """
-    flat = np.max(np.abs(output_gradients), axis=1) < FLAT_GRADIENT
+    flat = flat_outputs(output_gradients)
     if flat.any():
         if isinstance(family, SmoothHinge):
             why = "its gradient is zero there (a hinge-type loss outside the margin)"

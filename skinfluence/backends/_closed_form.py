@@ -569,9 +569,9 @@ class ClosedFormBackend(InfluenceBackend):
         )
 
     def relatif_norms(self, kind):
-        norm = super().relatif_norms(kind)
-        norm[_formulas.flat_rows(self.objective_, self.residuals_)] = np.inf
-        return norm
+        return _formulas.relatif_norms(
+            self.objective_, self.solver_, self.X_, self.residuals_, kind, self.n_jobs
+        )
 
     def perturbation_influence(
         self, X, y=None, *, target="loss", train_rows=None, sum_test=False

@@ -29,12 +29,17 @@ _TINY = np.finfo(float).tiny
 FLAT_GRADIENT = 1e-12
 
 
+def flat_outputs(output_gradients):
+    """Rows whose loss gradient with respect to the outputs is flat."""
+    return np.max(np.abs(output_gradients), axis=1) < FLAT_GRADIENT
+
+
 def flat_rows(objective, R_rows):
     """Rows whose loss is flat, so they act on nothing (no penalty term to
     carry them: with a weight-sum penalty every row moves the optimum)."""
     if np.any(objective.reweight_term()):
         return np.zeros(R_rows.shape[0], dtype=bool)
-    return np.max(np.abs(R_rows), axis=1) < FLAT_GRADIENT
+    return flat_outputs(R_rows)
 
 
 #: Bytes of a temporary that stays in a core's (L2) cache between its uses.
@@ -178,7 +183,7 @@ def parameter_change_norms(objective, solver, X_train, R_train, n_jobs=None):
     return _per_row(chunk, n, row_bytes, n_jobs)
 
 
-def relatif_norms(objective, solver, X_rows, R_rows, kind):
+def relatif_norms(objective, solver, X_rows, R_rows, kind, n_jobs=None):
     """RelatIF's denominators of a block of training rows.
 
     ``kind='theta'``: ``||H^-1 g_i||``; ``'l'``: ``sqrt(self-influence)``.
@@ -187,9 +192,10 @@ def relatif_norms(objective, solver, X_rows, R_rows, kind):
     first, so their ratio would be meaningless and huge.
     """
     if kind == "theta":
-        norm = parameter_change_norms(objective, solver, X_rows, R_rows)
+        norm = parameter_change_norms(objective, solver, X_rows, R_rows, n_jobs)
     else:
-        norm = np.sqrt(np.abs(self_influence(objective, solver, X_rows, R_rows)))
+        own = self_influence(objective, solver, X_rows, R_rows, n_jobs)
+        norm = np.sqrt(np.abs(own))
     norm = np.maximum(norm, _TINY)
     norm[flat_rows(objective, R_rows)] = np.inf
     return norm
