@@ -396,18 +396,8 @@ class ClosedFormBackend(InfluenceBackend):
         return self._outside_fit_zeroed(out)
 
     def _outside_fit_zeroed(self, values, rows=slice(None), axis=1):
-        """``values`` with the training rows of weight 0 set to 0.
-
-        A row of weight 0 is not in the fit: removing it changes nothing, so
-        it is listed nowhere (its upweighting derivative would be that of
-        adding it, largest for the rows the model never saw).
-        """
-        outside = self.weights_[rows] == 0
-        if outside.any():
-            index = [slice(None)] * values.ndim
-            index[axis] = outside
-            values[tuple(index)] = 0.0
-        return values
+        """``values`` with the training rows of weight 0 set to 0 (in place)."""
+        return _formulas.zero_outside_fit(values, self.weights_[rows], axis)
 
     def _chunked_directions(self, Xt, F):
         """``(test_rows, H^-1 G_test')`` per chunk of test rows in working memory."""
@@ -503,8 +493,11 @@ class ClosedFormBackend(InfluenceBackend):
         )
         if method == "influence":
             V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            X_rows, R_rows = self.X_, self.residuals_
+            if train_rows is not None:
+                X_rows, R_rows = X_rows[train_rows], R_rows[train_rows]
             return _formulas.loo_first_order(
-                obj, self.X_, self.residuals_, self.weights_, V, train_rows
+                obj, X_rows, R_rows, self.weights_, V, train_rows
             )
         _check_newton_target(target)
         check_result_size(
@@ -516,7 +509,10 @@ class ClosedFormBackend(InfluenceBackend):
         if train_rows is None:
             delta = _formulas.newton_parameter_changes(obj, H_inv, *args)
         else:
-            delta = _formulas.newton_parameter_changes_of(obj, H_inv, *args, train_rows)
+            rows = (self.X_[train_rows], self.target_[train_rows])
+            delta = _formulas.newton_parameter_changes_of(
+                obj, H_inv, *rows, self.weights_, train_rows
+            )
         d_eta = _formulas.output_changes(obj, Xt, delta)
         return _quantity_change(obj, Xt, target, t, d_eta)
 

@@ -7,8 +7,9 @@ live on the client:
 - the Hessian, its products and diagonal, and the mean gradient are sums of
   per-chunk terms: ``sum_c W_c / W * f(chunk c)`` (each chunk's own mean-form
   quantity weighted by its share of the training weight), reduced as a tree;
-- ``influence`` and ``self_influence`` are lazy dask arrays with one block per
-  chunk of ``X``, computed by the same functions as the in-memory path;
+- ``influence``, ``self_influence`` and ``loo_change`` are lazy dask arrays
+  with one block per chunk of ``X``, computed by the same functions as the
+  in-memory path;
 - ``top_influential`` keeps the top ``k`` rows of each chunk on its worker
   and merges those candidates on the client.
 
@@ -34,7 +35,7 @@ from ..exceptions import UnsupportedOperationError
 from ..objectives._operator import HessianOperator
 from ..solvers import make_solver
 from ..solvers.lissa import LissaSolver
-from ._closed_form import ClosedFormBackend
+from ._closed_form import ClosedFormBackend, _check_newton_target, _quantity_change
 
 try:
     import dask
@@ -191,19 +192,21 @@ class DaskBackend(ClosedFormBackend):
     """The closed forms on a dask array of training rows.
 
     Test rows, directions and the Hessian's factor live on the client; the
-    training rows stay distributed. ``influence`` and ``self_influence`` are
-    lazy dask arrays with one block per chunk of rows, ``top_influential``
-    merges per-chunk candidates; the Newton updates, perturbation influence,
-    parameter influence and refits need the rows in memory.
+    training rows stay distributed. ``influence``, ``self_influence`` and
+    ``loo_change`` (first order or one Newton step) are lazy dask arrays with
+    one block per chunk of rows; ``top_influential`` merges per-chunk
+    candidates and gathers only the listed rows for their leave-one-out
+    change. Perturbation influence, parameter influence, groups and refits
+    need the rows in memory.
     """
 
-    capabilities = frozenset({"sample_weight"})
+    capabilities = frozenset({"sample_weight", "loo_change", "newton"})
     name = "dask"
 
     def alternatives(self, capability):
         return (
-            "On a dask array use influence, self_influence, top_influential or "
-            "influence_blocks, or fit on an in-memory array."
+            "On a dask array use influence, loo_change, self_influence, "
+            "top_influential or influence_blocks, or fit on an in-memory array."
         )
 
     def check_estimator(self, estimator):
@@ -243,11 +246,9 @@ class DaskBackend(ClosedFormBackend):
         self.n_params_ = self.objective_.n_params
         self.n_train_ = n
         self.dask_target_ = _row_aligned(self.target_, self.X_)
+        self.dask_weights_ = _row_aligned(self.weights_, self.X_)
         operator = DaskHessianOperator(
-            self.objective_,
-            self.X_,
-            self.dask_target_,
-            _row_aligned(self.weights_, self.X_),
+            self.objective_, self.X_, self.dask_target_, self.dask_weights_
         )
         solver = make_solver(
             self.solver,
@@ -288,18 +289,27 @@ class DaskBackend(ClosedFormBackend):
             )
         return solver
 
-    def _per_chunk(self, func, out_shape, *shared):
-        """Lazy blocks of ``func(X_c, target_c, *shared)`` over the chunks of X."""
-        shared = [dask.delayed(s, pure=True) for s in shared]
-        blocks = []
-        for xb, tb, rows in zip(
+    def _chunks(self):
+        """``(X_c, target_c, weights_c, rows_c)`` per chunk of rows: Delayed
+        blocks and the chunk's slice of row positions."""
+        stops = np.cumsum(self.X_.chunks[0]).astype(int)
+        return zip(
             _delayed_blocks(self.X_),
             self.dask_target_.to_delayed().ravel(),
-            self.X_.chunks[0],
-        ):
-            value = dask.delayed(func)(xb, tb, *shared)
+            self.dask_weights_.to_delayed().ravel(),
+            [slice(int(b - n), int(b)) for b, n in zip(stops, self.X_.chunks[0])],
+        )
+
+    def _per_chunk(self, func, out_shape, *shared):
+        """Lazy blocks of ``func(X_c, target_c, weights_c, rows_c, *shared)``
+        over the chunks of X; ``out_shape(n_rows)`` is a block's shape."""
+        shared = [dask.delayed(s, pure=True) for s in shared]
+        blocks = []
+        for xb, tb, wb, rows in self._chunks():
+            value = dask.delayed(func)(xb, tb, wb, rows, *shared)
+            n_rows = rows.stop - rows.start
             blocks.append(
-                da.from_delayed(value, shape=out_shape(rows), dtype=np.float64)
+                da.from_delayed(value, shape=out_shape(n_rows), dtype=np.float64)
             )
         return blocks
 
@@ -308,6 +318,32 @@ class DaskBackend(ClosedFormBackend):
         V = self.test_directions(X, y, target)
         m = V.shape[1]
         blocks = self._per_chunk(_influence_block, lambda r: (m, r), self.objective_, V)
+        return da.concatenate(blocks, axis=1)
+
+    def loo_change(
+        self, X, y=None, *, method="influence", target="loss", train_rows=None
+    ):
+        """Lazy ``(n_test, n_train)`` leave-one-out change, one block per chunk.
+
+        With ``train_rows`` (a table's few rows), those rows are gathered and
+        the result is a numpy array of shape (n_test, len(train_rows)).
+        """
+        Xt, F, t = self.test_factors(X, y, target)
+        obj = self.objective_
+        if method == "influence":
+            func = _loo_first_order_block
+            V = _formulas.test_directions(obj, self.solver_, Xt, F)
+            shared = (obj, self.weights_, V)
+        else:
+            _check_newton_target(target)
+            func = _loo_newton_block
+            shared = (obj, self.newton_inverse(), self.weights_, Xt, target, t)
+        if train_rows is not None:
+            rows = np.asarray(train_rows)
+            X_rows = self.X_[rows].compute()
+            return func(X_rows, self.target_[rows], self.weights_[rows], rows, *shared)
+        n_test = Xt.shape[0]
+        blocks = self._per_chunk(func, lambda r: (n_test, r), *shared)
         return da.concatenate(blocks, axis=1)
 
     def influence_blocks(self, X, y=None, *, target="loss"):
@@ -338,14 +374,9 @@ class DaskBackend(ClosedFormBackend):
             solver = self._local_solver("A RelatIF ranking")
         V = self.test_directions(X, y, target)
         shared = [dask.delayed(s, pure=True) for s in (obj, solver, V)]
-        starts = np.concatenate([[0], np.cumsum(self.X_.chunks[0])[:-1]]).astype(int)
         parts = [
-            dask.delayed(_top_block)(xb, tb, int(start), *shared, k, relatif)
-            for xb, tb, start in zip(
-                _delayed_blocks(self.X_),
-                self.dask_target_.to_delayed().ravel(),
-                starts,
-            )
+            dask.delayed(_top_block)(xb, tb, wb, rows, *shared, k, relatif)
+            for xb, tb, wb, rows in self._chunks()
         ]
         parts = dask.compute(*parts)
         top = parts[0]
@@ -354,19 +385,39 @@ class DaskBackend(ClosedFormBackend):
         return top
 
 
-def _influence_block(X, target, objective, V):
+def _influence_block(X, target, weights, rows, objective, V):
     R = objective.residuals(X, target)
-    return _formulas.influence_matrix(objective, X, R, V)
+    M = _formulas.influence_matrix(objective, X, R, V)
+    return _formulas.zero_outside_fit(M, weights)
 
 
-def _self_influence_block(X, target, objective, solver):
+def _self_influence_block(X, target, weights, rows, objective, solver):
     R = objective.residuals(X, target)
-    return _formulas.self_influence(objective, solver, X, R)
+    s = _formulas.self_influence(objective, solver, X, R)
+    return _formulas.zero_outside_fit(s, weights, axis=0)
 
 
-def _top_block(X, target, start, objective, solver, V, k, relatif):
+def _loo_first_order_block(X, target, weights, rows, objective, all_weights, V):
+    R = objective.residuals(X, target)
+    return _formulas.loo_first_order(objective, X, R, all_weights, V, rows)
+
+
+def _loo_newton_block(
+    X, target, weights, rows, objective, H_inv, all_weights, Xt, quantity, t
+):
+    delta = _formulas.newton_parameter_changes_of(
+        objective, H_inv, X, target, all_weights, rows
+    )
+    d_eta = _formulas.output_changes(objective, Xt, delta)
+    return _quantity_change(objective, Xt, quantity, t, d_eta)
+
+
+def _top_block(X, target, weights, rows, objective, solver, V, k, relatif):
     R = objective.residuals(X, target)
     scores, infl = _formulas.block_scores(objective, solver, X, R, V, relatif)
+    if relatif is not None:  # else one array, zeroed below
+        _formulas.zero_outside_fit(scores, weights)
+    _formulas.zero_outside_fit(infl, weights)
     top = StreamingTopK(k)
-    top.update(start, scores, infl)
+    top.update(rows.start, scores, infl)
     return top

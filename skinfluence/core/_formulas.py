@@ -85,16 +85,34 @@ def influence_matrix(objective, X_train, R_train, V):
     return M.T
 
 
-def loo_first_order(objective, X_train, R_train, weights, V, rows=None):
+def zero_outside_fit(values, weights, axis=1):
+    """``values`` with the entries of training rows of weight 0 set to 0, in place.
+
+    A row of weight 0 is not in the fit: removing it changes nothing, so it
+    is listed nowhere (its upweighting derivative would be that of adding
+    it, largest for the rows the model never saw). ``weights``: those of the
+    rows along ``axis``.
+    """
+    outside = np.asarray(weights) == 0
+    if outside.any():
+        index = [slice(None)] * values.ndim
+        index[axis] = outside
+        values[tuple(index)] = 0.0
+    return values
+
+
+def loo_first_order(objective, X_rows, R_rows, weights, V, rows=None):
     """Predicted change of each test quantity when each row is removed.
 
-    ``(w_i g_t' H^-1 g_i + s_i g_t' H^-1 q) / W``: shape (n_test, n_train),
-    or (n_test, len(rows)) for the training rows ``rows`` only.
+    ``(w_i g_t' H^-1 g_i + s_i g_t' H^-1 q) / W``: shape (n_test, n_rows).
+    ``X_rows``, ``R_rows``: the features and residuals of the training rows
+    ``rows`` (positions or a slice; None: every row); ``weights``: those of
+    every training row (``W`` and a data-dependent penalty involve them all).
     """
     s, q = objective.removal_term(weights)
     rows = slice(None) if rows is None else rows
     w, s = weights[rows], s[rows]
-    M = objective.project(X_train[rows], R_train[rows] * w[:, None], V)
+    M = objective.project(X_rows, R_rows * w[:, None], V)
     if np.any(s):
         M += s[:, None] * (q @ V)[None, :]
     return M.T / weights.sum()
@@ -273,15 +291,16 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
     return _newton_rows(objective, columns, z, X, target, weights, s)
 
 
-def newton_parameter_changes_of(objective, H_inv, X, target, weights, rows):
+def newton_parameter_changes_of(objective, H_inv, X_rows, target_rows, weights, rows):
     """:func:`newton_parameter_changes` for the training rows ``rows`` only.
 
-    ``X``, ``target`` and ``weights`` are those of all training rows (the
-    sum of weights and any data-dependent penalty involve every row).
+    ``X_rows``, ``target_rows``: those of the rows ``rows`` (positions or a
+    slice); ``weights``: those of all training rows (the sum of weights and
+    any data-dependent penalty involve every row).
     """
     columns, s, z = _inverse_columns(objective, H_inv, weights)
     return _newton_rows(
-        objective, columns, z, X[rows], target[rows], weights[rows], s[rows]
+        objective, columns, z, X_rows, target_rows, weights[rows], s[rows]
     )
 
 

@@ -89,14 +89,40 @@ def test_top_influential_is_a_reduction(multinomial, data, method):
     memory, on_dask = multinomial
     expected = memory.top_influential(X[:6], y[:6], k=4, method=method)
     got = on_dask.top_influential(X[:6], y[:6], k=4, method=method)
-    # The in-memory table also predicts each row's leave-one-out change,
-    # which the dask backend does not serve.
-    expected = expected.drop(columns="loo_change")
+    numbers = ["score", "influence", "loo_change"]
     pd.testing.assert_frame_equal(
-        got.drop(columns=["score", "influence"]),
-        expected.drop(columns=["score", "influence"]),
+        got.drop(columns=numbers), expected.drop(columns=numbers)
     )
-    assert_close(got["score"], expected["score"])
+    for column in numbers:
+        assert_close(got[column], expected[column])
+    assert got.attrs == expected.attrs
+
+
+@pytest.mark.parametrize("method", ["influence", "newton"])
+def test_loo_change_is_lazy(multinomial, data, method):
+    X, y, _ = data
+    memory, on_dask = multinomial
+    M = on_dask.loo_change(X[:5], y[:5], method=method)
+    assert isinstance(M, da.Array) and M.chunks[1] == (CHUNK, CHUNK, CHUNK, 150)
+    assert_close(M.compute(), memory.loo_change(X[:5], y[:5], method=method))
+
+
+def test_rows_of_weight_zero_are_in_no_answer(client, data):
+    """As in memory: a row outside the fit has influence 0 and is never listed."""
+    X, y, sw = data
+    sw = sw.copy()
+    sw[::7] = 0.0
+    model = LogisticRegression(C=0.5, tol=1e-12, max_iter=2000)
+    memory, on_dask = _pair(model.fit(X, y, sample_weight=sw), X, y, sw)
+    outside = sw == 0
+    M = on_dask.influence(X[:4], y[:4]).compute()
+    assert np.all(M[:, outside] == 0) and np.all(M[:, ~outside] != 0)
+    assert_close(M, memory.influence(X[:4], y[:4]))
+    s = on_dask.self_influence().compute()
+    assert np.all(s[outside] == 0) and np.all(s[~outside] > 0)
+    for method in ("influence", "theta_relatif"):
+        table = on_dask.top_influential(X[:4], y[:4], k=30, method=method)
+        assert not outside[table["train_row"]].any()
 
 
 def test_cg_solver_and_dask_labels(client, data):
@@ -142,5 +168,5 @@ def test_errors_name_the_fix(client, data):
     with pytest.raises(ValueError, match="batch_size"):
         InfluenceExplainer(model, solver=LissaSolver(batch_size=100)).fit(Xd, y)
     explainer = InfluenceExplainer(model).fit(Xd, y)
-    with pytest.raises(NotImplementedError, match="dask"):
-        explainer.loo_change(X[:2], y[:2])
+    with pytest.raises(NotImplementedError, match="loo_change"):
+        explainer.group_influence([[0, 1]], X[:2], y[:2])
