@@ -589,9 +589,11 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         pandas.DataFrame or ndarray of shape (n_test, n_groups)
             Positive: removing the group raises the test quantity. A
-            DataFrame whose columns are the sorted distinct labels (its index
-            that of ``X_test``) when ``groups`` holds labels; an ndarray whose
-            columns follow the list when ``groups`` is a list.
+            DataFrame whose columns (named ``group``) are the sorted distinct
+            labels and whose index (``test_row``) is that of ``X_test`` when
+            ``groups`` holds labels; when ``groups`` is a list, an ndarray
+            whose columns follow the list (a DataFrame with columns 0, 1, ...
+            under ``set_output(transform="pandas")``).
 
         References
         ----------
@@ -627,10 +629,16 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             rows, X_test, y_test, method=method, target=target
         )
         if labels is None:
-            return out
+            if not self._pandas_output():
+                return out
+            labels = np.arange(out.shape[1])  # the list's positions
         import pandas as pd
 
-        return pd.DataFrame(out, columns=labels, index=test_index)
+        frame = pd.DataFrame(
+            out, columns=labels, index=row_labels(test_index, out.shape[0])
+        )
+        frame.index.name, frame.columns.name = "test_row", "group"
+        return frame
 
     def influence_params(self):
         """``I_up,params``: change of the parameters per unit upweighting.

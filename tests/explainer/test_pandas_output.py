@@ -46,6 +46,23 @@ def test_test_by_train_frames(explainer, wine, method):
     np.testing.assert_array_equal(frame.to_numpy(), plain)
 
 
+def test_group_frames_are_named_like_the_others(explainer, wine):
+    X, y, X_test, y_test = wine
+    labels = np.where(X["alcohol"] > 13, "strong", "light")
+    frame = explainer.group_influence(labels, X_test, y_test)
+    assert (frame.index.name, frame.columns.name) == ("test_row", "group")
+    pd.testing.assert_index_equal(frame.index, X_test.index, check_names=False)
+    assert list(frame.columns) == ["light", "strong"]
+    listed = explainer.group_influence(
+        [np.flatnonzero(labels == "light"), np.flatnonzero(labels == "strong")],
+        X_test,
+        y_test,
+    )
+    assert isinstance(listed, pd.DataFrame) and list(listed.columns) == [0, 1]
+    np.testing.assert_array_equal(listed.to_numpy(), frame.to_numpy())
+    pd.testing.assert_index_equal(listed.index, frame.index)
+
+
 def test_self_influence_series_and_parameter_columns(explainer, wine):
     X, _, _, _ = wine
     series = explainer.self_influence()
