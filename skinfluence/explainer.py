@@ -572,8 +572,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         ----------
         groups : array-like of shape (n_train,) or list of array-like
             A group label per training row (every distinct label is a group),
-            or a list of groups, each an array of row positions or a boolean
-            mask of length ``n_train`` (groups may overlap).
+            or a list of groups (they may overlap), each a boolean mask of
+            length ``n_train`` or an array of rows: index labels of the
+            training data when it had a pandas index (as ``top_influential``
+            reports them in ``train_row``), else positions.
         X_test, y_test, target : see :meth:`influence`.
         method : {'influence', 'newton'}, default='influence'
             ``'influence'``: the first-order sum (any solver).
@@ -624,7 +626,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         if method == "newton":
             self.backend_.require("newton", "group_influence(method='newton')")
         warn_if_misaligned(self.train_index_, groups=groups)
-        rows, labels = check_groups(groups, self.backend_.n_train_)
+        rows, labels = check_groups(groups, self.backend_.n_train_, self.train_index_)
         out = self.backend_.group_influence(
             rows, X_test, y_test, method=method, target=target
         )

@@ -5,7 +5,7 @@ from sklearn import get_config
 from sklearn.utils import _safe_indexing, gen_batches
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
-from ..utils._checks import model_feature_names
+from ..utils._checks import model_feature_names, train_positions
 from ._base import check_matplotlib, compact_ticks, merged, new_axes, set_title_within
 
 _AGGREGATES = ("abs", "signed")
@@ -38,9 +38,11 @@ def feature_influence(
     X_test, y_test, target
         As in :meth:`InfluenceExplainer.perturbation_influence` (e.g. the
         misclassified test rows).
-    train_rows : array-like of int, default=None
-        Positions of the training rows to sum over (e.g. the most harmful
-        ones); None: all.
+    train_rows : array-like, default=None
+        The training rows to sum over (e.g. the most harmful ones): index
+        labels of the training data when it had a pandas index (as
+        ``top_influential`` reports them in ``train_row``), else positions;
+        or a boolean mask. None: all.
     aggregate : {'abs', 'signed'}, default='abs'
 
     Returns
@@ -63,8 +65,10 @@ def feature_influence(
         raise ValueError("X_test is empty: there is nothing to aggregate.")
     X_train = explainer.training_data()[0]
     n_train, n_features = X_train.shape
-    if train_rows is not None and len(train_rows) == 0:
-        raise ValueError("train_rows is empty: there is nothing to aggregate.")
+    if train_rows is not None:
+        if len(train_rows) == 0:
+            raise ValueError("train_rows is empty: there is nothing to aggregate.")
+        train_rows = train_positions(train_rows, explainer.train_index_, n_train)
     # One test row's block of I_pert and its absolute value.
     budget = get_config()["working_memory"] * 2**20
     chunk = int(min(n_test, max(1, budget // (16 * n_train * n_features))))
@@ -75,7 +79,7 @@ def feature_influence(
             _safe_indexing(X_test, rows), y_part, target=target
         )
         if train_rows is not None:
-            P = P[:, np.asarray(train_rows, dtype=int)]
+            P = P[:, train_rows]
         total += (np.abs(P) if aggregate == "abs" else P).sum(axis=(0, 1))
     return total / n_test
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ..utils._checks import model_feature_names, pandas_index
+from ..utils._checks import model_feature_names, pandas_index, train_positions
 from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _COLOURS = {"helpful": "tab:blue", "harmful": "tab:red"}
@@ -96,14 +96,6 @@ def _rows_to_draw(explainer, X_test):
     X_model = explainer.training_data()[0]
     names = model_feature_names(explainer, X_model.shape[1])
     return X_model, explainer.model_input(X_test), names
-
-
-def _positions(explainer, train_rows):
-    """Row positions of the training index labels that top_influential reports."""
-    index = explainer.train_index_
-    if index is None:
-        return np.asarray(train_rows, dtype=int)
-    return pd.Index(index).get_indexer(train_rows)
 
 
 def _image_shape(image_shape, n_features):
@@ -418,7 +410,9 @@ class InfluentialExamplesDisplay:
             target=target,
             **(influence_kwargs or {}),
         )
-        positions = _positions(explainer, table["train_row"])
+        positions = train_positions(
+            table["train_row"], explainer.train_index_, explainer.backend_.n_train_
+        )
         if X_train is None:
             X_train, test_row, names = _rows_to_draw(explainer, X_test)
         else:

@@ -135,37 +135,70 @@ def fit_params_for(estimator, sample_weight):
     return {"sample_weight": sample_weight}
 
 
-def check_groups(groups, n):
-    """``(list of row positions, labels or None)`` from the ``groups`` argument."""
+def train_positions(rows, index, n, what="train_rows"):
+    """Positions of the training rows ``rows``, given as the tables give them.
+
+    With a pandas index on the training data (``index``), ``rows`` are its
+    labels, as ``top_influential`` reports them in ``train_row``; otherwise
+    positions in ``[0, n)``. A boolean mask of length ``n`` is positional.
+    """
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise ValueError(
+                f"A boolean {what} must have one entry per training row ({n}), "
+                f"got shape {rows.shape}."
+            )
+        return np.flatnonzero(rows)
+    if rows.ndim != 1:
+        raise ValueError(
+            f"{what} must be a 1-d array of rows or a boolean mask, got shape "
+            f"{rows.shape}."
+        )
+    if index is None:
+        if rows.size and not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(
+                f"{what} must hold row positions (the training data had no "
+                f"index) or a boolean mask; got an array of dtype {rows.dtype}."
+            )
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            bad = rows[(rows < 0) | (rows >= n)][:5].tolist()
+            raise ValueError(f"Row positions must lie in [0, {n}); got {bad}.")
+        return rows.astype(np.intp)
+    if not index.is_unique:
+        raise ValueError(
+            f"{what} are read as index labels of the training data, but its "
+            "index repeats labels; fit on X.reset_index(drop=True) (and y) to "
+            "name rows by position."
+        )
+    positions = index.get_indexer(rows)
+    if np.any(positions < 0):
+        bad = rows[positions < 0][:5].tolist()
+        raise ValueError(
+            f"{what} are index labels of the training data (as top_influential "
+            f"reports them in train_row); {bad} are not in its index. For "
+            "positions p pass X_train.index[p]."
+        )
+    return positions
+
+
+def check_groups(groups, n, index=None):
+    """``(list of row positions, labels or None)`` from the ``groups`` argument.
+
+    A list of groups holds index labels of the training rows when they had a
+    pandas ``index`` (:func:`train_positions`), else positions.
+    """
     if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
         rows = []
         for g in groups:
-            g = np.asarray(g)
-            if g.dtype == bool:
-                if g.shape != (n,):
-                    raise ValueError(
-                        f"A boolean group must have one entry per training row "
-                        f"({n}), got shape {g.shape}."
-                    )
-                g = np.flatnonzero(g)
-            elif g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
-                raise ValueError(
-                    "Each group must be a 1-d array of row positions or a boolean "
-                    f"mask; got an array of dtype {g.dtype} and shape {g.shape}."
-                )
-            if g.size and (g.min() < 0 or g.max() >= n):
-                bad = g[(g < 0) | (g >= n)][:5].tolist()
-                raise ValueError(
-                    f"Group row positions must lie in [0, {n}); got {bad}."
-                )
-            rows.append(np.unique(g))
+            rows.append(np.unique(train_positions(g, index, n, "Each group")))
         _refuse_whole_groups(rows, n)
         return rows, None
     labels = np.asarray(groups)
     if labels.shape != (n,):
         raise ValueError(
             f"groups must hold one label per training row ({n}) or be a list of "
-            f"arrays of row positions; got shape {labels.shape}."
+            f"arrays of rows; got shape {labels.shape}."
         )
     missing = [i for i, v in enumerate(labels.tolist()) if v is None or v != v]
     if missing:

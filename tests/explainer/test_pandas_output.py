@@ -54,7 +54,7 @@ def test_group_frames_are_named_like_the_others(explainer, wine):
     pd.testing.assert_index_equal(frame.index, X_test.index, check_names=False)
     assert list(frame.columns) == ["light", "strong"]
     listed = explainer.group_influence(
-        [np.flatnonzero(labels == "light"), np.flatnonzero(labels == "strong")],
+        [X.index[labels == "light"], X.index[labels == "strong"]],
         X_test,
         y_test,
     )
@@ -249,3 +249,44 @@ def test_pandas_arguments_indexed_otherwise_than_X_warn(wine):
         ex.influence(X.iloc[:3], shuffled.iloc[:3])
     with pytest.warns(UserWarning, match="The index of groups differs"):
         ex.group_influence(shuffled, X.iloc[:1], y.iloc[:1])
+
+
+def test_rows_passed_back_are_read_as_the_tables_report_them():
+    """top_influential reports index labels; groups and train_rows take them."""
+    from sklearn.model_selection import train_test_split
+
+    from skinfluence.plotting import feature_influence
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
+    y = 2 * X["a"] + rng.normal(size=300)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    ex = InfluenceExplainer(Ridge(solver="cholesky")).fit(X_train, y_train)
+    table = ex.top_influential(X_test[:1], y_test[:1], k=5)
+    labels = table.loc[table["kind"] == "harmful", "train_row"].to_numpy()
+    positions = X_train.index.get_indexer(labels)
+    assert not np.array_equal(labels, positions)  # a shuffled index
+    got = ex.group_influence([labels], X_test[:1], y_test[:1], method="newton")
+    keep = np.setdiff1d(np.arange(len(X_train)), positions)
+    refit = Ridge(solver="cholesky").fit(X_train.iloc[keep], y_train.iloc[keep])
+    actual = (y_test[:1] - refit.predict(X_test[:1])) ** 2 - ex.test_loss(
+        X_test[:1], y_test[:1]
+    )
+    np.testing.assert_allclose(got[:, 0], actual, rtol=1e-8)
+    mask = np.isin(np.arange(len(X_train)), positions)
+    np.testing.assert_array_equal(
+        got, ex.group_influence([mask], X_test[:1], y_test[:1], method="newton")
+    )
+    P = ex.perturbation_influence(X_test[:1], y_test[:1])
+    np.testing.assert_allclose(
+        feature_influence(ex, X_test[:1], y_test[:1], train_rows=labels),
+        np.abs(P[:, positions]).sum(axis=(0, 1)),
+    )
+    with pytest.raises(ValueError, match=r"index labels.*not in its index"):
+        ex.group_influence([[10_000]], X_test[:1], y_test[:1])
+    named = X_train.set_axis([f"r{i}" for i in X_train.index])
+    ex = InfluenceExplainer(Ridge(solver="cholesky")).fit(named, y_train.to_numpy())
+    table = ex.top_influential(X_test[:1], y_test[:1], k=2)
+    assert feature_influence(
+        ex, X_test[:1], y_test[:1], train_rows=table["train_row"]
+    ).shape == (4,)
