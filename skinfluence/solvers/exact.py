@@ -181,9 +181,9 @@ class ExactSolver:
     Parameters
     ----------
     damping : float or 'auto', default=0.0
-        Added to the diagonal (Koh & Liang's ``H + lambda I``). ``'auto'``
-        picks it from the Hessian's extreme eigenvalues
-        (:func:`~skinfluence.solvers.auto_damping`).
+        Added to the diagonal (Koh & Liang's ``H + lambda I``). ``'auto'``: none
+        when the undamped Hessian factorizes as described above, else picked
+        from its extreme eigenvalues (:func:`~skinfluence.solvers.auto_damping`).
 
     Attributes
     ----------
@@ -207,7 +207,16 @@ class ExactSolver:
 
     def fit(self, operator):
         self._inverse = None
-        damping = resolve_damping(self.damping, operator)
+        if isinstance(self.damping, str) and self.damping == "auto":
+            # None wherever the undamped factorization is accurate (the QR
+            # path included): damping would only bias an answer it gets right.
+            try:
+                return self._factorize(operator, 0.0)
+            except SingularHessianError:
+                pass
+        return self._factorize(operator, resolve_damping(self.damping, operator))
+
+    def _factorize(self, operator, damping):
         H, shift = _dense(operator, damping)
         p = H.shape[0]
         factor, rcond = _cholesky(H)  # H is the factor's storage now
