@@ -25,11 +25,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .backends import is_torch_model
+from .adapters import is_supported
+from .backends import is_torch_model, is_tree_ensemble
 from .exceptions import OverCleaningWarning, UnsupportedOperationError
 from .explainer import InfluenceExplainer
 from .utils._checks import (
     REPEATED_INDEX,
+    fit_params_for,
     pandas_index,
     split_model,
     warn_if_misaligned,
@@ -935,6 +937,23 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         return tags
 
 
+def _check_detectable(estimator):
+    """Refuse, before any work, a model the detector cannot score rows with."""
+    model = split_model(estimator)[1]
+    if is_torch_model(estimator) or not (
+        is_tree_ensemble(estimator) or is_supported(model)
+    ):
+        raise TypeError(
+            "With detector=None the labels are cleaned with the estimator "
+            f"itself, but the detector cannot score rows with "
+            f"{type(model).__name__} (it needs a linear-output model, an SVM, "
+            "KernelRidge or a boosted tree ensemble). Pass "
+            "detector=MislabelDetector() to clean with a standardized "
+            "logistic regression, or detector=MislabelDetector(model) with a "
+            "supported model."
+        )
+
+
 def _final_has(attr):
     def check(self):
         source = self.estimator_ if hasattr(self, "estimator_") else self.estimator
@@ -955,7 +974,11 @@ class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     estimator : classifier
         Fitted on the cleaned data.
     detector : MislabelDetector, default=None
-        None: ``MislabelDetector()``.
+        None: ``MislabelDetector(estimator)``, which finds the wrong labels
+        with the model being fitted (any classifier the explainer supports,
+        or a Pipeline ending in one). Pass a detector to clean with another
+        model (``MislabelDetector()``: a standardized logistic regression)
+        or to tune its parameters as ``detector__...``.
 
     Attributes
     ----------
@@ -986,19 +1009,35 @@ class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None):
         """Clean ``(X, y)`` with the detector, then fit the estimator."""
-        detector = MislabelDetector() if self.detector is None else self.detector
+        detector = self.detector
+        if detector is None:
+            _check_detectable(self.estimator)
+            detector = MislabelDetector(self.estimator)
         self.detector_ = clone(detector)
         X_clean, y_clean = self.detector_.fit_resample(X, y, sample_weight)
-        params = {}
         if sample_weight is not None:
-            params["sample_weight"] = _safe_indexing(
+            sample_weight = _safe_indexing(
                 np.asarray(sample_weight), self.detector_.sample_indices_
             )
+        params = fit_params_for(self.estimator, sample_weight)
         self.estimator_ = clone(self.estimator).fit(X_clean, y_clean, **params)
         self.classes_ = self.estimator_.classes_
-        if hasattr(self.estimator_, "n_features_in_"):
-            self.n_features_in_ = self.estimator_.n_features_in_
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self.estimator_, attr):
+                setattr(self, attr, getattr(self.estimator_, attr))
         return self
+
+    def set_params(self, **params):
+        """Set parameters; ``detector__...`` ones need a ``detector`` object."""
+        nested = [k for k in params if k.startswith("detector__")]
+        if nested and params.get("detector", self.detector) is None:
+            raise ValueError(
+                f"{nested[0]} sets a parameter of the detector, but detector is "
+                "None (cleaning with MislabelDetector(estimator)). Pass the "
+                "detector to tune: CleanLabelsClassifier(estimator, "
+                "detector=MislabelDetector(estimator))."
+            )
+        return super().set_params(**params)
 
     def predict(self, X):
         """Predict with the classifier fitted on the cleaned data."""

@@ -775,3 +775,37 @@ def test_auto_warns_when_it_leaves_the_held_out_disagreement_unflagged():
         y_uniform = y_true.copy()
         y_uniform[moved] = (y_true[moved] + rng.integers(1, 3, 15)) % 3
         MislabelDetector().fit(X, y_uniform)
+
+
+def test_clean_labels_classifier_cleans_with_its_own_estimator(noisy_wine):
+    X, _, y_noisy, _ = noisy_wine
+    X = pd.DataFrame(X).add_prefix("f")
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.3))
+    clf = CleanLabelsClassifier(pipe).fit(X, y_noisy)
+    same = MislabelDetector(pipe).fit(X, y_noisy)
+    np.testing.assert_array_equal(clf.detector_.label_issues_, same.label_issues_)
+    np.testing.assert_allclose(clf.detector_.scores_, same.scores_)
+    assert list(clf.feature_names_in_) == list(X.columns)
+    # sample_weight reaches the Pipeline's final step (Pipeline.fit takes none)
+    w = np.where(np.arange(len(y_noisy)) % 2, 3.0, 1.0)
+    weighted = CleanLabelsClassifier(pipe).fit(X, y_noisy, sample_weight=w)
+    kept = weighted.detector_.sample_indices_
+    X_clean, y_clean = weighted.detector_.fit_resample(X, y_noisy, w)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.3)).fit(
+        X_clean, y_clean, logisticregression__sample_weight=w[kept]
+    )
+    np.testing.assert_allclose(weighted.estimator_[-1].coef_, ref[-1].coef_)
+
+
+def test_clean_labels_classifier_refusals_name_the_fix(noisy_wine):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, _, y_noisy, _ = noisy_wine
+    with pytest.raises(TypeError, match=r"detector=MislabelDetector\(\)"):
+        CleanLabelsClassifier(KNeighborsClassifier()).fit(X, y_noisy)
+    with pytest.raises(ValueError, match="Pass the detector to tune"):
+        CleanLabelsClassifier(LogisticRegression()).set_params(
+            detector__contamination=0.1
+        )
+    clf = CleanLabelsClassifier(LogisticRegression(), MislabelDetector())
+    assert clf.set_params(detector__contamination=0.1).detector.contamination == 0.1
