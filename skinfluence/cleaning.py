@@ -867,9 +867,15 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         elif not (hasattr(X, "iloc") or isinstance(X, (np.ndarray, list))):
             X = np.asarray(X)
         X_out = _safe_indexing(X, keep)
+        if isinstance(y, pd.Series):  # its dtype kept (category, Int64, ...)
+            y_out = y.copy()
+            if self.action == "relabel" and changed.any():
+                rows = np.flatnonzero(changed)
+                y_out.iloc[rows] = self._suggested_labels[rows]
+            return X_out, y_out.iloc[keep]
         y_out = y_new[keep]
-        if isinstance(y, pd.Series):
-            y_out = pd.Series(y_out, index=y.index[keep], name=y.name)
+        if isinstance(y, np.ndarray) and y.ndim == 1:
+            y_out = y_out.astype(y.dtype, copy=False)
         return X_out, y_out
 
     def get_label_issues(self, *, reasons=False):

@@ -809,3 +809,23 @@ def test_clean_labels_classifier_refusals_name_the_fix(noisy_wine):
         )
     clf = CleanLabelsClassifier(LogisticRegression(), MislabelDetector())
     assert clf.set_params(detector__contamination=0.1).detector.contamination == 0.1
+
+
+@pytest.mark.parametrize("dtype", ["category", "object", "Int64", "int32"])
+@pytest.mark.parametrize("action", ["drop", "relabel", "flag"])
+def test_fit_resample_keeps_the_dtype_of_y(noisy_wine, dtype, action):
+    X, _, y_noisy, _ = noisy_wine
+    names = np.array(["a", "b", "c"])
+    values = names[y_noisy] if dtype in ("category", "object") else y_noisy
+    y = pd.Series(values, name="label").astype(dtype)
+    detector = MislabelDetector(contamination=0.1, action=action)
+    X_out, y_out = detector.fit_resample(X, y)
+    assert y_out.dtype == y.dtype and y_out.name == "label"
+    plain = MislabelDetector(contamination=0.1, action=action)
+    _, y_plain = plain.fit_resample(X, np.asarray(values))
+    np.testing.assert_array_equal(
+        np.asarray(y_out, dtype=object), y_plain.astype(object)
+    )
+    if action == "relabel":
+        assert (np.asarray(y_out) != np.asarray(y)).sum() > 0
+    assert y_plain.dtype == np.asarray(values).dtype
