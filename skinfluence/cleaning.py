@@ -312,6 +312,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         but a neural network, which has no held-out outputs to score by.
         None: ``StandardScaler`` followed by ``LogisticRegression(C=1)``.
     method : {'loo_loss', 'self_influence', 'training_loss'}, default='loo_loss'
+        The first round's score (see above). Later rounds rank every row by
+        its held-out loss whatever the method, so another method changes the
+        result only with ``n_rounds=1`` (or when the rounds stop after the
+        first); otherwise the detector warns that it was unused.
     contamination : 'auto' or float in (0, 0.5], default='auto'
         Share of rows to flag. 'auto': the rows whose held-out prediction is
         another class and whose ``mislabel_probability_`` is at least 2/3
@@ -614,6 +618,15 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             self._suggest_other_classes(eta_loo, t)
         self._index = pandas_index(X)
         self._warn_about_auto()
+        if self.n_rounds_ > 1 and self.method != "loo_loss":
+            warnings.warn(
+                f"method={self.method!r} scored the first round only: after "
+                f"{self.n_rounds_} rounds every row is ranked by its held-out "
+                "loss, whatever the method. Pass n_rounds=1 to rank by "
+                f"{self.method!r}.",
+                UserWarning,
+                stacklevel=caller_stacklevel(),
+            )
         return self
 
     def _suggest_other_classes(self, eta, t):

@@ -829,3 +829,16 @@ def test_fit_resample_keeps_the_dtype_of_y(noisy_wine, dtype, action):
     if action == "relabel":
         assert (np.asarray(y_out) != np.asarray(y)).sum() > 0
     assert y_plain.dtype == np.asarray(values).dtype
+
+
+def test_a_method_unused_by_later_rounds_is_said_to_be(noisy_wine):
+    X, _, y_noisy, _ = noisy_wine
+    with pytest.warns(UserWarning, match="scored the first round only"):
+        later = MislabelDetector(method="self_influence").fit(X, y_noisy)
+    assert later.n_rounds_ > 1
+    np.testing.assert_array_equal(
+        later.scores_, MislabelDetector().fit(X, y_noisy).scores_
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "method=", UserWarning)
+        MislabelDetector(method="self_influence", n_rounds=1).fit(X, y_noisy)
