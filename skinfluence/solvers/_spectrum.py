@@ -155,8 +155,9 @@ def damping_from_spectrum(lambda_min, lambda_max):
     ``0`` when ``lambda_min > 1e-12 * lambda_max`` (positive definite with a
     condition number below 1e12, where the exact solver's factorization still
     holds 4 of the 16 double digits: far closer than a damped answer);
-    otherwise ``max(0, -lambda_min) + 1e-4 * lambda_max``, which lifts the smallest eigenvalue of ``H + damping I`` to
-    ``1e-4 * lambda_max`` (condition number about 1e4). The same rule gives
+    otherwise ``max(0, -lambda_min) + 1e-4 * lambda_max``, which lifts the
+    smallest eigenvalue of ``H + damping I`` to ``1e-4 * lambda_max``
+    (condition number about 1e4). The same rule gives
     the value :class:`ExactSolver` suggests when it finds ``H`` singular.
     """
     scale = max(abs(lambda_max), np.finfo(float).tiny)
