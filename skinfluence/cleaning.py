@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
+from scipy.stats import chi2
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -55,6 +56,11 @@ REFIT_POSTERIOR = 1 / 5
 
 #: The label-noise model fitted to held-out outputs (see :func:`fit_noise_model`).
 NoiseModel = namedtuple("NoiseModel", ["rate", "temperature", "posterior"])
+
+#: Below this :func:`label_evidence` the held-out outputs are taken to say
+#: nothing about the labels: chi-squared with 2 degrees of freedom exceeds it
+#: with probability 1e-3.
+EVIDENCE_LIMIT = float(chi2.isf(1e-3, 2))
 
 
 def default_estimator(sparse=False):
@@ -272,6 +278,25 @@ def fit_noise_model(eta, t, rate=None, start=None):
     return NoiseModel(float(rate), float(a), posterior)
 
 
+def label_evidence(eta, t, noise):
+    """How much better than the class shares the noise model explains the labels.
+
+    Twice the log-likelihood ratio of the given labels under ``noise`` (fitted
+    to the held-out outputs ``eta`` by :func:`fit_noise_model`) against a
+    model that draws each label from the class shares, which ignores the
+    rows. Held-out outputs that carry no information about the labels give a
+    statistic of a few units (chi-squared with the noise model's two
+    parameters); below :data:`EVIDENCE_LIMIT` they cannot tell a wrong label
+    from a hard row.
+    """
+    K = max(eta.shape[1], 2)
+    s = _given_label_probability(eta, t)(noise.temperature)[0]
+    given = (1.0 - noise.rate) * s + noise.rate / (K - 1) * (1.0 - s)
+    shares = np.bincount(t, minlength=K) / len(t)
+    tiny = np.finfo(float).tiny
+    return float(2.0 * (np.log(np.maximum(given, tiny)) - np.log(shares[t])).sum())
+
+
 def _per_row_attribute(name, label):
     """A fitted per-row array, returned through :meth:`_per_row` (pandas output)."""
 
@@ -385,7 +410,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         given label (the structure was grown with the row), a flagged row
         gets the most probable other class instead.
     noise_rate_ : float
-        Estimated share of wrong labels (the noise model's rate, see Notes).
+        Estimated share of wrong labels (the noise model's rate, see Notes);
+        NaN, with a warning, when the held-out outputs explain the labels no
+        better than the class shares (:func:`label_evidence`), as a model at
+        chance level does.
         Dropping or relabeling clearly more rows than ``noise_rate_ *
         n_samples`` raises an :class:`OverCleaningWarning`.
     mislabel_probability_ : ndarray or Series of shape (n_samples,)
@@ -602,8 +630,11 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             self._scores, eta_loo = score_rows(self.explainer_, self.method)
             self.n_rounds_ = 1
             noise = fit_noise_model(eta_loo, t)
+            informative = self._check_evidence(eta_loo, t, noise)
+            if not informative:
+                noise = NoiseModel(np.nan, noise.temperature, np.full(len(t), np.nan))
             rounds.update()
-            if self.n_rounds > 1:
+            if self.n_rounds > 1 and informative:
                 self._scores, eta_loo, noise = self._later_rounds(
                     t, eta_loo, noise, rounds
                 )
@@ -628,6 +659,34 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
                 stacklevel=caller_stacklevel(),
             )
         return self
+
+    def _check_evidence(self, eta, t, noise):
+        """Whether the held-out outputs tell anything about the labels; warns if
+        not (a model at chance level: every row looks as odd as any other)."""
+        evidence = label_evidence(eta, t, noise)
+        if evidence >= EVIDENCE_LIMIT:
+            return True
+        predicted = eta.argmax(axis=1) if eta.shape[1] > 1 else (eta[:, 0] > 0)
+        accuracy = float(np.mean(predicted == t))
+        majority = float(np.bincount(t).max() / len(t))
+        outcome = (
+            "contamination='auto' flags none"
+            if self.contamination == "auto" and self.threshold is None
+            else "the rows it flags are no likelier mislabeled than the others"
+        )
+        warnings.warn(
+            f"The held-out model explains the labels no better than the class "
+            f"shares do (held-out accuracy {accuracy:.3f}, the largest class "
+            f"{majority:.3f}; likelihood-ratio statistic {evidence:.3g} < "
+            f"{EVIDENCE_LIMIT:.3g}): it cannot tell a wrong label from a hard "
+            f"row, so {outcome}, noise_rate_ and mislabel_probability_ are NaN "
+            "and no later round runs. Use a model that predicts these labels "
+            "(e.g. more regularization, C smaller, when there are more "
+            "features than rows).",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        return False
 
     def _suggest_other_classes(self, eta, t):
         """Flagged rows whose held-out prediction is their label: the likeliest
@@ -659,6 +718,8 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         so labels moved between two particular classes can look the same.
         """
         if self.threshold is not None or self.contamination != "auto":
+            return
+        if np.isnan(self.noise_rate_):  # no noise model: fit said why
             return
         backend = self.explainer_.backend_
         n, flagged = len(self._y), int(self._label_issues.sum())
@@ -829,10 +890,21 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         if not self.explainer_.backend_.calibrated_held_out:
             return
         n, rate = len(self._y), self.noise_rate_
+        verb = "Dropping" if self.action == "drop" else "Relabeling"
+        if np.isnan(rate):  # uninformative held-out outputs (fit warned)
+            if n_changed:
+                warnings.warn(
+                    f"{verb} {n_changed} of {n} rows ({n_changed / n:.1%}), but "
+                    "the held-out model explains the labels no better than the "
+                    "class shares (noise_rate_ is NaN): these rows are no "
+                    "likelier mislabeled than the others.",
+                    OverCleaningWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+            return
         expected = rate * n
         if n_changed <= expected + 2 * np.sqrt(expected * (1 - rate)) + 1:
             return
-        verb = "Dropping" if self.action == "drop" else "Relabeling"
         estimate = (
             f"about {expected:.0f} wrong labels ({rate:.1%}, noise_rate_)"
             if round(expected)
@@ -1088,4 +1160,5 @@ __all__ = [
     "OverCleaningWarning",
     "default_estimator",
     "fit_noise_model",
+    "label_evidence",
 ]

@@ -842,3 +842,36 @@ def test_a_method_unused_by_later_rounds_is_said_to_be(noisy_wine):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "method=", UserWarning)
         MislabelDetector(method="self_influence", n_rounds=1).fit(X, y_noisy)
+
+
+def test_a_model_at_chance_flags_nothing_and_says_why():
+    """More features than rows: the held-out model is at chance level."""
+    X, y = make_classification(300, 2000, n_informative=20, flip_y=0, random_state=0)
+    with pytest.warns(UserWarning, match="no better than the class shares") as w:
+        detector = MislabelDetector().fit(X, y)
+    assert len(w) == 1  # not also the 'auto flagged few' advice
+    assert not detector.label_issues_.any() and np.isnan(detector.noise_rate_)
+    assert np.isnan(detector.mislabel_probability_).all() and detector.n_rounds_ == 1
+    _, y_out = detector.fit_resample(X, y)
+    assert len(y_out) == len(y)
+    with pytest.warns(OverCleaningWarning, match="no likelier mislabeled"):
+        MislabelDetector(contamination=0.1).fit_resample(X, y)
+    # A weak but real model keeps its noise model.
+    X, y = make_classification(1000, 2000, n_informative=20, flip_y=0, random_state=0)
+    assert np.isfinite(MislabelDetector().fit(X, y).noise_rate_)
+
+
+def test_label_evidence_is_a_likelihood_ratio():
+    from skinfluence.cleaning import NoiseModel, label_evidence
+
+    rng = np.random.default_rng(0)
+    eta = rng.normal(0, 3, size=(4000, 1))
+    t = (rng.random(4000) < 1 / (1 + np.exp(-eta[:, 0]))).astype(int)
+    noise = fit_noise_model(eta, t)
+    assert label_evidence(eta, t, noise) > 1000  # calibrated outputs: informative
+    shuffled = rng.permutation(t)
+    assert label_evidence(eta, shuffled, fit_noise_model(eta, shuffled)) < 13.8
+    # At temperature 0 and rate 0, each binary label has probability 1/2.
+    half = NoiseModel(0.0, 0.0, None)
+    expected = 2 * (np.log(0.5) - np.log(np.bincount(t)[t] / 4000)).sum()
+    assert label_evidence(eta, t, half) == pytest.approx(expected)
