@@ -1023,8 +1023,12 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.string = True
+        if self.estimator is None:  # the default model takes both
+            tags.input_tags.sparse = tags.input_tags.string = True
+        else:
+            inner = self.estimator.__sklearn_tags__().input_tags
+            tags.input_tags.sparse = inner.sparse
+            tags.input_tags.string = getattr(inner, "string", False)
         return tags
 
 

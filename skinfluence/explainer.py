@@ -414,6 +414,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         tags.estimator_type = inner.estimator_type
         tags.classifier_tags = inner.classifier_tags
         tags.regressor_tags = inner.regressor_tags
+        tags.target_tags.positive_only = inner.target_tags.positive_only
         tags.input_tags.sparse = inner.input_tags.sparse
         tags.input_tags.string = getattr(inner.input_tags, "string", False)
         return tags

@@ -413,3 +413,17 @@ def test_newton_predict_change_of_a_regressor_matches_refits(link):
     classifier = InfluenceExplainer(LogisticRegression()).fit(scale(Xc), yc)
     with pytest.raises(ValueError, match="for regressors, 'predict'"):
         classifier.loo_change(scale(Xc)[:2], target="predict_proba", method="newton")
+
+
+def test_tags_follow_the_explained_estimator():
+    from sklearn.linear_model import PoissonRegressor
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils import get_tags
+
+    from skinfluence import MislabelDetector
+
+    assert get_tags(InfluenceExplainer(PoissonRegressor())).target_tags.positive_only
+    assert not get_tags(InfluenceExplainer(Ridge())).target_tags.positive_only
+    dense_only = make_pipeline(StandardScaler(), LogisticRegression())
+    assert not get_tags(MislabelDetector(dense_only)).input_tags.sparse
+    assert get_tags(MislabelDetector()).input_tags.sparse
