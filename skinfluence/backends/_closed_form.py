@@ -40,7 +40,8 @@ from ..objectives import (
     Multinomial,
     OneVsRestLogistic,
 )
-from ..solvers import CGSolver, make_solver
+from ..solvers import AUTO_EXACT_MAX_PARAMS, CGSolver, make_solver
+from ..solvers.woodbury import woodbury_applicable
 from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
 from ..utils._warn import caller_stacklevel
@@ -542,7 +543,33 @@ class ClosedFormBackend(InfluenceBackend):
         d_eta = _formulas.output_changes(obj, Xt, deltas)
         return _quantity_change(obj, Xt, target, t, d_eta)
 
+    def _warn_per_row_solves(self, what):
+        """Warn when ``what`` (one solve per training row) runs on an iterative
+        solver, each of whose solves passes over every row, where a
+        factorization would serve all rows at once."""
+        n, p = self.n_train_, self.n_params_
+        if not hasattr(self.solver_, "operator_") or n < PER_ROW_SOLVES_WARN_ROWS:
+            return  # a factor, or solves that never touch the rows (low rank)
+        if p <= AUTO_EXACT_MAX_PARAMS:
+            fix = f"solver='exact' factorizes the {p}-parameter Hessian once"
+        elif woodbury_applicable(self.objective_, n, self.solver_.damping_) is None:
+            fix = (
+                f"solver='woodbury' factorizes one {n * self.objective_.n_outputs}"
+                "-row system once"
+            )
+        else:
+            return
+        warnings.warn(
+            f"{what} solves one system per training row: {n} solves with "
+            f"{type(self.solver_).__name__}, each iteration a pass over all "
+            f"{n} rows, so its cost grows as n^2. {fix} and serves every row "
+            "from it.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
     def influence_params(self):
+        self._warn_per_row_solves("influence_params")
         check_result_size(
             (self.n_train_, self.n_params_),
             "I_up,params",
@@ -554,6 +581,7 @@ class ClosedFormBackend(InfluenceBackend):
         return self._outside_fit_zeroed(out, axis=0)
 
     def self_influence(self):
+        self._warn_per_row_solves("self_influence")
         out = _formulas.self_influence(
             self.objective_, self.solver_, self.X_, self.residuals_, self.n_jobs
         )
@@ -565,6 +593,7 @@ class ClosedFormBackend(InfluenceBackend):
         )
 
     def relatif_norms(self, kind):
+        self._warn_per_row_solves("RelatIF")
         return _formulas.relatif_norms(
             self.objective_, self.solver_, self.X_, self.residuals_, kind, self.n_jobs
         )
@@ -868,6 +897,11 @@ def _check_newton_target(target):
             "method='newton' supports target='loss', 'decision_function' or, "
             "for regressors, 'predict'."
         )
+
+
+#: Training rows from which one iterative solve per row (self-influence,
+#: I_up,params, RelatIF norms) warns, where a factorization would serve.
+PER_ROW_SOLVES_WARN_ROWS = 2000
 
 
 def _quantity_change(objective, Xt, target, t, d_eta):
