@@ -114,7 +114,9 @@ def build_objective(estimator, y, sample_weight):
     for estimator_type, builder in _ADAPTERS:
         if isinstance(estimator, estimator_type):
             return builder(estimator, y, sample_weight)
-    name = type(estimator).__name__
+    # A Pipeline's 'passthrough' (or None) last step: named as written.
+    plain = estimator is None or isinstance(estimator, str)
+    name = repr(estimator) if plain else type(estimator).__name__
     raise TypeError(
         f"InfluenceExplainer does not support {name}. {_why_not(name)}"
         f"Supported estimators: {', '.join(SUPPORTED)}, or a Pipeline whose "
@@ -122,6 +124,58 @@ def build_objective(estimator, y, sample_weight):
         "(HistGradientBoosting*, GradientBoosting*, LGBM*, XGB*) and torch "
         "models (TorchModel, skorch nets) have backends of their own."
     )
+
+
+# Meta-estimators whose objective is not one model's: what to explain instead.
+_ENSEMBLE = (
+    "It combines several fitted models, whose joint output has no single "
+    "training objective: explain each member (estimators_) on its own."
+)
+_WRAPPERS = {
+    "TransformedTargetRegressor": (
+        "Its regressor is fitted on the transformed target: explain that, "
+        "InfluenceExplainer(model.regressor).fit(X, model.transformer_.transform("
+        "y.reshape(-1, 1)).ravel()) (or func(y) for a func/inverse_func pair)."
+    ),
+    "CalibratedClassifierCV": (
+        "Calibration fits a second model on held-out outputs: explain the "
+        "classifier it calibrates (its estimator) fitted on the data."
+    ),
+    "OneVsRestClassifier": (
+        "Explain the binary classifier of one class (estimators_[k] on y == "
+        "classes_[k]); LogisticRegression is multiclass itself."
+    ),
+    "OneVsOneClassifier": (
+        "Explain a binary classifier on the rows of one pair of classes; "
+        "LogisticRegression is multiclass itself."
+    ),
+    "MultiOutputRegressor": (
+        "Explain each output's model on its own: estimators_[j] on y[:, j]."
+    ),
+    "MultiOutputClassifier": (
+        "Explain each output's model on its own: estimators_[j] on y[:, j]."
+    ),
+    "Pipeline": (
+        "A Pipeline nested as the last step of a Pipeline: flatten it, "
+        "make_pipeline(*outer[:-1], *inner), so that its last step is the model."
+    ),
+    **dict.fromkeys(
+        ("'passthrough'", "None"),
+        "A Pipeline's last step must be the model; 'passthrough' or None "
+        "there leaves nothing to explain.",
+    ),
+    **dict.fromkeys(
+        (
+            "VotingClassifier",
+            "VotingRegressor",
+            "StackingClassifier",
+            "StackingRegressor",
+            "BaggingClassifier",
+            "BaggingRegressor",
+        ),
+        _ENSEMBLE,
+    ),
+}
 
 
 def _why_not(name):
@@ -139,6 +193,8 @@ def _why_not(name):
             "everywhere, so the Hessian the influence needs does not exist: "
             "explain HuberRegressor (a smooth robust loss) or Ridge instead. "
         )
+    if name in _WRAPPERS:
+        return _WRAPPERS[name] + " "
     if "Forest" in name or "ExtraTree" in name or "DecisionTree" in name:
         return (
             "Its trees are grown by greedy splits and averaged, not fitted by "
