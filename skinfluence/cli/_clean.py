@@ -1,14 +1,15 @@
 """``skinfluence clean``: find mislabeled rows of a table; drop, relabel, flag.
 
 The command runs in stages: read the table (`_files`), choose the feature
-columns and check the target (`_columns`), fit the model and the detector,
-write the outputs (`_files`), print the summary. Its options are in `_parser`.
+columns and check the target (`_columns`), fit the model and the detector
+(`_model`), write the outputs (`_files`), print the summary. Its options are
+in `_parser`.
 """
 
+import dataclasses
 import signal
 import sys
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,68 +17,26 @@ import pandas as pd
 from ._columns import (
     _check_target,
     _decimal_comma_note,
+    _header_warning,
     _id_note,
     _label_values,
     _split_columns,
 )
 from ._errors import CleanError, _listing, _quote
 from ._files import (
+    STDOUT,
+    TextTable,
     _check_paths,
     _dialect,
     _read,
+    _read_text,
     _terminable,
     _Terminated,
     _write_all,
 )
+from ._model import _fit_and_score
 
 FLAG_COLUMNS = ("label_issue", "suggested_label")
-
-
-def _as_str(X):
-    """Categorical values as strings (mixed numbers and text would not sort)."""
-    return np.asarray(X, dtype=object).astype(str)
-
-
-def build_model(numeric, categorical, model="logistic", C=1.0, max_categories=50):
-    """The default pipeline: a ColumnTransformer and the classifier."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-    from ..svm._classes import SmoothHingeSVC
-
-    parts = []
-    if numeric:
-        parts.append(
-            (
-                "numeric",
-                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
-                numeric,
-            )
-        )
-    if categorical:
-        parts.append(
-            (
-                "categorical",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
-                    FunctionTransformer(_as_str, feature_names_out="one-to-one"),
-                    OneHotEncoder(
-                        handle_unknown="ignore", max_categories=max_categories
-                    ),
-                ),
-                categorical,
-            )
-        )
-    if model == "logistic":
-        clf = LogisticRegression(C=C, tol=1e-8, max_iter=5000)
-    elif model == "svm":
-        clf = SmoothHingeSVC(C=C)
-    else:
-        clf = SmoothHingeSVC(C=C, kernel="rbf")
-    return Pipeline([("features", ColumnTransformer(parts)), ("model", clf)])
 
 
 # -- the command -------------------------------------------------------------------
@@ -113,8 +72,8 @@ class _Stages:
 def run_clean(args, out=None, err=None):
     """Run ``skinfluence clean``; returns the exit status.
 
-    0 on success, 2 on bad input, 128 + 15 on SIGTERM while writing and 130 on
-    an interrupt (the shell's codes for those signals).
+    0 on success, 2 on bad input (or too little memory), 128 + 15 on SIGTERM
+    while writing and 130 on an interrupt (the shell's codes for those signals).
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -124,6 +83,14 @@ def run_clean(args, out=None, err=None):
     except CleanError as exc:
         stages.fail()
         print(f"error: {exc}", file=err, flush=True)
+        return 2
+    except MemoryError as exc:  # where no stage turned it into a CleanError
+        stages.fail()
+        print(
+            f"error: out of memory ({exc or 'an allocation failed'})",
+            file=err,
+            flush=True,
+        )
         return 2
     except (_Terminated, KeyboardInterrupt) as exc:
         stages.fail()
@@ -142,7 +109,7 @@ def _clean(args, out, stages):
     if args.max_categories < 2:
         raise CleanError("--max-categories must be at least 2")
     src, outputs, formats = _check_paths(args)
-    frame, dialects = _load(src, formats["input"], args, stages)
+    frame, text, dialects = _load(src, formats["input"], args, stages)
 
     X, numeric, categorical, ids = _split_columns(frame, args.target, args)
     if ids:
@@ -162,150 +129,129 @@ def _clean(args, out, stages):
 
     detector, y_out = _fit_and_score(X, _label_values(y), numeric, categorical, args,
                                      stages)  # fmt: skip
-    cleaned, action_note = _apply(frame, detector, y_out, args)
-    report = _report(detector, frame, ids)
+    # CSV outputs copy the input's text; Parquet keeps the parsed types.
+    source = frame if text is None or formats["--out"] == "parquet" else text
+    cleaned, action_note = _apply(source, frame, detector, y_out, args)
+    report = _report(detector, frame if text is None else text.cells, ids)
 
     written = [(cleaned, outputs["--out"], formats["--out"])]
     if "--report" in outputs:
         written.append((report, outputs["--report"], formats["--report"]))
-    stages.begin("writing " + ", ".join(p.name for _, p, _ in written))
+    stages.begin("writing " + ", ".join(_shown(p, name=True) for _, p, _ in written))
     with _terminable():
-        _write_all(written, dialects, args.force)
+        _write_all(written, dialects, args.force, out)
     stages.end()
 
+    # With a table on standard output, the summary goes with the stage lines.
+    summary = stages.stream if any(p is STDOUT for _, p, _ in written) else out
     _summary(
-        out, src, frame, X, counts, args, ids, report, action_note, written, stages
+        summary, src, frame, X, counts, args, ids, report, action_note, written, stages
     )
 
 
+def _shown(path, name=False):
+    """An output's path (or name) for the stage lines and the summary."""
+    if path is STDOUT:
+        return "standard output"
+    return path.name if name else str(path)
+
+
 def _load(src, fmt, args, stages):
-    """The input table, and the ``(delimiter, decimal)`` of CSV/TSV outputs."""
+    """The input table, parsed; its text (None for Parquet); and the
+    ``(delimiter, decimal)`` of CSV/TSV outputs."""
     sep, decimal, note = ",", ".", ""
+    header = not args.no_header
     if fmt == "parquet" and (args.sep or args.decimal):
         raise CleanError("--sep and --decimal are for .csv/.tsv input, not Parquet")
+    if fmt == "parquet" and not header:
+        raise CleanError("--no-header is for .csv/.tsv input, not Parquet")
     if fmt != "parquet":
-        sep, decimal, sniffed = _dialect(src, fmt, args.sep, args.decimal)
+        sep, decimal, sniffed = _dialect(src, fmt, args.sep, args.decimal, header)
         if sep == decimal:
             raise CleanError(f"--sep and --decimal are both {sep!r}")
         shown = "tab" if sep == "\t" else repr(sep)
         note = f", {shown}-separated" if sniffed or args.sep else ""
         note += ", decimal comma" if decimal == "," else ""
     stages.begin(f"reading {src.name}")
-    frame = _read(src, fmt, sep, decimal)
-    frame = frame.reset_index(drop=True)
+    frame = _read(src, fmt, sep, decimal, header).reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    text = None
+    if fmt != "parquet":
+        text = _read_text(src, sep, decimal, frame, header)
     n_cols = frame.shape[1]
     stages.end(f"{len(frame):,} rows x {n_cols} column{'s' * (n_cols != 1)}{note}")
+    warning = text is not None and _header_warning(text.header, decimal)
+    if warning:
+        print(f"warning: {warning}", file=stages.stream, flush=True)
     # A .csv output copies a .csv input's dialect; .tsv outputs its decimal mark.
     if fmt == "csv":
-        return frame, {"csv": (sep, decimal), "tsv": ("\t", decimal)}
-    return frame, {"csv": (",", "."), "tsv": ("\t", decimal)}
+        return frame, text, {"csv": (sep, decimal), "tsv": ("\t", decimal)}
+    return frame, text, {"csv": (",", "."), "tsv": ("\t", decimal)}
 
 
-def _fit_and_score(X, y_values, numeric, categorical, args, stages):
-    """Fit the pipeline once, then the detector on it; ``(detector, new y)``."""
-    from sklearn.frozen import FrozenEstimator
-
-    from ..cleaning import MislabelDetector
-    from ..exceptions import SingularHessianError
-
-    model = build_model(numeric, categorical, args.model, args.C, args.max_categories)
-    stages.begin(
-        f"fitting {args.model} model on {len(X):,} rows, {len(numeric)} numeric "
-        f"and {len(categorical)} categorical columns"
-    )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # e.g. all-NaN columns
-            model.fit(X, y_values)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        raise CleanError(f"fitting the model failed: {exc}") from None
-    stages.end()
-
-    how = args.method if args.rounds == 1 else f"up to {args.rounds} rounds"
-    stages.begin(f"scoring {len(X):,} rows ({how})")
-    detector = MislabelDetector(
-        FrozenEstimator(model),
-        method=args.method,
-        n_rounds=args.rounds,
-        contamination=args.contamination,
-        threshold=args.threshold,
-        action=args.action,
-        # A bar over the rounds in a terminal; logs keep the stage lines only.
-        verbose=int(sys.stderr.isatty() and not args.quiet),
-    )
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            _, y_out = detector.fit_resample(X, y_values)
-    except (ValueError, SingularHessianError, MemoryError) as exc:
-        raise CleanError(f"scoring failed: {exc}") from None
-    notes = [
-        _as_options(str(w.message))
-        for w in caught
-        if not issubclass(w.category, (FutureWarning, DeprecationWarning))
-    ]
-    stages.end(f"{int(detector.label_issues_.sum()):,} flagged")
-    for note in dict.fromkeys(notes):
-        print(f"warning: {note}", file=stages.stream, flush=True)
-    return detector, y_out
-
-
-#: The detector's advice in Python terms, and the same in this command's.
-_OPTION_WORDING = {
-    "use contamination=<share of rows> with action='flag', then "
-    "get_label_issues()": "use --contamination SHARE (e.g. 0.1) with --action "
-    "flag and --report FILE",
-    "Use action='flag' to review them (get_label_issues) first, or "
-    "contamination='auto' to change only the rows 'auto' flags": "Use --action "
-    "flag with --report FILE to review them first, or --contamination auto to "
-    "change only the rows it flags",
-    "Use n_rounds=1, or a model with a stronger penalty": "Use --rounds 1, or "
-    "a smaller --C",
-}
-
-
-def _as_options(message):
-    """A detector warning with its advice in command-line options."""
-    for python, command in _OPTION_WORDING.items():
-        message = message.replace(python, command)
-    return message
-
-
-def _report(detector, frame, ids):
-    """The detector's report, led by the identifier columns of each row."""
+def _report(detector, cells, ids):
+    """The detector's report, led by the identifier columns of each row, as
+    ``cells`` (the table, or its text) holds them."""
     report = detector.get_label_issues(reasons=True)
     rows = report["row"].to_numpy()  # positions: the frame has a RangeIndex
     for i, col in enumerate(ids):
         name = col if col not in report.columns else f"{col} (input)"
-        report.insert(i, name, frame[col].to_numpy()[rows])
+        report.insert(i, name, cells[col].to_numpy()[rows])
     return report
 
 
-def _apply(frame, detector, y_out, args):
-    """The table to write, and a sentence on what was done."""
-    target = args.target
+def _label_text(text, frame, target, labels):
+    """``labels`` (classes of the target) as the input writes them."""
+    given = _label_values(frame[target])
+    first = ~pd.Series(given).duplicated().to_numpy()
+    spelled = dict(zip(given[first], text.cells[target].to_numpy()[first]))
+    return pd.Series(np.asarray(labels)).map(spelled).to_numpy()
+
+
+def _apply(table, frame, detector, y_out, args):
+    """``table`` (``frame``, or its `TextTable`) cleaned, and a sentence on
+    what was done. The text keeps every cell as written but the new labels."""
+    target, is_text = args.target, isinstance(table, TextTable)
+    cells = table.cells if is_text else table
     if args.action == "flag":
-        cleaned = frame.copy()
-        cleaned[FLAG_COLUMNS[0]] = detector.label_issues_
-        cleaned[FLAG_COLUMNS[1]] = detector.suggested_labels_
-        n = int(detector.label_issues_.sum())
-        return cleaned, f"flag: {n:,} rows marked in column 'label_issue'"
+        issues, suggested = detector.label_issues_, detector.suggested_labels_
+        note = f"flag: {int(issues.sum()):,} rows marked in column 'label_issue'"
+        cleaned = cells.copy()
+        if not is_text:
+            cleaned[FLAG_COLUMNS[0]] = issues
+            cleaned[FLAG_COLUMNS[1]] = suggested
+            return cleaned, note
+        cleaned[FLAG_COLUMNS[0]] = np.where(issues, "True", "False")
+        cleaned[FLAG_COLUMNS[1]] = _label_text(table, frame, target, suggested)
+        header = None if table.header is None else [*table.header, *FLAG_COLUMNS]
+        return dataclasses.replace(table, cells=cleaned, header=header), note
     keep = detector.sample_indices_
     if args.action == "drop":
-        cleaned = frame.iloc[keep].copy()
-        return cleaned, f"drop: {len(frame) - len(keep):,} rows removed"
-    new = np.asarray(y_out)
-    changed = new != _label_values(frame[target])
-    cleaned = frame.copy()
-    column = cleaned[target]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        cleaned[target] = pd.Categorical(new, categories=column.cat.categories)
+        cleaned = cells.iloc[keep].copy()
+        note = f"drop: {len(frame) - len(keep):,} rows removed"
     else:
-        try:
-            cleaned[target] = pd.Series(new, index=cleaned.index).astype(column.dtype)
-        except (TypeError, ValueError):
-            cleaned[target] = new
-    return cleaned, f"relabel: {int(changed.sum()):,} labels replaced"
+        new = np.asarray(y_out)
+        changed = new != _label_values(frame[target])
+        note = f"relabel: {int(changed.sum()):,} labels replaced"
+        cleaned = cells.copy()
+        if is_text:
+            spelled = _label_text(table, frame, target, new)
+            cleaned[target] = np.where(changed, spelled, cleaned[target].to_numpy())
+        else:
+            cleaned[target] = _relabeled(cleaned[target], new)
+    if is_text:
+        return dataclasses.replace(table, cells=cleaned), note
+    return cleaned, note
+
+
+def _relabeled(column, new):
+    """``new`` labels with the dtype of the target ``column``."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.Categorical(new, categories=column.cat.categories)
+    try:
+        return pd.Series(new, index=column.index).astype(column.dtype)
+    except (TypeError, ValueError):
+        return new
 
 
 def _summary(
@@ -339,7 +285,13 @@ def _summary(
         top = report.head(3)
         name = _quote(ids[0]) if ids else ""
         first = report.columns[0]  # the first identifier, if any: see _report
-        key = [f"{name} {_listing([v])}, " for v in top[first]] if ids else [""] * 3
+        # A number as written (00087), text quoted ('S001').
+        as_written = bool(ids) and pd.api.types.is_numeric_dtype(frame[ids[0]])
+        key = [
+            f"{name} {v if as_written and isinstance(v, str) else _listing([v])}, "
+            for v in top[first]
+        ]
+        key = key if ids else [""] * 3
         say(
             "  most suspect:  "
             + ", ".join(
@@ -352,5 +304,5 @@ def _summary(
         )
     say(f"  action:        {action_note}")
     for frame_out, path, _ in written:
-        say(f"  wrote:         {path} ({len(frame_out):,} rows)")
+        say(f"  wrote:         {_shown(path)} ({len(frame_out):,} rows)")
     say(f"  time:          {time.perf_counter() - stages.start:.1f} s")

@@ -36,7 +36,8 @@ def _split_columns(frame, target, args):
         raise CleanError(
             f"column{'s' if len(missing) > 1 else ''} {_listing(missing)} "
             f"({', '.join(flags)}) not in the input; available columns: "
-            f"{_listing(columns, limit=40)}" + _delimiter_hint(columns)
+            f"{_listing(columns, limit=40)}"
+            + (_delimiter_hint(columns) or _header_hint(columns, args.no_header))
         )
     both = [c for c in keep if c in [target, *excluded]]
     if both:
@@ -95,6 +96,33 @@ def _decimal_comma_note(X):
         f"{_listing(found)} hold{'s' if len(found) == 1 else ''} numbers written "
         "with a decimal comma, read as categories; pass --decimal ',' to read "
         "them as numbers"
+    )
+
+
+def _is_number(cell, decimal="."):
+    try:
+        return bool(np.isfinite(float(str(cell).strip().replace(decimal, "."))))
+    except ValueError:
+        return False
+
+
+def _header_hint(columns, no_header=False):
+    """A hint when a column name is a number: the header may be a data row."""
+    if no_header or not any(_is_number(c) for c in columns):
+        return ""
+    return " (if the file has no header line, pass --no-header)"
+
+
+def _header_warning(names, decimal="."):
+    """A warning when every cell of the header line is a number, or None."""
+    if not names or not all(_is_number(cell, decimal) for cell in names):
+        return None
+    if names == [str(i) for i in range(len(names))]:
+        return None  # the names pandas and numpy give unnamed columns: a header
+    return (
+        f"every cell of the header line is a number ({_listing(names, limit=3)}): "
+        "if the file has no header line, pass --no-header; else its first row "
+        "is read as column names, and never scored"
     )
 
 

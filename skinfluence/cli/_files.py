@@ -1,15 +1,19 @@
 """Tables in and out for ``skinfluence clean``.
 
 The format comes from the file extension; the delimiter and decimal mark of a
-.csv/.tsv input are sniffed from its first lines. Outputs are written to
-temporary files beside their final names and renamed into place only when all
-of them are written, with the mode ``open(path, 'w')`` would give; SIGTERM
-while writing removes the temporary files.
+.csv/.tsv input are sniffed from its first lines. A .csv/.tsv input is also
+kept as the text of its cells (`TextTable`), which CSV outputs copy: a value
+is written as it was read, not as pandas would print its parsed form. Outputs
+are written to temporary files beside their final names and renamed into
+place only when all of them are written, with the mode ``open(path, 'w')``
+would give; SIGTERM while writing removes the temporary files. ``-`` writes
+to standard output.
 """
 
 import bz2
 import contextlib
 import csv
+import dataclasses
 import gzip
 import importlib.util
 import lzma
@@ -38,6 +42,8 @@ _COMPRESSION = {
 }
 # Delimiters the sniffer may choose, in pandas' and csv.Sniffer's preference order.
 _DELIMITERS = ",\t;|"
+#: The OUT or REPORT name that means standard output.
+STDOUT = "-"
 
 
 def _format(path, role):
@@ -63,17 +69,30 @@ def _has_pyarrow():
 
 
 def _check_paths(args):
-    """Resolved (input, out, report) paths and formats; raise on any problem."""
+    """Resolved (input, out, report) paths and formats; raise on any problem.
+
+    An output named ``-`` is standard output (`STDOUT`), written as text in
+    the input's format (CSV for a Parquet input).
+    """
     src = Path(args.input).expanduser()
     if not src.is_file():
         what = "is a directory" if src.is_dir() else "not found"
         raise CleanError(f"input file {str(src)!r} {what}")
     src = src.resolve()
     formats = {"input": _format(src, "input")}
-    outputs = {"--out": Path(args.out).expanduser().resolve()}
-    if args.report is not None:
-        outputs["--report"] = Path(args.report).expanduser().resolve()
+    names = {"--out": args.out, "--report": args.report}
+    if args.out == args.report == STDOUT:
+        raise CleanError("--out and --report cannot both be '-' (standard output)")
+    outputs = {}
+    for option, name in names.items():
+        if name == STDOUT:
+            outputs[option] = STDOUT
+            formats[option] = "tsv" if formats["input"] == "tsv" else "csv"
+        elif name is not None:
+            outputs[option] = Path(name).expanduser().resolve()
     for option, path in outputs.items():
+        if path is STDOUT:
+            continue
         formats[option] = _format(path, option)
         if path == src or (path.exists() and path.samefile(src)):
             raise CleanError(
@@ -87,7 +106,7 @@ def _check_paths(args):
     if len(outputs) == 2 and outputs["--out"] == outputs["--report"]:
         raise CleanError("--out and --report are the same file")
     if not args.force:
-        _refuse_existing(outputs.items())
+        _refuse_existing((o, p) for o, p in outputs.items() if p is not STDOUT)
     if "parquet" in formats.values() and not _has_pyarrow():
         raise CleanError(
             "reading or writing Parquet needs pyarrow: pip install pyarrow"
@@ -105,8 +124,8 @@ def _refuse_existing(outputs):
             )
 
 
-def _sample(path, size=1 << 16):
-    """The first lines of a text file, decompressed; '' where that fails."""
+def _head(path, size=1 << 16):
+    """The first ``size`` bytes of a file, decompressed; b'' where that fails."""
     openers = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
     compression = _COMPRESSION.get(path.suffix.lower())
     try:
@@ -118,44 +137,55 @@ def _sample(path, size=1 << 16):
             archive = zipfile.ZipFile(path)
             names = archive.namelist()
             if len(names) != 1:
-                return ""
+                return b""
             handle = archive.open(names[0])
         else:  # zstd: not in the standard library; pandas reads it
-            return ""
+            return b""
         with handle:
-            data = handle.read(size)
+            return handle.read(size)
     except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError):
-        return ""
+        return b""
+
+
+def _sample(path, size=1 << 16):
+    """The first lines of a text file, decompressed; '' where that fails."""
+    data = _head(path, size)
     lines = data.decode("utf-8", errors="replace").splitlines()
     if len(data) == size:
         lines = lines[:-1]  # the last line is probably cut off
     return "\n".join(lines[:20])
 
 
-def _dialect(path, fmt, sep=None, decimal=None):
+def _line_ending(path):
+    """The first line's ending, which CSV outputs copy ('\\n' if unknown)."""
+    found = re.search(rb"\r\n|\r|\n", _head(path))
+    return found.group().decode() if found else "\n"
+
+
+def _dialect(path, fmt, sep=None, decimal=None, header=True):
     """``(delimiter, decimal mark, sniffed)`` of a .csv/.tsv file."""
     default = "\t" if fmt == "tsv" else ","
     sample = _sample(path) if sep is None or decimal is None else ""
     sniffed = sep is None
     if sep is None:
         sep = default
-        header = sample.split("\n", 1)[0]
+        first = sample.split("\n", 1)[0]
         try:
             found = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
         except csv.Error:
             found = default
         # A sniffed delimiter the header does not contain is a guess from the
         # data rows (commas in text, say): keep the extension's default.
-        if found in header:
+        if found in first:
             sep = found
     if decimal is None:
-        decimal = "." if sep == "," else _sniff_decimal(sample, sep)
+        decimal = "." if sep == "," else _sniff_decimal(sample, sep, header)
     return sep, decimal, sniffed and sep != default
 
 
-def _sniff_decimal(sample, sep):
+def _sniff_decimal(sample, sep, header=True):
     """',' if the sample's numbers are written with a decimal comma only."""
-    rows = csv.reader(sample.splitlines()[1:], delimiter=sep)
+    rows = csv.reader(sample.splitlines()[int(header) :], delimiter=sep)
     fields = [field.strip() for row in rows for field in row]
     comma = sum(bool(re.fullmatch(r"[-+]?\d*,\d+", f)) for f in fields)
     point = sum(bool(re.fullmatch(r"[-+]?\d*\.\d+", f)) for f in fields)
@@ -176,15 +206,86 @@ def _delimiter_hint(columns):
     )
 
 
-def _read(path, fmt, sep, decimal):
+@contextlib.contextmanager
+def _reading(path):
+    """Read errors as `CleanError`."""
     try:
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep=sep, decimal=decimal)
+        yield
     except pd.errors.EmptyDataError:
         raise CleanError(f"input file {str(path)!r} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise CleanError(f"cannot read {str(path)!r}: {exc}") from None
+
+
+def _read(path, fmt, sep, decimal, header=True):
+    """The table, parsed; without ``header`` its columns are 0, 1, 2, ..."""
+    with _reading(path):
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep=sep, decimal=decimal, header=0 if header else None)
+
+
+@dataclasses.dataclass
+class TextTable:
+    """The cells of a .csv/.tsv input as written, which CSV outputs copy.
+
+    ``cells`` holds a str per cell (an empty cell is ''), its columns named as
+    those of the parsed table; ``header`` the header line's cells (None: the
+    input has none); ``numeric`` the columns parsed as numbers, whose decimal
+    mark is rewritten for an output that uses another.
+    """
+
+    cells: pd.DataFrame
+    header: list | None = None
+    line_end: str = "\n"
+    decimal: str = "."
+    numeric: list = ()
+
+    def __len__(self):
+        return len(self.cells)
+
+    def to_csv(self, target, sep, decimal, compression=None):
+        cells = self.cells
+        if decimal != self.decimal and len(self.numeric):
+            cells = cells.copy()
+            for col in self.numeric:
+                cells[col] = cells[col].str.replace(self.decimal, decimal, regex=False)
+        cells.to_csv(
+            target,
+            index=False,
+            header=False if self.header is None else self.header,
+            sep=sep,
+            lineterminator=self.line_end,
+            compression=compression,
+        )
+
+
+def _read_text(path, sep, decimal, frame, header=True):
+    """The cells of a .csv/.tsv file as a `TextTable` aligned with ``frame``,
+    the table `_read` parsed from it (a RangeIndex, columns as named there)."""
+    as_text = {"sep": sep, "dtype": str, "keep_default_na": False}
+    with _reading(path):
+        # Read as the parsed table was, so rows and columns line up; the
+        # header line again on its own, since pandas renames repeated names.
+        cells = pd.read_csv(path, header=0 if header else None, **as_text)
+        names = None
+        if header:
+            names = pd.read_csv(path, header=None, nrows=1, **as_text)
+            names = names.iloc[0].tolist()
+    cells = cells.reset_index(drop=True)
+    if cells.shape != frame.shape or (header and len(names) != frame.shape[1]):
+        raise CleanError(
+            f"cannot read {str(path)!r}: its cells read as text give a table of "
+            f"{cells.shape}, not {frame.shape} as parsed"
+        )
+    cells.columns = frame.columns
+    numeric = [
+        col
+        for col in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[col])
+        and not pd.api.types.is_bool_dtype(frame[col])
+    ]
+    return TextTable(cells, names, _line_ending(path), decimal, numeric)
 
 
 def _new_file_mode(path):
@@ -197,6 +298,17 @@ def _new_file_mode(path):
     mask = os.umask(0o077)  # the only way to read it; restored at once
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def _to_csv(table, target, fmt, dialects, compression=None):
+    """Write a DataFrame or `TextTable` as CSV/TSV text."""
+    sep, decimal = dialects[fmt]
+    if isinstance(table, TextTable):
+        table.to_csv(target, sep, decimal, compression)
+    else:
+        table.to_csv(
+            target, index=False, sep=sep, decimal=decimal, compression=compression
+        )
 
 
 def _write_temp(frame, path, fmt, dialects):
@@ -214,10 +326,7 @@ def _write_temp(frame, path, fmt, dialects):
         else:
             # The temporary name hides the extension: say what to compress with.
             compression = _COMPRESSION.get(path.suffix.lower())
-            sep, decimal = dialects[fmt]
-            frame.to_csv(
-                tmp, index=False, sep=sep, decimal=decimal, compression=compression
-            )
+            _to_csv(frame, tmp, fmt, dialects, compression)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -225,18 +334,25 @@ def _write_temp(frame, path, fmt, dialects):
     return tmp
 
 
-def _write_all(items, dialects, force):
+def _write_all(items, dialects, force, stdout=None):
     """Write every ``(frame, path, fmt)``, then move them in place together.
 
-    Temporary files are removed on any failure, KeyboardInterrupt and SIGTERM
-    (see `_terminable`) included.
+    A path `STDOUT` is written to ``stdout`` once the files are written, before
+    they are moved. Temporary files are removed on any failure,
+    KeyboardInterrupt and SIGTERM (see `_terminable`) included.
     """
     temps = []
+    path = None
     try:
         for frame, path, fmt in items:
-            temps.append((_write_temp(frame, path, fmt, dialects), path))
+            if path is not STDOUT:
+                temps.append((_write_temp(frame, path, fmt, dialects), path))
         if not force:  # one may have appeared while we worked
             _refuse_existing(("output", path) for _, path in temps)
+        for frame, path, fmt in items:
+            if path is STDOUT:
+                _to_csv(frame, stdout, fmt, dialects)
+                stdout.flush()
         for i, (tmp, path) in enumerate(temps):
             os.replace(tmp, path)
             temps[i] = (None, path)
@@ -246,7 +362,8 @@ def _write_all(items, dialects, force):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise CleanError(f"cannot write {str(path)!r}: {exc}") from None
+            where = "standard output" if path is STDOUT else repr(str(path))
+            raise CleanError(f"cannot write {where}: {exc}") from None
         raise
 
 

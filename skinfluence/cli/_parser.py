@@ -5,6 +5,8 @@ import argparse
 import numpy as np
 
 from ..cleaning import METHODS
+from ..solvers import AUTO_EXACT_MAX_PARAMS
+from ._model import RBF_MAX_LANDMARKS, RBF_MAX_ROWS
 
 MODELS = ("logistic", "svm", "rbf-svm")
 ACTIONS = ("drop", "relabel", "flag")
@@ -40,15 +42,19 @@ files (set it with --decimal); CSV outputs are written the same way.
 outputs: OUT holds the input's columns in the input's row order, with the
 flagged rows dropped (--action drop), their labels replaced by the suggested
 ones (relabel), or every row kept and two columns added (flag):
-'label_issue' (bool) and 'suggested_label' (the held-out model's class for
-every row: on unflagged rows it may differ from the label, a row the model
-finds hard but does not call wrong). REPORT lists the flagged rows,
-most suspicious first: the identifier columns found (if any), row (0-based
-position in the input), given_label, suggested_label, score, rank. Files are
-written only when everything succeeded, with the permissions your umask
-gives; the input is never overwritten, an existing OUT or REPORT only with
---force. Errors exit with status 2; SIGTERM removes partly written files and
-exits with status 143.
+'label_issue' (True/False) and 'suggested_label' (the held-out model's class
+for every row: on unflagged rows it may differ from the label, a row the
+model finds hard but does not call wrong). A CSV/TSV OUT of a CSV/TSV input
+copies the text of every cell as written (leading zeros, 'NA', the header
+line and line endings included). REPORT lists the flagged rows, most
+suspicious first: the identifier columns found (if any, as written), row
+(0-based position in the input), given_label, suggested_label, score, rank.
+'-' as OUT or REPORT writes that table to standard output (CSV, or TSV for
+a .tsv input) and the summary to standard error. Files are written only
+when everything succeeded, with the permissions your umask gives; the input
+is never overwritten, an existing OUT or REPORT only with --force. Errors
+(out of memory included) exit with status 2; SIGTERM removes partly written
+files and exits with status 143.
 
 examples:
   skinfluence clean data.csv --target label --out cleaned.csv --report issues.csv
@@ -77,7 +83,8 @@ def add_parser(subparsers):
         "--out",
         required=True,
         metavar="OUT",
-        help="cleaned table to write (.csv, .tsv or .parquet; never the input)",
+        help="cleaned table to write (.csv, .tsv or .parquet; never the input), "
+        "or '-' for standard output",
     )
     p.add_argument(
         "--report",
@@ -90,7 +97,10 @@ def add_parser(subparsers):
         choices=MODELS,
         default="logistic",
         help="logistic: LogisticRegression (default); svm: linear SmoothHingeSVC; "
-        "rbf-svm: SmoothHingeSVC(kernel='rbf')",
+        f"rbf-svm: SmoothHingeSVC(kernel='rbf') on at most {RBF_MAX_ROWS:,} "
+        f"rows: the exact kernel up to {AUTO_EXACT_MAX_PARAMS:,} parameters (one "
+        f"per row and class), else {RBF_MAX_LANDMARKS:,} landmark rows "
+        "(Nystroem; fewer with 5 or more classes)",
     )
     p.add_argument(
         "--C",
@@ -127,7 +137,7 @@ def add_parser(subparsers):
     )
     flagging.add_argument(
         "--threshold",
-        type=float,
+        type=_finite_float,
         default=None,
         metavar="FLOAT",
         help="flag rows scoring above this instead of a share (not with "
@@ -168,6 +178,13 @@ def add_parser(subparsers):
         metavar="CHAR",
         help="field delimiter of a .csv/.tsv INPUT, e.g. ';' or tab (default: "
         "sniffed from the first lines); CSV outputs use it too",
+    )
+    p.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the .csv/.tsv INPUT has no header line: its columns are named "
+        "0, 1, 2, ... (as in --target 0), and CSV outputs have no header line "
+        "either",
     )
     p.add_argument(
         "--decimal",
@@ -216,6 +233,16 @@ def _positive_float(text):
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 

@@ -1,5 +1,6 @@
 """``skinfluence clean``: a CSV/Parquet table in, a cleaned table and a report out."""
 
+import gzip
 import hashlib
 import os
 import signal
@@ -14,7 +15,9 @@ import pytest
 from sklearn.datasets import load_wine
 
 from skinfluence.cli import _columns as _cli_columns
+from skinfluence.cli import _errors as _cli_errors
 from skinfluence.cli import _files as _cli_files
+from skinfluence.cli import _model as _cli_model
 from skinfluence.cli import main
 
 NAMES = np.array(["barolo", "grignolino", "barbera"], dtype=object)
@@ -767,7 +770,7 @@ def test_every_translated_advice_is_in_the_detectors_messages():
     import inspect
 
     from skinfluence import cleaning
-    from skinfluence.cli._clean import _OPTION_WORDING
+    from skinfluence.cli._model import _OPTION_WORDING
 
     texts = []
     for node in ast.walk(ast.parse(inspect.getsource(cleaning))):
@@ -782,3 +785,261 @@ def test_every_translated_advice_is_in_the_detectors_messages():
             texts.append(node.value)
     for phrase in _OPTION_WORDING:
         assert any(phrase in text for text in texts), phrase
+
+
+# -- the input's text, copied ---------------------------------------------------------
+def _spreadsheet_lines(frame, sep, decimal):
+    """Wine as another tool writes it: zero-padded codes, trailing zeros,
+    exponents, TRUE/FALSE, 'NA' and a repeated column name."""
+    rng = np.random.default_rng(1)
+
+    def number(fmt, values):
+        return [format(v, fmt).replace(".", decimal) for v in values]
+
+    columns = {
+        "zip": [f"{i:05d}" for i in range(len(frame))],
+        "alcohol": number(".3f", frame["alcohol"].fillna(13.0)),
+        "flavanoids": number(".3f", frame["flavanoids"]),
+        "proline": number(".2e", frame["proline"]),
+        "checked": rng.choice(["TRUE", "FALSE"], len(frame)),
+        "note": rng.choice(["NA", "ok", ""], len(frame)),
+        "hue": number(".3f", frame["hue"]),
+        "cultivar": frame["cultivar"],
+    }
+    header = ["zip", "alcohol", "flavanoids", "proline", "checked", "note",
+              "flavanoids", "cultivar"]  # fmt: skip
+    columns["hue"], header[6] = columns["hue"], "flavanoids"  # pandas: flavanoids.1
+    rows = zip(*columns.values())
+    return [sep.join(header)] + [sep.join(row) for row in rows]
+
+
+def _read_lines(path, line_end):
+    data = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    text = data.decode()
+    assert text.endswith(line_end) and text.count("\n") == text.count(line_end)
+    return text[: -len(line_end)].split(line_end)
+
+
+@pytest.mark.parametrize("action", ["drop", "relabel", "flag"])
+@pytest.mark.parametrize(
+    "name, sep, decimal, line_end",
+    [("in.csv", ",", ".", "\r\n"), ("in.csv.gz", ";", ",", "\n")],
+)
+def test_outputs_copy_the_input_text(
+    action, name, sep, decimal, line_end, tmp_path, wine_table
+):
+    """Kept cells are written as read: '00087' stays 00087, '14.230' keeps its
+    zero, TRUE, 'NA' and the header line stay, and so do CRLF line ends."""
+    frame, _, _ = wine_table
+    lines = _spreadsheet_lines(frame, sep, decimal)
+    src = tmp_path / name
+    data = (line_end.join(lines) + line_end).encode()
+    (src.write_bytes(gzip.compress(data)) if name.endswith(".gz") else
+     src.write_bytes(data))  # fmt: skip
+    out, report = tmp_path / f"out{''.join(src.suffixes)}", tmp_path / "issues.csv"
+    args = ["--target", "cultivar", "--contamination", "0.05", "--action", action]
+    assert _clean(src, *args, "--out", out, "--report", report, "-q") == 0
+
+    issues = pd.read_csv(report, sep=sep, dtype=str, keep_default_na=False)
+    rows = issues["row"].astype(int).to_numpy()
+    assert len(rows) and (issues["zip"] == [f"{r:05d}" for r in rows]).all()
+    written = _read_lines(out, line_end)
+    assert written[0].startswith(lines[0])  # the repeated name stays
+    if action == "drop":
+        kept = np.setdiff1d(np.arange(len(frame)), rows)
+        assert written == [lines[0]] + [lines[1 + i] for i in kept]
+        return
+    suggested = dict(zip(rows, issues["suggested_label"]))
+    for i, (before, after) in enumerate(zip(lines[1:], written[1:])):
+        *cells, label = before.split(sep)
+        if action == "flag":
+            flagged = str(i in suggested)
+            assert after.startswith(f"{before}{sep}{flagged}{sep}")
+        elif i in suggested:
+            assert after == sep.join([*cells, suggested[i]])
+        else:
+            assert after == before
+    if action == "flag":
+        assert written[0] == f"{lines[0]}{sep}label_issue{sep}suggested_label"
+
+
+def test_tsv_decimal_comma_to_csv_output(tmp_path, wine_table):
+    """A CSV output writes decimal points: numbers' marks change, text does not."""
+    frame, _, _ = wine_table
+    src, out = tmp_path / "in.tsv", tmp_path / "out.csv"
+    lines = _spreadsheet_lines(frame, "\t", ",")
+    src.write_text("\n".join(lines) + "\n")
+    args = ["--target", "cultivar", "--out", out, "-q", "--contamination", "0.05"]
+    assert _clean(src, *args) == 0
+    cleaned = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert cleaned["alcohol"].str.fullmatch(r"\d+\.\d{3}").all()
+    assert cleaned["zip"].str.fullmatch(r"\d{5}").all()
+    assert set(cleaned["note"]) == {"NA", "ok", ""}
+
+
+def test_out_to_stdout(wine_csv, tmp_path, capsys):
+    report = tmp_path / "issues.csv"
+    args = ["--target", "cultivar", "--report", report]
+    assert _clean(wine_csv, *args, "--out", "-") == 0
+    captured = capsys.readouterr()
+    lines = wine_csv.read_text().splitlines()
+    rows = pd.read_csv(report)["row"]
+    kept = np.setdiff1d(np.arange(len(lines) - 1), rows)
+    assert captured.out.splitlines() == [lines[0]] + [lines[1 + i] for i in kept]
+    assert "wrote:         standard output (" in captured.err  # the summary
+    assert "rows flagged:" in captured.err
+
+    assert _clean(wine_csv, "--target", "cultivar", "--out", "-", "--report", "-") == 2
+    assert "cannot both be '-'" in capsys.readouterr().err
+
+
+# -- rbf-svm: sizes ------------------------------------------------------------------
+def test_rbf_svm_landmarks_keep_the_exact_solver(tmp_path, wine_table, monkeypatch):
+    """Beyond the parameters the explainer factorizes exactly, the exact kernel
+    (one parameter per row and class) left it conjugate gradients, with which
+    the held-out scores fail; landmark rows keep it exact. Digits (1797 rows,
+    10 classes, 17,980 parameters) in small: the limits lowered to 400 (and
+    to 400 rows x classes for the Woodbury solver, which digits exceeds)."""
+    from skinfluence import solvers
+    from skinfluence.solvers import woodbury
+
+    monkeypatch.setattr(solvers, "AUTO_EXACT_MAX_PARAMS", 400)
+    monkeypatch.setattr(solvers, "AUTO_EXACT_WIDE_MAX_PARAMS", 400)
+    monkeypatch.setattr(woodbury, "AUTO_WOODBURY_MAX_ROWS", 400)
+    frame, _, flipped = wine_table
+    src, report = tmp_path / "wine.csv", tmp_path / "issues.csv"
+    frame.to_csv(src, index=False)
+    args = ["--target", "cultivar", "--model", "rbf-svm", "--rounds", "1"]
+    assert _clean(src, *args, "--out", tmp_path / "o.csv", "--report", report) == 0
+    assert np.isin(flipped, pd.read_csv(report)["row"]).mean() >= 0.5
+
+
+def test_rbf_svm_size_rules():
+    assert _cli_model.rbf_landmarks(178, 3) is None  # exact kernel: 537 parameters
+    assert _cli_model.rbf_landmarks(4999, 2) is None
+    assert _cli_model.rbf_landmarks(1797, 10) == 499  # digits: 10 x 500 parameters
+    assert _cli_model.rbf_landmarks(20_000, 2) == _cli_model.RBF_MAX_LANDMARKS
+    with pytest.raises(_cli_errors.CleanError, match="fits at most 20,000 rows"):
+        _cli_model.rbf_landmarks(100_000, 2)
+    with pytest.raises(_cli_errors.CleanError, match="with 60 classes fits at most"):
+        _cli_model.rbf_landmarks(1000, 60)
+
+
+def test_rbf_svm_refuses_too_many_rows_up_front(tmp_path, capsys):
+    n = _cli_model.RBF_MAX_ROWS + 1
+    src = tmp_path / "big.csv"
+    x = np.random.default_rng(0).normal(size=(n, 2))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": np.arange(n) % 2}).to_csv(
+        src, index=False
+    )
+    args = ["--target", "y", "--model", "rbf-svm", "--out", tmp_path / "o.csv"]
+    assert _clean(src, *args) == 2
+    err = capsys.readouterr().err
+    assert f"--model rbf-svm fits at most {n - 1:,} rows, the input has {n:,}" in err
+    assert "--model logistic or --model svm" in err
+    assert "fitting" not in err  # refused before any work
+
+
+def test_help_names_the_rbf_svm_limit(capsys):
+    with pytest.raises(SystemExit):
+        main(["clean", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rbf-svm: SmoothHingeSVC(kernel='rbf') on at most 20,000 rows" in text
+    assert "--no-header" in text and "'-' for standard output" in text
+
+
+@pytest.mark.parametrize("where", ["fit", "read"])
+def test_out_of_memory_is_an_error_not_a_traceback(
+    where, wine_csv, tmp_path, monkeypatch, capsys
+):
+    from skinfluence.svm import _classes
+
+    def allocate(*args, **kwargs):
+        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape "
+                          "(100000, 100000) and data type float64")  # fmt: skip
+
+    if where == "fit":
+        monkeypatch.setattr(_classes.SmoothHingeSVC, "fit", allocate)
+    else:
+        monkeypatch.setattr(pd, "read_csv", allocate)
+    out = tmp_path / "o.csv"
+    assert _clean(wine_csv, "--target", "cultivar", "--model", "svm",
+                  "--out", out) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "error: " in err and "out of memory (Unable to allocate" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.slow
+def test_rbf_svm_on_digits(tmp_path):
+    """The user's case: 1797 rows, 10 classes (minutes on few cores)."""
+    from sklearn.datasets import load_digits
+
+    src, out = tmp_path / "digits.csv", tmp_path / "o.csv"
+    load_digits(as_frame=True).frame.to_csv(src, index=False)
+    assert _clean(src, "--target", "target", "--model", "rbf-svm", "--out", out) == 0
+
+
+# -- headers -------------------------------------------------------------------------
+def test_no_header(tmp_path, wine_table, capsys):
+    """Without a header line every row is scored, and rows are not shifted."""
+    frame, _, flipped = wine_table
+    src, out = tmp_path / "wine.csv", tmp_path / "out.csv"
+    report = tmp_path / "issues.csv"
+    frame.to_csv(src, index=False, header=False)
+    target = str(frame.columns.get_loc("cultivar"))
+    args = ["--target", target, "--no-header", "--out", out, "--report", report]
+    assert _clean(src, *args) == 0
+    captured = capsys.readouterr()
+    assert "178 rows x 16 columns" in captured.err and "warning" not in captured.err
+    assert "identifier '0' not a feature" in captured.out
+    issues = pd.read_csv(report)
+    assert np.isin(flipped, issues["row"]).mean() >= 0.6
+    np.testing.assert_array_equal(
+        issues["given_label"], frame["cultivar"].to_numpy()[issues["row"]]
+    )
+    lines = src.read_text().splitlines()
+    kept = np.setdiff1d(np.arange(len(frame)), issues["row"])
+    assert out.read_text().splitlines() == [lines[i] for i in kept]  # no header
+
+
+def test_numeric_header_is_pointed_out(tmp_path, wine_table, capsys):
+    frame, _, _ = wine_table
+    codes = frame["cultivar"].map({n: i for i, n in enumerate(NAMES)})
+    table = frame.drop(columns=["cellar"]).assign(cultivar=codes)
+    src, out = tmp_path / "wine.csv", tmp_path / "out.csv"
+    table.to_csv(src, index=False, header=False)
+    first = pd.read_csv(src).columns  # what the first row becomes
+    assert _clean(src, "--target", first[-1], "--out", out, "-q") == 0
+    err = capsys.readouterr().err
+    assert "warning: every cell of the header line is a number ('1000', " in err
+    assert "pass --no-header" in err
+    # A name the first row does not hold: the same hint in the error.
+    assert _clean(src, "--target", "14", "--out", out, "--force", "-q") == 2
+    assert "(if the file has no header line, pass --no-header)" in (
+        capsys.readouterr().err
+    )
+    # 0, 1, 2, ...: the header pandas writes for unnamed columns, not a data row.
+    table.set_axis(range(table.shape[1]), axis=1).to_csv(src, index=False)
+    assert _clean(src, "--target", "14", "--out", out, "--force", "-q") == 0
+    assert "warning: every cell" not in capsys.readouterr().err
+
+
+def test_no_header_is_for_text_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_cli_files, "_has_pyarrow", lambda: True)
+    src = tmp_path / "wine.parquet"
+    src.write_bytes(b"PAR1")  # refused before it is read
+    args = ["--target", "cultivar", "--no-header", "--out", tmp_path / "o.csv"]
+    assert _clean(src, *args) == 2
+    assert "--no-header is for .csv/.tsv input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_threshold_must_be_finite(value, wine_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _clean(wine_csv, "--target", "cultivar", f"--threshold={value}",
+               "--out", tmp_path / "o.csv")  # fmt: skip
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --threshold: must be a finite number, got {value}" in err
+    assert "MislabelDetector" not in err
