@@ -11,6 +11,7 @@ from .exceptions import (
     OverCleaningWarning,
     SingularHessianError,
     StationarityWarning,
+    TruncationWarning,
     UnsupportedOperationError,
 )
 from .explainer import InfluenceExplainer
@@ -48,6 +49,7 @@ __all__ = [
     "SingularHessianError",
     "SmoothHingeSVC",
     "StationarityWarning",
+    "TruncationWarning",
     "UnsupportedOperationError",
     "explain_errors",
     "refine",

@@ -38,6 +38,10 @@ class OverCleaningWarning(UserWarning):
     """More rows dropped or relabeled than the estimated number of wrong labels."""
 
 
+class TruncationWarning(UserWarning):
+    """A low-rank solver drops directions that carry much of the influence."""
+
+
 class UnsupportedOperationError(NotImplementedError, ValueError):
     """The explainer's backend cannot compute the requested quantity.
 
@@ -53,6 +57,7 @@ __all__ = [
     "OverCleaningWarning",
     "SingularHessianError",
     "StationarityWarning",
+    "TruncationWarning",
     "UnsupportedOperationError",
     "WoodburyNotApplicableError",
 ]

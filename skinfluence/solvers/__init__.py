@@ -66,7 +66,8 @@ def choose_solver(n_params, n_samples=None, objective=None):
       penalty on every coefficient and ``m = n_samples * n_outputs`` at most
       ``min(4000, n_params)`` rows, whose ``(m, m)`` factor (``8 m^2``
       bytes, 128 MB at the bound) takes at most a quarter of physical memory:
-      exact whatever the conditioning, for a Cholesky of ``m^3 / 3`` flops;
+      a Cholesky of ``m^3 / 3`` flops, accurate to about ``eps * ||S||``
+      (:class:`WoodburySolver` warns when that exceeds 1e-6);
     - else ``'exact'`` up to 8192 parameters when the dense Hessian takes
       at most a quarter of physical memory (512 MiB at the bound);
     - else ``'cg'`` (memory ``O(n_params * m)``, cost one Hessian-matrix

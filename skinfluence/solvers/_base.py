@@ -15,7 +15,16 @@ The operator offers ``shape``, ``null_space``, ``matmat(V)``, ``diagonal()``,
 (see :class:`skinfluence.objectives.HessianOperator`).
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ..utils._warn import caller_stacklevel
+
+# A fitted solver repeats a non-convergence warning only for a residual this
+# many times the largest it reported.
+_REWARN_FACTOR = 10.0
 
 
 def project_out(null, V):
@@ -29,3 +38,27 @@ def as_columns(B, n_params, null):
     """A projected float64 copy of B as columns, and whether B was a vector."""
     B = np.asarray(B, dtype=np.float64)
     return project_out(null, B.reshape(n_params, -1).copy()), B.ndim == 1
+
+
+def describe_columns(columns, limit=10):
+    """``"0, 1, 2 and 5 more"``: the first ``limit`` column indices of B."""
+    shown = ", ".join(str(int(c)) for c in columns[:limit])
+    more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
+    return f"{shown}{more}"
+
+
+def warn_not_converged(solver, tol, residual, message):
+    """Warn that ``solver``'s last solve left a relative residual above ``tol``.
+
+    Once per fitted solver and ``tol`` (copies from ``with_tol`` share the
+    record), and again only for a residual ten times the largest reported: a
+    fit's polishing steps solve with the same solver dozens of times, and
+    Python's own once-per-line rule does not hold them back (the residual in
+    the message varies, and every ``warnings.catch_warnings`` exit clears the
+    registry of lines already warned).
+    """
+    reported = solver.__dict__.setdefault("_reported", {})
+    if tol in reported and residual <= _REWARN_FACTOR * reported[tol]:
+        return
+    reported[tol] = max(residual, reported.get(tol, 0.0))
+    warnings.warn(message, ConvergenceWarning, stacklevel=caller_stacklevel())

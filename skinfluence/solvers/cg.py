@@ -2,27 +2,18 @@
 
 import copy
 import numbers
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import SingularHessianError
 from ..utils._progress import progress_bar
-from ..utils._warn import caller_stacklevel
-from ._base import as_columns, project_out
+from ._base import as_columns, describe_columns, project_out, warn_not_converged
 from ._spectrum import resolve_damping
 
 
 def _column_dots(A, B):
     return np.einsum("ij,ij->j", A, B)
-
-
-def _describe_columns(columns, limit=10):
-    shown = ", ".join(str(int(c)) for c in columns[:limit])
-    more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
-    return f"{shown}{more}"
 
 
 def solve_bar(name, m, verbose, total=None, unit="iterations"):
@@ -63,6 +54,9 @@ class CGSolver(BaseEstimator):
     tol : float, default=1e-10
         Stop a column when ``||b - (H + damping I) x|| <= tol * ||b||``. The
         error of ``x`` is at most the condition number of ``H`` times that.
+        A :class:`~sklearn.exceptions.ConvergenceWarning` names the columns
+        that miss it, once per fitted solver (repeated only for a residual
+        ten times larger); ``converged_`` has every solve's.
     maxiter : int or None, default=None
         Iterations at most; None means ``10 * n_params``.
     preconditioner : {'jacobi'}, fitted solver or None, default='jacobi'
@@ -125,6 +119,7 @@ class CGSolver(BaseEstimator):
             )
         self.operator_ = operator
         self.damping_ = resolve_damping(self.damping, operator)
+        self._reported = {}  # non-convergence warned, by tol (shared by with_tol)
         N = operator.null_space
         self._null = None if N is None or N.shape[1] == 0 else np.asarray(N)
         self._inv_diag = None
@@ -205,14 +200,16 @@ class CGSolver(BaseEstimator):
         self.converged_ = done
         if not done.all():
             bad = np.flatnonzero(~done)
-            warnings.warn(
-                f"CGSolver did not converge for right-hand sides (test rows) "
-                f"{_describe_columns(bad)} after {n_iter} iterations: relative "
-                f"residual up to {rel[bad].max():.3g} > tol={self.tol:g}. Raise "
+            worst = float(rel[bad].max())
+            warn_not_converged(
+                self,
+                self.tol,
+                worst,
+                f"CGSolver did not converge for {bad.size} of {m} right-hand sides "
+                f"(columns {describe_columns(bad)}) after {n_iter} iterations: "
+                f"relative residual up to {worst:.3g} > tol={self.tol:g}. Raise "
                 "`maxiter`, or raise `damping` (an ill-conditioned Hessian "
                 "converges slowly), or loosen `tol`.",
-                ConvergenceWarning,
-                stacklevel=caller_stacklevel(),
             )
         X = self._project(X)
         return X[:, 0] if vector else X

@@ -12,18 +12,35 @@ costing ``O(p * rank)`` per right-hand side instead of an iterative solve.
 Accuracy
 --------
 The approximation is exact on the span of the top eigenvectors and zero on
-its orthogonal complement. Writing ``P_perp`` for the projection off the top
-space and ``mu`` for the smallest eigenvalue of ``H + damping I`` (on the
-complement of the null space)::
+its orthogonal complement: the discarded directions are dropped (their
+influence is lost), not damped. Writing ``P_perp`` for the projection off
+the top space and ``mu`` for the smallest eigenvalue of ``H + damping I``
+(on the complement of the null space)::
 
     ||(H + damping I)^-1 b - approx|| = ||(H + damping I)^-1 P_perp b||
                                      <= ||P_perp b|| / mu.
 
 With ``rank`` covering every direction (``rank >= n_params - 1``, minus the
 null space) the eigenpairs come from a dense ``eigh`` and the solve is exact.
+
+How much is dropped
+-------------------
+Influence ``g' (H + damping I)^-1 h`` sums over eigendirections ``u_k``; the
+training gradients spread along ``u_k`` as the data's curvature ``c_k = u_k'
+(H - diag(penalty)) u_k`` does (the L2 penalty adds curvature but no
+gradient), so a direction's share of influence goes as ``c_k / (lambda_k +
+damping)``, about 1 wherever the data outweigh the penalty, however small
+``lambda_k``. The dropped directions have ``lambda_k <= lambda_rank``, so
+their weight is at least the data curvature they hold (the trace of ``H``,
+from ``operator.diagonal``, less the penalty and the kept ``c_k``) over
+``lambda_rank + damping``. ``kept_share_`` is the kept weight over the kept
+weight plus that lower bound, so at least ``1 - kept_share_`` of the
+influence is dropped. Without ``operator.diagonal``, 10 Hutchinson probes of
+the Hessian deflated by the kept eigenvectors estimate the dropped trace.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from scipy import linalg
@@ -31,10 +48,19 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from ..exceptions import SingularHessianError
+from ..exceptions import SingularHessianError, TruncationWarning
+from ..utils._warn import caller_stacklevel
+from ._base import project_out
 from ._spectrum import resolve_damping
 from .cg import _not_invertible
 from .exact import _RCOND_LIMIT
+
+# LowRankSolver warns when kept_share_ is below this: measured against the
+# exact solver, influence was within about 10% above 0.95 and 15% or more off
+# below 0.87.
+_KEPT_SHARE_LIMIT = 0.9
+# Hutchinson probes of the dropped trace, for operators without a diagonal.
+_N_PROBES = 10
 
 
 class LowRankSolver(BaseEstimator):
@@ -73,6 +99,13 @@ class LowRankSolver(BaseEstimator):
         The matching orthonormal eigenvectors, one per row.
     rank_ : int
         Eigenpairs kept.
+    kept_share_ : float
+        An upper estimate of the share of influence the kept directions carry
+        (see the module docstring): 1 when every direction is kept, and
+        ``1 - kept_share_`` at least is lost. Measured against the exact
+        solver, influence was 1-12% off at ``kept_share_ >= 0.95`` and 15%
+        or more off below 0.87. A high value is necessary, not
+        sufficient: it leans on the gradients spreading as the curvature does.
     """
 
     def __init__(self, rank=50, damping=0.0, random_state=None, tol=1e-6):
@@ -111,7 +144,57 @@ class LowRankSolver(BaseEstimator):
             )
         self._inv = 1.0 / denom
         self.n_params_ = p
+        trace = vals.sum() if rank >= q - 1 else None
+        self.kept_share_ = self._kept_share(operator, N, trace, rng)
+        if self.kept_share_ < _KEPT_SHARE_LIMIT:
+            warnings.warn(
+                f"LowRankSolver(rank={rank}) keeps about {self.kept_share_:.0%} "
+                f"of the influence at most: the other {q - rank} directions of the "
+                "Hessian are dropped and carry the rest (kept_share_ is an upper "
+                "estimate). Raise `rank`, or use solver='cg', 'woodbury' (linear "
+                "models with more parameters than rows) or 'exact'.",
+                TruncationWarning,
+                stacklevel=caller_stacklevel(),
+            )
         return self
+
+    def _kept_share(self, operator, N, trace, rng):
+        """``kept_share_``: kept influence weight over it plus the dropped one's
+        lower bound (see the module docstring)."""
+        C, lam = self.components_, self.eigenvalues_
+        denom = lam + self.damping_
+        penalty = getattr(getattr(operator, "objective", None), "penalty", None)
+        penalty = None if penalty is None else np.asarray(penalty, dtype=np.float64)
+        kept = lam if penalty is None else lam - (C**2) @ penalty
+        if trace is None:  # the trace of H off the null space, minus the kept part
+            dropped = self._dropped_trace(operator, N, rng)
+        else:
+            dropped = trace - lam.sum()
+        if penalty is not None:  # the penalty's share of the dropped trace
+            total = penalty.sum()
+            if N is not None:
+                total -= np.sum(N**2 * penalty[:, None])
+            dropped -= total - (C**2 @ penalty).sum()
+        weight = np.sum(np.clip(kept, 0, None) / denom)
+        lost = max(dropped, 0.0) / denom[-1]
+        return float(weight / (weight + lost)) if weight + lost > 0 else 1.0
+
+    def _dropped_trace(self, operator, N, rng):
+        """``trace(H)`` off the null space and the kept eigenspace."""
+        C, p = self.components_, self.n_params_
+        diagonal = getattr(operator, "diagonal", None)
+        if diagonal is not None:
+            trace = float(np.sum(diagonal()))
+            if N is not None:
+                trace -= float(np.trace(N.T @ operator.matmat(N)))
+            return trace - self.eigenvalues_.sum()
+        # Hutchinson on the deflated Hessian: its variance is that of the small
+        # dropped part only.
+        Z = rng.choice([-1.0, 1.0], size=(p, _N_PROBES))
+        Z -= C.T @ (C @ Z)
+        project_out(N, Z)
+        HZ = operator.matmat(Z)
+        return float(np.einsum("ij,ij->", Z, HZ)) / _N_PROBES
 
     @staticmethod
     def _dense(operator, N):

@@ -31,7 +31,9 @@ from sklearn.linear_model import (
 )
 from sklearn.preprocessing import StandardScaler
 
+from skinfluence import InfluenceExplainer
 from skinfluence.adapters import build_objective
+from skinfluence.exceptions import TruncationWarning
 from skinfluence.solvers import (
     SOLVERS,
     CGSolver,
@@ -46,6 +48,7 @@ from skinfluence.solvers import (
     extreme_eigenvalues,
     make_solver,
 )
+from skinfluence.solvers._base import warn_not_converged
 
 PROBLEMS = ["binary", "multinomial", "ridge", "poisson", "sparse"]
 N_RHS = 5
@@ -213,11 +216,52 @@ def test_cg_residual_history_decreases():
 def test_cg_warns_naming_unconverged_rows():
     operator, B = _problem("binary")
     solver = CGSolver(maxiter=2).fit(operator)
-    with pytest.warns(ConvergenceWarning, match=r"test rows\) 0, 1, 2, 3, 4") as rec:
+    match = r"5 of 5 right-hand sides \(columns 0, 1, 2, 3, 4\)"
+    with pytest.warns(ConvergenceWarning, match=match) as rec:
         solver.solve(B)
     message = str(rec[0].message)
     assert "maxiter" in message and "damping" in message
+    # Solves run for training rows too (self-influence, stationarity).
+    assert "test rows" not in message
     assert solver.n_iter_ == 2 and not solver.converged_.any()
+
+
+def test_cg_warns_once_per_fitted_solver():
+    """Python's once-per-line rule cannot hold back repeated solves: the
+    residual in the message varies, and leaving ``catch_warnings`` clears
+    its record. The solver keeps its own."""
+    operator, B = _problem("binary")
+    solver = CGSolver(maxiter=2).fit(operator)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            solver.solve(B)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+        loose = solver.with_tol(1e-3)  # its own tolerance, its own warning
+        loose.solve(B)
+        solver.with_tol(1e-3).solve(B)  # copies share the record
+    messages = [str(w.message) for w in rec if w.category is ConvergenceWarning]
+    assert len(messages) == 2
+    assert "tol=1e-10" in messages[0] and "tol=0.001" in messages[1]
+    assert not solver.converged_.any()  # every solve still records it
+    solver.fit(operator)  # a new fit, a new record
+    with pytest.warns(ConvergenceWarning):
+        solver.solve(B)
+
+
+def test_not_converged_warned_again_only_when_much_worse():
+    class Solver:
+        pass
+
+    solver = Solver()
+    with pytest.warns(ConvergenceWarning, match="first"):
+        warn_not_converged(solver, 1e-4, 1e-3, "first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_not_converged(solver, 1e-4, 5e-3, "within ten times")
+    with pytest.warns(ConvergenceWarning, match="much worse"):
+        warn_not_converged(solver, 1e-4, 2e-2, "much worse")
 
 
 def test_cg_zero_column_and_inverse():
@@ -328,7 +372,9 @@ def test_lissa_minibatches_close_on_damped_problem():
     solver = LissaSolver(
         damping=damping, depth=200, repeats=4, batch_size=64, random_state=0
     ).fit(operator)
-    X = solver.solve(B)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # residual below 0.1
+        X = solver.solve(B)
     assert _relative_errors(X, _exact("ridge", damping)).max() < 0.05
     assert solver.residual_history_.shape == (200, B.shape[1])
     # Same seed, same estimate.
@@ -336,6 +382,24 @@ def test_lissa_minibatches_close_on_damped_problem():
         damping=damping, depth=200, repeats=4, batch_size=64, random_state=0
     ).fit(operator)
     np.testing.assert_array_equal(again.solve(B), X)
+
+
+def test_lissa_minibatches_warn_on_a_large_full_data_residual():
+    operator, B = _problem("binary")
+    solver = LissaSolver(batch_size=100, depth=1000, random_state=0).fit(operator)
+    match = r"5 of 5 right-hand sides \(columns 0, 1, 2, 3, 4\).*on the full data"
+    with pytest.warns(ConvergenceWarning, match=match) as rec:
+        X = solver.solve(B)
+    message = str(rec[0].message)
+    assert "batch_size" in message and "solver='cg'" in message
+    assert "test rows" not in message
+    assert solver.residual_.max() > 0.1
+    # The warning is due: the estimate is far from the solution.
+    assert _relative_errors(X, _exact("binary")).max() > 0.1
+    # The full-batch path warns by the same rule, in the same words.
+    full = LissaSolver(depth=20).fit(operator)
+    with pytest.warns(ConvergenceWarning, match=r"LissaSolver did not converge for"):
+        full.solve(B)
 
 
 def test_lissa_divergence_names_scale():
@@ -363,6 +427,7 @@ def test_lowrank_full_rank_is_exact(name, damping):
     assert _relative_errors(X, _exact(name, damping)).max() < 1e-8
 
 
+@pytest.mark.filterwarnings("ignore::skinfluence.exceptions.TruncationWarning")
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_lowrank_within_bound(name):
     """Rank < p: ``||x - approx|| <= ||P_perp b|| / lambda_min``."""
@@ -381,6 +446,74 @@ def test_lowrank_within_bound(name):
     assert np.all(np.linalg.norm(X - _exact(name), axis=0) <= bound * (1 + 1e-8))
     with pytest.raises(NotImplementedError, match="solver='exact'"):
         solver.inverse()
+
+
+def _true_kept_share(operator, solver):
+    """Kept share of ``sum_k c_k / (lambda_k + damping)`` from the dense eigh."""
+    H = operator.to_dense()
+    N = operator.null_space
+    Q = np.eye(H.shape[0]) if N is None else linalg.null_space(N.T)
+    lam, V = linalg.eigh(Q.T @ H @ Q)
+    U = Q @ V
+    penalty = operator.objective.penalty
+    c = lam - (U**2 * penalty[:, None]).sum(axis=0)
+    weight = np.clip(c, 0, None) / (lam + solver.damping_)
+    return weight[::-1][: solver.rank_].sum() / weight.sum()
+
+
+class _NoDiagonal(_ProductsOnly):
+    """An operator without a diagonal: Hutchinson probes instead."""
+
+    def __getattr__(self, name):
+        if name == "diagonal":
+            raise AttributeError(name)
+        return getattr(self._operator, name)
+
+
+@pytest.mark.filterwarnings("ignore::skinfluence.exceptions.TruncationWarning")
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_lowrank_kept_share_bounds_the_kept_influence_weight(name):
+    operator, B = _problem(name)
+    rank = max(2, operator.shape[0] // 3)
+    solver = LowRankSolver(rank=rank, random_state=0).fit(operator)
+    true = _true_kept_share(operator, solver)
+    assert true - 1e-8 <= solver.kept_share_ <= 1.0
+    probed = LowRankSolver(rank=rank, random_state=0).fit(_NoDiagonal(operator))
+    assert abs(probed.kept_share_ - solver.kept_share_) < 0.1
+    # The directions left out are dropped, not damped: no influence there.
+    C = solver.components_
+    off = B - C.T @ (C @ B)
+    assert np.abs(solver.solve(off)).max() <= 1e-10 * np.abs(solver.solve(B)).max()
+    full = LowRankSolver(rank=operator.shape[0]).fit(operator)
+    assert full.kept_share_ == pytest.approx(1.0)
+
+
+def test_lowrank_warns_when_the_dropped_directions_carry_influence():
+    """Wide data (200 rows, 1200 features): at rank 50 most of the influence
+    lies in the dropped directions; at rank 195 little does."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 1200))
+    y = (X @ rng.normal(size=1200) > 0).astype(int)
+    model = LogisticRegression(tol=1e-10, max_iter=5000)
+    exact = InfluenceExplainer(model, solver="exact").fit(X, y)
+    expected = exact.influence(X[:10], y[:10])
+
+    def error(ex):
+        return np.linalg.norm(ex.influence(X[:10], y[:10]) - expected) / np.linalg.norm(
+            expected
+        )
+
+    match = r"rank=50\) keeps about \d+%.*`rank`.*'cg'.*'woodbury'.*'exact'"
+    with pytest.warns(TruncationWarning, match=match):
+        low = InfluenceExplainer(model, solver=LowRankSolver(random_state=0)).fit(X, y)
+    assert low.solver_.kept_share_ < 0.9
+    assert error(low) > 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        solver = LowRankSolver(rank=195, random_state=0)
+        high = InfluenceExplainer(model, solver=solver).fit(X, y)
+    assert high.solver_.kept_share_ >= 0.9
+    assert error(high) < 0.1
 
 
 # -- spectrum and damping ---------------------------------------------------------
@@ -442,6 +575,7 @@ def test_indefinite_auto_damping_and_rule():
     assert auto_damping(operator) == pytest.approx(1.0 + 3e-4)
 
 
+@pytest.mark.filterwarnings("ignore::skinfluence.exceptions.TruncationWarning")
 def test_larger_multinomial_model():
     """Digits: 650 parameters, 10 classes, a null space, Lanczos for real."""
     X, y = load_digits(return_X_y=True)

@@ -1,8 +1,11 @@
 """WoodburySolver against the exact solver, and its place in solver='auto'."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.linalg import LinAlgWarning
 from sklearn.datasets import load_wine
 from sklearn.linear_model import (
     LinearRegression,
@@ -102,7 +105,10 @@ def test_matches_exact_solver(name, model, X, y, weighted):
     if operator.null_space is None:  # arbitrary right-hand sides too
         B = np.hstack([B, rng.normal(size=(B.shape[0], 2))])
     exact = ExactSolver().fit(operator)
-    solver = WoodburySolver().fit(operator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LinAlgWarning)  # accurate: no warning
+        solver = WoodburySolver().fit(operator)
+    assert solver.expected_error_ < 1e-10
     expected = exact.solve(B)
     scale = np.abs(expected).max()
     np.testing.assert_allclose(solver.solve(B), expected, rtol=0, atol=1e-10 * scale)
@@ -114,6 +120,30 @@ def test_matches_exact_solver(name, model, X, y, weighted):
     kept = np.count_nonzero(sw) * max(K - 1, 1)
     r = 0 if operator.null_space is None else operator.null_space.shape[1]
     assert solver.n_rows_ == kept + r
+
+
+def _relative_residual(operator, X, B):
+    H = operator.to_dense()
+    return np.linalg.norm(H @ X - B, axis=0) / np.linalg.norm(B, axis=0)
+
+
+@pytest.mark.parametrize("shape", [(300, 1500), (2000, 40)])
+def test_warns_when_rounding_loses_digits(shape):
+    """Columns on scales 1e-3 to 1e3 under a small penalty: S = I + U lam^-1 U'
+    has a norm near 1e12, and the solve loses that many digits to rounding."""
+    rng = np.random.default_rng(0)
+    n, d = shape
+    X = rng.normal(size=shape) * np.logspace(-3, 3, d)
+    y = X @ rng.normal(size=d) * 1e-3 + rng.normal(size=n)
+    operator, B = _operator(Ridge(alpha=1e-3), X, y, np.ones(n))
+    with pytest.warns(LinAlgWarning, match="solver='exact'"):
+        solver = WoodburySolver().fit(operator)
+    residual = _relative_residual(operator, solver.solve(B), B).max()
+    # The warning is due, and the expected error is the one measured.
+    assert residual > 1e-6
+    assert solver.expected_error_ / 30 < residual < 30 * solver.expected_error_
+    exact = ExactSolver().fit(operator)
+    assert _relative_residual(operator, exact.solve(B), B).max() < 1e-12
 
 
 @pytest.mark.filterwarnings("ignore:An ill-conditioned matrix")  # Ridge(alpha=0)
