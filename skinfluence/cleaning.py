@@ -544,7 +544,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             raise ValueError(
                 "MislabelDetector requires y to be passed, but the target y is None."
             )
-        y_arr = np.asarray(y)
+        y_arr = _label_array(y)
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
             y_arr = column_or_1d(y_arr, warn=True)
         if y_arr.ndim != 1:
@@ -1030,6 +1030,23 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
             tags.input_tags.sparse = inner.sparse
             tags.input_tags.string = getattr(inner, "string", False)
         return tags
+
+
+def _label_array(y):
+    """``y`` as a numpy array; a nullable (Int64, boolean) Series without
+    missing values as its numpy dtype, which older pandas leaves as objects."""
+    dtype = getattr(y, "dtype", None)
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if (
+        isinstance(y, pd.Series)
+        and pd.api.types.is_extension_array_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+        and numpy_dtype is not None
+        and np.dtype(numpy_dtype).kind != "O"
+        and not y.isna().any()
+    ):
+        return y.to_numpy(dtype=numpy_dtype)
+    return np.asarray(y)
 
 
 def _check_detectable(estimator):
