@@ -666,8 +666,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
         evidence = label_evidence(eta, t, noise)
         if evidence >= EVIDENCE_LIMIT:
             return True
-        predicted = eta.argmax(axis=1) if eta.shape[1] > 1 else (eta[:, 0] > 0)
-        accuracy = float(np.mean(predicted == t))
+        accuracy = float(np.mean(self._suggest(eta) == self.classes_[t]))
         majority = float(np.bincount(t).max() / len(t))
         outcome = (
             "contamination='auto' flags none"
