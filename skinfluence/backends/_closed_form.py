@@ -40,7 +40,7 @@ from ..objectives import (
     Multinomial,
     OneVsRestLogistic,
 )
-from ..solvers import AUTO_EXACT_MAX_PARAMS, CGSolver, make_solver
+from ..solvers import AUTO_EXACT_MAX_PARAMS, CGSolver, make_solver, newton_solver
 from ..solvers.woodbury import woodbury_applicable
 from ..utils._checks import is_frozen, split_model
 from ..utils._chunks import check_result_size, chunk_slices, map_chunks
@@ -150,23 +150,30 @@ class ClosedFormBackend(InfluenceBackend):
         self._factorize()
         return self
 
-    def _factorize(self):
-        """Fit the solver on the Hessian at the current parameters."""
+    def _factorize(self, newton_only=False):
+        """Fit the solver on the Hessian at the current parameters.
+
+        ``newton_only``: between a polish's steps, refit only what the steps
+        solve with (:func:`~skinfluence.solvers.newton_solver`), when that is
+        not the influence solver itself.
+        """
         operator = HessianOperator(
             self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
         )
-        try:
-            self.solver_ = make_solver(
-                self.solver,
-                self.damping,
-                n_params=self.n_params_,
-                n_samples=self.n_train_,
-                objective=self.objective_,
-                verbose=self.verbose,
-            ).fit(operator)
-        except ValueError:
-            check_magnitude(self.X_, "X")  # an overflowing Hessian, if that was it
-            raise
+        if not (newton_only and self._newton_ is not self.solver_):
+            try:
+                self.solver_ = make_solver(
+                    self.solver,
+                    self.damping,
+                    n_params=self.n_params_,
+                    n_samples=self.n_train_,
+                    objective=self.objective_,
+                    verbose=self.verbose,
+                ).fit(operator)
+            except ValueError:
+                check_magnitude(self.X_, "X")  # an overflowing Hessian, if that was it
+                raise
+        self._newton_ = newton_solver(self.solver_, operator)
         self.residuals_, self.gradient_ = operator.residuals_and_gradient()
         operator.residuals_ = operator.mean_gradient_ = None  # the solver may keep it
         self.stationarity_ = self._stationarity(self.gradient_)
@@ -189,32 +196,37 @@ class ClosedFormBackend(InfluenceBackend):
         shrunk since (a typical row's effect, the unit, is taken as it was
         there). Stops once ``stationarity_ <= tol``. Returns the number of
         steps taken (the objective, solver and residuals are updated).
+
+        An approximate influence solver (LiSSA, low rank) is refitted once,
+        at the end: the steps, and ``stationarity_``, solve by conjugate
+        gradients on the exact Hessian's products instead
+        (:func:`~skinfluence.solvers.newton_solver`).
         """
         if getattr(self.objective_, "approximate", False):
             return 0
         steps, stale = 0, False  # stale: solver_ factorized at an earlier iterate
         # A factorization is cheap to apply; an iterative solver's solve is
         # itself the step.
-        factorized = hasattr(self.solver_, "factor_")
+        factorized = hasattr(self._newton_, "factor_")
         value = None  # the objective at the current parameters, once computed
         while steps < max_steps:
             if self.stationarity_ <= (tol * STALE_MARGIN if stale else tol):
                 if not stale:
                     break
-                self._factorize()
+                self._factorize(newton_only=True)
                 stale = False
                 continue
             previous = self.stationarity_
             if not stale:  # the step left under this factorization, and its unit
                 step = self._step_left()
                 unit = np.linalg.norm(step) / max(previous, np.finfo(float).tiny)
-                if self.solver_.damping_ and factorized:
+                if self._newton_.damping_ and factorized:
                     step = self._newton_direction()  # a damped step is not Newton's
             value = self._newton_step(step, value)
             if value is None:
                 if not stale:
                     break  # no decrease along the Newton direction: rounding floor
-                self._factorize()
+                self._factorize(newton_only=True)
                 stale = False
                 continue
             steps += 1
@@ -222,7 +234,7 @@ class ClosedFormBackend(InfluenceBackend):
             left = self._step_left()
             self.stationarity_ = float(np.linalg.norm(left) / unit)
             if self.stationarity_ > CONTRACTION * previous:
-                self._factorize()
+                self._factorize(newton_only=True)
                 stale = False
             elif self.stationarity_ > tol * STALE_MARGIN:  # another step follows
                 # Steps under this factorization that shrank the step left
@@ -233,14 +245,14 @@ class ClosedFormBackend(InfluenceBackend):
                     step = left
                 else:
                     step = self._newton_direction()
-        if stale:
+        if stale or (steps and self._newton_ is not self.solver_):
             self._factorize()
         return steps
 
     def _step_left(self):
         """``-H^-1 grad`` under ``solver_``: an iterative one solves it to
         ``NEWTON_CG_TOL`` (an inexact Newton step: the next corrects it)."""
-        solver = self.solver_
+        solver = self._newton_
         if not hasattr(solver, "factor_") and hasattr(solver, "with_tol"):
             solver = solver.with_tol(NEWTON_CG_TOL)
         return -np.asarray(solver.solve(self.gradient_)).ravel()
@@ -259,14 +271,14 @@ class ClosedFormBackend(InfluenceBackend):
             self.objective_, self.X_, self.target_, self.weights_, n_jobs=self.n_jobs
         )
         cg = CGSolver(
-            tol=NEWTON_CG_TOL, maxiter=NEWTON_CG_MAXITER, preconditioner=self.solver_
+            tol=NEWTON_CG_TOL, maxiter=NEWTON_CG_MAXITER, preconditioner=self._newton_
         ).fit(operator)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return -np.asarray(cg.solve(self.gradient_)).ravel()
         except SingularHessianError:  # flat or curved down: no Newton step
-            return -np.asarray(self.solver_.solve(self.gradient_)).ravel()
+            return -np.asarray(self._newton_.solve(self.gradient_)).ravel()
 
     def _newton_step(self, step, value=None):
         """One backtracking step along ``step``; the new objective, or None.
@@ -300,7 +312,7 @@ class ClosedFormBackend(InfluenceBackend):
         obj = self.objective_
         G = obj.expand(self.X_[rows], self.residuals_[rows]) + obj.reweight_term()
         shares = self.weights_[rows] / self.weights_.sum()
-        return stationarity(self.solver_, gradient, G, shares)
+        return stationarity(self._newton_, gradient, G, shares)
 
     def stationarity_advice(self, model_name):
         """The warning text when the fit is far from stationary, or None."""

@@ -8,7 +8,12 @@ iterative or distributed solver plugs in without touching them:
 - ``fit(operator) -> self``: factorize, or set up preconditioners;
 - ``solve(B) -> X``: ``H^-1 B`` for B of shape (n_params, m);
 - ``inverse() -> ndarray``: the dense ``H^-1`` (exact solvers only; used by the
-  Newton leave-one-out updates).
+  Newton leave-one-out updates);
+- ``approximate`` (optional class attribute, True): the solves carry an error
+  of the method's own (a truncated series, a truncated spectrum) that no
+  tolerance bounds. Finishing a fit by Newton steps and measuring how far it is
+  from stationary then solve by conjugate gradients instead (see
+  :func:`skinfluence.solvers.newton_solver`).
 
 The operator offers ``shape``, ``null_space``, ``matmat(V)``, ``diagonal()``,
 ``to_dense()`` and, where the curvature has that form, ``low_rank_factors()``

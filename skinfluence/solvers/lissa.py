@@ -128,6 +128,9 @@ class LissaSolver(BaseEstimator):
         module docstring) instead of asking the operator for products.
     """
 
+    #: Solves carry the method's own error (see ``solvers._base``).
+    approximate = True
+
     def __init__(
         self,
         damping=0.0,

@@ -108,6 +108,9 @@ class LowRankSolver(BaseEstimator):
         sufficient: it leans on the gradients spreading as the curvature does.
     """
 
+    #: Solves carry the method's own error (see ``solvers._base``).
+    approximate = True
+
     def __init__(self, rank=50, damping=0.0, random_state=None, tol=1e-6):
         self.rank = rank
         self.damping = damping

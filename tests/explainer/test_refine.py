@@ -210,3 +210,30 @@ def test_cg_polish_by_inexact_steps_reaches_the_exact_optimum():
     tight = stationarity(exact.solver_, g, G, shares)  # every row solved exactly
     estimate = stationarity(cg.solver_, g, G, shares)  # 8 signs, solves to 1e-4
     assert 0.5 < estimate / tight < 2
+
+
+@pytest.mark.parametrize("solver", ["lissa", "lowrank"])
+def test_approximate_solvers_polish_and_measure_by_exact_products(solver):
+    # Unscaled features: LiSSA's series does not converge in its depth and a
+    # rank-50 truncation drops most directions, so Newton steps under either
+    # would stop far from the optimum, and their stationarity understate it.
+    X, y = load_breast_cancer(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no convergence warning from polishing
+        ours = InfluenceExplainer(LogisticRegression(max_iter=5000), solver=solver).fit(
+            X, y
+        )
+    exact = InfluenceExplainer(LogisticRegression(max_iter=5000)).fit(X, y)
+    assert ours.n_polish_steps_ <= 5
+    assert ours.stationarity_ <= 1e-3
+    np.testing.assert_allclose(
+        ours.objective_.theta, exact.objective_.theta, rtol=1e-5, atol=1e-6
+    )
+    # A frozen, loosely fitted model: the stationarity the approximate
+    # solver's explainer reports is the exact solver's.
+    loose = FrozenEstimator(LogisticRegression(tol=1e-2, max_iter=5000).fit(X, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StationarityWarning)
+        approx = InfluenceExplainer(loose, solver=solver).fit(X, y)
+        reference = InfluenceExplainer(loose).fit(X, y)
+    assert approx.stationarity_ == pytest.approx(reference.stationarity_, rel=0.5)
