@@ -82,13 +82,17 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             'woodbury', 'boostin', 'leaf_influence', 'leaf_refit'} or solver \
             object, default='auto'
         Inverse-Hessian solver (see ``skinfluence.solvers``): 'auto' is
-        'exact' (one Cholesky) up to 5000 parameters, else 'woodbury' (exact,
-        through an ``(n K, n K)`` factor) for wide penalized linear models with
-        ``n_samples * n_outputs <= 4000``, else 'exact' up to 8192 parameters
-        (a dense Hessian of at most a quarter of physical memory), else 'cg'
+        'woodbury' (exact, through an ``(n K, n K)`` factor) for wide
+        penalized linear models with ``n_samples * n_outputs <= 4000`` (up to
+        5000 parameters, from 1000 parameters and with ``n_samples *
+        n_outputs`` at most a quarter of them), else 'exact' (one Cholesky)
+        up to 5000 parameters, else 'exact' up to 8192 parameters (a dense
+        Hessian of at most a quarter of physical memory), else 'cg'
         (matrix-free conjugate gradients). An object with ``fit(operator)``
-        and ``solve(B)`` is copied, then fitted. ``loo_change(method='newton')`` and the
-        held-out scores of :class:`MislabelDetector` need 'exact'.
+        and ``solve(B)`` is copied, then fitted.
+        ``loo_change(method='newton')`` and the held-out scores of
+        :class:`MislabelDetector` need a solver that forms ``H^-1`` ('exact'
+        or 'woodbury').
         'arnoldi' is 'lowrank' (Lanczos is Arnoldi for a symmetric matrix);
         'ekfac' (torch models only) is :class:`skinfluence.torch.EkfacSolver`.
         For torch models 'auto' is 'exact' up to 2000 parameters. For boosted

@@ -54,20 +54,28 @@ AUTO_EXACT_MAX_PARAMS = 5000
 # (benchmarks/bench_attribution.py).
 AUTO_EXACT_WIDE_MAX_PARAMS = 8192
 _AUTO_MEMORY_SHARE = 0.25
+# Below the 5000-parameter bound, Woodbury is chosen on data at least this
+# wide (n_samples * n_outputs at most this share of the parameters) from
+# this many parameters: its (m, m) factor then costs a small part of the
+# (p, p) Cholesky (benchmarks/bench_solver_choice.py); below it, a Cholesky takes
+# milliseconds.
+AUTO_WOODBURY_WIDE_SHARE = 0.25
+AUTO_WOODBURY_MIN_PARAMS = 1000
 
 
 def choose_solver(n_params, n_samples=None, objective=None):
     """The solver name ``solver='auto'`` picks.
 
-    - ``'exact'`` when ``n_params <= 5000`` (the dense Hessian fits in 200 MB
-      and one Cholesky serves every solve, including the Newton leave-one-out
-      updates);
-    - else ``'woodbury'`` for wide data: a linear-output ``objective`` with a
+    - ``'woodbury'`` for wide data: a linear-output ``objective`` with a
       penalty on every coefficient and ``m = n_samples * n_outputs`` at most
       ``min(4000, n_params)`` rows, whose ``(m, m)`` factor (``8 m^2``
       bytes, 128 MB at the bound) takes at most a quarter of physical memory:
       a Cholesky of ``m^3 / 3`` flops, accurate to about ``eps * ||S||``
-      (:class:`WoodburySolver` warns when that exceeds 1e-6);
+      (:class:`WoodburySolver` warns when that exceeds 1e-6). Up to 5000
+      parameters only from 1000 parameters and for ``m <= n_params / 4``;
+    - else ``'exact'`` when ``n_params <= 5000`` (the dense Hessian fits in
+      200 MB and one Cholesky serves every solve, including the Newton
+      leave-one-out updates);
     - else ``'exact'`` up to 8192 parameters when the dense Hessian takes
       at most a quarter of physical memory (512 MiB at the bound);
     - else ``'cg'`` (memory ``O(n_params * m)``, cost one Hessian-matrix
@@ -76,9 +84,14 @@ def choose_solver(n_params, n_samples=None, objective=None):
     Without ``objective`` (or ``n_samples``) the choice is between the first
     and the last.
     """
+    wide = prefers_woodbury(objective, n_samples, n_params)
     if n_params <= AUTO_EXACT_MAX_PARAMS:
-        return "exact"
-    if prefers_woodbury(objective, n_samples, n_params):
+        very_wide = wide and (
+            n_params >= AUTO_WOODBURY_MIN_PARAMS
+            and n_samples * objective.n_outputs <= AUTO_WOODBURY_WIDE_SHARE * n_params
+        )
+        return "woodbury" if very_wide else "exact"
+    if wide:
         return "woodbury"
     dense_bytes = 8.0 * n_params * n_params
     if (

@@ -214,7 +214,13 @@ def test_auto_picks_woodbury_for_wide_penalized_models():
     assert choose_solver(9001, 300) == "cg"
     assert choose_solver(9001, 10000, objective) == "cg"  # n > p: not wide
     assert choose_solver(10**6, 12000, objective) == "cg"  # past the row bound
-    assert choose_solver(5000, 300, objective) == "exact"
+    # Up to 5000 parameters, Woodbury for m <= p / 4 from 1000 parameters:
+    # its (m, m) factor is then a small part of the (p, p) Cholesky.
+    assert choose_solver(5000, 300, objective) == "woodbury"
+    assert choose_solver(1200, 300, objective) == "woodbury"
+    assert choose_solver(1199, 300, objective) == "exact"
+    assert choose_solver(999, 100, objective) == "exact"  # a Cholesky is quick
+    assert choose_solver(5000, 300) == "exact"  # no objective
     assert choose_solver(7850, 7000, objective) == "exact"  # dense, not wide
     assert isinstance(
         make_solver("auto", 0.0, n_params=6001, n_samples=300, objective=objective),
