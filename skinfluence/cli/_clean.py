@@ -21,6 +21,7 @@ from ._columns import (
     _id_note,
     _label_values,
     _split_columns,
+    _stray_note,
 )
 from ._errors import CleanError, _listing, _quote
 from ._files import (
@@ -111,7 +112,14 @@ def _clean(args, out, stages):
     src, outputs, formats = _check_paths(args)
     frame, text, dialects = _load(src, formats["input"], args, stages)
 
-    X, numeric, categorical, ids = _split_columns(frame, args.target, args)
+    decimal = "." if text is None else text.decimal
+    X, numeric, categorical, ids, strays = _split_columns(
+        frame, args.target, args, decimal
+    )
+    for col, counts in strays.items():
+        _note(stages, _stray_note(col, counts))
+    if strays and text is not None:  # their numbers take an output's decimal mark
+        text = dataclasses.replace(text, numeric=[*text.numeric, *strays])
     if ids:
         _note(stages, _id_note(ids))
     commas = _decimal_comma_note(X[categorical])

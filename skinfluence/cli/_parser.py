@@ -18,10 +18,12 @@ Find training rows whose label is probably wrong, with influence functions
 
 Features are every column but the target and the --exclude'd ones: numeric
 columns median-imputed and standardized, the others (text, category, bool)
-most-frequent-imputed and one-hot encoded. Columns that look like row
-identifiers (text or integers with a different value in every row, or unique
-values under a name such as id, ID, row_id, customerId) are left out with a
-note and listed in REPORT instead (--keep-column, --no-detect-ids).
+most-frequent-imputed and one-hot encoded. A text column of numbers with a
+few other cells (' ', '?', 'N/A') is read as numbers, those cells as missing,
+with a note. Columns that look like row identifiers (text with a different
+value in 95% of the rows or more, integers with a different value in every
+row, or such values under a name such as id, ID, row_id, customerId) are left
+out with a note and listed in REPORT instead (--keep-column, --no-detect-ids).
 
 A model is fitted once; each row is then scored by the loss it would have
 under the model fitted without it (one exact Newton step per row, no refits),
