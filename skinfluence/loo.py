@@ -1,6 +1,7 @@
 """Check influence against actual retraining (Koh & Liang's Figure 2)."""
 
 import inspect
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -115,6 +116,7 @@ def validate_loo(
     True
     """
     check_explainer(explainer, "validate_loo")
+    _check_counts(n_remove, n_random)
     backend = explainer.backend_
     backend.require("refit", "validate_loo")
     # An array whatever set_output says: rows are positions from here on.
@@ -157,9 +159,8 @@ def validate_loo(
         }
     )
     r = slope = np.nan
-    if len(rows) > 1 and np.ptp(pred) > 0 and np.ptp(actual) > 0:
-        r = float(np.corrcoef(pred, actual)[0, 1])
-        slope = float(np.polyfit(actual, pred, 1)[0])
+    if len(rows) > 1 and _varies(pred) and _varies(actual):
+        r, slope = _agreement(pred, actual)
     elif len(rows) > 1:
         warnings.warn(
             "The predicted or the actual changes are all equal (a flat test "
@@ -169,6 +170,43 @@ def validate_loo(
             stacklevel=caller_stacklevel(),
         )
     return LOOValidation(table, r, slope)
+
+
+def _varies(values):
+    """Whether ``values`` spread at a scale whose squares do not underflow:
+    changes of about 1e-190 (a test row past a hinge's margin) are a flat
+    loss's rounding, not a prediction to correlate."""
+    scale = np.max(np.abs(values))
+    return bool(np.ptp(values) > 0 and scale > np.sqrt(np.finfo(float).tiny))
+
+
+def _agreement(pred, actual):
+    """Pearson R and least-squares slope of ``pred`` on ``actual``, computed
+    on both scaled to a largest magnitude of 1 (the slope scaled back)."""
+    p_scale, a_scale = np.max(np.abs(pred)), np.max(np.abs(actual))
+    p, a = pred / p_scale, actual / a_scale
+    r = float(np.corrcoef(p, a)[0, 1])
+    slope = float(np.polyfit(a, p, 1)[0]) * p_scale / a_scale
+    return r, slope
+
+
+def _check_counts(n_remove, n_random):
+    """Raise unless both counts are non-negative integers, not both 0."""
+    for name, value in (("n_remove", n_remove), ("n_random", n_random)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, numbers.Integral
+        ):
+            raise TypeError(f"{name} must be an integer, got {value!r}.")
+        if value < 0:
+            raise ValueError(
+                f"{name} must be >= 0 (rows to refit without), got {value}."
+            )
+    if n_remove + n_random == 0:
+        raise ValueError(
+            "n_remove=0 and n_random=0 leave no row to refit without: pass "
+            "n_remove (the most influential rows) and/or n_random (random "
+            "ones), at least 2 in all for a correlation."
+        )
 
 
 def _check_refit_options(backend, options):

@@ -195,3 +195,52 @@ def test_cv_search_is_retrained_at_its_chosen_hyperparameter(search):
     refit = warm_clone(explainer.backend_.model_)
     assert type(refit) is type(chosen)
     assert {k: refit.get_params()[k] for k in value} == value
+
+
+def test_a_test_row_past_the_margin_gives_nan_not_a_crash():
+    # Past a smooth hinge's margin the test loss is flat: first-order changes
+    # are 0, Newton's about 1e-190, whose squares underflow a least-squares fit.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skinfluence import SmoothHingeSVC
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), SmoothHingeSVC())
+    explainer = InfluenceExplainer(model).fit(X[:350], y[:350])
+    for method in ("influence", "newton"):
+        with pytest.warns(UserWarning, match="inside the margin"):
+            result = validate_loo(
+                explainer, X[350:351], y[350:351], method=method, random_state=0
+            )
+        assert np.isnan(result.pearson_r) and np.isnan(result.slope)
+
+
+def test_agreement_is_scale_free():
+    from skinfluence.loo import _agreement
+
+    rng = np.random.default_rng(0)
+    actual = rng.standard_normal(30)
+    pred = 2.0 * actual + 0.1 * rng.standard_normal(30)
+    r, slope = _agreement(pred, actual)
+    assert r == pytest.approx(np.corrcoef(pred, actual)[0, 1], rel=1e-12)
+    assert slope == pytest.approx(np.polyfit(actual, pred, 1)[0], rel=1e-12)
+    # Changes of 1e-140: their squares underflow an unscaled least squares.
+    r_small, slope_small = _agreement(pred * 1e-140, actual * 1e-140)
+    assert (r_small, slope_small) == pytest.approx((r, slope), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n_remove": -3}, ValueError, "n_remove must be >= 0"),
+        ({"n_random": -1}, ValueError, "n_random must be >= 0"),
+        ({"n_remove": 0, "n_random": 0}, ValueError, "leave no row"),
+        ({"n_remove": 2.5}, TypeError, "n_remove must be an integer"),
+    ],
+)
+def test_row_counts_are_checked_before_any_refit(cancer, kwargs, error, match):
+    X, y = cancer
+    explainer = InfluenceExplainer(LogisticRegression()).fit(X[:100], y[:100])
+    with pytest.raises(error, match=match):
+        validate_loo(explainer, X[100:101], y[100:101], **kwargs)
