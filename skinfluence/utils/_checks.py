@@ -146,8 +146,8 @@ def train_positions(rows, index, n, what="train_rows"):
     if rows.dtype == bool:
         if rows.shape != (n,):
             raise ValueError(
-                f"A boolean {what} must have one entry per training row ({n}), "
-                f"got shape {rows.shape}."
+                f"{what} as a boolean mask must have one entry per training "
+                f"row ({n}), got shape {rows.shape}."
             )
         return np.flatnonzero(rows)
     if rows.ndim != 1:
@@ -167,7 +167,8 @@ def train_positions(rows, index, n, what="train_rows"):
         return rows.astype(np.intp)
     if not index.is_unique:
         raise ValueError(
-            f"{what} are read as index labels of the training data, but its "
+            f"The rows of {what} are read as index labels of the training "
+            "data, but its "
             "index repeats labels; fit on X.reset_index(drop=True) (and y) to "
             "name rows by position."
         )
@@ -175,9 +176,9 @@ def train_positions(rows, index, n, what="train_rows"):
     if np.any(positions < 0):
         bad = rows[positions < 0][:5].tolist()
         raise ValueError(
-            f"{what} are index labels of the training data (as top_influential "
-            f"reports them in train_row); {bad} are not in its index. For "
-            "positions p pass X_train.index[p]."
+            f"The rows of {what} are read as index labels of the training data "
+            f"(as top_influential reports them in train_row); {bad} are not in "
+            "its index. For positions p pass X_train.index[p]."
         )
     return positions
 
@@ -190,8 +191,8 @@ def check_groups(groups, n, index=None):
     """
     if isinstance(groups, (list, tuple)) and any(np.ndim(g) > 0 for g in groups):
         rows = []
-        for g in groups:
-            rows.append(np.unique(train_positions(g, index, n, "Each group")))
+        for k, g in enumerate(groups):
+            rows.append(np.unique(train_positions(g, index, n, f"groups[{k}]")))
         _refuse_whole_groups(rows, n)
         return rows, None
     labels = np.asarray(groups)

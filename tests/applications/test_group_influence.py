@@ -156,7 +156,11 @@ def test_iterative_solver_first_order_only(ridge_data):
     [
         (np.zeros(7), "one label per training row"),
         ([np.array([0, 500])], r"lie in \[0, 120\)"),
-        ([np.ones(5, dtype=bool)], "one entry per training row"),
+        (
+            [np.arange(3), np.ones(5, dtype=bool)],
+            r"^groups\[1\] as a boolean mask must have one entry per training "
+            r"row \(120\), got shape \(5,\)\.$",
+        ),
         ([np.arange(3), np.arange(120)], "Group 1 holds all 120 training rows"),
         (np.zeros(120), "Group 0.0 holds all 120"),
     ],
