@@ -23,6 +23,7 @@ from .exceptions import (
 )
 from .utils._checks import (
     as_fitted_input,
+    check_frozen_is_fitted,
     check_groups,
     fit_params_for,
     is_frozen,
@@ -302,6 +303,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         self : InfluenceExplainer
         """
+        check_frozen_is_fitted(self.estimator)
         backend = make_backend(
             self.estimator,
             X,

@@ -86,6 +86,24 @@ def as_fitted_input(fitted, X):
     return pd.DataFrame(X, columns=names, copy=False)
 
 
+def check_frozen_is_fitted(estimator):
+    """Raise NotFittedError, naming the fix, if a FrozenEstimator (the
+    estimator or a Pipeline's last step) holds an unfitted model."""
+    frozen = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    if not isinstance(frozen, FrozenEstimator):
+        return
+    name = type(frozen.estimator).__name__
+    check_is_fitted(
+        frozen.estimator,
+        msg=(
+            f"The {name} inside FrozenEstimator is not fitted: FrozenEstimator "
+            "explains a model as it was fitted and never fits it. Fit it first, "
+            "FrozenEstimator(model.fit(X, y)), or pass the unfitted model "
+            "itself and the explainer fits a copy."
+        ),
+    )
+
+
 def is_frozen(estimator):
     """Whether the explained model was fitted before (FrozenEstimator anywhere)."""
     if isinstance(estimator, FrozenEstimator):

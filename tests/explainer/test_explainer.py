@@ -313,6 +313,20 @@ def test_bad_test_input(cancer):
         InfluenceExplainer(_logreg()).influence(X[:2], y[:2])
 
 
+def test_an_unfitted_frozen_model_is_refused_with_the_fix(cancer):
+    from sklearn.frozen import FrozenEstimator
+
+    X, y = cancer
+    for frozen in (
+        FrozenEstimator(_logreg()),
+        make_pipeline(StandardScaler(), FrozenEstimator(_logreg())),
+    ):
+        with pytest.raises(
+            NotFittedError, match=r"inside FrozenEstimator is not fitted.*Fit it first"
+        ):
+            InfluenceExplainer(frozen).fit(X, y)
+
+
 def test_singular_hessian_suggests_damping():
     X, y = load_diabetes(return_X_y=True)
     X = np.hstack([X, X[:, :1]])  # a duplicated column
