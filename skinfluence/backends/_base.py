@@ -145,7 +145,8 @@ def warn_if_flat(output_gradients, family):
             )
         warnings.warn(
             f"The test loss is flat at {int(flat.sum())} of {flat.size} test "
-            f"rows (e.g. row {int(np.flatnonzero(flat)[0])}): {why}, so every "
+            f"rows (e.g. the row at position {int(np.flatnonzero(flat)[0])} "
+            f"of X_test): {why}, so every "
             "influence on it is zero. Pass target='decision_function' (to "
             "influence, loo_change or top_influential) to see which training "
             "rows move the prediction.",

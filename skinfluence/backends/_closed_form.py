@@ -30,7 +30,6 @@ from ..core._refit import refit_subsets, refit_without
 from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
 from ..exceptions import (
-    FlatLossWarning,
     SingularHessianError,
     UnsupportedOperationError,
 )
@@ -349,8 +348,13 @@ class ClosedFormBackend(InfluenceBackend):
         fmap = self.objective_.feature_map
         return X if fmap is None else fmap.transform(X)
 
-    def test_factors(self, X, y, target):
-        """``(features, d quantity / d eta, class or target index)`` per test row."""
+    def test_factors(self, X, y, target, warn_flat=True):
+        """``(features, d quantity / d eta, class or target index)`` per test row.
+
+        ``warn_flat``: warn of test rows whose loss is flat (callers that use
+        only the features and classes, for values rather than derivatives,
+        pass False).
+        """
         check_target(target)
         Xt = self._linear_features(self.model_input(X))
         family = self.objective_.family
@@ -366,7 +370,7 @@ class ClosedFormBackend(InfluenceBackend):
                     "those test rows (there is no loss to differentiate)."
                 )
             F = family.gradient(t, eta)
-            if family.classes is not None:  # a regression loss never saturates
+            if family.classes is not None and warn_flat:  # regression: never flat
                 F[warn_if_flat(F, family)] = 0.0  # rounding noise: exactly 0
             return Xt, F, t
         classifier = family.classes is not None
@@ -637,7 +641,7 @@ class ClosedFormBackend(InfluenceBackend):
         return P if fmap is None else fmap.vjp(self.X_input_[rows], P)
 
     def test_loss(self, X, y):
-        Xt, _, t = self.test_factors(X, y, "loss")
+        Xt, _, t = self.test_factors(X, y, "loss", warn_flat=False)
         return self.objective_.loss(Xt, t)
 
     # -- the training problem, for refits and the applications -------------------
@@ -724,9 +728,7 @@ class ClosedFormBackend(InfluenceBackend):
         change being measured.
         """
         X_test = self.model_input(X)
-        with warnings.catch_warnings():  # the prediction's call has warned
-            warnings.simplefilter("ignore", FlatLossWarning)
-            Xt, _, t = self.test_factors(X, y, "loss")
+        Xt, _, t = self.test_factors(X, y, "loss", warn_flat=False)
         base = self.objective_.loss(Xt, t).sum()
         X_in, labels, sw = self.X_input_, self.y_, self.sample_weight_
         polish = (
@@ -754,7 +756,7 @@ class ClosedFormBackend(InfluenceBackend):
         decision function (of ``y``'s class, or the predicted one), the
         probability of that class, or a regressor's prediction.
         """
-        Xt, _, cls = self.test_factors(X, y, target)
+        Xt, _, cls = self.test_factors(X, y, target, warn_flat=False)
         return _output_values(objective or self.objective_, Xt, target, cls)
 
     def gradient_similarity(self, X, y=None, *, target="loss"):
@@ -813,7 +815,7 @@ class ClosedFormBackend(InfluenceBackend):
         ndarray of shape (n_subsets, n_test)
         """
         masks = self.check_keep_masks(keep_masks)
-        Xt, _, cls = self.test_factors(X, y, target)
+        Xt, _, cls = self.test_factors(X, y, target, warn_flat=False)
         whitening = self.whitening()
         obj = self.objective_
         # Per subset: eta, the loss's gradient and their temporaries over the

@@ -234,11 +234,18 @@ def test_a_certain_logistic_fit_is_flat_and_names_the_penalty():
     p = ex.predict_proba(X_test)[np.arange(len(y_test)), y_test]
     flat = 1.0 - p < 1e-12  # the loss gradient is p - 1 for the given label
     assert flat.any() and not flat.all()
+    first = int(np.flatnonzero(flat)[0])
     with pytest.warns(FlatLossWarning, match="smaller C") as record:
         infl = ex.influence(X_test, y_test)
     assert "hinge" not in str(record[0].message)
+    assert f"the row at position {first} of X_test" in str(record[0].message)
     np.testing.assert_array_equal(infl[flat], 0.0)
     assert np.all(np.abs(infl[~flat]).max(axis=1) > 0)
+    # Values, not derivatives: the loss itself is no influence to warn of.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlatLossWarning)
+        losses = ex.test_loss(X_test, y_test)
+    np.testing.assert_allclose(losses, -np.log(p), rtol=1e-6, atol=1e-11)
 
 
 def test_relatif_is_bounded_and_zero_for_flat_training_rows():
