@@ -761,7 +761,9 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         pandas.DataFrame
             Columns ``test_row``, ``kind`` ('helpful' or 'harmful'), ``rank``,
             ``train_row``, ``score`` (the value ranked by: the influence, or
-            its RelatIF or DIVINE score), ``influence``, ``label`` (the row's
+            its RelatIF score; with 'divine', which scores the set of rows
+            and not each row, the influence, and ``rank`` the order in which
+            the greedy selection chose the rows), ``influence``, ``label`` (the row's
             given label) and ``loo_change``: the predicted change of the test
             quantity if the row were removed, by one Newton step where that
             is exact or cheap (the exact solver, up to 2000 parameters: see
