@@ -16,7 +16,9 @@ Run: python examples/domain_mismatch.py
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 
 from skinfluence import InfluenceExplainer, explain_errors
 
@@ -78,6 +80,17 @@ def main():
     print(result.rows.head(6).to_string(index=False))
     print("\nSubgroups (largest mean |influence| per row first):")
     print(result.groups.to_string(index=False))
+    print(
+        "\nRemoving each group, refitted: change of the errors' summed log loss "
+        f"(predicted: removal_change, {result.groups.attrs['removal_change_method']})"
+    )
+    X_err, y_err = X_test[wrong], y_test[wrong]
+    base = log_loss(y_err, explainer.predict_proba(X_err), normalize=False)
+    for group, predicted in zip(result.groups.group, result.groups.removal_change):
+        kept = age_train != group
+        refit = clone(model).fit(X_train[kept], y_train[kept])
+        actual = log_loss(y_err, refit.predict_proba(X_err), normalize=False) - base
+        print(f"  {group:>6}: refit {actual:+8.1f}   predicted {predicted:+8.1f}")
     print("\nFeatures (I_pert,loss summed over the 10 most influential rows):")
     print(result.features.head(5).to_string(index=False))
 
