@@ -766,7 +766,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             the greedy selection chose the rows), ``influence``, ``label`` (the row's
             given label) and ``loo_change``: the predicted change of the test
             quantity if the row were removed, by one Newton step where that
-            is exact or cheap (the exact solver, up to 2000 parameters: see
+            is exact or cheap (a solver that forms H^-1: exact or woodbury, up
+            to 2000 parameters: see
             ``table.attrs['loo_change_method']``), else first order. Rows are
             the index labels of pandas input. ``table.attrs`` also holds
             ``method`` and ``target`` (the plots label their axes by them).

@@ -25,7 +25,6 @@ from ..adapters import (
     parameters_writable,
 )
 from ..core import _formulas
-from ..core._formulas import half_factor
 from ..core._refit import refit_subsets, refit_without
 from ..core._stationarity import stationarity, stationarity_rows
 from ..core._topk import StreamingTopK
@@ -448,11 +447,13 @@ class ClosedFormBackend(InfluenceBackend):
     def preferred_loo_method(self, target="loss"):
         """'newton' where one Newton step is exact or cheap here, else 'influence'.
 
-        Newton needs the dense inverse Hessian: with the exact solver and up to
-        2000 parameters it costs little next to the fit, and it tracks refits
-        far better than first order on small or high-leverage data.
+        Newton needs the dense inverse Hessian: with a solver that forms it
+        exactly (``exact``, ``woodbury``) and up to 2000 parameters it costs
+        little next to the fit, and it tracks refits far better than first
+        order on small or high-leverage data.
         """
-        cheap = half_factor(self.solver_) is not None and self.n_params_ <= 2000
+        exact = getattr(self.solver_, "exact", False)
+        cheap = exact and self.n_params_ <= 2000
         if cheap and target in ("loss", "decision_function"):
             return "newton"
         return "influence"

@@ -9,6 +9,9 @@ iterative or distributed solver plugs in without touching them:
 - ``solve(B) -> X``: ``H^-1 B`` for B of shape (n_params, m);
 - ``inverse() -> ndarray``: the dense ``H^-1`` (exact solvers only; used by the
   Newton leave-one-out updates);
+- ``exact`` (optional class attribute, True): solves are exact to rounding
+  and ``inverse()`` forms ``H^-1``, so one Newton step per removed row is
+  the cheap default for the predicted leave-one-out change;
 - ``approximate`` (optional class attribute, True): the solves carry an error
   of the method's own (a truncated series, a truncated spectrum) that no
   tolerance bounds. Finishing a fit by Newton steps and measuring how far it is

@@ -202,6 +202,9 @@ class ExactSolver:
         Estimated reciprocal condition number of the factorized matrix.
     """
 
+    #: Solves exact to rounding; ``inverse`` forms ``H^-1`` (see ``_base``).
+    exact = True
+
     def __init__(self, damping=0.0):
         self.damping = damping
 

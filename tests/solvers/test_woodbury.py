@@ -255,3 +255,24 @@ def test_damped_multinomial_penalizes_intercepts_too():
     expected = ExactSolver(damping=0.1).fit(operator).solve(B)
     got = WoodburySolver(damping=0.1).fit(operator).solve(B)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(got).max())
+
+
+def test_auto_woodbury_keeps_newton_for_the_predicted_removal_change():
+    # Wide data below 5000 parameters now gets Woodbury; its inverse is exact,
+    # so the displayed leave-one-out change stays one Newton step, which for
+    # least squares is the refit itself.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((150, 1200))
+    y = X[:, :10].sum(axis=1) + 0.1 * rng.standard_normal(150)
+    model = Ridge(alpha=5.0)
+    explainer = InfluenceExplainer(model).fit(X, y)
+    assert isinstance(explainer.solver_, WoodburySolver)
+    assert explainer.backend_.preferred_loo_method() == "newton"
+    table = explainer.top_influential(X[:1], y[:1], k=3)
+    assert table.attrs["loo_change_method"] == "newton"
+    base = (model.fit(X, y).predict(X[:1])[0] - y[0]) ** 2
+    for row, change in zip(table.train_row, table.loo_change):
+        keep = np.arange(150) != row
+        refit = Ridge(alpha=5.0).fit(X[keep], y[keep])  # alpha: a sum's
+        actual = (refit.predict(X[:1])[0] - y[0]) ** 2 - base
+        assert change == pytest.approx(actual, rel=1e-6, abs=1e-10)
