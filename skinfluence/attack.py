@@ -20,12 +20,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .adapters._parameters import set_fitted_parameters
-from .backends._base import check_test_labels
+from .backends._base import check_finite_input
 from .core import _formulas
 from .exceptions import FlatLossWarning, StationarityWarning
 from .solvers import HessianOperator, make_solver
 from .svm._newton import newton_minimize
-from .utils._checks import fit_params_for, split_model
+from .utils._checks import (
+    fit_params_for,
+    pandas_index,
+    split_model,
+    train_positions,
+    warn_if_misaligned,
+)
 from .utils._progress import progress
 from .utils._warn import caller_stacklevel
 
@@ -36,33 +42,67 @@ SELECTIONS = ("lookahead", "first_order", "influence", "nearest", "random")
 class AttackResult:
     """What :func:`training_set_attack` did to each target.
 
+    Targets are in the order of ``X_target``. Training rows are named as the
+    training data names them: by their index labels when the explainer was
+    fitted on a DataFrame (``X_train.loc[rows[j]]`` are target j's rows), by
+    positions otherwise.
+
     Attributes
     ----------
     rows : ndarray of shape (n_targets, n_rows)
-        Positions of the changed training rows, per target.
-    X_rows : ndarray of shape (n_targets, n_rows, n_features)
-        Their final (perturbed) features.
+        The changed training rows, per target: index labels of the training
+        data, or positions when it had no index.
+    X_rows : ndarray of shape (n_targets, n_rows, n_features) or DataFrame
+        Their final (perturbed) features. When the training data was a
+        DataFrame: a DataFrame of ``n_targets * n_rows`` rows indexed by
+        ``(target, train_row)`` (``targets`` and ``rows``' labels), with the
+        training columns, so ``X_rows.loc[targets[j]]`` holds target j's rows
+        by their training labels.
     flipped : ndarray of bool, shape (n_targets,)
-        Whether the estimator refitted from scratch on the attacked training
-        set predicts another class than ``y_target`` for the target.
+        Whether the target ends up predicted as another class than
+        ``y_target``: by the estimator refitted from scratch on the attacked
+        training set, or, for targets ``already_flipped``, by the fitted model.
     n_iter : ndarray of shape (n_targets,)
-        Steps taken (the attack stops at the first flip).
+        Steps taken (the attack stops at the first flip; 0 for targets
+        ``already_flipped``).
     history : pandas.DataFrame
         One row per target and step (step 0: the unattacked model):
-        ``target``, ``step``, ``test_loss`` (at the true label, after the
-        refit), ``flipped``.
+        ``target`` (as in ``targets``), ``step``, ``test_loss`` (at
+        ``y_target``, after the refit), ``flipped``.
+    already_flipped : ndarray of bool, shape (n_targets,)
+        Targets the fitted model already predicts as another class than
+        ``y_target`` before any row moves: flipped at step 0, so not attacked
+        (their ``rows``, still chosen by the rule, are left unmoved) and left
+        out of ``flip_rate``.
+    targets : ndarray of shape (n_targets,)
+        The targets' index labels in ``X_target``, or positions when it had
+        no index.
     """
 
     rows: np.ndarray
-    X_rows: np.ndarray
+    X_rows: np.ndarray | pd.DataFrame
     flipped: np.ndarray
     n_iter: np.ndarray
     history: pd.DataFrame
+    already_flipped: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = len(self.flipped)
+        if self.already_flipped is None:
+            self.already_flipped = np.zeros(n, dtype=bool)
+        if self.targets is None:
+            self.targets = np.arange(n)
 
     @property
     def flip_rate(self):
-        """Share of targets whose prediction flipped."""
-        return float(np.mean(self.flipped)) if self.flipped.size else np.nan
+        """Share of the attacked targets whose prediction flipped.
+
+        Over the targets the model classified as ``y_target`` before the
+        attack (not ``already_flipped``); NaN when there are none.
+        """
+        attacked = np.asarray(self.flipped, dtype=bool)[~self.already_flipped]
+        return float(attacked.mean()) if attacked.size else np.nan
 
 
 class _State:
@@ -210,14 +250,16 @@ def _lookahead(state, x, t, rows, P, epsilon, lo, hi):
     return np.argsort(-losses, kind="stable")
 
 
-def _attack_one(explainer, j, x, t, rows, params):
+def _attack_one(explainer, label, x, t, rows, already, params):
     epsilon, lo, hi, step, max_iter, refit, fast = params
     state = _State(explainer, fast)
     if fast:
         state._solver = explainer.solver_
     x0 = state.X[rows].copy()
+    history = [(label, 0, state.loss(x, t), already)]
+    if already:  # flipped at step 0: nothing to attack
+        return x0, 0, history, state.X, state.obj, state._explainer
     low, high = np.maximum(x0 - epsilon, lo), np.minimum(x0 + epsilon, hi)
-    history = [(j, 0, state.loss(x, t), False)]
     P = state.pert(x, t, rows)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
@@ -225,7 +267,7 @@ def _attack_one(explainer, j, x, t, rows, params):
         if refit:
             state.refit()
         flipped = state.predicted(x) != t
-        history.append((j, n_iter, state.loss(x, t), flipped))
+        history.append((label, n_iter, state.loss(x, t), flipped))
         if flipped and refit:
             break
         if refit:
@@ -279,7 +321,7 @@ def _flipped_by_refit(explainer, X, x, objective):
     return model.predict(x[None])[0]
 
 
-def _warn_if_flat_targets(explainer, X_target, y_target):
+def _warn_if_flat_targets(explainer, X_target, y_target, labels, by_label):
     """Warn about targets whose loss gives the attack no direction."""
     obj = explainer.objective_
     fmap = obj.feature_map
@@ -288,13 +330,29 @@ def _warn_if_flat_targets(explainer, X_target, y_target):
     flat = np.flatnonzero(_formulas.flat_outputs(F))
     if flat.size:
         warnings.warn(
-            f"The loss of {flat.size} of {len(F)} targets (e.g. target "
-            f"{int(flat[0])}) is flat: its gradient is zero (a hinge-type "
-            "loss outside the margin, or a label the model is certain of), "
-            "which gives the attack no direction, so their rows do not move "
-            "and their predictions do not flip. Attack targets near the "
-            "decision boundary.",
+            f"The loss of {flat.size} of {len(F)} targets (e.g. "
+            f"{_target_name(labels, by_label, flat[0])}) is flat: its "
+            "gradient is zero (a hinge-type loss outside the margin, or a "
+            "label the model is certain of), which gives the attack no "
+            "direction, so their rows do not move and their predictions do "
+            "not flip. Attack targets near the decision boundary.",
             FlatLossWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
+def _warn_if_already_flipped(already, labels, by_label):
+    """Warn about targets the model gets wrong before the attack."""
+    if already.any():
+        warnings.warn(
+            f"{int(already.sum())} of {len(already)} targets (e.g. "
+            f"{_target_name(labels, by_label, np.flatnonzero(already)[0])}) "
+            "are already predicted as another class than y_target before "
+            "any training row moves: they are reported flipped at step 0 "
+            "(already_flipped), with n_iter 0 and their rows unmoved, and "
+            "left out of flip_rate. To attack only the others, pass the "
+            "targets where explainer.predict(X_target) == y_target.",
+            UserWarning,
             stacklevel=caller_stacklevel(),
         )
 
@@ -334,6 +392,116 @@ def _check_params(explainer, n_rows, epsilon, feature_range, max_iter, step_size
     return float(lo), float(hi), float(step)
 
 
+def _check_targets(explainer, X_target, y_target):
+    """``(X, y, labels, by_label)``: dense float rows, ``y_target`` checked.
+
+    ``labels`` name the targets: ``X_target``'s index labels (``by_label``),
+    else positions.
+    """
+    if getattr(X_target, "ndim", 2) == 1:
+        raise ValueError(
+            "X_target must be 2-D, one row per target; got a 1-D "
+            f"{type(X_target).__name__} of {len(X_target)} values. For one "
+            "target pass X.iloc[[i]] (a DataFrame), or x.reshape(1, -1) for "
+            "an array."
+        )
+    index = pandas_index(X_target)
+    warn_if_misaligned(index, "X_target", y_target=y_target)
+    try:
+        X = explainer.model_input(X_target)
+    except ValueError:
+        check_finite_input(X_target, "X_target")  # that message, in our names
+        raise
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    y = np.asarray(y_target)
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(
+            "y_target must be 1-d with one label per row of X_target "
+            f"({X.shape[0]}), got shape {y.shape}."
+        )
+    labels = np.arange(X.shape[0]) if index is None else np.asarray(index)
+    return X, y, labels, index is not None
+
+
+def _target_name(labels, by_label, j):
+    """Target j as messages name it."""
+    if by_label:
+        return f"the target labelled {labels[j : j + 1].tolist()[0]!r}"
+    return f"target {j} (row {j} of X_target)"
+
+
+def _check_selection(explainer, selection, n_targets, n_rows):
+    """Row positions per target for an array ``selection``; None for a rule."""
+    if isinstance(selection, str):
+        if selection not in SELECTIONS:
+            raise ValueError(
+                f"selection must be one of {SELECTIONS} or an array of rows, "
+                f"got {selection!r}."
+            )
+        return None
+    try:
+        chosen = np.asarray(selection)
+    except ValueError:  # ragged lists
+        chosen = np.asarray(selection, dtype=object)
+    if chosen.shape != (n_targets, n_rows):
+        raise ValueError(
+            f"selection as an array must have shape (n_targets, n_rows) = "
+            f"{(n_targets, n_rows)}, got {chosen.shape}: one row of n_rows "
+            "training rows per target."
+        )
+    index = explainer.train_index_
+    if chosen.dtype == bool or (
+        index is None and not np.issubdtype(chosen.dtype, np.integer)
+    ):
+        kind = "positions (integers)" if index is None else "index labels"
+        raise ValueError(
+            f"selection must hold the training rows to change as {kind}, "
+            f"as the training data names them; got {chosen.tolist()[0]} "
+            f"(dtype {chosen.dtype})."
+        )
+    positions = train_positions(
+        chosen.ravel(), index, explainer.n_train_, "selection"
+    ).reshape(chosen.shape)
+    for j, rows in enumerate(positions):
+        if np.unique(rows).size < n_rows:
+            raise ValueError(
+                f"Row {j} of selection repeats a training row: "
+                f"{chosen[j].tolist()}. Give n_rows={n_rows} different rows."
+            )
+    return positions
+
+
+def _result(explainer, positions, runs, flipped, already, labels):
+    """The AttackResult, rows named as the training data names them."""
+    X_rows = np.stack([run[0] for run in runs])
+    index = explainer.train_index_
+    rows = positions if index is None else np.asarray(index)[positions]
+    if index is not None:
+        n_targets, n_rows, n_features = X_rows.shape
+        names = getattr(explainer, "feature_names_in_", None)
+        X_rows = pd.DataFrame(
+            X_rows.reshape(n_targets * n_rows, n_features),
+            index=pd.MultiIndex.from_arrays(
+                [np.repeat(labels, n_rows), rows.ravel()],
+                names=["target", "train_row"],
+            ),
+            columns=pd.RangeIndex(n_features) if names is None else names,
+        )
+    history = pd.DataFrame(
+        [h for run in runs for h in run[2]],
+        columns=["target", "step", "test_loss", "flipped"],
+    )
+    return AttackResult(
+        rows=rows,
+        X_rows=X_rows,
+        flipped=flipped,
+        n_iter=np.array([run[1] for run in runs]),
+        history=history,
+        already_flipped=already,
+        targets=labels,
+    )
+
+
 def training_set_attack(
     explainer,
     X_target,
@@ -360,13 +528,20 @@ def training_set_attack(
     gradient of the target's loss at its *true* label with respect to the
     rows' features, so each step raises that loss. Labels never change.
 
+    A target the fitted model already predicts as another class than its
+    ``y_target`` is flipped before any step: it is reported so
+    (``already_flipped``, ``flipped``, step 0 of ``history``), not attacked,
+    left out of ``flip_rate``, and a warning counts such targets.
+
     Parameters
     ----------
     explainer : fitted InfluenceExplainer
         Of a classifier without a Pipeline prefix.
     X_target : array-like of shape (n_targets, n_features)
+        A DataFrame's index labels name the targets in the result.
     y_target : array-like of shape (n_targets,)
-        The targets' true labels.
+        The targets' true labels: the attack flips the prediction away from
+        them.
     n_rows : int, default=1
         Training rows changed per target.
     epsilon : float, default=1.0
@@ -403,7 +578,9 @@ def training_set_attack(
         - ``'influence'``: the paper's largest ``||I_pert,loss||``, any class.
         - ``'nearest'``: the rows of another class nearest to the target.
         - ``'random'``: random rows of another class.
-        - an array: the row positions to change for each target.
+        - an array: the training rows to change for each target, named as
+          the result's ``rows`` names them: index labels when the explainer
+          was fitted on a DataFrame, positions otherwise.
     random_state : int, RandomState instance or None, default=None
         For ``selection='random'``.
     n_jobs : int, default=None
@@ -414,6 +591,10 @@ def training_set_attack(
     Returns
     -------
     AttackResult
+        ``rows`` and ``X_rows`` name training rows by their index labels (and
+        ``X_rows`` is a DataFrame with the training columns) when the
+        explainer was fitted on a DataFrame; ``history`` names the targets by
+        ``X_target``'s index labels when it has an index.
 
     References
     ----------
@@ -441,13 +622,9 @@ def training_set_attack(
     lo, hi, step = _check_params(
         explainer, n_rows, epsilon, feature_range, max_iter, step_size
     )
-    X_target = explainer.model_input(X_target)
-    X_target = X_target.toarray() if hasattr(X_target, "toarray") else X_target
-    X_target = np.asarray(X_target, dtype=np.float64)
-    X_train = explainer.backend_.training_data()[0]
-    if hasattr(X_train, "toarray"):
+    X_target, y_target, labels, by_label = _check_targets(explainer, X_target, y_target)
+    if hasattr(explainer.backend_.training_data()[0], "toarray"):
         raise ValueError("training_set_attack needs dense training data.")
-    y_target = check_test_labels(y_target, X_target.shape[0])
     t_target = _class_positions(explainer, y_target)
     fast = (
         hasattr(explainer.objective_, "with_theta")
@@ -455,58 +632,45 @@ def training_set_attack(
         and _closed_form(explainer)
     )
     if _closed_form(explainer):
-        _warn_if_flat_targets(explainer, X_target, y_target)
-    if isinstance(selection, str):
-        if selection not in SELECTIONS:
-            raise ValueError(
-                f"selection must be one of {SELECTIONS} or an array of rows, "
-                f"got {selection!r}."
-            )
-    else:
-        chosen = np.asarray(selection, dtype=int)
-        if chosen.shape != (X_target.shape[0], n_rows):
-            raise ValueError(
-                f"selection as an array must have shape (n_targets, n_rows) = "
-                f"{(X_target.shape[0], n_rows)}, got {chosen.shape}."
-            )
+        _warn_if_flat_targets(explainer, X_target, y_target, labels, by_label)
+    chosen = _check_selection(explainer, selection, X_target.shape[0], n_rows)
     rng = check_random_state(random_state)
     base = _State(explainer, fast)
+    already = np.array(
+        [base.predicted(x) != t for x, t in zip(X_target, t_target)], dtype=bool
+    )
+    _warn_if_already_flipped(already, labels, by_label)
     codes = _class_positions(explainer, _training_labels(explainer))
     row_sets = []
     for j, (x, t) in enumerate(zip(X_target, t_target)):
-        if not isinstance(selection, str):
+        if chosen is not None:
             row_sets.append(chosen[j])
             continue
         others = np.flatnonzero(codes != t)
         if others.size < n_rows:
-            raise ValueError(f"Fewer than n_rows={n_rows} rows of another class.")
+            raise ValueError(
+                f"n_rows={n_rows}, but only {others.size} training rows are of "
+                "another class than the y_target of "
+                f"{_target_name(labels, by_label, j)}; lower n_rows."
+            )
         row_sets.append(
             _select(base, x, t, others, n_rows, selection, epsilon, lo, hi, rng)
         )
     params = (float(epsilon), lo, hi, step, max_iter, refit, fast)
     runs = Parallel(n_jobs=n_jobs)(
-        delayed(_attack_one)(explainer, j, x, t, rows, params)
-        for j, (x, t, rows) in progress(
-            list(enumerate(zip(X_target, t_target, row_sets))),
+        delayed(_attack_one)(explainer, label, x, t, rows, wrong, params)
+        for label, x, t, rows, wrong in progress(
+            list(zip(labels, X_target, t_target, row_sets, already)),
             desc="training_set_attack targets",
             verbose=verbose,
         )
     )
     flipped = np.array(
         [
-            _predicted_label(explainer, run[3], x, run[4], run[5]) != y
-            for run, x, y in zip(runs, X_target, np.asarray(y_target))
+            wrong or _predicted_label(explainer, run[3], x, run[4], run[5]) != y
+            for run, x, y, wrong in zip(runs, X_target, y_target, already)
         ],
         dtype=bool,
     )
-    history = pd.DataFrame(
-        [h for run in runs for h in run[2]],
-        columns=["target", "step", "test_loss", "flipped"],
-    )
-    return AttackResult(
-        rows=np.vstack(row_sets).astype(int),
-        X_rows=np.stack([run[0] for run in runs]),
-        flipped=flipped,
-        n_iter=np.array([run[1] for run in runs]),
-        history=history,
-    )
+    positions = np.vstack(row_sets).astype(np.intp)
+    return _result(explainer, positions, runs, flipped, already, labels)

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -158,3 +159,157 @@ def test_targets_with_a_flat_loss_are_named(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FlatLossWarning)
         training_set_attack(explainer, X_t[inside], y_t[inside], **kwargs)
+
+
+def _refit_flips(X_train, y_train, X_rows_by_row, x, label):
+    """Whether scikit-learn's own fit on the attacked data mispredicts x."""
+    X_attacked = X_train.copy()
+    for row, values in X_rows_by_row:
+        X_attacked[row] = values
+    model = LogisticRegression(C=1.0, tol=1e-8, max_iter=10000)
+    return model.fit(X_attacked, y_train).predict(x[None])[0] != label
+
+
+def test_targets_already_misclassified_are_flipped_at_step_zero(digits):
+    explainer, X_train, y_train, X_t, y_t = digits
+    other = {3: 8, 8: 3}
+    X_3, y_3 = X_t[:3], y_t[:3].copy()
+    y_3[1] = other[y_3[1]]  # the model predicts y_t[1]: not y_3[1]
+    kwargs = dict(n_rows=1, epsilon=6, feature_range=(0, 16), max_iter=10)
+    with pytest.warns(UserWarning, match=r"1 of 3 targets \(e.g. target 1 .*alre"):
+        result = training_set_attack(explainer, X_3, y_3, **kwargs)
+    np.testing.assert_array_equal(result.already_flipped, [False, True, False])
+    # Flipped before any step: reported at step 0, not attacked.
+    assert result.flipped[1] and result.n_iter[1] == 0
+    np.testing.assert_array_equal(result.X_rows[1], X_train[result.rows[1]])
+    steps = result.history[result.history.target == 1]
+    assert steps.step.tolist() == [0] and steps.flipped.tolist() == [True]
+    # scikit-learn on the untouched data agrees that it is already wrong.
+    assert _refit_flips(X_train, y_train, [], X_3[1], y_3[1])
+    # The others are attacked as if alone, and only they count in flip_rate.
+    alone = training_set_attack(explainer, X_3[[0, 2]], y_3[[0, 2]], **kwargs)
+    np.testing.assert_array_equal(result.rows[[0, 2]], alone.rows)
+    np.testing.assert_allclose(result.X_rows[[0, 2]], alone.X_rows)
+    np.testing.assert_array_equal(result.flipped[[0, 2]], alone.flipped)
+    assert result.flip_rate == alone.flip_rate == np.mean(result.flipped[[0, 2]])
+    assert alone.history.groupby("target").flipped.first().eq(False).all()
+    for j in (0, 2):
+        moved = list(zip(result.rows[j], result.X_rows[j]))
+        assert (
+            _refit_flips(X_train, y_train, moved, X_3[j], y_3[j]) == (result.flipped[j])
+        )
+    with pytest.warns(UserWarning, match="1 of 1 targets"):
+        only_wrong = training_set_attack(explainer, X_3[[1]], y_3[[1]], **kwargs)
+    assert np.isnan(only_wrong.flip_rate) and only_wrong.flipped.all()
+
+
+def test_selection_array_is_validated(digits):
+    explainer, X_train, y_train, X_t, y_t = digits
+    n = len(X_train)
+    kwargs = dict(n_rows=1, epsilon=4, feature_range=(0, 16), max_iter=1)
+    with pytest.raises(ValueError, match=rf"must lie in \[0, {n}\); got \[99999\]"):
+        training_set_attack(explainer, X_t[:1], y_t[:1], selection=[[99999]], **kwargs)
+    with pytest.raises(ValueError, match=r"as positions \(integers\).*'d3'"):
+        training_set_attack(explainer, X_t[:1], y_t[:1], selection=[["d3"]], **kwargs)
+    with pytest.raises(ValueError, match="as positions"):
+        training_set_attack(explainer, X_t[:1], y_t[:1], selection=[[True]], **kwargs)
+    with pytest.raises(ValueError, match=r"shape \(n_targets, n_rows\) = \(2, 1\)"):
+        training_set_attack(explainer, X_t[:2], y_t[:2], selection=[[1], []], **kwargs)
+    with pytest.raises(
+        ValueError, match=r"Row 0 of selection repeats a training row: \[4, 4\]"
+    ):
+        training_set_attack(
+            explainer, X_t[:1], y_t[:1], selection=[[4, 4]], **{**kwargs, "n_rows": 2}
+        )
+
+
+@pytest.fixture(scope="module")
+def digits_frame(digits):
+    """The digits fixture as DataFrames: string columns, unordered labels."""
+    explainer, X_train, y_train, X_t, y_t = digits
+    columns = [f"pixel_{j}" for j in range(X_train.shape[1])]
+    rng = np.random.default_rng(0)
+    train_labels = rng.permutation(len(X_train)) * 7 + 1000  # labels != positions
+    X_df = pd.DataFrame(X_train, columns=columns, index=train_labels)
+    y_df = pd.Series(y_train, index=X_df.index)
+    target_labels = [f"t{j}" for j in range(len(X_t))]
+    Xt_df = pd.DataFrame(X_t, columns=columns, index=target_labels)
+    yt_df = pd.Series(y_t, index=Xt_df.index)
+    model = LogisticRegression(C=1.0, tol=1e-8, max_iter=10000)
+    framed = InfluenceExplainer(model).fit(X_df, y_df)
+    return explainer, framed, X_df, y_df, Xt_df, yt_df
+
+
+def test_frames_give_labelled_rows_targets_and_a_frame_of_rows(digits, digits_frame):
+    explainer, framed, X_df, y_df, Xt_df, yt_df = digits_frame
+    kwargs = dict(n_rows=2, epsilon=6, feature_range=(0, 16))
+    result = training_set_attack(framed, Xt_df.iloc[:3], yt_df.iloc[:3], **kwargs)
+    plain = training_set_attack(
+        explainer, Xt_df.iloc[:3].to_numpy(), yt_df.iloc[:3].to_numpy(), **kwargs
+    )
+    # Rows are the training index's labels of the rows the numpy run moves.
+    np.testing.assert_array_equal(result.rows, X_df.index.to_numpy()[plain.rows])
+    assert not np.isin(result.rows, np.arange(len(X_df))).any()
+    np.testing.assert_array_equal(result.flipped, plain.flipped)
+    # Targets are named by X_target's labels, in the history too.
+    np.testing.assert_array_equal(result.targets, ["t0", "t1", "t2"])
+    assert set(result.history.target) == {"t0", "t1", "t2"}
+    np.testing.assert_array_equal(plain.targets, [0, 1, 2])
+    # X_rows: a frame by (target, train_row) with the training columns.
+    assert isinstance(result.X_rows, pd.DataFrame)
+    assert list(result.X_rows.columns) == list(X_df.columns)
+    assert result.X_rows.index.names == ["target", "train_row"]
+    assert isinstance(plain.X_rows, np.ndarray)
+    for j, target in enumerate(result.targets):
+        block = result.X_rows.loc[target]
+        np.testing.assert_array_equal(block.index, result.rows[j])
+        np.testing.assert_allclose(block.to_numpy(), plain.X_rows[j])
+        # Within epsilon of the rows X.loc names, and confirmed by sklearn.
+        assert np.abs(block - X_df.loc[block.index]).to_numpy().max() <= 6 + 1e-12
+        X_attacked = X_df.copy()
+        X_attacked.loc[block.index] = block
+        model = LogisticRegression(C=1.0, tol=1e-8, max_iter=10000)
+        predicted = model.fit(X_attacked, y_df).predict(Xt_df.loc[[target]])[0]
+        assert (predicted != yt_df[target]) == result.flipped[j]
+    # The labels round-trip as a selection.
+    again = training_set_attack(
+        framed, Xt_df.iloc[:3], yt_df.iloc[:3], selection=result.rows, **kwargs
+    )
+    pd.testing.assert_frame_equal(again.X_rows, result.X_rows)
+
+
+def test_selection_takes_index_labels_of_a_frame(digits_frame):
+    _, framed, X_df, _, Xt_df, yt_df = digits_frame
+    kwargs = dict(n_rows=1, epsilon=4, feature_range=(0, 16), max_iter=1)
+    label = X_df.index[5]
+    result = training_set_attack(
+        framed, Xt_df.iloc[:1], yt_df.iloc[:1], selection=[[label]], **kwargs
+    )
+    assert result.rows.tolist() == [[label]]
+    moved = result.X_rows.loc["t0"]
+    assert np.abs(moved.to_numpy() - X_df.loc[[label]].to_numpy()).max() <= 4
+    # A position is not a label of this index: the message names the fix.
+    with pytest.raises(ValueError, match=r"index labels.*\[5\].*X_train.index\[p\]"):
+        training_set_attack(
+            framed, Xt_df.iloc[:1], yt_df.iloc[:1], selection=[[5]], **kwargs
+        )
+
+
+def test_messages_name_X_target_and_y_target(digits_frame):
+    _, framed, _, _, Xt_df, yt_df = digits_frame
+    kwargs = dict(n_rows=1, epsilon=4, feature_range=(0, 16), max_iter=1)
+    with pytest.raises(ValueError, match="X_target must be 2-D"):
+        training_set_attack(framed, Xt_df.iloc[0], yt_df.iloc[:1], **kwargs)
+    holed = Xt_df.iloc[:1].copy()
+    holed.iloc[0, 3] = np.nan
+    with pytest.raises(ValueError, match="X_target holds NaN"):
+        training_set_attack(framed, holed, yt_df.iloc[:1], **kwargs)
+    with pytest.raises(ValueError, match=r"y_target must be 1-d.*X_target \(2\)"):
+        training_set_attack(framed, Xt_df.iloc[:2], yt_df.iloc[:1], **kwargs)
+    relabelled = pd.Series(yt_df.iloc[:1].to_numpy(), index=["elsewhere"])
+    with pytest.warns(UserWarning, match="index of y_target differs from X_target"):
+        training_set_attack(framed, Xt_df.iloc[:1], relabelled, **kwargs)
+    with pytest.raises(ValueError, match="the target labelled 't0'; lower n_rows"):
+        training_set_attack(
+            framed, Xt_df.iloc[:1], yt_df.iloc[:1], **{**kwargs, "n_rows": 10**4}
+        )
