@@ -181,7 +181,10 @@ def train_positions(rows, index, n, what="train_rows"):
             )
         if rows.size and (rows.min() < 0 or rows.max() >= n):
             bad = rows[(rows < 0) | (rows >= n)][:5].tolist()
-            raise ValueError(f"Row positions must lie in [0, {n}); got {bad}.")
+            raise ValueError(
+                f"The rows of {what} are positions (the training data had no "
+                f"index) and must lie in [0, {n}); got {bad}."
+            )
         return rows.astype(np.intp)
     if not index.is_unique:
         raise ValueError(

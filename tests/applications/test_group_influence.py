@@ -155,7 +155,10 @@ def test_iterative_solver_first_order_only(ridge_data):
     "groups, match",
     [
         (np.zeros(7), "one label per training row"),
-        ([np.array([0, 500])], r"lie in \[0, 120\)"),
+        (
+            [np.array([0, 500])],
+            r"^The rows of groups\[0\] are positions .* lie in \[0, 120\); got \[500\]",
+        ),
         (
             [np.arange(3), np.ones(5, dtype=bool)],
             r"^groups\[1\] as a boolean mask must have one entry per training "
