@@ -28,19 +28,23 @@ class LOOValidation:
         Pearson correlation of predicted and actual changes.
     slope : float
         Least-squares slope of predicted against actual (1 is perfect scale).
+    method : str
+        How the changes were predicted: 'influence' (first order) or
+        'newton' (see :meth:`InfluenceExplainer.loo_change`).
     """
 
     table: pd.DataFrame
     pearson_r: float
     slope: float
+    method: str = "influence"
 
     def __repr__(self):
         # The table is the detail; a notebook shows the summary.
         counts = self.table["selection"].value_counts()
         return (
             f"LOOValidation(n_removed={len(self.table)} (top {counts.get('top', 0)}"
-            f", random {counts.get('random', 0)}), pearson_r={self.pearson_r:.4f}, "
-            f"slope={self.slope:.3f})"
+            f", random {counts.get('random', 0)}), method={self.method!r}, "
+            f"pearson_r={self.pearson_r:.4f}, slope={self.slope:.3f})"
         )
 
 
@@ -158,10 +162,8 @@ def validate_loo(
             "actual": actual,
         }
     )
-    r = slope = np.nan
-    if len(rows) > 1 and _varies(pred) and _varies(actual):
-        r, slope = _agreement(pred, actual)
-    elif len(rows) > 1:
+    r, slope = agreement(pred, actual)
+    if len(rows) > 1 and np.isnan(r):
         warnings.warn(
             "The predicted or the actual changes are all equal (a flat test "
             "loss?), so their correlation and slope are undefined (NaN). For "
@@ -169,7 +171,7 @@ def validate_loo(
             UserWarning,
             stacklevel=caller_stacklevel(),
         )
-    return LOOValidation(table, r, slope)
+    return LOOValidation(table, r, slope, method)
 
 
 def _varies(values):
@@ -180,9 +182,15 @@ def _varies(values):
     return bool(np.ptp(values) > 0 and scale > np.sqrt(np.finfo(float).tiny))
 
 
-def _agreement(pred, actual):
-    """Pearson R and least-squares slope of ``pred`` on ``actual``, computed
-    on both scaled to a largest magnitude of 1 (the slope scaled back)."""
+def agreement(pred, actual):
+    """Pearson R and least-squares slope of ``pred`` on ``actual``.
+
+    Computed on both scaled to a largest magnitude of 1 (the slope scaled
+    back); NaN for fewer than two values or when either does not vary.
+    """
+    pred, actual = np.asarray(pred, float), np.asarray(actual, float)
+    if len(pred) < 2 or not (_varies(pred) and _varies(actual)):
+        return np.nan, np.nan
     p_scale, a_scale = np.max(np.abs(pred)), np.max(np.abs(actual))
     p, a = pred / p_scale, actual / a_scale
     r = float(np.corrcoef(p, a)[0, 1])

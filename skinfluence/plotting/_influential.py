@@ -25,6 +25,15 @@ _SCORES = {
 }
 
 
+def _short(value):
+    """A label or prediction as the title shows it: 4 digits for real numbers."""
+    if np.ndim(value) > 0:  # a multi-output prediction
+        return ", ".join(_short(v) for v in np.ravel(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def _dense_rows(X):
     """A float ndarray of rows, from dense, sparse or pandas input."""
     if sp.issparse(X):
@@ -148,7 +157,7 @@ class InfluentialExamplesDisplay:
     test_label : object, default=None
         Its label.
     test_prediction : object, default=None
-        The model's prediction for it.
+        The model's prediction for it (the class, or a regressor's value).
     test_name : object, default=None
         Its name in the title, e.g. its DataFrame index label.
     feature_names : ndarray of str of shape (n_features,), default=None
@@ -161,7 +170,7 @@ class InfluentialExamplesDisplay:
         the scores.
     axes_ : ndarray of matplotlib Axes of shape (2, k)
         Image mode: row 0 the most helpful rows, row 1 the most harmful, by
-        rank.
+        rank (drawn ``n_cols`` a line, wrapping onto further lines).
     images_ : ndarray of matplotlib AxesImage of shape (2, k)
         Image mode: the images drawn in ``axes_``.
     test_ax_, test_image_ : matplotlib Axes, AxesImage
@@ -204,7 +213,7 @@ class InfluentialExamplesDisplay:
         self.test_name = test_name
         self.feature_names = feature_names
 
-    def plot(self, ax=None, *, image_shape=None, **kwargs):
+    def plot(self, ax=None, *, image_shape=None, n_cols=10, **kwargs):
         """Draw the rows as images (``image_shape``) or their scores as bars.
 
         Parameters
@@ -216,6 +225,11 @@ class InfluentialExamplesDisplay:
             Reshape each row to this (height, width) and draw images; 'auto'
             takes a square shape (the feature count must be a square). None
             draws bars.
+        n_cols : int, default=10
+            Image mode: at most this many images a line; with more (k > 10),
+            the helpful and the harmful rows each wrap onto further lines of
+            equal length, in rank order, so the images and their captions
+            keep their size.
         **kwargs : dict
             Passed to ``ax.imshow`` (image mode, e.g. ``cmap``) or ``ax.barh``.
 
@@ -231,14 +245,16 @@ class InfluentialExamplesDisplay:
             shape = _image_shape(image_shape, np.asarray(self.rows).shape[-1])
         if shape is None:
             return self._plot_bars(ax, kwargs)
-        return self._plot_images(ax, shape, kwargs)
+        if not isinstance(n_cols, (int, np.integer)) or n_cols < 1:
+            raise ValueError(f"n_cols must be a positive int, got {n_cols!r}.")
+        return self._plot_images(ax, shape, int(n_cols), kwargs)
 
     def _title(self):
         parts = []
         if self.test_label is not None:
-            parts.append(f"label {self.test_label}")
+            parts.append(f"label {_short(self.test_label)}")
         if self.test_prediction is not None:
-            parts.append(f"predicted {self.test_prediction}")
+            parts.append(f"predicted {_short(self.test_prediction)}")
         name = "test row" if self.test_name is None else f"test row {self.test_name}"
         return name + (f": {', '.join(parts)}" if parts else "")
 
@@ -267,7 +283,7 @@ class InfluentialExamplesDisplay:
         style = merged({"color": colours, "height": 0.7}, kwargs)
         self.bars_ = ax.barh(order, table["score"].to_numpy(), **style)
         labels = [
-            f"row {row} (label {label})"
+            f"row {row} (label {_short(label)})"
             for row, label in zip(table["train_row"], table["label"])
         ]
         ax.set_yticks(order, labels, fontsize=8)
@@ -292,49 +308,43 @@ class InfluentialExamplesDisplay:
         self.figure_ = ax.figure
         return self
 
-    def _plot_images(self, ax, shape, kwargs):
+    def _plot_images(self, ax, shape, n_cols, kwargs):
         table = self.table.reset_index(drop=True)
         kinds = ("helpful", "harmful")
         k = int(max((table["kind"] == kind).sum() for kind in kinds))
-        ax = new_axes(ax, figsize=(1.45 * (k + 1) + 0.4, 3.9))
+        lines = max(1, math.ceil(k / n_cols))  # lines of images for each kind
+        cols = max(1, math.ceil(k / lines))  # balanced: 12 is two lines of 6
+        ax = new_axes(ax, figsize=(1.45 * (cols + 1) + 0.4, 0.3 + 1.8 * 2 * lines))
         ax.set_axis_off()
-        # The test row apart on the left, leaving room for the rows' labels.
+        # The test row apart on the left, leaving room for the rows' labels;
+        # the helpful rows above the harmful ones, each kind in rank order.
         outer = ax.get_subplotspec().subgridspec(
-            1, 2, width_ratios=[1, k], wspace=0.5 / (k + 1)
+            1, 2, width_ratios=[1, cols], wspace=0.5 / (cols + 1)
         )
-        grid = outer[0, 1].subgridspec(2, k, wspace=0.15, hspace=0.25)
+        # One grid for both kinds, a thin empty line between them.
+        grid = outer[0, 1].subgridspec(
+            2 * lines + 1,
+            cols,
+            height_ratios=[1] * lines + [0.2] + [1] * lines,
+            wspace=0.15,
+            hspace=0.25,
+        )
         fig = ax.figure
+        style = self._image_style(kwargs)
+        self._draw_test_row(fig.add_subplot(outer[0, 0]), shape, style)
+
         rows = np.asarray(self.rows, dtype=float)
-        values = [rows] if self.test_row is None else [rows, self.test_row]
-        lo = min(np.nanmin(v) for v in values)
-        hi = max(np.nanmax(v) for v in values)
-        style = merged(
-            {"cmap": "gray_r", "vmin": lo, "vmax": hi, "interpolation": "nearest"},
-            kwargs,
-        )
-
-        self.test_ax_ = fig.add_subplot(outer[0, 0])
-        self.test_image_ = None
-        if self.test_row is not None:
-            test = np.asarray(self.test_row, dtype=float).reshape(shape)
-            self.test_image_ = self.test_ax_.imshow(test, **style)
-            self.test_ax_.set_title(self._title().replace(": ", ":\n"), fontsize=8)
-            self.test_ax_.set_xticks([])
-            self.test_ax_.set_yticks([])
-        else:
-            self.test_ax_.set_axis_off()
-
         self.axes_ = np.empty((2, k), dtype=object)
         self.images_ = np.empty((2, k), dtype=object)
         for i, kind in enumerate(kinds):
             part = table[table["kind"] == kind].sort_values("rank")
             for j, (pos, entry) in enumerate(part.iterrows()):
-                sub = fig.add_subplot(grid[i, j])
+                sub = fig.add_subplot(grid[i * (lines + 1) + j // cols, j % cols])
                 self.images_[i, j] = sub.imshow(rows[pos].reshape(shape), **style)
                 sub.set_title(
-                    f"row {entry['train_row']}\nlabel {entry['label']}\n"
+                    f"row {entry['train_row']}\nlabel {_short(entry['label'])}\n"
                     f"{entry['score']:+.3g}",
-                    fontsize=7,
+                    fontsize=8,
                     color=_COLOURS[kind],
                 )
                 sub.set_xticks([])
@@ -347,6 +357,29 @@ class InfluentialExamplesDisplay:
         self.ax_ = ax
         self.figure_ = fig
         return self
+
+    def _image_style(self, kwargs):
+        """``imshow``'s style: one grey scale over the test and training rows."""
+        rows = np.asarray(self.rows, dtype=float)
+        values = [rows] if self.test_row is None else [rows, self.test_row]
+        lo = min(np.nanmin(v) for v in values)
+        hi = max(np.nanmax(v) for v in values)
+        return merged(
+            {"cmap": "gray_r", "vmin": lo, "vmax": hi, "interpolation": "nearest"},
+            kwargs,
+        )
+
+    def _draw_test_row(self, test_ax, shape, style):
+        self.test_ax_ = test_ax
+        self.test_image_ = None
+        if self.test_row is None:
+            test_ax.set_axis_off()
+            return
+        test = np.asarray(self.test_row, dtype=float).reshape(shape)
+        self.test_image_ = test_ax.imshow(test, **style)
+        test_ax.set_title(self._title().replace(": ", ":\n"), fontsize=8)
+        test_ax.set_xticks([])
+        test_ax.set_yticks([])
 
     @classmethod
     def from_estimator(
@@ -386,7 +419,7 @@ class InfluentialExamplesDisplay:
         influence_kwargs : dict, default=None
             Further arguments of ``top_influential``.
         image_shape, ax, **kwargs
-            Passed to :meth:`plot`.
+            Passed to :meth:`plot` (``n_cols=`` among them).
 
         Returns
         -------
@@ -420,7 +453,7 @@ class InfluentialExamplesDisplay:
             test_row = _same_columns(X_test, names)
         label = None if y_test is None else np.asarray(y_test).ravel()[0]
         prediction = None
-        if hasattr(explainer, "classes_"):
+        if hasattr(explainer, "predict"):  # a class, or a regressor's value
             prediction = explainer.predict(X_test)[0]
         index = pandas_index(X_test)
         display = cls(
@@ -442,6 +475,7 @@ class InfluentialExamplesDisplay:
         *,
         test_row=None,
         test_label=None,
+        test_prediction=None,
         test_name=None,
         image_shape=None,
         ax=None,
@@ -457,11 +491,13 @@ class InfluentialExamplesDisplay:
         rows : array-like of shape (len(table), n_features), default=None
             The training rows of ``table``, in its order (for images).
         test_row : array-like of shape (n_features,), default=None
-        test_label : object, default=None
+        test_label, test_prediction : object, default=None
+            The test row's label and the model's prediction for it (shown in
+            the title).
         test_name : object, default=None
             The test row's name in the title (e.g. its index label).
         image_shape, ax, **kwargs
-            Passed to :meth:`plot`.
+            Passed to :meth:`plot` (``n_cols=`` among them).
 
         Returns
         -------
@@ -490,6 +526,7 @@ class InfluentialExamplesDisplay:
             rows=rows,
             test_row=None if test_row is None else _dense_rows(test_row).ravel(),
             test_label=test_label,
+            test_prediction=test_prediction,
             test_name=test_name,
             feature_names=None if names is None else np.asarray(names, dtype=object),
         )

@@ -2,7 +2,22 @@
 
 import numpy as np
 
-from ._base import check_matplotlib, merged
+from ._base import check_matplotlib, merged, set_title_within
+
+
+def _rows_counted(method, n_scored, n_test, quantity):
+    """The histogram's title: how many test rows it counts, and why not all.
+
+    A row whose output (or predicted output) is the same on every subset
+    has no Spearman correlation (NaN) and is left out of the LDS.
+    """
+    if n_scored == n_test:
+        return f"{method}: {n_test} test rows"
+    left_out = n_test - n_scored
+    return (
+        f"{method}: {n_scored} of {n_test} test rows\n"
+        f"({left_out} with a flat {quantity} left out)"
+    )
 
 
 class LDSDisplay:
@@ -25,7 +40,9 @@ class LDSDisplay:
     actual : ndarray of shape (n_subsets,)
         The refitted models' outputs for that row.
     scores : ndarray of shape (n_test,)
-        Spearman correlation per test row (NaN rows are left out).
+        Spearman correlation per test row. NaN rows (the output did not vary
+        over the subsets) are left out of the histogram and the LDS; its
+        title says how many.
     test_row : object, default=None
         The shown test row's label.
     method : str, default=None
@@ -99,7 +116,7 @@ class LDSDisplay:
         if ax is None:
             import matplotlib.pyplot as plt
 
-            _, ax = plt.subplots(1, 2, figsize=(9.5, 4.2))
+            _, ax = plt.subplots(1, 2, figsize=(9.5, 4.2), layout="constrained")
         ax = np.asarray(ax, dtype=object).ravel()
         if ax.size != 2:
             raise ValueError(f"ax must hold two Axes, got {ax.size}.")
@@ -114,13 +131,14 @@ class LDSDisplay:
         ax[0].set(
             xlabel=f"actual {quantity} (refit on the subset)",
             ylabel=f"predicted {quantity} ({method})",
-            title=f"{row}Spearman = {rho:.3f}",
         )
+        set_title_within(ax[0], f"{row}Spearman = {rho:.3f}")
         ax[0].grid(alpha=0.3)
         # Subset losses can be tiny: powers of ten in the corner, not in every tick.
         ax[0].ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
 
         scores = np.asarray(self.scores, dtype=float)
+        n_test = scores.size
         scores = scores[np.isfinite(scores)]
         bars = merged({"bins": 20, "color": "C0", "alpha": 0.8}, hist_kwargs)
         self.hist_ = list(ax[1].hist(scores, **bars)[2])
@@ -128,11 +146,8 @@ class LDSDisplay:
         self.mean_line_ = ax[1].axvline(
             lds, color="k", ls="--", lw=1, label=f"LDS = {lds:.3f}"
         )
-        ax[1].set(
-            xlabel="Spearman correlation over subsets",
-            ylabel="test rows",
-            title=f"{method}: {scores.size} test rows",
-        )
+        ax[1].set(xlabel="Spearman correlation over subsets", ylabel="test rows")
+        set_title_within(ax[1], _rows_counted(method, scores.size, n_test, quantity))
         ax[1].legend(loc="upper left", fontsize=8)
         from matplotlib.ticker import MaxNLocator
 

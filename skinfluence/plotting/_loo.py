@@ -3,6 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
+from ..loo import agreement as _agreement
 from ._base import check_matplotlib, compact_ticks, merged, new_axes
 
 _SELECTION_LABELS = {
@@ -11,13 +12,90 @@ _SELECTION_LABELS = {
 }
 
 
-def _agreement(predicted, actual):
-    """Pearson R of the two, and the slope of predicted against actual."""
-    if len(predicted) < 2 or np.ptp(actual) == 0:
-        return np.nan, np.nan
-    r = float(np.corrcoef(predicted, actual)[0, 1])
-    slope = float(np.polyfit(actual, predicted, 1)[0])
-    return r, slope
+# What a plot leaves on its Axes, so that a later plot there finds it: the
+# y = x line, the points, and for the legend an empty line per entry (the
+# heading: name and statistics, without a marker; one per selection).
+_IDENTITY = "skinfluence.loo.identity"
+_SCATTER = "skinfluence.loo.points"
+_HEADER = "skinfluence.loo.heading"
+_ENTRY = "skinfluence.loo.selection"
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _proxy(label, gid, **style):
+    """An empty line that stands for ``label`` in the legend."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], label=label, gid=gid, **style)
+
+
+def _colours_used(ax):
+    """How many colours of the cycle the plots already on ``ax`` took."""
+    entries = sum(line.get_gid() == _ENTRY for line in ax.lines)
+    plain = sum(
+        c.get_gid() == _SCATTER and not c.get_label().startswith("_")
+        for c in ax.collections
+    )
+    return entries + plain
+
+
+def _selection_entries(ax, selection, first, marker):
+    """A colour per way of choosing the rows (from ``C{first}`` on), one legend
+    entry each; returns the points' colours."""
+    kinds = list(dict.fromkeys(selection.tolist()))
+    colour = {kind: f"C{first + i}" for i, kind in enumerate(kinds)}
+    for kind in kinds:
+        count = int((selection == kind).sum())
+        label = f"{_SELECTION_LABELS.get(kind, kind)} ({count})"
+        ax.add_line(_proxy(label, _ENTRY, color=colour[kind], ls="", marker=marker))
+    return [colour[s] for s in selection]
+
+
+def _identity_line(ax, pred, act, line_kwargs):
+    """The ``y = x`` line over the data: drawn once, stretched by later plots."""
+    lo = min(pred.min(), act.min())
+    hi = max(pred.max(), act.max())
+    line = next((a for a in ax.lines if a.get_gid() == _IDENTITY), None)
+    if line is None:
+        style = merged({"color": "k", "lw": 1, "ls": "--", "zorder": 1}, line_kwargs)
+        return ax.plot([lo, hi], [lo, hi], label="y = x", gid=_IDENTITY, **style)[0]
+    xs = line.get_xdata()
+    lo, hi = min(lo, xs[0]), max(hi, xs[-1])
+    line.set_data([lo, hi], [lo, hi])
+    if line_kwargs:
+        line.set(**line_kwargs)
+    ax.update_datalim([(lo, lo), (hi, hi)])
+    ax.autoscale_view()
+    return line
+
+
+def _legend(ax, identity, title):
+    """Every plot's entries on ``ax``, in drawing order, ``y = x`` last.
+
+    With one plot, its heading is the legend's title; with several, each
+    heading (in bold) stands above its plot's entries.
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    rest = [(h, t) for h, t in zip(handles, labels) if h is not identity]
+    if identity.get_label() in labels:
+        rest.append((identity, identity.get_label()))
+    headings = [h for h, _ in rest if h.get_gid() == _HEADER]
+    if len(headings) == 1:
+        rest = [(h, t) for h, t in rest if h.get_gid() != _HEADER]
+    else:
+        title = None
+    legend = ax.legend(
+        handles=[h for h, _ in rest],
+        labels=[t for _, t in rest],
+        title=title,
+        loc="upper left",
+        fontsize=8,
+        title_fontsize=8,
+    )
+    for (handle, _), text in zip(rest, legend.get_texts()):
+        if handle.get_gid() == _HEADER:
+            text.set_fontweight("bold")
+    return legend
 
 
 class LOOAgreementDisplay:
@@ -45,14 +123,16 @@ class LOOAgreementDisplay:
     slope : float, default=None
         Least-squares slope of ``predicted`` against ``actual``.
     name : str, default=None
-        Shown in the legend's title.
+        Shown in the legend: its title, or with several plots on one Axes
+        the heading of this one's entries (e.g. the method).
 
     Attributes
     ----------
     scatter_ : matplotlib PathCollection
         The points, at ``(actual, predicted)``.
     line_ : matplotlib Line2D
-        The ``y = x`` line, spanning the data.
+        The ``y = x`` line, spanning the data (of every plot on the Axes:
+        a later plot on the same Axes stretches the line, not a new one).
     ax_ : matplotlib Axes
     figure_ : matplotlib Figure
 
@@ -102,14 +182,21 @@ class LOOAgreementDisplay:
     def plot(self, ax=None, *, name=None, line_kwargs=None, **kwargs):
         """Draw the points and the ``y = x`` line.
 
+        Called again with the Axes of an earlier plot (another method, or
+        another model), it adds its points in their own colours and marker
+        and its own legend entries (its name, Pearson R and slope), keeps
+        the earlier ones, and stretches the one ``y = x`` line over both.
+
         Parameters
         ----------
         ax : matplotlib Axes, default=None
             Axes to draw on; a new figure when None.
         name : str, default=None
-            Overrides the stored ``name`` in the legend's title.
+            Overrides the stored ``name``: the legend's title, or the heading
+            of these points' entries when the Axes holds several plots.
         line_kwargs : dict, default=None
-            Passed to ``ax.plot`` for the ``y = x`` line.
+            Passed to ``ax.plot`` for the ``y = x`` line (or to ``set`` on
+            the line an earlier plot drew).
         **kwargs : dict
             Passed to ``ax.scatter`` (``c`` or ``color`` replace the colours
             per selection).
@@ -119,45 +206,34 @@ class LOOAgreementDisplay:
         display : LOOAgreementDisplay
         """
         check_matplotlib(f"{type(self).__name__}.plot")
-        from matplotlib.lines import Line2D
-
         ax = new_axes(ax, figsize=(5.2, 5.0))
         pred = np.asarray(self.predicted, dtype=float)
         act = np.asarray(self.actual, dtype=float)
-        lo = min(pred.min(), act.min())
-        hi = max(pred.max(), act.max())
-        line = merged({"color": "k", "lw": 1, "ls": "--", "zorder": 1}, line_kwargs)
-        self.line_ = ax.plot([lo, hi], [lo, hi], label="y = x", **line)[0]
+        earlier = [a for a in ax.lines if a.get_gid() == _HEADER]
+        self.line_ = _identity_line(ax, pred, act, line_kwargs)
+
+        name = self.name if name is None else name
+        r, slope = self.pearson_r, self.slope
+        if r is None or slope is None:
+            r, slope = _agreement(pred, act)
+        stats = f"Pearson R = {r:.3f}, slope = {slope:.2f}"
+        heading = stats if name is None else f"{name}: {stats}"
+        ax.add_line(_proxy(heading, _HEADER, ls="", marker=""))
 
         style = {"s": 28, "alpha": 0.85, "edgecolors": "white", "linewidths": 0.4}
-        handles = []
+        style["marker"] = _MARKERS[len(earlier) % len(_MARKERS)]
+        first = _colours_used(ax)
         own_colour = "c" in kwargs or "color" in kwargs
         if self.selection is not None and not own_colour:
             selection = np.asarray(self.selection)
-            kinds = list(dict.fromkeys(selection.tolist()))
-            colour = {kind: f"C{i}" for i, kind in enumerate(kinds)}
-            style["c"] = [colour[s] for s in selection]
-            for kind in kinds:
-                count = int((selection == kind).sum())
-                label = f"{_SELECTION_LABELS.get(kind, kind)} ({count})"
-                handles.append(
-                    Line2D([], [], ls="", marker="o", color=colour[kind], label=label)
-                )
+            style["c"] = _selection_entries(ax, selection, first, style["marker"])
+            style["label"] = "_nolegend_"
+        else:
+            style.update(color=f"C{first}", label="removed rows")
         self.scatter_ = ax.scatter(act, pred, **merged(style, kwargs))
-        if not handles:
-            self.scatter_.set_label("removed rows")
-            handles.append(self.scatter_)
+        self.scatter_.set_gid(_SCATTER)
 
-        name = self.name if name is None else name
-        stats = f"Pearson R = {self.pearson_r:.3f}, slope = {self.slope:.2f}"
-        title = stats if name is None else f"{name}\n{stats}"
-        ax.legend(
-            handles=[*handles, self.line_],
-            title=title,
-            loc="upper left",
-            fontsize=8,
-            title_fontsize=8,
-        )
+        _legend(ax, self.line_, title=stats if name is None else f"{name}\n{stats}")
         ax.set(
             xlabel="actual change in test loss (refit)",
             ylabel="predicted change in test loss",
@@ -201,7 +277,7 @@ class LOOAgreementDisplay:
             progress bar over the refits; boosted trees:
             ``refit_options={'fixed_structure': True}`` compares with LeafRefit).
         name : str, default=None
-            Shown in the legend's title.
+            Shown in the legend (see the class's ``name``).
         ax, line_kwargs, **kwargs
             Passed to :meth:`plot`.
 
@@ -236,7 +312,8 @@ class LOOAgreementDisplay:
         ----------
         result : LOOValidation
         name : str, default=None
-            Shown in the legend's title.
+            Shown in the legend (see the class's ``name``); None: the
+            result's method, 'first order' or 'newton'.
         ax, line_kwargs, **kwargs
             Passed to :meth:`plot`.
 
@@ -245,6 +322,9 @@ class LOOAgreementDisplay:
         display : LOOAgreementDisplay
         """
         check_matplotlib(f"{cls.__name__}.from_result")
+        if name is None:
+            method = getattr(result, "method", None)
+            name = {"influence": "first order", "newton": "newton"}.get(method)
         table = result.table
         display = cls(
             predicted=table["predicted"].to_numpy(),

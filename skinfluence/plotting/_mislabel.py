@@ -190,9 +190,7 @@ class MislabelCurveDisplay:
         names = {**_METHOD_LABELS, **(self.labels or {})}
         self.lines_ = {}
         for i, (name, found) in enumerate(self.fraction_found.items()):
-            label = (
-                f"{names.get(name, name)} ({found[k]:.0%} found at {x[k]:.0%} checked)"
-            )
+            label = f"{names.get(name, name)}: {found[k]:.0%}"
             style = {"color": f"C{i}", "lw": 1.8}
             # A curve on (or within a line's width of) one drawn before would
             # hide it: dashed on top, and the legend says which it repeats.
@@ -202,8 +200,8 @@ class MislabelCurveDisplay:
                 style["ls"] = (i % 4, (4, 3))  # offsets keep several visible
             twin = next((o for o in drawn if gaps[o] == 0), None)
             if twin is not None:
-                label = f"{names.get(name, name)} (the same curve as "
-                label += f"{names.get(twin, twin)})"
+                label = f"{names.get(name, name)}: the same curve as "
+                label += names.get(twin, twin)
             style = merged(style, kwargs)
             style = merged(style, curve_kwargs.get(name))
             self.lines_[name] = ax.plot(x, found, label=label, **style)[0]
@@ -211,7 +209,7 @@ class MislabelCurveDisplay:
         if plot_chance_level:
             style = merged({"color": "0.45", "lw": 1.2, "ls": ":"}, chance_level_kw)
             self.chance_level_ = ax.plot(
-                [0, 1], [0, 1], label="random order (expected)", **style
+                [0, 1], [0, 1], label=f"random order (expected): {x[k]:.0%}", **style
             )[0]
         ax.set(
             xlim=(0, 1),
@@ -224,7 +222,14 @@ class MislabelCurveDisplay:
             f"Finding the flipped labels\n({self.flip_rate:.0%} of {len(x) - 1} "
             "training labels flipped; most suspicious rows checked first)",
         )
-        ax.legend(loc="lower right", fontsize=8)
+        # Short entries, the share checked in the title: 'best' finds room
+        # off the curves and the diagonal (below it, for useful scores).
+        ax.legend(
+            title=f"flipped labels found at {x[k]:.0%} checked",
+            loc="best",
+            fontsize=8,
+            title_fontsize=8,
+        )
         ax.grid(alpha=0.3)
         self.ax_ = ax
         self.figure_ = ax.figure

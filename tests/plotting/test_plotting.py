@@ -11,8 +11,8 @@ import pytest
 from sklearn import config_context
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_breast_cancer, load_digits
-from sklearn.linear_model import LogisticRegression
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, scale
 
@@ -21,6 +21,7 @@ from skinfluence.cleaning import METHODS
 from skinfluence.plotting import (
     FeatureInfluenceDisplay,
     InfluentialExamplesDisplay,
+    LDSDisplay,
     LOOAgreementDisplay,
     MislabelCurveDisplay,
     feature_influence,
@@ -123,7 +124,12 @@ def test_loo_from_result_and_refit_options_for_trees():
     assert display.pearson_r == result.pearson_r > 0.99
     drawn = LOOAgreementDisplay.from_estimator(explainer, *test, **options)
     np.testing.assert_allclose(drawn.actual, display.actual)
-    assert "LOOValidation(n_removed=12 (top 8, random 4)" in repr(result)
+    assert "LOOValidation(n_removed=12 (top 8, random 4), method='influence'" in (
+        repr(result)
+    )
+    # Unnamed, a result is labelled by how its changes were predicted.
+    assert display.name == "first order"
+    assert display.ax_.get_legend().get_title().get_text().startswith("first order")
 
 
 def test_feature_influence_of_trees_is_refused_by_its_own_name():
@@ -212,6 +218,79 @@ def test_loo_from_predictions_colour_kwarg_and_errors():
         LOOAgreementDisplay.from_predictions([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="finite"):
         LOOAgreementDisplay.from_predictions([0.1, np.nan], [0.1, 0.2])
+
+
+def _two_methods():
+    """Predicted and actual changes of two methods for the same removed rows."""
+    actual = np.array([0.3, -0.2, 0.1, 0.02, -0.01, 0.0])
+    selection = ["top"] * 4 + ["random"] * 2
+    first = dict(predicted=0.7 * actual + 0.01, actual=actual, selection=selection)
+    newton = dict(predicted=1.1 * actual, actual=actual, selection=selection)
+    return first, newton
+
+
+def test_loo_displays_on_one_axes_add_their_series():
+    """A second plot on the Axes adds its points in new colours, its own
+    legend entries (name and R) beside the first's, and one y = x line."""
+    first, newton = _two_methods()
+    fig, ax = plt.subplots()
+    a = LOOAgreementDisplay.from_predictions(**first, name="first order", ax=ax)
+    assert a.ax_.get_legend().get_title().get_text().startswith("first order\n")
+    b = LOOAgreementDisplay.from_predictions(**newton, name="newton", ax=ax)
+    legend = ax.get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts == [
+        f"first order: Pearson R = {a.pearson_r:.3f}, slope = {a.slope:.2f}",
+        "largest predicted effect (4)",
+        "random rows (2)",
+        f"newton: Pearson R = {b.pearson_r:.3f}, slope = {b.slope:.2f}",
+        "largest predicted effect (4)",
+        "random rows (2)",
+        "y = x",
+    ]
+    assert legend.get_title().get_text() == ""
+    weights = [t.get_fontweight() for t in legend.get_texts()]
+    assert [i for i, w in enumerate(weights) if w == "bold"] == [0, 3]  # headings
+    # Every point keeps its own plot's colours; none is shared.
+    colours_a = {tuple(c) for c in a.scatter_.get_facecolors()}
+    colours_b = {tuple(c) for c in b.scatter_.get_facecolors()}
+    assert len(colours_a) == len(colours_b) == 2 and not colours_a & colours_b
+    handles = legend.legend_handles
+    entry_colours = [to_rgba(h.get_color()) for h in handles[1:3] + handles[4:6]]
+    assert len(set(entry_colours)) == 4
+    assert handles[1].get_marker() != handles[4].get_marker()
+    # One y = x line, spanning both plots' data.
+    identity = [line for line in ax.lines if line.get_label() == "y = x"]
+    assert len(identity) == 1 and a.line_ is b.line_ is identity[0]
+    drawn = [line for line in ax.lines if len(line.get_xdata())]
+    assert drawn == identity
+    values = np.r_[first["predicted"], newton["predicted"], first["actual"]]
+    np.testing.assert_allclose(identity[0].get_xdata(), [values.min(), values.max()])
+    lo, hi = ax.get_xlim()
+    assert lo <= values.min() and values.max() <= hi
+
+
+def test_loo_third_plot_without_selection_or_name():
+    """A plot without selections adds one entry ('removed rows') in a colour
+    of its own; one without a name is headed by its statistics."""
+    first, newton = _two_methods()
+    fig, ax = plt.subplots()
+    LOOAgreementDisplay.from_predictions(**first, name="first order", ax=ax)
+    LOOAgreementDisplay.from_predictions(**newton, ax=ax)
+    plain = LOOAgreementDisplay.from_predictions(
+        newton["predicted"] + 0.01, newton["actual"], name="shifted", ax=ax
+    )
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[3].startswith("Pearson R = ")
+    assert texts[-3:] == [
+        f"shifted: Pearson R = {plain.pearson_r:.3f}, slope = {plain.slope:.2f}",
+        "removed rows",
+        "y = x",
+    ]
+    used = {to_rgba(f"C{i}") for i in range(4)}
+    (colour,) = {tuple(c) for c in plain.scatter_.get_facecolors()}
+    assert colour[:3] == to_rgba("C4")[:3] and to_rgba("C4") not in used
+    assert sum(line.get_label() == "y = x" for line in ax.lines) == 1
 
 
 # -- InfluentialExamplesDisplay ------------------------------------------------
@@ -440,6 +519,118 @@ def test_influential_axes_name_the_score_and_quantity_ranked_by(digits):
     assert plain.axes_[1, 0].get_ylabel() == "most harmful"
 
 
+def _top_table(k, seed=0):
+    """A top-k table (k helpful, k harmful) and random 8 x 8 rows for it."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(
+        {
+            "kind": ["helpful"] * k + ["harmful"] * k,
+            "rank": [*range(1, k + 1)] * 2,
+            "train_row": np.arange(2 * k) * 37 + 1000,
+            "score": np.r_[-np.arange(k, 0, -1), np.arange(k, 0, -1)] * 1.5,
+            "label": rng.integers(0, 10, 2 * k),
+        }
+    )
+    return table, rng.random((2 * k, 64))
+
+
+def _grid_lines(axes):
+    """The distinct (rounded) left and bottom edges of ``axes``."""
+    boxes = [a.get_position() for a in axes]
+    return sorted({round(b.x0, 4) for b in boxes}), sorted(
+        {round(b.y0, 4) for b in boxes}, reverse=True
+    )
+
+
+def test_influential_images_wrap_many_rows_onto_lines():
+    """k=30: ten images a line, three lines of helpful rows above three of
+    harmful ones, in rank order; a figure of readable proportions whose
+    captions keep their size and do not run into one another."""
+    table, rows = _top_table(30)
+    display = InfluentialExamplesDisplay.from_predictions(
+        table, rows, test_row=rows[0], test_label=3, image_shape=(8, 8)
+    )
+    assert display.images_.shape == display.axes_.shape == (2, 30)
+    fig = display.figure_
+    fig.canvas.draw()
+    xs, ys = _grid_lines(display.axes_.ravel())
+    assert len(xs) == 10 and len(ys) == 6
+    width, height = fig.get_size_inches()
+    assert width <= 17 and width / height < 2
+    for i in range(2):  # rank j at line j // 10, column j % 10
+        for j in range(30):
+            box = display.axes_[i, j].get_position()
+            assert round(box.x0, 4) == xs[j % 10]
+            assert round(box.y0, 4) == ys[3 * i + j // 10]
+    titles = [a.title for a in display.axes_.ravel()]
+    assert all(t.get_fontsize() >= 8 for t in titles)
+    boxes = [t.get_window_extent() for t in titles]
+    for n, box in enumerate(boxes):
+        assert not any(box.overlaps(other) for other in boxes[n + 1 :])
+    assert _inside_figure(fig, titles) == []
+    # The side labels name each kind at its first line.
+    assert display.axes_[0, 0].get_ylabel() == "most helpful"
+    assert display.axes_[1, 0].get_ylabel() == "most harmful"
+
+
+def test_influential_images_n_cols(digits):
+    X, y, explainer = digits
+    display = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[300]], y[[300]], k=6, image_shape=(8, 8), n_cols=4
+    )
+    xs, ys = _grid_lines(display.axes_.ravel())
+    # At most 4 a line: two lines of 3 for each kind.
+    assert display.axes_.shape == (2, 6) and len(xs) == 3 and len(ys) == 4
+    twelve, _ = _top_table(12)
+    balanced = InfluentialExamplesDisplay.from_predictions(
+        twelve, np.ones((24, 64)), image_shape=(8, 8)
+    )
+    xs, ys = _grid_lines(balanced.axes_.ravel())
+    assert len(xs) == 6 and len(ys) == 4  # not lines of 10 and 2
+    few = InfluentialExamplesDisplay.from_estimator(
+        explainer, X[[300]], y[[300]], k=3, image_shape=(8, 8)
+    )
+    xs, ys = _grid_lines(few.axes_.ravel())
+    assert len(xs) == 3 and len(ys) == 2  # k <= n_cols: one line a kind
+    with pytest.raises(ValueError, match="n_cols must be a positive int, got 0"):
+        InfluentialExamplesDisplay.from_estimator(
+            explainer, X[[300]], y[[300]], k=3, image_shape=(8, 8), n_cols=0
+        )
+
+
+def test_influential_title_shows_a_regressors_prediction():
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    explainer = InfluenceExplainer(Ridge(alpha=1.0)).fit(X[:300], y[:300])
+    X_test, y_test = X.iloc[[310]], y.iloc[[310]]
+    predicted = explainer.predict(X_test)[0]
+    display = InfluentialExamplesDisplay.from_estimator(explainer, X_test, y_test, k=3)
+    assert display.test_prediction == pytest.approx(predicted)
+    title = display.ax_.get_title().splitlines()[-1]
+    assert (
+        title == f"test row 310: label {y_test.iloc[0]:.4g}, predicted {predicted:.4g}"
+    )
+    labels = [t.get_text() for t in display.ax_.get_yticklabels()]
+    assert all(label.endswith(")") and ".0)" not in label for label in labels)
+    # from_predictions takes the prediction too (image mode: the test row's title).
+    table, rows = _top_table(2)
+    images = InfluentialExamplesDisplay.from_predictions(
+        table,
+        rows,
+        test_row=rows[0],
+        test_label=4,
+        test_prediction=9,
+        image_shape=(8, 8),
+    )
+    assert images.test_ax_.get_title() == "test row:\nlabel 4, predicted 9"
+
+
+def test_influential_title_of_a_classifier_names_the_class(digits):
+    X, y, explainer = digits
+    display = InfluentialExamplesDisplay.from_estimator(explainer, X[[300]], y[[300]])
+    predicted = explainer.predict(X[[300]])[0]
+    assert display.ax_.get_title().endswith(f"label {y[300]}, predicted {predicted}")
+
+
 # -- MislabelCurveDisplay ------------------------------------------------------
 def test_mislabel_curves_from_predictions():
     is_flipped = np.array([0, 1, 0, 0, 1, 0, 0, 0, 0, 0], dtype=bool)
@@ -465,7 +656,10 @@ def test_mislabel_curves_from_predictions():
     assert to_rgba(display.lines_["worst"].get_color()) == to_rgba("k")
     xs, ys = display.chance_level_.get_data()
     assert list(xs) == [0, 1] and list(ys) == [0, 1]
-    assert "100% found at 20% checked" in display.lines_["perfect"].get_label()
+    assert display.lines_["perfect"].get_label() == "perfect: 100%"
+    assert display.lines_["worst"].get_label() == "worst: 0%"
+    legend = display.ax_.get_legend()
+    assert legend.get_title().get_text() == "flipped labels found at 20% checked"
 
 
 def test_mislabel_curves_that_coincide_are_both_visible():
@@ -477,8 +671,8 @@ def test_mislabel_curves_that_coincide_are_both_visible():
     lines = display.lines_
     assert lines["a"].get_linestyle() == "-" and lines["c"].get_linestyle() == "-"
     assert lines["b"].get_linestyle() != "-"
-    assert "the same curve as a" in lines["b"].get_label()
-    assert "found at" in lines["c"].get_label()
+    assert lines["b"].get_label() == "b: the same curve as a"
+    assert lines["c"].get_label() == "c: 50%"
 
 
 def test_mislabel_curves_a_step_apart_are_dashed_too():
@@ -567,7 +761,10 @@ def test_mislabel_curves_include_the_default_detector():
     np.testing.assert_allclose(ys, expected)
     label = display.lines_["detector"].get_label()
     assert label.startswith(f"MislabelDetector ({detector.n_rounds_} rounds")
-    assert "found at 10% checked" in label
+    assert label.endswith("%")
+    title = display.ax_.get_legend().get_title().get_text()
+    assert title == "flipped labels found at 10% checked"
+    assert not _covers_diagonal(display.ax_)
     assert display.ax_.get_title().startswith("Finding the flipped labels")
     assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
     # A bare classifier gets the default detector too.
@@ -579,6 +776,67 @@ def test_mislabel_curves_include_the_default_detector():
     )
     assert list(bare.lines_) == ["detector"]
     np.testing.assert_allclose(bare.fraction_found["detector"], expected)
+
+
+def _covers_diagonal(ax):
+    """Whether the legend's box, in data coordinates, crosses y = x."""
+    ax.figure.canvas.draw()
+    box = ax.get_legend().get_window_extent().transformed(ax.transData.inverted())
+    return max(box.x0, box.y0) <= min(box.x1, box.y1)
+
+
+def test_mislabel_legend_leaves_the_diagonal_and_curves_clear(rng):
+    """Wine-sized data, useful scores: the legend sits below the diagonal,
+    off the curves (matplotlib's 'best' among short entries)."""
+    flipped = rng.random(178) < 0.1
+    scores = {
+        "loo_loss": flipped + rng.normal(scale=0.3, size=178),
+        "self_influence": flipped + rng.normal(scale=0.5, size=178),
+        "training_loss": flipped + rng.normal(scale=0.4, size=178),
+        "detector": flipped + rng.normal(scale=0.2, size=178),
+    }
+    labels = {"detector": "MislabelDetector (3 rounds, held-out loss)"}
+    display = MislabelCurveDisplay.from_predictions(scores, flipped, labels=labels)
+    ax = display.ax_
+    assert not _covers_diagonal(ax)
+    box = ax.get_legend().get_window_extent()
+    for line in display.lines_.values():
+        points = line.get_transform().transform(line.get_xydata())
+        assert not box.count_contains(points)
+    assert _inside_figure(display.figure_, ax.get_legend().get_texts()) == []
+
+
+# -- LDSDisplay ----------------------------------------------------------------
+def _lds_display(scores):
+    rng = np.random.default_rng(0)
+    actual = rng.random(12)
+    return LDSDisplay(
+        predicted=actual + rng.normal(scale=0.1, size=12),
+        actual=actual,
+        scores=np.asarray(scores, dtype=float),
+        test_row=7,
+        method="influence",
+        output="loss",
+    ).plot()
+
+
+def test_lds_title_says_how_many_rows_were_left_out():
+    """A test row without a correlation (flat loss, NaN) is not counted
+    silently: the histogram's title says 19 of 20, and why."""
+    scores = np.linspace(0.5, 0.95, 20)
+    scores[12] = np.nan
+    display = _lds_display(scores)
+    right = display.ax_[1]
+    assert right.get_title() == (
+        "influence: 19 of 20 test rows\n(1 with a flat loss left out)"
+    )
+    assert sum(bar.get_height() for bar in display.hist_) == 19
+    assert right.get_legend().get_texts()[0].get_text() == (
+        f"LDS = {np.nanmean(scores):.3f}"
+    )
+    assert _inside_figure(display.figure_, [right.title, display.ax_[0].title]) == []
+    whole = _lds_display(np.linspace(0.5, 0.95, 20))
+    assert whole.ax_[1].get_title() == "influence: 20 test rows"
 
 
 # -- FeatureInfluenceDisplay ---------------------------------------------------
@@ -664,7 +922,9 @@ def test_feature_display_names_from_a_column_transformer():
     assert _inside_figure(display.figure_, _axes_texts(display.ax_)) == []
 
 
-@pytest.mark.parametrize("name", ["_loo", "_influential", "_mislabel", "_features"])
+@pytest.mark.parametrize(
+    "name", ["_loo", "_influential", "_mislabel", "_features", "_lds"]
+)
 def test_docstring_examples(name):
     module = importlib.import_module(f"skinfluence.plotting.{name}")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
