@@ -39,6 +39,16 @@ def lgbm_train_params(model):
     return out
 
 
+def lgbm_has_categorical_splits(model):
+    """Whether any tree of the fitted LightGBM model splits on a category set
+    (the model string's ``num_cat`` of a tree is then positive)."""
+    text = model.booster_.model_to_string()
+    return any(
+        line.startswith("num_cat=") and int(line.partition("=")[2]) > 0
+        for line in text.splitlines()
+    )
+
+
 def _lgbm_baseline(model, target, weights, params):
     """LightGBM's ``boost_from_average`` start, per output (0 when off)."""
     K = model.booster_.num_model_per_iteration()

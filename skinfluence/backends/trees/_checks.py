@@ -11,7 +11,7 @@ import json
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._booster_trees import lgbm_train_params
+from ._booster_trees import lgbm_has_categorical_splits, lgbm_train_params
 from ._structure import GB, HGB, LGBM, XGB, is_tree_model
 
 #: LightGBM settings, by the canonical names its fitted booster records, that
@@ -91,6 +91,7 @@ def check_tree_model(model):
         _check_lgbm(name, params)
         if _is_fitted(model):  # the settings it used, whatever their alias
             _check_lgbm_booster(name, lgbm_train_params(model))
+            _check_lgbm_categories(name, model, lgbm_train_params(model))
     if name in XGB:
         _check_xgb(name, params)
         if _is_fitted(model):
@@ -229,6 +230,22 @@ def _check_lgbm_booster(name, params):
             "-lr G / (H + lambda_l2) over all the rows. Leave these at their "
             "defaults under every alias (reg_lambda, class_weight and "
             "sample_weight are supported)."
+        )
+
+
+def _check_lgbm_categories(name, model, params):
+    """Refuse category-set splits fitted with ``cat_l2``: LightGBM adds it to
+    ``lambda_l2`` in the leaf values such a split gives, which the leaf
+    derivatives do not model (a fit on the very rows it was trained on then
+    looks far from its optimum)."""
+    cat_l2 = _number(params.get("cat_l2", 10.0))
+    if cat_l2 != 0 and lgbm_has_categorical_splits(model):
+        raise TypeError(
+            f"{name} splits on categorical features with cat_l2={cat_l2:g} "
+            "(LightGBM's default 10), which it adds to lambda_l2 in the leaf "
+            "values of those splits: they are then not -lr G / (H + "
+            "lambda_l2). Refit with cat_l2=0, or encode the categories as "
+            "numbers (e.g. one-hot) instead of categorical_feature."
         )
 
 
