@@ -156,6 +156,20 @@ def warn_if_flat(output_gradients, family):
     return flat
 
 
+def check_single_output(y):
+    """Refuse a ``y`` of several columns, naming the fix (the explained loss
+    is one output's; scikit-learn's "y should be a 1d array" leaves open
+    whether the estimator or the explainer refuses)."""
+    shape = np.shape(y)
+    if len(shape) == 2 and shape[1] > 1:
+        raise ValueError(
+            f"y has {shape[1]} columns (shape {shape}): an influence explains "
+            "the loss of one output. Explain each output's model on its own: "
+            "InfluenceExplainer(model).fit(X, y[:, j]) (y.iloc[:, j] for a "
+            "DataFrame)."
+        )
+
+
 def check_target(target):
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
@@ -242,6 +256,7 @@ class InfluenceBackend:
         fitted before, so X is not fitted on here (its scale is checked only
         if the Hessian overflows).
         """
+        check_single_output(y)
         if prefixed:
             X = check_2d(X)
             validate_data(explainer, X, skip_check_array=True)

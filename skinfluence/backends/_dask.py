@@ -35,6 +35,7 @@ from ..exceptions import UnsupportedOperationError
 from ..objectives._operator import HessianOperator
 from ..solvers import make_solver
 from ..solvers.lissa import LissaSolver
+from ._base import check_single_output
 from ._closed_form import ClosedFormBackend, _check_newton_target, _quantity_change
 
 try:
@@ -225,6 +226,7 @@ class DaskBackend(ClosedFormBackend):
         X = _check_X(X)
         n = X.shape[0]
         y = _gather(y)
+        check_single_output(y)
         if y.ndim != 1 or y.shape[0] != n:
             raise ValueError(f"y must be 1-d with {n} labels, got shape {y.shape}.")
         sw = _gather(sample_weight)

@@ -364,3 +364,14 @@ def test_rows_of_weight_zero_are_outside_the_fit_and_never_listed():
     np.testing.assert_allclose(
         infl[:, ~out], kept.influence(X_test, y_test), rtol=1e-6, atol=1e-9
     )
+
+
+@pytest.mark.parametrize("make", [lambda: Ridge(), "hgb"])
+def test_several_outputs_are_refused_naming_one_model_per_output(make):
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    X, y = load_diabetes(return_X_y=True)
+    model = HistGradientBoostingRegressor(max_iter=5) if make == "hgb" else make()
+    with pytest.raises(ValueError, match=r"y has 2 columns.*fit\(X, y\[:, j\]\)"):
+        InfluenceExplainer(model).fit(X, np.c_[y, 2 * y])

@@ -22,6 +22,7 @@ from ...utils._chunks import check_result_size, chunk_slices
 from .._base import (
     InfluenceBackend,
     check_sample_weight_values,
+    check_single_output,
     check_target,
     check_test_labels,
 )
@@ -212,6 +213,7 @@ class TreeBackend(InfluenceBackend):
     def validate_training_input(
         self, explainer, X, y, sample_weight, prefixed, frozen=False
     ):
+        check_single_output(y)
         if prefixed and split_model(explainer.estimator)[0] is None:
             # A frame the model encodes: its other columns must be numbers.
             check_numeric_columns(X, split_model(explainer.estimator)[1], True)
