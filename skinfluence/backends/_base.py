@@ -160,8 +160,10 @@ def check_single_output(y):
     """Refuse a ``y`` of several columns, naming the fix (the explained loss
     is one output's; scikit-learn's "y should be a 1d array" leaves open
     whether the estimator or the explainer refuses)."""
-    shape = np.shape(y)
-    if len(shape) == 2 and shape[1] > 1:
+    shape = getattr(y, "shape", None)
+    if shape is None and isinstance(y, (list, tuple)):
+        shape = np.shape(y)
+    if shape is not None and len(shape) == 2 and shape[1] > 1:
         raise ValueError(
             f"y has {shape[1]} columns (shape {shape}): an influence explains "
             "the loss of one output. Explain each output's model on its own: "
