@@ -33,7 +33,7 @@ from ..exceptions import NegativeCurvatureWarning, SingularHessianError
 from ..solvers import SOLVERS, make_solver
 from ..utils._warn import caller_stacklevel
 from ._ekfac import EkfacSolver
-from ._minimise import minimise
+from ._minimise import minimise, whitening_basis
 from ._model import describe
 from ._objective import TorchObjective, select_parameters
 from ._operator import TorchHessianOperator
@@ -173,9 +173,11 @@ class TorchInfluence(InfluenceBackend):
         except SingularHessianError as exc:
             raise SingularHessianError(
                 f"{exc} For a network this usually means the fit stopped at a "
-                "saddle or short of a minimum (negative curvature): finish "
-                "training with full-batch L-BFGS (skinfluence.torch.refine), use "
-                "smooth activations and weight decay, or pass a damping."
+                "saddle or short of a minimum (negative curvature): fit the net "
+                "yourself, bring it to a minimum with skinfluence.torch."
+                "refine(net, X, y) (in float64: module.double() first) and "
+                "explain FrozenEstimator(net); use smooth activations and "
+                "weight decay; or pass a damping."
             ) from exc
         self.eigenvalue_range_ = None
         self.hessian_ = operator.dense_
@@ -429,16 +431,7 @@ class TorchInfluence(InfluenceBackend):
 
     def _whitening_basis(self):
         """``L^-T`` of the Hessian's Cholesky factor, up to 5000 parameters, or None."""
-        obj = self.objective_
-        if obj.n_params > 5000:
-            return None
-        H = self.hessian_
-        H = obj.hessian() if H is None else torch.as_tensor(H, device=obj.device)
-        L = torch.linalg.cholesky_ex(H.to(obj.dtype))[0]
-        if not torch.isfinite(L).all():
-            return None
-        eye = torch.eye(obj.n_params, dtype=L.dtype, device=L.device)
-        return torch.linalg.solve_triangular(L.T, eye, upper=True)
+        return whitening_basis(self.objective_, self.hessian_)
 
     def _quantities(self, theta, Xt, t, target):
         fn = vmap(self.objective_.quantity(target), in_dims=(None, 0, 0))

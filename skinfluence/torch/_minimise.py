@@ -4,6 +4,10 @@ import torch
 
 from ..utils._progress import progress_bar
 
+#: Up to this many parameters, L-BFGS runs in coordinates whitened by the
+#: dense Hessian's Cholesky factor (built by p Hessian-vector products).
+WHITEN_MAX_PARAMS = 5000
+
 
 def minimise(
     objective,
@@ -79,3 +83,19 @@ def minimise(
         ) >= int(max_iter * 1.25)
     with torch.no_grad():
         return point(z).detach()
+
+
+def whitening_basis(objective, hessian=None):
+    """``L^-T`` for the Cholesky factor ``H = L L'`` of the Hessian at the
+    objective's parameters (``hessian``, when already formed), or None: above
+    ``WHITEN_MAX_PARAMS`` parameters, or where ``H`` is not positive definite
+    (a saddle: no minimum nearby for the whitening to describe)."""
+    if objective.n_params > WHITEN_MAX_PARAMS:
+        return None
+    H = objective.hessian() if hessian is None else hessian
+    H = torch.as_tensor(H, device=objective.device).to(objective.dtype)
+    L, status = torch.linalg.cholesky_ex(H)
+    if int(status) != 0 or not torch.isfinite(L).all():
+        return None
+    eye = torch.eye(objective.n_params, dtype=L.dtype, device=L.device)
+    return torch.linalg.solve_triangular(L.T, eye, upper=True)

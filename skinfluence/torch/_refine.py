@@ -18,13 +18,18 @@ from sklearn.utils.validation import check_is_fitted
 from ..loo import validate_loo as _validate_loo
 from ..utils._warn import caller_stacklevel
 from ._backend import TorchInfluence
-from ._minimise import minimise
+from ._minimise import WHITEN_MAX_PARAMS, minimise, whitening_basis
 from ._model import describe
 from ._objective import TorchObjective, select_parameters
 
 
 def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     """Minimise the training objective with full-batch L-BFGS, in place.
+
+    Up to 5000 parameters, L-BFGS runs in coordinates whitened by the
+    Cholesky factor of the Hessian where it is positive definite (at a
+    saddle, plain L-BFGS first, then whitened from where it stopped): the
+    problem is then close to isotropic.
 
     Parameters
     ----------
@@ -68,16 +73,31 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     names = select_parameters(spec.module, params)
     Xt = TorchInfluence._tensor(X, spec)
     yt = TorchInfluence._encode(spec, np.asarray(y))
-    obj = TorchObjective(spec, names, Xt, yt)
     info = {}
-    theta = minimise(
-        obj, obj.theta, max_iter=max_iter, tol=tol, verbose=verbose, info=info
-    )
-    state = dict(spec.module.named_parameters())
-    with torch.no_grad():
-        for name, part in obj.unflatten(theta).items():
-            state[name].copy_(part)
-    gradient = TorchObjective(spec, names, Xt, yt).mean_gradient()
+    obj = TorchObjective(spec, names, Xt, yt)
+    # Whitened by the Hessian where it is positive definite (up to 5000
+    # parameters), L-BFGS sees a near-isotropic problem: on an Adam-trained
+    # MLP it reached what plain L-BFGS missed in 2000 iterations. At a saddle,
+    # plain L-BFGS first, then whitened from where it stopped.
+    basis = whitening_basis(obj)
+    plain_first = basis is None and obj.n_params <= WHITEN_MAX_PARAMS
+    for _ in range(2 if plain_first else 1):
+        theta = minimise(
+            obj,
+            obj.theta,
+            max_iter=max_iter,
+            tol=tol,
+            basis=basis,
+            verbose=verbose,
+            info=info,
+        )
+        _set_parameters(spec, obj, theta)
+        obj = TorchObjective(spec, names, Xt, yt)
+        if plain_first and basis is None:
+            basis = whitening_basis(obj)
+            if basis is None:
+                break
+    gradient = obj.mean_gradient()
     largest = float(gradient.abs().max())
     single = obj.dtype == torch.float32
     # float64 runs that stop early hit rounding, not the budget: no warning.
@@ -95,6 +115,14 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
             stacklevel=caller_stacklevel(),
         )
     return float(gradient.norm())
+
+
+def _set_parameters(spec, objective, theta):
+    """Write ``theta`` into the module's parameters, in place."""
+    state = dict(spec.module.named_parameters())
+    with torch.no_grad():
+        for name, part in objective.unflatten(theta).items():
+            state[name].copy_(part)
 
 
 def validate_loo(
