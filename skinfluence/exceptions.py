@@ -39,7 +39,9 @@ class OverCleaningWarning(UserWarning):
 
 
 class TruncationWarning(UserWarning):
-    """A low-rank solver drops directions that carry much of the influence."""
+    """An approximate solver leaves out much of the Hessian: a low-rank
+    solver drops directions that carry much of the influence, or EK-FAC's
+    layer-wise Gauss-Newton factors miss the curvature its solves need."""
 
 
 class UnsupportedOperationError(NotImplementedError, ValueError):

@@ -19,6 +19,7 @@ from sklearn.preprocessing import scale  # noqa: E402
 from torch import nn  # noqa: E402
 
 from skinfluence import InfluenceExplainer, StationarityWarning  # noqa: E402
+from skinfluence.exceptions import TruncationWarning  # noqa: E402
 from skinfluence.solvers import SingularHessianError  # noqa: E402
 from skinfluence.torch import (  # noqa: E402
     NegativeCurvatureWarning,
@@ -213,8 +214,37 @@ def test_ekfac_exact_on_kronecker_hessian():
     model.fit(X, Y)
     refine(model, X, Y)
     exact = InfluenceExplainer(model, solver="exact").fit(X, Y)
-    ekfac = InfluenceExplainer(model, solver="ekfac").fit(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)  # exact: no warning
+        ekfac = InfluenceExplainer(model, solver="ekfac").fit(X, Y)
+    assert ekfac.solver_.residual_ < 1e-10
     assert _rel(ekfac.influence(X[:3], Y[:3]), exact.influence(X[:3], Y[:3])) < 1e-10
+
+
+def test_ekfac_far_from_the_hessian_says_so():
+    # A tanh MLP with weak decay: cross-layer blocks and the network's own
+    # curvature matter, and EK-FAC's influence was 3.7 times the exact norm.
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16, y[:300]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 10)).double()
+    model = TorchModel(net, weight_decay=1e-3).fit(X, y)
+    refine(model, X, y, max_iter=2000)
+    with pytest.warns(TruncationWarning, match="EK-FAC's inverse is far") as record:
+        ekfac = InfluenceExplainer(model, solver="ekfac").fit(X, y)
+    assert record[0].filename == __file__
+    exact = InfluenceExplainer(model).fit(X, y)
+    # The residual it reports is the one of its solves.
+    G = exact.objective_.per_sample_gradients(
+        exact.objective_.X[:5], exact.objective_.y[:5]
+    )
+    B = G.T.detach().numpy()
+    H = exact.objective_.hessian().numpy()
+    R = H @ ekfac.solver_.solve(B) - B
+    worst = np.max(np.linalg.norm(R, axis=0) / np.linalg.norm(B, axis=0))
+    assert 0.1 < worst and worst <= 1.5 * ekfac.solver_.residual_
+    error = _rel(ekfac.influence(X[:3], y[:3]), exact.influence(X[:3], y[:3]))
+    assert error > 0.1
 
 
 def test_ekfac_eigenvalues_are_the_exact_diagonal_in_its_basis():
