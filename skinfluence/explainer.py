@@ -286,7 +286,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the estimator and factorize its training objective's Hessian.
 
         Parameters
@@ -298,11 +298,21 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
             in :class:`~sklearn.frozen.FrozenEstimator`.
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), default=None
+        **fit_params
+            Refused: the explainer refits the model (for ``validate_loo``)
+            with its own settings only. Fit a model that needs fit
+            parameters yourself and explain ``FrozenEstimator(model)``.
 
         Returns
         -------
         self : InfluenceExplainer
         """
+        if fit_params:
+            raise TypeError(
+                f"InfluenceExplainer.fit takes no fit parameters of the model "
+                f"(got {sorted(fit_params)}). Fit the model yourself, "
+                "model.fit(X, y, ...), and explain FrozenEstimator(model)."
+            )
         check_frozen_is_fitted(self.estimator)
         backend = make_backend(
             self.estimator,
@@ -343,11 +353,8 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         prefix, model = split_model(self.estimator_)
         if getattr(model, "classes_", None) is not None:
             self.classes_ = np.asarray(model.classes_)
-        stage(
-            f"Hessian of {type(model).__name__}'s objective ({backend.name} "
-            "backend): building its solver",
-            self.verbose,
-        )
+        work = backend.fit_work.format(model=type(model).__name__, name=backend.name)
+        stage(work, self.verbose)
         self.backend_ = backend.fit(model, X, y, weights, prefix=prefix)
         solver_name = type(getattr(backend, "solver_", None)).__name__
         self.n_polish_steps_ = 0

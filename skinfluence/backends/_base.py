@@ -218,6 +218,8 @@ class InfluenceBackend:
     capabilities = frozenset()
     #: How the backend is named in messages.
     name = "backend"
+    #: What its fit builds, for the progress messages ({model}: the model's name).
+    fit_work = "Hessian of {model}'s objective ({name} backend): building its solver"
     #: dtypes the backend takes training input in (the explainer validates).
     input_dtypes = (np.float64,)
     #: Whether missing values (NaN) are valid input (tree ensembles).

@@ -933,3 +933,16 @@ def test_lightgbm_category_splits_need_cat_l2_zero():
             FrozenEstimator(model), solver="leaf_influence"
         ).fit(X, y)
     assert explainer.stationarity_ < 1e-3
+
+
+@pytest.mark.skipif(lightgbm is None, reason="lightgbm not installed")
+def test_other_libraries_losses_are_named_by_their_objective(capsys):
+    X, y, _, _ = _data("binary")
+    model = lightgbm.LGBMClassifier(objective="cross_entropy", verbose=-1)
+    with pytest.raises(TypeError, match=r"LGBMClassifier\(objective='cross_entropy'\)"):
+        InfluenceExplainer(model).fit(X, y)
+    # The progress messages name what a tree fit builds: no Hessian.
+    InfluenceExplainer(_model("hgb", "binary"), verbose=1).fit(X, y)
+    err = capsys.readouterr().err
+    assert "leaf values and derivatives of HistGradientBoostingClassifier" in err
+    assert "Hessian" not in err

@@ -327,6 +327,12 @@ def test_an_unfitted_frozen_model_is_refused_with_the_fix(cancer):
             InfluenceExplainer(frozen).fit(X, y)
 
 
+def test_fit_parameters_are_refused_naming_frozen_estimator(cancer):
+    X, y = cancer
+    with pytest.raises(TypeError, match=r"\['eval_set'\].*FrozenEstimator\(model\)"):
+        InfluenceExplainer(_logreg()).fit(X, y, eval_set=None)
+
+
 def test_singular_hessian_suggests_damping():
     X, y = load_diabetes(return_X_y=True)
     X = np.hstack([X, X[:, :1]])  # a duplicated column

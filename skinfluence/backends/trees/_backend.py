@@ -149,6 +149,7 @@ class TreeBackend(InfluenceBackend):
         }
     )
     name = "tree"
+    fit_work = "leaf values and derivatives of {model}'s trees ({name} backend)"
     input_dtypes = (np.float64,)
 
     def __init__(self, method="boostin", n_jobs=None):

@@ -76,8 +76,9 @@ def check_tree_model(model):
     if name in LGBM + XGB:
         loss = params.get("objective")
     if loss not in supported:
+        key = "objective" if name in LGBM + XGB else "loss"
         raise TypeError(
-            f"{name}(loss={loss!r}) is not supported by the tree backend; "
+            f"{name}({key}={loss!r}) is not supported by the tree backend; "
             f"supported losses: {list(supported)} (the ones whose leaf values "
             "are Newton steps on a smooth loss)."
         )
