@@ -224,10 +224,8 @@ class EkfacSolver:
                 f"training rows' gradients leave a relative residual up to "
                 f"{self.residual_:.2g} (> {_RESIDUAL_LIMIT}; residual_), as "
                 "when cross-layer curvature or the network's own second-order "
-                "term matters; influence is then off in scale and ranking "
-                "(residuals of 0.4 and 6 went with influence 1.3 and 3.7 "
-                "times the exact one's norm). For exact values use "
-                "solver='cg' or 'exact'.",
+                "term matters; influence is then off in scale and ranking. "
+                "For exact values use solver='cg' or 'exact'.",
                 TruncationWarning,
                 stacklevel=caller_stacklevel(),
             )
