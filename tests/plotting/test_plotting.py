@@ -255,7 +255,8 @@ def test_loo_displays_on_one_axes_add_their_series():
     colours_a = {tuple(c) for c in a.scatter_.get_facecolors()}
     colours_b = {tuple(c) for c in b.scatter_.get_facecolors()}
     assert len(colours_a) == len(colours_b) == 2 and not colours_a & colours_b
-    handles = legend.legend_handles
+    # legend_handles since matplotlib 3.7; legendHandles before.
+    handles = getattr(legend, "legend_handles", None) or legend.legendHandles
     entry_colours = [to_rgba(h.get_color()) for h in handles[1:3] + handles[4:6]]
     assert len(set(entry_colours)) == 4
     assert handles[1].get_marker() != handles[4].get_marker()
