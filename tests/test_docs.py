@@ -13,7 +13,7 @@ MODULES = [
     "skinfluence.explainer",
     "skinfluence.loo",
     "skinfluence.svm._classes",
-    "skinfluence.cleaning",
+    "skinfluence.cleaning._detector",
     "skinfluence.refine",
 ]
 # Every module of the package: the examples of each, where it has some, run.

@@ -31,12 +31,11 @@ from skinfluence.cleaning import (
     METHODS,
     MIN_POSTERIOR,
     OverCleaningWarning,
-    _given_label_probability,
-    _noise_likelihood,
     default_estimator,
     fit_noise_model,
     score_rows,
 )
+from skinfluence.cleaning._noise import _given_label_probability, _noise_likelihood
 
 NOISE = 0.10
 

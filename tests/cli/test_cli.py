@@ -769,11 +769,15 @@ def test_every_translated_advice_is_in_the_detectors_messages():
     import ast
     import inspect
 
-    from skinfluence import cleaning
+    from skinfluence.cleaning import _classifier, _detector, _noise, _scores
     from skinfluence.cli._model import _OPTION_WORDING
 
+    source = "\n".join(
+        inspect.getsource(module)
+        for module in (_scores, _noise, _detector, _classifier)
+    )
     texts = []
-    for node in ast.walk(ast.parse(inspect.getsource(cleaning))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.JoinedStr):
             texts.append(
                 "".join(
