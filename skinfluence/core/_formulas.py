@@ -273,8 +273,9 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
 
     The Hessian without row i is ``H - w_i/W (D_i kron xt_i xt_i')``, a rank-K
     change, so its inverse follows from ``H^-1`` by the Woodbury identity; no
-    refactorization. Exact for least squares and ridge, where one Newton step
-    reaches the new optimum.
+    refactorization (a penalty that scales with the rows also loses its share,
+    see :func:`_newton_setup`). Exact for least squares and ridge, where one
+    Newton step reaches the new optimum.
 
     Parameters
     ----------
@@ -305,9 +306,24 @@ def newton_parameter_changes_of(objective, H_inv, X_rows, target_rows, weights, 
 
 
 def _newton_setup(objective, H_inv, weights):
-    """The sum-form ``A^-1``, removal weights ``s`` and ``A^-1 q`` of all rows."""
+    """The sum-form ``A^-1``, removal weights ``s`` and ``A^-1 q`` of all rows.
+
+    A data-dependent penalty loses the share ``s_i diag(lam)`` of its
+    curvature with row i. Where that share is the same for every row (SGD;
+    a GLM without sample weights), the inverse returned is the one of
+    ``A - s diag(lam)``, so that the Woodbury step with the row's data term is
+    exact. Shares that vary by row (a GLM with sample weights) keep ``A^-1``:
+    their step leaves out that part of the curvature, about ``w_i / W`` of the
+    penalty's.
+    """
     A_inv = H_inv / weights.sum()  # inverse of the sum-form Hessian
     s, q = objective.removal_term(weights)
+    share = s[0] if s.size else 0.0
+    if share != 0 and np.all(s == share):
+        # (A - s L)^-1 = (I - s A^-1 L)^-1 A^-1, with L = diag(lam).
+        T = np.eye(A_inv.shape[0]) - share * A_inv * objective.penalty[None, :]
+        A_inv = np.linalg.solve(T, A_inv)
+        A_inv = (A_inv + A_inv.T) / 2
     return A_inv, s, A_inv @ q
 
 

@@ -96,6 +96,33 @@ def test_newton_loo_is_exact_for_least_squares(diabetes, estimator):
     )
 
 
+def test_newton_loo_is_exact_for_least_squares_with_a_data_scaled_penalty(diabetes):
+    # A GLM's penalty (alpha/2 ||w||^2 against the mean deviance) loses a
+    # share of its curvature with each row, as SGD's does: one Newton step
+    # must include it to be the refit.
+    from sklearn.linear_model import TweedieRegressor
+
+    X, y = diabetes
+    X = scale(X)
+    model = TweedieRegressor(
+        power=0, link="identity", alpha=0.5, solver="newton-cholesky", tol=1e-12
+    )
+    explainer = InfluenceExplainer(model).fit(X[:300], y[:300])
+    result = validate_loo(
+        explainer,
+        X[300:303],
+        y[300:303],
+        n_remove=10,
+        n_random=5,
+        method="newton",
+        random_state=0,
+    )
+    scale_ = np.abs(result.table["actual"]).max()
+    np.testing.assert_allclose(
+        result.table["predicted"], result.table["actual"], rtol=1e-7, atol=1e-8 * scale_
+    )
+
+
 def test_newton_loo_matches_statsmodels_dfbeta(diabetes):
     sm = pytest.importorskip("statsmodels.api")
     from statsmodels.stats.outliers_influence import OLSInfluence
