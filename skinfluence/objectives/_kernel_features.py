@@ -28,6 +28,7 @@ one Newton step still reaches the refit of a least squares model.
 """
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import linalg
 from sklearn.metrics.pairwise import KERNEL_PARAMS, pairwise_kernels
 
@@ -89,7 +90,7 @@ def kernel_matrix(kernel, A, B=None, params=None, *, per_pair=True):
         return np.asarray(kernel(A, A if B is None else B, **params), np.float64)
     if B is A:
         B = None  # pairwise_kernels computes one triangle of a Gram matrix
-    if kernel == "rbf" and B is None:
+    if kernel == "rbf" and B is None and not sp.issparse(A):
         gamma = params.get("gamma")
         gamma = 1.0 / A.shape[1] if gamma is None else gamma
         return rbf_gram(np.asarray(A, dtype=np.float64), gamma)

@@ -115,6 +115,24 @@ def test_newton_loo_is_the_refit(name):
         assert np.corrcoef(first.ravel(), actual.ravel())[0, 1] > 0.8
 
 
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "laplacian"])
+def test_sparse_input_is_explained_as_dense(kernel):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(50, 4)) * (rng.random((50, 4)) < 0.5)
+    y = rng.normal(size=50)
+    model = KernelRidge(kernel=kernel, gamma=0.1, alpha=0.5)
+    by_sparse = InfluenceExplainer(model).fit(sp.csr_matrix(dense), y)
+    by_dense = InfluenceExplainer(model).fit(dense, y)
+    np.testing.assert_allclose(
+        by_sparse.loo_change(dense[:3], y[:3], method="newton"),
+        by_dense.loo_change(dense[:3], y[:3], method="newton"),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
 def test_kernel_matrix_is_sklearn_kernel_ridge():
     X, _, X_test, _ = _data(positive=True)
     for name, params in KERNELS.items():
