@@ -193,6 +193,20 @@ def _why_not(name):
             "everywhere, so the Hessian the influence needs does not exist: "
             "explain HuberRegressor (a smooth robust loss) or Ridge instead. "
         )
+    if name == "BayesianRidge":
+        return (
+            "It re-estimates its penalty from the data at every fit (evidence "
+            "maximisation), so removing a row moves the penalty too; at its "
+            "fitted values it is Ridge(alpha=model.lambda_ / model.alpha_): "
+            "explain that Ridge (its refits keep the penalty fixed). "
+        )
+    if name in ("RidgeClassifier", "RidgeClassifierCV"):
+        return (
+            "It fits least squares to the classes coded -1/+1: for two classes "
+            "explain Ridge(alpha=model.alpha) (alpha_ for the CV search) on "
+            "y == model.classes_[1] coded as +1 and the other class as -1; its "
+            "predictions are this model's decision_function. "
+        )
     if name in _WRAPPERS:
         return _WRAPPERS[name] + " "
     if "Forest" in name or "ExtraTree" in name or "DecisionTree" in name:
