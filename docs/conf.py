@@ -34,7 +34,7 @@ exclude_patterns = [
     "sg_execution_times.rst",
 ]
 default_role = "code"
-nitpicky = False
+nitpicky = True
 
 # -- autodoc / autosummary ---------------------------------------------------
 autosummary_generate = True

@@ -15,7 +15,7 @@ training images whose upweighting lowers that loss most (helpful) and the five
 that raise it most (harmful); with ``--out`` it draws them with
 ``InfluentialExamplesDisplay``.
 
-Run: ``python examples/cnn_digits_influence.py [--out cnn_digits.png]``
+Run: ``.venv/bin/python examples/cnn_digits_influence.py [--out cnn_digits.png]``
 """
 
 import argparse

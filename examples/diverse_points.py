@@ -8,7 +8,7 @@ lazy greedy submodular maximisation; gamma=0 is the plain top k. The paper
 shows the gain qualitatively; here we print, per gamma, the share of the
 plain top-k influence kept and how spread out the chosen images are.
 
-Run: python examples/diverse_points.py
+Run: ``.venv/bin/python examples/diverse_points.py``
 """
 
 import numpy as np

@@ -11,7 +11,7 @@ Here the patients are generated (age bracket, clinical scores, flags), the
 same healthy children are dropped, and ``skinfluence.explain_errors`` reports
 the rows, subgroups and features that drive the errors.
 
-Run: python examples/domain_mismatch.py
+Run: ``.venv/bin/python examples/domain_mismatch.py``
 """
 
 import numpy as np

@@ -9,7 +9,7 @@ Here, on generated data with a logistic regression: the first-order sum and
 one Newton step without the group's rows, against refitting, for coherent
 groups (k-means clusters, half a class) and random groups of the same sizes.
 
-Run: python examples/group_influence.py
+Run: ``.venv/bin/python examples/group_influence.py``
 """
 
 import numpy as np

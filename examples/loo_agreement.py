@@ -6,7 +6,7 @@ rows with the largest predicted effect on one test row's loss (plus some at
 random), refit, and compare the actual change of that loss with the
 prediction, first order ('influence') and one Newton step ('newton').
 
-Run: ``python examples/loo_agreement.py``
+Run: ``.venv/bin/python examples/loo_agreement.py``
 """
 
 import numpy as np

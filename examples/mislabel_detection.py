@@ -9,7 +9,7 @@ training data checked (random order finds them in proportion), drawn by
 :class:`skinfluence.plotting.MislabelCurveDisplay`. Right: the test accuracy
 once the checked rows get their true labels back.
 
-Run: ``python examples/mislabel_detection.py [--dataset digits] [--out FILE]``
+Run: ``.venv/bin/python examples/mislabel_detection.py [--dataset digits] [--out FILE]``
 (draws the figure; ``--out FILE`` also writes it as a PNG).
 """
 

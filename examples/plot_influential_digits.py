@@ -10,7 +10,7 @@ wrongly predicted class that look like the test image, or mislabeled rows.
 The images are drawn as the data came (raw pixels, 0 to 16), although the
 model sees standardized ones: the display shows the Pipeline's input.
 
-Run: ``python examples/plot_influential_digits.py [--out influential_digits.png]``
+Run: ``.venv/bin/python examples/plot_influential_digits.py [--out digits.png]``
 """
 
 import argparse

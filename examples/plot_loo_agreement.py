@@ -11,7 +11,7 @@ same refits against one Newton step on the objective without the row
 ``LOOAgreementDisplay.from_predictions``), which removes most of the
 first-order under-estimate of large changes.
 
-Run: ``python examples/plot_loo_agreement.py [--out loo_agreement.png]``
+Run: ``.venv/bin/python examples/plot_loo_agreement.py [--out loo_agreement.png]``
 """
 
 import argparse

@@ -12,8 +12,8 @@ first-order rule (largest rise of the target's loss the linearized model
 predicts within the box) and ``'lookahead'`` (the 40 best by first order,
 re-ranked by a refit with the row moved to that linearized optimum).
 
-Run: python examples/training_set_attack.py [--full]
-(without --full: every 9th target, about a minute on 2 cores)
+Run: ``.venv/bin/python examples/training_set_attack.py [--full]``
+(without ``--full``: every 9th target, about a minute on 2 cores)
 """
 
 import sys

@@ -41,7 +41,7 @@ def similarity_matrix(X, kernel="rbf", kernel_params=None):
 
     ``kernel='rbf'`` defaults to ``gamma = 1 / (n_features * X.var())`` (as
     ``SVC(gamma='scale')``), so similarities lie in (0, 1]. Any kernel name of
-    :func:`sklearn.metrics.pairwise.pairwise_kernels`, or a callable
+    ``sklearn.metrics.pairwise.pairwise_kernels``, or a callable
     ``kernel(X, Y) -> ndarray`` of shape (len(X), len(Y)).
     """
     params = dict(kernel_params or {})
@@ -155,7 +155,7 @@ def select_diverse(
             default='facility_location'
         The term ``R(S)`` (see the module docstring for its formula).
     kernel : str or callable, default='rbf'
-        Similarity (see :func:`similarity_matrix`); use a non-negative one.
+        Similarity (see ``similarity_matrix``); use a non-negative one.
     kernel_params : dict, default=None
         Extra arguments of the kernel (e.g. ``{'gamma': 0.1}`` for rbf).
     normalize : bool, default=True

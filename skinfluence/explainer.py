@@ -66,15 +66,15 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     ----------
     estimator : estimator object
         A supported model (see ``skinfluence.SUPPORTED_ESTIMATORS``), a
-        :class:`~sklearn.pipeline.Pipeline` ending in one (earlier steps act as
+        ``Pipeline`` ending in one (earlier steps act as
         a fixed feature map: influence is with respect to their output), or an
-        already-fitted model wrapped in :class:`~sklearn.frozen.FrozenEstimator`
+        already-fitted model wrapped in ``FrozenEstimator``
         (no refit). Also a skorch ``NeuralNetClassifier``/``NeuralNetRegressor``
         or a trained torch module in :class:`skinfluence.torch.TorchModel`
         (the optional torch backend, see :mod:`skinfluence.torch`), and
         gradient-boosted trees (``HistGradientBoosting*``,
         ``GradientBoosting*``, LightGBM, XGBoost; the tree backend, see
-        :mod:`skinfluence.backends.trees`).
+        ``skinfluence.backends.trees``).
     damping : float or 'auto', default=0.0
         Added to the Hessian's diagonal (the paper's ``H + lambda I``); needed
         only when the Hessian is singular. 'auto' picks it from the Hessian's
@@ -92,15 +92,16 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         (matrix-free conjugate gradients). An object with ``fit(operator)``
         and ``solve(B)`` is copied, then fitted.
         ``loo_change(method='newton')`` and the held-out scores of
-        :class:`MislabelDetector` need a solver that forms ``H^-1`` ('exact'
-        or 'woodbury').
+        :class:`~skinfluence.MislabelDetector` need a solver that forms
+        ``H^-1`` ('exact' or 'woodbury').
         'arnoldi' is 'lowrank' (Lanczos is Arnoldi for a symmetric matrix);
         'ekfac' (torch models only) is :class:`skinfluence.torch.EkfacSolver`.
         For torch models 'auto' is 'exact' up to 2000 parameters. For boosted
         trees the solver is the method: 'auto' or 'boostin', 'leaf_influence',
-        'leaf_refit' (see :class:`skinfluence.backends.trees.TreeBackend`).
+        'leaf_refit' (see ``TreeBackend``).
     stationarity_tol : float, default=0.1
-        Warn with :class:`StationarityWarning` when the Newton step still left
+        Warn with :class:`~skinfluence.exceptions.StationarityWarning` when
+        the Newton step still left
         at the fitted parameters exceeds this fraction of a typical row's
         leave-one-out effect on the parameters.
     n_jobs : int, default=None
@@ -190,7 +191,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     ``(n_test, n_train)`` or ``(n_train, n_params)`` array hold one.
 
     ``X`` may be a dask array (with ``estimator`` fitted beforehand and
-    wrapped in :class:`~sklearn.frozen.FrozenEstimator`): the Hessian is then a
+    wrapped in ``FrozenEstimator``): the Hessian is then a
     reduction over its row chunks, ``influence`` and ``self_influence``
     return lazy dask arrays with one block per chunk, and ``top_influential``
     merges per-chunk top-k tables (see ``skinfluence.backends``).
@@ -200,7 +201,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     ``influence`` and ``loo_change`` include that term, so they match
     refitting. For the others they are exactly the paper's formulas.
 
-    pandas output: with :meth:`set_output` ``(transform="pandas")`` (or
+    pandas output: with ``set_output`` ``(transform="pandas")`` (or
     ``sklearn.set_config(transform_output="pandas")``), ``influence``,
     ``loo_change`` and ``relative_influence`` return DataFrames indexed by
     the test rows' index labels with the training rows' labels as columns,
@@ -295,7 +296,7 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
                 (n_samples, n_features)
             Never copied when a float64 array (or CSR matrix) and no Pipeline
             prefix transforms it. A dask array needs a fitted ``estimator``
-            in :class:`~sklearn.frozen.FrozenEstimator`.
+            in ``FrozenEstimator``.
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), default=None
         **fit_params
@@ -697,6 +698,10 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
     def perturbation_influence(self, X_test, y_test=None, *, target="loss"):
         """``I_pert,loss``: test quantity's gradient wrt each training row's features.
 
+        Parameters
+        ----------
+        X_test, y_test, target : see :meth:`influence`.
+
         Returns
         -------
         ndarray of shape (n_test, n_train, n_features)
@@ -707,7 +712,19 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         return self.backend_.perturbation_influence(X_test, y_test, target=target)
 
     def test_loss(self, X, y):
-        """Per-sample loss that the explainer differentiates, shape (n_samples,)."""
+        """Per-sample loss that the explainer differentiates.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The loss the estimator minimises, at its scale (see the ``target``
+            of :meth:`influence`), at the fitted parameters.
+        """
         X = self.validate_test_input(X, y)
         return self.backend_.test_loss(X, y)
 
@@ -718,6 +735,13 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         ``I_up,loss / sqrt(self_influence_i)``. Both down-weight rows with a
         large effect on everything (outliers), surfacing the rows specific to
         the test point.
+
+        Parameters
+        ----------
+        X_test, y_test, target : see :meth:`influence`.
+        kind : {'theta', 'l'}, default='theta'
+            The global effect divided by: the norm of the row's parameter
+            change, or the square root of its self-influence.
 
         Returns
         -------

@@ -14,7 +14,7 @@ trees      numpy arrays (NaN allowed)        HistGradientBoosting*,
 
 For tree ensembles the explainer's ``solver`` names the method:
 'auto' is 'boostin', or one of 'boostin', 'leaf_influence', 'leaf_refit'
-(see :class:`skinfluence.backends.trees.TreeBackend`).
+(see ``TreeBackend``).
 
 :func:`make_backend` is the one place that chooses; detection never imports
 the optional libraries (a dask collection is known by ``__dask_graph__``, a

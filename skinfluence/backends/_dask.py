@@ -17,7 +17,7 @@ The model is not fitted here: influence is defined at the optimum of the
 estimator's own objective, and scikit-learn's estimators take in-memory data,
 so the explainer takes an estimator already fitted (on the full data however
 it fits: in memory, on a larger machine, by dask-ml) and wrapped in
-:class:`~sklearn.frozen.FrozenEstimator`. The stationarity check then measures,
+``FrozenEstimator``. The stationarity check then measures,
 on the distributed data, how far that model is from the optimum.
 
 dask is imported only here, and this module only when ``X`` is a dask array.

@@ -2,7 +2,8 @@
 
 - :mod:`._scores`: the detector's default model and how rows are scored;
 - :mod:`._noise`: the label-noise model behind ``contamination='auto'``;
-- :mod:`._detector`: :class:`MislabelDetector` (an imbalanced-learn sampler);
+- :mod:`._detector`: :class:`~skinfluence.MislabelDetector` (an
+  imbalanced-learn sampler);
 - :mod:`._classifier`: :class:`CleanLabelsClassifier`.
 """
 

@@ -48,7 +48,7 @@ def _final_has(attr):
 
 
 class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """Clean the labels with a :class:`MislabelDetector`, then fit a classifier.
+    """A classifier fitted on what a :class:`~skinfluence.MislabelDetector` keeps.
 
     scikit-learn pipelines cannot drop rows inside a step, so this wraps the
     cleaning and the final fit in one estimator that works in ``Pipeline`` and

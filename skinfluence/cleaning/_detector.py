@@ -56,7 +56,7 @@ def _per_row_attribute(name, label):
 class MislabelDetector(PandasOutputMixin, BaseEstimator):
     """Find training rows whose label is probably wrong, and clean them.
 
-    Fits an :class:`InfluenceExplainer` on the data and scores every row:
+    Fits an :class:`~skinfluence.InfluenceExplainer` on the data and scores every row:
 
     - ``'loo_loss'`` (default): the row's loss under the model fitted
       *without* it, from one exact Newton step per row (a Woodbury update, no
@@ -73,7 +73,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
 
     Implements the imbalanced-learn sampler interface: ``fit_resample``
     returns the cleaned data, so the detector is a step of
-    :class:`imblearn.pipeline.Pipeline`; for plain scikit-learn pipelines and
+    ``imblearn.pipeline.Pipeline``; for plain scikit-learn pipelines and
     grid searches, use :class:`CleanLabelsClassifier`.
 
     Parameters
@@ -158,10 +158,10 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
     noise_rate_ : float
         Estimated share of wrong labels (the noise model's rate, see Notes);
         NaN, with a warning, when the held-out outputs explain the labels no
-        better than the class shares (:func:`label_evidence`), as a model at
+        better than the class shares (``label_evidence``), as a model at
         chance level does.
         Dropping or relabeling clearly more rows than ``noise_rate_ *
-        n_samples`` raises an :class:`OverCleaningWarning`.
+        n_samples`` raises an :class:`~skinfluence.exceptions.OverCleaningWarning`.
     mislabel_probability_ : ndarray or Series of shape (n_samples,)
         Each row's probability that its label is wrong under the noise model.
     sample_indices_ : ndarray
@@ -173,7 +173,7 @@ class MislabelDetector(PandasOutputMixin, BaseEstimator):
 
     Notes
     -----
-    With :meth:`set_output` ``(transform="pandas")`` (or
+    With ``set_output`` ``(transform="pandas")`` (or
     ``sklearn.set_config(transform_output="pandas")``), the four per-row
     attributes ``scores_``, ``label_issues_``, ``suggested_labels_`` and
     ``mislabel_probability_`` are Series indexed by the training rows' index

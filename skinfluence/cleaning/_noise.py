@@ -5,7 +5,7 @@ Each row's given label is the held-out model's class with probability
 uniformly; the held-out probabilities are sharpened or softened by a
 temperature. Both are fitted by maximum likelihood (:func:`fit_noise_model`),
 and each row's posterior probability that its label is wrong follows.
-:func:`label_evidence` says whether the outputs explain the labels better
+``label_evidence`` says whether the outputs explain the labels better
 than the class shares do. Pure functions on arrays.
 """
 
@@ -18,7 +18,7 @@ from scipy.stats import chi2
 #: The label-noise model fitted to held-out outputs (see :func:`fit_noise_model`).
 NoiseModel = namedtuple("NoiseModel", ["rate", "temperature", "posterior"])
 
-#: Below this :func:`label_evidence` the held-out outputs are taken to say
+#: Below this ``label_evidence`` the held-out outputs are taken to say
 #: nothing about the labels: chi-squared with 2 degrees of freedom exceeds it
 #: with probability 1e-3.
 EVIDENCE_LIMIT = float(chi2.isf(1e-3, 2))

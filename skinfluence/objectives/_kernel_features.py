@@ -70,9 +70,9 @@ def kernel_matrix(kernel, A, B=None, params=None, *, per_pair=True):
     B : ndarray of shape (n_b, d), default=None
         ``None`` (or ``A`` itself): the Gram matrix of ``A``.
     params : dict, default=None
-        Keyword arguments of the kernel (see :func:`kernel_params`); those a
+        Keyword arguments of the kernel (see ``kernel_params``); those a
         named kernel does not take are dropped, and ``gamma=None`` is the
-        kernel's own default, as in :func:`~sklearn.metrics.pairwise_kernels`.
+        kernel's own default, as in ``pairwise_kernels``.
     per_pair : bool, default=True
         How a callable is called. ``True``: once per pair of rows, returning a
         float, as ``pairwise_kernels`` and ``KernelRidge`` call it. ``False``:
@@ -101,7 +101,7 @@ def kernel_matrix(kernel, A, B=None, params=None, *, per_pair=True):
 def rbf_gram(X, gamma, block=512):
     """The exactly symmetric RBF Gram matrix ``exp(-gamma ||x_i - x_j||^2)``.
 
-    As :func:`sklearn.metrics.pairwise.rbf_kernel` (same distance expansion),
+    As ``sklearn.metrics.pairwise.rbf_kernel`` (same distance expansion),
     but each entry above the diagonal is computed once and mirrored: half the
     exponentials, which dominate the cost.
     """

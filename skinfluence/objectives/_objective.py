@@ -137,7 +137,7 @@ class LinearObjective:
         Fitted intercepts, ``None`` when the model has none.
     family : object
         Pointwise loss with ``loss``, ``gradient`` and ``hessian`` methods
-        taking ``(y, eta)`` (see :mod:`skinfluence.objectives.logistic`).
+        taking ``(y, eta)`` (see ``skinfluence.objectives.logistic``).
     penalty : ndarray of shape (n_params,)
         The mean-form penalty ``lam`` (see module docstring).
     penalty_scaling : {'fixed', 'weight_sum', 'n_samples'}

@@ -26,7 +26,7 @@ class HessianOperator:
     ----------
     residuals_, mean_gradient_ : ndarray or None
         The rows' ``d loss / d eta`` and the objective's gradient, computed
-        by :meth:`to_dense` from the same outputs as the Hessian
+        by ``to_dense`` from the same outputs as the Hessian
         (see :meth:`residuals_and_gradient`).
     """
 
@@ -157,7 +157,7 @@ class HessianOperator:
     def residuals_and_gradient(self):
         """``(residuals, mean gradient)`` at the fitted parameters.
 
-        Already at hand after :meth:`to_dense`; otherwise computed here
+        Already at hand after ``to_dense``; otherwise computed here
         (outputs, then the gradient product).
         """
         if self.residuals_ is None:

@@ -36,7 +36,7 @@ def feature_influence(
     ----------
     explainer : fitted InfluenceExplainer
     X_test, y_test, target
-        As in :meth:`InfluenceExplainer.perturbation_influence` (e.g. the
+        As in :meth:`~skinfluence.InfluenceExplainer.perturbation_influence` (e.g. the
         misclassified test rows).
     train_rows : array-like, default=None
         The training rows to sum over (e.g. the most harmful ones): index

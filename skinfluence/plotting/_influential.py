@@ -147,7 +147,7 @@ class InfluentialExamplesDisplay:
     Parameters
     ----------
     table : pandas.DataFrame
-        One test row's part of :meth:`InfluenceExplainer.top_influential`:
+        One test row's part of :meth:`~skinfluence.InfluenceExplainer.top_influential`:
         columns ``kind`` ('helpful'/'harmful'), ``rank``, ``train_row``,
         ``score`` and ``label``.
     rows : ndarray of shape (len(table), n_features), default=None
@@ -406,13 +406,13 @@ class InfluentialExamplesDisplay:
             One test row (``X[[i]]`` or ``X.iloc[[i]]``).
         y_test : array-like of shape (1,), default=None
         k, method, target
-            Passed to :meth:`InfluenceExplainer.top_influential`.
+            Passed to :meth:`~skinfluence.InfluenceExplainer.top_influential`.
         X_train : array-like of shape (n_train, n_features), default=None
             The training rows to draw, numbers only (``X_test`` is then
             drawn in its columns when both are DataFrames, else as given),
             e.g. another view of the same rows or their numeric columns.
             None: the rows ``fit`` received
-            (:meth:`InfluenceExplainer.training_input`, before any Pipeline
+            (:meth:`~skinfluence.InfluenceExplainer.training_input`, before any Pipeline
             prefix: raw pixels, not standardized ones) and ``X_test`` as
             passed; when those hold strings or mixed types, the final model's
             input (``X_test`` transformed likewise) and its feature names.
@@ -486,8 +486,9 @@ class InfluentialExamplesDisplay:
         Parameters
         ----------
         table : pandas.DataFrame
-            From :meth:`InfluenceExplainer.top_influential` for one test row
-            (columns ``kind``, ``rank``, ``train_row``, ``score``, ``label``).
+            From :meth:`~skinfluence.InfluenceExplainer.top_influential` for
+            one test row (columns ``kind``, ``rank``, ``train_row``, ``score``,
+            ``label``).
         rows : array-like of shape (len(table), n_features), default=None
             The training rows of ``table``, in its order (for images).
         test_row : array-like of shape (n_features,), default=None

@@ -354,7 +354,7 @@ class LOOAgreementDisplay:
         Parameters
         ----------
         predicted, actual : array-like of shape (n_removed,)
-            E.g. the columns of :attr:`LOOValidation.table`.
+            E.g. the columns of ``LOOValidation.table``.
         selection : array-like of shape (n_removed,), default=None
             How each row was chosen; one colour each.
         name : str, default=None

@@ -38,9 +38,10 @@ def _detector_label(detector):
 def _scores_by_method(estimator, X, y, methods):
     """``(scores, labels)``: suspicion scores of every row, by method.
 
-    ``'detector'`` is the ranking of a :class:`MislabelDetector` with its own
-    settings (three rounds by default); the other methods are one round's
-    scores of the model fitted on all rows.
+    ``'detector'`` is the ranking of a
+    :class:`~skinfluence.MislabelDetector` with its own settings (three
+    rounds by default); the other methods are one round's scores of the
+    model fitted on all rows.
     """
     from ..cleaning import METHODS, MislabelDetector, score_rows
     from ..explainer import InfluenceExplainer
@@ -98,7 +99,7 @@ class MislabelCurveDisplay:
     Koh & Liang's (2017, Figure 6) protocol for label cleaning: with some
     labels known to be flipped, check the training rows from the most
     suspicious down; a curve per scoring method (each method's one-round
-    scores, and :class:`MislabelDetector`'s own ranking, three rounds by
+    scores, and :class:`~skinfluence.MislabelDetector`'s own ranking, three rounds by
     default) shows how many flips the first checks find. Checking in random
     order finds them in proportion (the dotted diagonal). Create it with
     :meth:`from_estimator` or :meth:`from_predictions`; all parameters are
@@ -256,12 +257,13 @@ class MislabelCurveDisplay:
         Parameters
         ----------
         estimator : MislabelDetector, InfluenceExplainer or classifier
-            A :class:`MislabelDetector` (refitted on ``(X, y)`` with its
+            A :class:`~skinfluence.MislabelDetector` (refitted on ``(X, y)`` with its
             settings: its ranking is the ``'detector'`` curve, and the model
             of its first round gives each method's own one-round scores),
-            an :class:`InfluenceExplainer` (used as it is when fitted, on
+            an :class:`~skinfluence.InfluenceExplainer` (used as it is when fitted, on
             these rows, else fitted, for the methods; the ``'detector'``
-            curve is a default :class:`MislabelDetector` of its estimator) or
+            curve is a default :class:`~skinfluence.MislabelDetector` of its
+            estimator) or
             a classifier the explainer supports (wrapped in a default
             detector).
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
@@ -275,7 +277,7 @@ class MislabelCurveDisplay:
                 'detector'}, default=None
             The scores to compare; None: all four. ``'detector'`` is the
             detector's own ranking (three rounds by default, see
-            :class:`MislabelDetector`'s ``n_rounds``), the others one round
+            :class:`~skinfluence.MislabelDetector`'s ``n_rounds``), the others one round
             of each method's scores.
         ax, curve_kwargs, plot_chance_level, chance_level_kw, **kwargs
             Passed to :meth:`plot`.

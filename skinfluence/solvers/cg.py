@@ -54,7 +54,7 @@ class CGSolver(BaseEstimator):
     tol : float, default=1e-10
         Stop a column when ``||b - (H + damping I) x|| <= tol * ||b||``. The
         error of ``x`` is at most the condition number of ``H`` times that.
-        A :class:`~sklearn.exceptions.ConvergenceWarning` names the columns
+        A ``ConvergenceWarning`` names the columns
         that miss it, once per fitted solver (repeated only for a residual
         ten times larger); ``converged_`` has every solve's.
     maxiter : int or None, default=None

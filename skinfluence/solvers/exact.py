@@ -191,7 +191,7 @@ class ExactSolver:
         The damping used (``'auto'`` resolved).
     factor_ : tuple (ndarray of shape (n_params, n_params), True) or None
         The lower triangular ``L`` with ``H + damping I = L L'``, as
-        :func:`scipy.linalg.cho_factor` returns it (only the lower triangle
+        ``scipy.linalg.cho_factor`` returns it (only the lower triangle
         is meaningful); None for an indefinite Hessian.
     method_ : {'cholesky', 'qr', 'eigh'}
         How ``H`` was factorized. ``'eigh'``: an eigendecomposition, only for

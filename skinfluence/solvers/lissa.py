@@ -96,7 +96,7 @@ class LissaSolver(BaseEstimator):
     tol : float or None, default=None
         Target relative residual ``||b - (H + damping I) x|| / ||b||`` of each
         column on the full data, measured at the end of every :meth:`solve`
-        (``residual_``): a :class:`~sklearn.exceptions.ConvergenceWarning`
+        (``residual_``): a ``ConvergenceWarning``
         names the columns above it, once per fitted solver (repeated only for
         a residual ten times larger). With full batches the recursion also
         stops once every column reaches it (the step ``s_j - s_{j-1}`` *is*

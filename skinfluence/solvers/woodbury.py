@@ -163,7 +163,7 @@ class WoodburySolver(BaseEstimator):
     loses ``||S||`` (the curvature of the data against the penalty, at least
     the condition number of ``S``) to rounding, where the Cholesky of the
     dense ``H`` by :class:`ExactSolver` keeps the residual at rounding size;
-    ``fit`` warns with a :class:`~scipy.linalg.LinAlgWarning` when
+    ``fit`` warns with a ``LinAlgWarning`` when
     ``expected_error_`` is above 1e-6 (a small penalty, or columns on very
     different scales), naming ``solver='exact'``. Unpenalized intercepts
     are handled exactly by bordering; the redundant directions of a

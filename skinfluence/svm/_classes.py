@@ -34,7 +34,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     Minimises ``C * sum_i w_i * SmoothHinge(y_i f(x_i), t) + 1/2 ||f||^2`` with
     ``SmoothHinge(s, t) = t log(1 + exp((1 - s) / t))``, which tends to the
     hinge ``max(0, 1 - s)`` as ``t -> 0`` (Koh & Liang, 2017). ``C`` means what
-    it means for :class:`~sklearn.svm.SVC`. Unlike the hinge, the loss is twice
+    it means for ``SVC``. Unlike the hinge, the loss is twice
     differentiable, so :class:`~skinfluence.InfluenceExplainer` explains it
     exactly, with the very objective minimised here.
 
@@ -50,7 +50,7 @@ class SmoothHingeSVC(ClassifierMixin, BaseEstimator):
     Linear and landmark fits start at temperature 1 and lower it tenfold per
     stage to ``temperature`` (continuation keeps every stage well
     conditioned). Exact-kernel fits with an intercept at ``temperature <=
-    0.1`` start from the hinge SVM, solved by libsvm (:class:`~sklearn.svm.SVC`)
+    0.1`` start from the hinge SVM, solved by libsvm (``SVC``)
     on the same Gram matrix: the smooth optimum lies within about
     ``temperature`` of it, where Newton needs a handful of iterations to reach
     it exactly. Other exact-kernel fits start from zero at ``temperature``

@@ -2,7 +2,7 @@
 
 :class:`~skinfluence.InfluenceExplainer` explains a skorch
 ``NeuralNetClassifier``/``NeuralNetRegressor`` (fitted in place, or already
-fitted inside :class:`~sklearn.frozen.FrozenEstimator`) or a trained
+fitted inside ``FrozenEstimator``) or a trained
 ``torch.nn.Module`` wrapped in :class:`TorchModel`; it builds a
 :class:`TorchInfluence` backend from this package at ``fit``. Importing
 :mod:`skinfluence` never imports torch.

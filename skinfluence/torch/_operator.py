@@ -37,7 +37,7 @@ class TorchHessianOperator:
     torch_objective : TorchObjective
         For torch-native solvers (EK-FAC).
     dense_ : ndarray of shape (p, p) or None
-        The dense Hessian once :meth:`to_dense` was called (kept to report
+        The dense Hessian once ``to_dense`` was called (kept to report
         its spectrum).
     n_products_ : int
         Hessian-vector products computed so far (columns).
