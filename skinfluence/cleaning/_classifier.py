@@ -104,8 +104,9 @@ class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             sample_weight = _safe_indexing(
                 np.asarray(sample_weight), self.detector_.sample_indices_
             )
-        params = fit_params_for(self.estimator, sample_weight)
-        self.estimator_ = clone(self.estimator).fit(X_clean, y_clean, **params)
+        estimator = clone(self.estimator)
+        params = fit_params_for(estimator, sample_weight)
+        self.estimator_ = estimator.fit(X_clean, y_clean, **params)
         self.classes_ = self.estimator_.classes_
         for attr in ("n_features_in_", "feature_names_in_"):
             if hasattr(self.estimator_, attr):

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from sklearn import get_config
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.pipeline import Pipeline
@@ -144,13 +145,35 @@ def split_model(estimator):
 
 
 def fit_params_for(estimator, sample_weight):
-    """``fit`` keyword arguments routing sample_weight to the final model."""
+    """``fit`` keyword arguments routing sample_weight to the final model.
+
+    With scikit-learn's metadata routing enabled, a Pipeline takes
+    ``sample_weight`` itself and passes it to the steps that request it:
+    the final step's request is then set to True and earlier steps' unset
+    requests to False, on ``estimator`` itself (pass a clone you own). A
+    request the user set explicitly is kept.
+    """
     if sample_weight is None:
         return {}
     inner = estimator.estimator if isinstance(estimator, FrozenEstimator) else estimator
-    if isinstance(inner, Pipeline):
+    if not isinstance(inner, Pipeline):
+        return {"sample_weight": sample_weight}
+    if not get_config().get("enable_metadata_routing", False):
         return {f"{inner.steps[-1][0]}__sample_weight": sample_weight}
+    steps = [step for _, step in inner.steps if step not in (None, "passthrough")]
+    for position, step in enumerate(steps):
+        final = position == len(steps) - 1
+        _request_sample_weight(step, True if final else False)
     return {"sample_weight": sample_weight}
+
+
+def _request_sample_weight(step, requested):
+    """Set ``step``'s fit request for sample_weight unless the user set it."""
+    if not hasattr(step, "set_fit_request"):
+        return
+    current = step.get_metadata_routing().fit.requests.get("sample_weight")
+    if current is None:  # unset: an explicit True or False is the user's
+        step.set_fit_request(sample_weight=requested)
 
 
 def train_positions(rows, index, n, what="train_rows"):
