@@ -409,6 +409,12 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.estimator_.predict_proba(self._model_input(X))
 
+    @available_if(_delegates("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities from the fitted estimator."""
+        check_is_fitted(self)
+        return self.estimator_.predict_log_proba(self._model_input(X))
+
     @available_if(_delegates("decision_function"))
     def decision_function(self, X):
         """Decision function of the fitted estimator."""

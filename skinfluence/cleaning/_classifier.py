@@ -136,6 +136,12 @@ class CleanLabelsClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.estimator_.predict_proba(X)
 
+    @available_if(_final_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities of the classifier fitted on the cleaned data."""
+        check_is_fitted(self)
+        return self.estimator_.predict_log_proba(X)
+
     @available_if(_final_has("decision_function"))
     def decision_function(self, X):
         """Decision function of the classifier fitted on the cleaned data."""

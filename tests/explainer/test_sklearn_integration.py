@@ -1,4 +1,4 @@
-"""sample_weight reaches the explained model with scikit-learn's metadata routing on."""
+"""As scikit-learn classifiers do: weights under metadata routing, log probabilities."""
 
 import numpy as np
 import sklearn
@@ -43,3 +43,15 @@ def test_a_pipeline_is_weighted_as_with_routing_off():
     # ... and the user's Pipeline keeps its own (unset) requests.
     requests = user[-1].get_metadata_routing().fit.requests
     assert requests.get("sample_weight") is None
+
+
+def test_log_probabilities_are_the_models():
+    X, y, _ = _data()
+    for wrapper in (InfluenceExplainer(_pipe()), CleanLabelsClassifier(_pipe())):
+        wrapper.fit(X, y)
+        np.testing.assert_allclose(
+            wrapper.predict_log_proba(X[:5]), np.log(wrapper.predict_proba(X[:5]))
+        )
+    from sklearn.linear_model import Ridge
+
+    assert not hasattr(InfluenceExplainer(Ridge()).fit(X, y), "predict_log_proba")
