@@ -729,10 +729,12 @@ class InfluenceExplainer(PandasOutputMixin, MetaEstimatorMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
             The loss the estimator minimises, at its scale (see the ``target``
-            of :meth:`influence`), at the fitted parameters.
+            of :meth:`influence`), at the fitted parameters; with pandas
+            output, a Series ``test_loss`` by the test rows' labels.
         """
+        index = pandas_index(X)
         X = self.validate_test_input(X, y)
-        return self.backend_.test_loss(X, y)
+        return self._per_row(self.backend_.test_loss(X, y), index, "test_loss")
 
     def relative_influence(self, X_test, y_test=None, *, kind="theta", target="loss"):
         """RelatIF (Barshan et al., 2020): influence relative to global effect.

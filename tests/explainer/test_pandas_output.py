@@ -76,6 +76,17 @@ def test_self_influence_series_and_parameter_columns(explainer, wine):
     assert params.columns[-1] == f"{classes[-1]}__intercept"
 
 
+def test_test_loss_series_by_the_test_rows(explainer, wine):
+    _, _, X_test, y_test = wine
+    losses = explainer.test_loss(X_test, y_test)
+    assert isinstance(losses, pd.Series) and losses.name == "test_loss"
+    pd.testing.assert_index_equal(losses.index, X_test.index, check_names=False)
+    p = explainer.predict_proba(X_test)[
+        np.arange(3), np.searchsorted(explainer.classes_, y_test)
+    ]
+    np.testing.assert_allclose(losses.to_numpy(), -np.log(p), rtol=1e-10)
+
+
 def test_global_config_and_positions_without_index():
     X, y = load_wine(return_X_y=True)
     with sklearn.config_context(transform_output="pandas"):
