@@ -149,6 +149,12 @@ CHILD = textwrap.dedent(
 
 def run_treeinf(python, job):
     """tree-influence's scores for ``job`` (a dict), in its own environment."""
+    if not Path(python).exists():
+        raise SystemExit(
+            f"tree-influence's environment ({python}) is missing; this section "
+            "compares with it. Create it as benchmarks/README.md says, or pass "
+            "--treeinf-python PATH (section b runs without it)."
+        )
     with tempfile.TemporaryDirectory() as tmp:
         paths = [os.path.join(tmp, n) for n in ("job.pkl", "out.pkl", "child.py")]
         with open(paths[0], "wb") as f:
@@ -651,6 +657,13 @@ def main(argv=None):
         help="rows tree-influence computes self-influence for (time scaled to n)",
     )
     args = parser.parse_args(argv)
+    if not Path(args.treeinf_python).exists():
+        print(
+            f"tree-influence's environment ({args.treeinf_python}) is missing: "
+            "section b leaves its columns out, and sections a, c and d stop "
+            "(--sections b runs without it). Create it as benchmarks/README.md "
+            "says, or pass --treeinf-python PATH."
+        )
     warnings.filterwarnings("ignore", category=UserWarning)
     sections = {"a": section_a, "b": section_b, "c": section_c, "d": section_d}
     for name in args.sections.split(","):
