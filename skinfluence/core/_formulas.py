@@ -288,8 +288,7 @@ def newton_parameter_changes(objective, H_inv, X, target, weights):
     ndarray of shape (n_train, n_params)
         ``theta_without_i - theta`` predicted for each row.
     """
-    columns, s, z = _inverse_columns(objective, H_inv, weights)
-    return _newton_rows(objective, columns, z, X, target, weights, s)
+    return _newton_by_share(objective, H_inv, X, target, weights, slice(None))
 
 
 def newton_parameter_changes_of(objective, H_inv, X_rows, target_rows, weights, rows):
@@ -299,27 +298,67 @@ def newton_parameter_changes_of(objective, H_inv, X_rows, target_rows, weights, 
     slice); ``weights``: those of all training rows (the sum of weights and
     any data-dependent penalty involve every row).
     """
-    columns, s, z = _inverse_columns(objective, H_inv, weights)
-    return _newton_rows(
-        objective, columns, z, X_rows, target_rows, weights[rows], s[rows]
-    )
+    return _newton_by_share(objective, H_inv, X_rows, target_rows, weights, rows)
 
 
-def _newton_setup(objective, H_inv, weights):
-    """The sum-form ``A^-1``, removal weights ``s`` and ``A^-1 q`` of all rows.
+def _newton_by_share(objective, H_inv, X_rows, target_rows, weights, rows):
+    """The Newton changes of the rows ``rows``, grouped by penalty share."""
+    s, _ = objective.removal_term(weights)
+    s_rows = s[rows]
+    out = np.empty((len(s_rows), objective.n_params))
+    for share, group in share_groups(s_rows, objective.n_params, H_inv):
+        columns, _, z = _inverse_columns(objective, H_inv, weights, share)
+        out[group] = _newton_rows(
+            objective,
+            columns,
+            z,
+            X_rows[group],
+            target_rows[group],
+            weights[rows][group],
+            s_rows[group],
+        )
+    return out
+
+
+#: A penalty whose share varies by row (a GLM with sample weights) has one
+#: ``A - s diag(lam)`` per distinct share: each a ``p x p`` solve, made up to
+#: this many shares and parameters.
+_MAX_SHARES = 8
+_MAX_SHARE_PARAMS = 1000
+
+
+def share_groups(s, n_params, inverse=None):
+    """``[(share, rows)]``: the rows that remove each penalty share ``s_i``.
+
+    One group when every row removes the same share (SGD; a GLM without
+    sample weights; 0 for a fixed penalty). With more distinct shares than
+    ``_MAX_SHARES``, more than ``_MAX_SHARE_PARAMS`` parameters, or a solver
+    for ``inverse`` (the QR path) instead of the dense ``H^-1``, one group of
+    share 0: the step then leaves out the penalty's share of curvature,
+    about ``w_i / W`` of it.
+    """
+    values = np.unique(s)
+    if inverse is not None and not isinstance(inverse, np.ndarray):
+        return [(0.0, slice(None))]
+    if values.size == 1:
+        return [(float(values[0]), slice(None))]
+    if values.size <= _MAX_SHARES and n_params <= _MAX_SHARE_PARAMS:
+        return [(float(v), np.flatnonzero(s == v)) for v in values]
+    return [(0.0, slice(None))]
+
+
+def _newton_setup(objective, H_inv, weights, share=0.0):
+    """The sum-form inverse, removal weights ``s`` and that inverse times ``q``.
 
     A data-dependent penalty loses the share ``s_i diag(lam)`` of its
-    curvature with row i. Where that share is the same for every row (SGD;
-    a GLM without sample weights), the inverse returned is the one of
-    ``A - s diag(lam)``, so that the Woodbury step with the row's data term is
-    exact. Shares that vary by row (a GLM with sample weights) keep ``A^-1``:
-    their step leaves out that part of the curvature, about ``w_i / W`` of the
-    penalty's.
+    curvature with row i, so the Hessian without the row is ``A - s_i
+    diag(lam)`` less the row's data term: the inverse returned is the one of
+    ``A - share diag(lam)`` (``A^-1`` for ``share=0``), and the Woodbury step
+    with the row's data term is exact for the rows of that share.
     """
     A_inv = H_inv / weights.sum()  # inverse of the sum-form Hessian
     s, q = objective.removal_term(weights)
-    share = s[0] if s.size else 0.0
-    if share != 0 and np.all(s == share):
+    if share != 0:
         # (A - s L)^-1 = (I - s A^-1 L)^-1 A^-1, with L = diag(lam).
         T = np.eye(A_inv.shape[0]) - share * A_inv * objective.penalty[None, :]
         A_inv = np.linalg.solve(T, A_inv)
@@ -327,7 +366,7 @@ def _newton_setup(objective, H_inv, weights):
     return A_inv, s, A_inv @ q
 
 
-def _inverse_columns(objective, inverse, weights):
+def _inverse_columns(objective, inverse, weights, share=0.0):
     """``f(X) -> [A^-1 (e_j kron xt_i) for each row, for j < K]`` and ``A^-1 q``.
 
     ``inverse``: the dense ``H^-1``, or a solver whose ``solve`` goes through
@@ -339,7 +378,7 @@ def _inverse_columns(objective, inverse, weights):
     K, b, d = objective.n_outputs, objective.block_size, objective.n_features
     fi = objective.fit_intercept
     if isinstance(inverse, np.ndarray):
-        A_inv, s, z = _newton_setup(objective, inverse, weights)
+        A_inv, s, z = _newton_setup(objective, inverse, weights, share)
 
         def columns(X):
             return [
@@ -474,17 +513,31 @@ def loo_own_outputs(objective, H_inv, X, target, weights, n_jobs=None):
     """
     K, b = objective.n_outputs, objective.block_size
     weights = np.asarray(weights, dtype=np.float64)
-    A_inv, s, z = _newton_setup(objective, H_inv, weights)
+    s, _ = objective.removal_term(weights)
+    # The inverse each row's step uses: one per penalty share (share_groups).
+    setups, share_of = [], np.zeros(len(s), dtype=np.intp)
+    for g, (share, group) in enumerate(share_groups(s, objective.n_params, H_inv)):
+        A_inv, _, z = _newton_setup(objective, H_inv, weights, share)
+        setups.append((A_inv, z))
+        share_of[group] = g
 
     def chunk(rows):
         # xt_i . delta_i[block k] = s_i Uz[i, k] + sum_j a_ij M[i, k, j]: the
         # (n, p) changes themselves are never formed.
-        Xc = X[rows]
-        M = _leverages(objective, A_inv, Xc)
-        eta, Uz, a = _newton_coefficients(
-            objective, z, Xc, target[rows], weights[rows], s[rows], M
-        )
-        return eta + s[rows, None] * Uz + np.einsum("nkj,nj->nk", M, a)
+        positions = np.arange(*rows.indices(len(s)))
+        groups = np.unique(share_of[rows])
+        out = np.empty((len(positions), K))
+        for g in groups:
+            mine = share_of[rows] == g
+            sub = rows if len(groups) == 1 else positions[mine]  # a view if one
+            A_inv, z = setups[g]
+            Xc = X[sub]
+            M = _leverages(objective, A_inv, Xc)
+            eta, Uz, a = _newton_coefficients(
+                objective, z, Xc, target[sub], weights[sub], s[sub], M
+            )
+            out[mine] = eta + s[sub, None] * Uz + np.einsum("nkj,nj->nk", M, a)
+        return out
 
     row_bytes = 8.0 * (K * b + X.shape[1] + 6 * K * K)
     return _per_row(chunk, X.shape[0], row_bytes, n_jobs, (K,))

@@ -123,6 +123,49 @@ def test_newton_loo_is_exact_for_least_squares_with_a_data_scaled_penalty(diabet
     )
 
 
+def test_newton_loo_is_exact_with_weights_of_a_few_values(diabetes):
+    # With sample weights each row removes its own share of the GLM's
+    # penalty: one inverse per distinct weight keeps the step exact.
+    from sklearn.linear_model import TweedieRegressor
+
+    from skinfluence.core import _formulas
+
+    X, y = diabetes
+    X, y = scale(X)[:300], y[:300]
+    sw = np.random.default_rng(1).choice([0.5, 1.0, 2.0], 300)
+    model = TweedieRegressor(
+        power=0, link="identity", alpha=0.5, solver="newton-cholesky", tol=1e-12
+    )
+    explainer = InfluenceExplainer(model).fit(X, y, sample_weight=sw)
+    result = validate_loo(
+        explainer,
+        X[:3],
+        y[:3],
+        n_remove=10,
+        n_random=5,
+        method="newton",
+        random_state=0,
+    )
+    scale_ = np.abs(result.table["actual"]).max()
+    np.testing.assert_allclose(
+        result.table["predicted"], result.table["actual"], rtol=1e-7, atol=1e-8 * scale_
+    )
+    # The held-out outputs group rows the same way: each row's own step.
+    backend = explainer.backend_
+    args = (backend.X_, backend.target_, backend.weights_)
+    own = _formulas.loo_own_outputs(
+        backend.objective_, backend.inverse_hessian(), *args
+    )
+    delta = _formulas.newton_parameter_changes(
+        backend.objective_, backend.inverse_hessian(), *args
+    )
+    theta = backend.objective_.theta
+    expected = np.c_[X, np.ones(300)] @ theta[:, None] + (
+        np.c_[X, np.ones(300)] * delta
+    ).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(own, expected, rtol=1e-10)
+
+
 def test_newton_loo_matches_statsmodels_dfbeta(diabetes):
     sm = pytest.importorskip("statsmodels.api")
     from statsmodels.stats.outliers_influence import OLSInfluence
