@@ -12,6 +12,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
+from sklearn.utils import _safe_indexing
 
 from .backends._base import check_test_labels
 from .utils._checks import (
@@ -101,13 +102,6 @@ def _error_positions(explainer, X_test, y_test, errors):
     if pos.size == 0:
         raise ValueError("No test row to explain: the model makes no error here.")
     return pos, y_test
-
-
-def _take_rows(X, positions):
-    """The rows ``positions`` of a DataFrame, array, sparse matrix or list."""
-    if hasattr(X, "iloc"):
-        return X.iloc[positions]
-    return X[positions] if hasattr(X, "shape") else np.asarray(X)[positions]
 
 
 def _check_group_labels(groups):
@@ -256,7 +250,7 @@ def explain_errors(
     check_explainer(explainer, "explain_errors")
     _check_params(n_rows, method)
     pos, y_test = _error_positions(explainer, X_test, y_test, errors)
-    X_err = _take_rows(X_test, pos)
+    X_err = _safe_indexing(X_test, pos)
     y_err = y_test[pos]
     if groups is not None:
         _check_group_labels(groups)

@@ -75,28 +75,31 @@ def refine(model, X, y, *, params="all", max_iter=500, tol=1e-10, verbose=0):
     yt = TorchInfluence._encode(spec, np.asarray(y))
     info = {}
     obj = TorchObjective(spec, names, Xt, yt)
+
     # Whitened by the Hessian where it is positive definite (up to 5000
     # parameters), L-BFGS sees a near-isotropic problem: on an Adam-trained
     # MLP it reached what plain L-BFGS missed in 2000 iterations. At a saddle,
     # plain L-BFGS first, then whitened from where it stopped.
-    basis = whitening_basis(obj)
-    plain_first = basis is None and obj.n_params <= WHITEN_MAX_PARAMS
-    for _ in range(2 if plain_first else 1):
+    def run(objective, basis):
         theta = minimise(
-            obj,
-            obj.theta,
+            objective,
+            objective.theta,
             max_iter=max_iter,
             tol=tol,
             basis=basis,
             verbose=verbose,
             info=info,
         )
-        _set_parameters(spec, obj, theta)
-        obj = TorchObjective(spec, names, Xt, yt)
-        if plain_first and basis is None:
-            basis = whitening_basis(obj)
-            if basis is None:
-                break
+        _set_parameters(spec, objective, theta)
+        return TorchObjective(spec, names, Xt, yt)
+
+    basis = whitening_basis(obj)
+    obj = run(obj, basis)
+    if basis is None and obj.n_params <= WHITEN_MAX_PARAMS:
+        # A saddle at the start: whitened from where plain L-BFGS stopped.
+        basis = whitening_basis(obj)
+        if basis is not None:
+            obj = run(obj, basis)
     gradient = obj.mean_gradient()
     largest = float(gradient.abs().max())
     single = obj.dtype == torch.float32

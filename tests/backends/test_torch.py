@@ -365,7 +365,7 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
-def _skorch_net(**kw):
+def _skorch_net(module=None, **kw):
     skorch = pytest.importorskip("skorch")
     params = dict(
         criterion=nn.CrossEntropyLoss,
@@ -378,7 +378,7 @@ def _skorch_net(**kw):
         verbose=0,
     )
     params.update(kw)
-    return skorch.NeuralNetClassifier(MLP, **params)
+    return skorch.NeuralNetClassifier(MLP if module is None else module, **params)
 
 
 def _wine():
@@ -609,18 +609,9 @@ def test_refine_reaches_a_minimum_an_adam_fit_stopped_short_of():
             return self.out(nn.functional.softplus(self.hidden(x)))
 
     torch.manual_seed(0)
-    skorch = pytest.importorskip("skorch")
-    net = skorch.NeuralNetClassifier(
-        Net,
-        criterion=nn.CrossEntropyLoss,
-        optimizer=torch.optim.Adam,
-        optimizer__weight_decay=1e-3,
-        lr=0.01,
-        max_epochs=20,
-        batch_size=64,
-        train_split=None,
-        verbose=0,
-    ).fit(X.astype(np.float32), y)
+    net = _skorch_net(Net, optimizer__weight_decay=1e-3, lr=0.01, max_epochs=20).fit(
+        X.astype(np.float32), y
+    )
     net.module_.double()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)

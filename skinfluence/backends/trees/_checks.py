@@ -91,8 +91,9 @@ def check_tree_model(model):
     if name in LGBM:
         _check_lgbm(name, params)
         if _is_fitted(model):  # the settings it used, whatever their alias
-            _check_lgbm_booster(name, lgbm_train_params(model))
-            _check_lgbm_categories(name, model, lgbm_train_params(model))
+            booster_params = lgbm_train_params(model)
+            _check_lgbm_booster(name, booster_params)
+            _check_lgbm_categories(name, model, booster_params)
     if name in XGB:
         _check_xgb(name, params)
         if _is_fitted(model):
